@@ -432,3 +432,33 @@ interner!(intern_unit:
     "mm[Hg]", "kPa", "/min", "kg", "g", "[lb_av]", "[oz_av]", "cm", "m", "mm", "[in_i]", "[ft_i]",
     "kg/m2", "Cel", "[degF]", "K", "%", "1", "mg/dL", "mmol/L", "{steps}",
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_table_is_consistent_and_nothing_is_dropped() {
+        let kinds = crate::builtin::kinds();
+        let n = kinds.len();
+        let cat = Catalog::new(kinds).expect("the built-in table must be consistent");
+        assert_eq!(cat.kinds().len(), n);
+        assert_eq!(Catalog::builtin().kinds().len(), n);
+    }
+
+    #[test]
+    fn interners_cover_every_builtin_string() {
+        for k in Catalog::builtin().kinds() {
+            assert_eq!(intern_kind(k.id.as_str()), Some(k.id.as_str()));
+            let specs = k.value.iter().chain(k.components.iter().map(|c| &c.value));
+            for spec in specs {
+                for u in &spec.units {
+                    assert_eq!(intern_unit(u.code.as_str()), Some(u.code.as_str()));
+                }
+            }
+            for c in &k.components {
+                assert_eq!(intern_component(c.id.as_str()), Some(c.id.as_str()));
+            }
+        }
+    }
+}
