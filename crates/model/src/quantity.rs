@@ -256,12 +256,14 @@ fn floor_log10(v: Decimal) -> i64 {
 /// Defined by exact decimals (`[lb_av]` → `kg` is `× 0.45359237`, `[degF]` → `Cel` is
 /// `(value − 32) × 5 ÷ 9`), so no binary floating point enters.
 ///
-/// **Rounding rule.** The exact result is rounded (half to even) to the input's decimal places
-/// plus `1 − floor(log10(factor))` more: enough to carry the input's absolute resolution in the
-/// new unit, plus one guard digit. A result that is exact with fewer places is never padded. With
-/// this rule a round trip A → B → A, rounded back to the input's places, returns the input exactly
-/// (tested by property tests), e.g. `150 [lb_av]` → `68.04 kg`, `98.7 [degF]` → `37.056 Cel`,
-/// `5.5 mmol/L` → `99.1 mg/dL`.
+/// **Rounding rule.** The result has exactly the input's decimal places plus
+/// `1 − floor(log10(factor))` more: enough to carry the input's absolute resolution in the new
+/// unit, plus one guard digit. The exact result is rounded half to even to that many places, or
+/// padded with zeros when it is exact with fewer (the scale is how a value carries its resolution
+/// into the next conversion). With this rule a round trip A → B → A, rounded back to the input's
+/// places, returns the input exactly (a property test checks every unit pair), e.g.
+/// `150 [lb_av]` → `68.04 kg`, `98.7 [degF]` → `37.056 Cel`, `5.5 mmol/L` → `99.1 mg/dL`,
+/// `1500 g` → `1.5000 kg`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Conversion {
@@ -336,11 +338,10 @@ fn round_for_factor(exact: Decimal, input_scale: u32, factor: Decimal) -> Option
     }
     let extra = 1 - floor_log10(factor.abs());
     let target = (i64::from(input_scale) + extra).clamp(0, 28) as u32;
-    if exact.scale() > target {
-        Some(exact.round_dp_with_strategy(target, RoundingStrategy::MidpointNearestEven))
-    } else {
-        Some(exact)
-    }
+    let mut v = exact.round_dp_with_strategy(target, RoundingStrategy::MidpointNearestEven);
+    // Pad an exact result too: the scale is how the value carries its resolution onwards.
+    v.rescale(target);
+    Some(v)
 }
 
 #[cfg(test)]
@@ -384,15 +385,15 @@ mod tests {
             numerator: d("5"),
             denominator: d("9"),
         };
-        assert_eq!(f.apply(d("98.6")).unwrap().to_string(), "37.0", "exact");
+        assert_eq!(f.apply(d("98.6")).unwrap().to_string(), "37.000", "padded");
         assert_eq!(f.apply(d("98.7")).unwrap().to_string(), "37.056");
-        assert_eq!(f.invert(d("37.0")).unwrap().to_string(), "98.6");
+        assert_eq!(f.invert(d("37.0")).unwrap().to_string(), "98.60");
         assert_eq!(f.invert(d("37.06")).unwrap().to_string(), "98.708");
         let g = Conversion::factor(d("0.001"));
         assert_eq!(
             g.apply(d("1500")).unwrap().to_string(),
-            "1.500",
-            "exact: not padded"
+            "1.5000",
+            "1 g resolution plus a guard digit"
         );
         assert!(Conversion::IDENTITY.apply(d("1.10")).unwrap().to_string() == "1.10");
     }

@@ -93,24 +93,24 @@ const CONVERSIONS: &[(&str, &str, &str, &str)] = &[
     ("body-weight", "83.9", "kg", "83.9"),
     ("body-weight", "185", "[lb_av]", "83.91"),
     ("body-weight", "185", "lbs", "83.91"),
-    ("body-weight", "3500", "g", "3.500"),
+    ("body-weight", "3500", "g", "3.5000"),
     ("body-weight", "112", "[oz_av]", "3.175"),
     ("body-height", "66.9", "[in_i]", "169.93"),
     ("body-height", "175.5", "cm", "175.5"),
     ("body-height", "1.80", "m", "180.0"),
-    ("body-height", "1800", "mm", "180.0"),
+    ("body-height", "1800", "mm", "180.00"),
     ("body-height", "6", "[ft_i]", "183"),
     ("body-height", "6.00", "ft", "182.88"),
     ("head-circumference", "20.2", "[in_i]", "51.31"),
     ("head-circumference", "51.2", "cm", "51.2"),
     ("head-circumference", "0.512", "m", "51.20"),
-    ("head-circumference", "512", "mm", "51.2"),
+    ("head-circumference", "512", "mm", "51.20"),
     ("head-circumference", "1.5", "[ft_i]", "45.7"),
     ("body-temperature", "36.5", "Cel", "36.5"),
-    ("body-temperature", "98.6", "[degF]", "37.0"),
-    ("body-temperature", "101.3", "°F", "38.5"),
+    ("body-temperature", "98.6", "[degF]", "37.000"),
+    ("body-temperature", "101.3", "°F", "38.500"),
     ("body-temperature", "101.2", "°F", "38.444"),
-    ("body-temperature", "310.15", "K", "37.00"),
+    ("body-temperature", "310.15", "K", "37.000"),
     ("blood-pressure.systolic", "120", "mmHg", "120"),
     ("blood-pressure.systolic", "16.0", "kPa", "120.01"),
     ("blood-pressure.diastolic", "10.7", "kPa", "80.26"),
@@ -184,10 +184,10 @@ fn converts_between_non_canonical_units() {
     let got = spec
         .convert(&q("1000", "g"), "[lb_av]", "body-weight")
         .unwrap();
-    assert_eq!(got.to_string(), "2.2046 [lb_av]");
+    assert_eq!(got.to_string(), "2.20462 [lb_av]");
     let temp = spec_of(Catalog::builtin(), "body-temperature");
     let got = temp.convert(&q("37.0", "Cel"), "[degF]", "t").unwrap();
-    assert_eq!(got.to_string(), "98.6 [degF]");
+    assert_eq!(got.to_string(), "98.60 [degF]");
 }
 
 #[test]

@@ -10,6 +10,14 @@ use healthanalyzer_model::{
 };
 use proptest::prelude::*;
 
+/// The number of cases: `PROPTEST_CASES` when set (for a long soak), else `default`.
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Every (name, spec) of the built-in catalog: kinds and panel components.
 fn specs() -> Vec<(String, &'static ValueSpec)> {
     let mut out = Vec::new();
@@ -29,7 +37,7 @@ fn decimal() -> impl Strategy<Value = Decimal> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(2000)))]
 
     /// A → B → A, rounded back to the input's decimal places, is the input, for every pair of
     /// units of every kind.
@@ -323,7 +331,7 @@ fn plausible_in(spec: &ValueSpec, frac: u32, unit_idx: usize, name: &str) -> Qua
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(1000))]
+    #![proptest_config(ProptestConfig::with_cases(cases(1000)))]
 
     /// Plausible measurements of every kind, in any accepted unit, validate and normalise to the
     /// canonical unit with the recorded quantity kept.
