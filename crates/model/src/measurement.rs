@@ -430,7 +430,9 @@ impl Provenance {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Observed {
-    /// The quantity (in the kind's canonical unit once normalised).
+    /// The quantity (in the kind's canonical unit once normalised). Serialised inline:
+    /// `{"value": "83.91", "unit": "kg", "original": {…}}`.
+    #[cfg_attr(feature = "serde", serde(flatten))]
     pub quantity: Quantity,
     /// The quantity as the source recorded it, when normalisation converted it.
     #[cfg_attr(
