@@ -462,7 +462,7 @@ pub enum ComponentValue {
     Absent(AbsentReason),
 }
 
-/// One component of a panel (systolic 120 mm[Hg]).
+/// One component of a panel (systolic 120 `mm[Hg]`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Component {
@@ -491,7 +491,7 @@ impl Value {
         Self::Quantity(Quantity::new(value, unit).into())
     }
 
-    /// A blood-pressure panel in mm[Hg].
+    /// A blood-pressure panel in `mm[Hg]`.
     pub fn blood_pressure(systolic: Decimal, diastolic: Decimal) -> Self {
         let c = |id: &'static str, v| Component {
             id: ComponentId::from_static(id),
