@@ -119,6 +119,9 @@ static_str_newtype!(
 );
 
 /// A value with its UCUM unit.
+///
+/// Equality compares values numerically (`Decimal`'s `==`: `107.50 == 107.5`) and units by code;
+/// compare `value.to_string()` or `value.scale()` too where the written precision matters.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Quantity {

@@ -1,0 +1,75 @@
+//! The crate's error type, with kinds portable across backends.
+
+/// Result alias with this crate's [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed error from a backend driver.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong in a store. The variants are the same for every backend, so a caller can
+/// act on them without knowing which database is behind the trait.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The thing asked for does not exist.
+    #[error("not found: {what}")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The write conflicts with the stored state (e.g. a version check failed).
+    #[error("conflict: {reason}")]
+    Conflict {
+        /// Why.
+        reason: String,
+    },
+    /// The store cannot be reached or is busy. Retry later when `retryable`.
+    #[error("store unavailable ({}): {reason}", if *retryable { "retry later" } else { "check the configuration" })]
+    Unavailable {
+        /// Why.
+        reason: String,
+        /// Whether retrying the same call can succeed.
+        retryable: bool,
+        /// The driver's error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The input was rejected; nothing was written.
+    #[error("invalid input: {field}: {reason}")]
+    InvalidInput {
+        /// The field or parameter at fault.
+        field: String,
+        /// What is wrong and what would be accepted.
+        reason: String,
+    },
+    /// Any other backend failure.
+    #[error("{backend} store error: {source}")]
+    Backend {
+        /// The backend (`sqlite`, `postgres`, …).
+        backend: &'static str,
+        /// The driver's error.
+        #[source]
+        source: BoxError,
+    },
+}
+
+impl Error {
+    /// An [`Error::InvalidInput`].
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// True when retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unavailable {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}

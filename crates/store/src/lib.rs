@@ -1,0 +1,65 @@
+//! Storage traits of [Health Analyzer](https://github.com/os2health/health-analyzer).
+//!
+//! A store keeps measurements and each source's sync checkpoint. This crate is light (no database
+//! driver, no runtime): it holds the [`MeasurementStore`] trait and its contract, the query and
+//! page types, an in-memory store ([`MemoryStore`]), and, behind the `testkit` feature, the
+//! **conformance kit** that every implementation runs, ours (memory, SQLite, PostgreSQL) and
+//! yours.
+//!
+//! # Quick start
+//!
+//! ```
+//! use healthanalyzer_model::{DateTime, Identifier, Measurement, Provenance, Value, parse_decimal};
+//! use healthanalyzer_store::{Checkpoint, Filter, MemoryStore, MeasurementStore, Query};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = MemoryStore::new();
+//! let m = Measurement::new(
+//!     Provenance::new("scale", "r1"),
+//!     Identifier::local("p1"),
+//!     "body-weight",
+//!     Value::quantity(parse_decimal("72.40")?, "kg"),
+//!     DateTime::parse("2024-03-31T08:15:00+02:00")?,
+//! );
+//! // The batch and the source's cursor are stored together, or not at all.
+//! store.write(&[m.clone()], Some(&Checkpoint::new("scale", "offset=1"))).await?;
+//! // A replay changes nothing.
+//! assert_eq!(store.write(&[m.clone()], None).await?.unchanged, 1);
+//!
+//! let page = store.query(&Query::new(Filter::subject(Identifier::local("p1")), 100)).await?;
+//! assert_eq!(page.items, vec![m]);
+//! # Ok(()) }
+//! # fn main() { let _ = demo; }
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `testkit`: the [`testkit`] module, public `async fn`s taking `&dyn MeasurementStore`, plus
+//!   `run_all`.
+//!
+//! # Implementing the trait
+//!
+//! Implement the eight required methods of [`MeasurementStore`], honouring the contract written
+//! on the trait; conveniences come from [`MeasurementStoreExt`] for free. Then, in your tests:
+//!
+//! ```ignore
+//! #[tokio::test]
+//! async fn conformance() {
+//!     let store = MyStore::open_temp().await.unwrap();
+//!     healthanalyzer_store::testkit::run_all(&store).await;
+//! }
+//! ```
+
+#![warn(missing_docs)]
+
+mod error;
+mod memory;
+mod query;
+mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use error::{BoxError, Error, Result};
+pub use memory::MemoryStore;
+pub use query::{Filter, Order, Page, PageToken, Query, SortKey};
+pub use store::{Checkpoint, MeasurementStore, MeasurementStoreExt, WriteSummary, check_batch};
