@@ -34,7 +34,7 @@
 //!
 //! # Feature flags
 //!
-//! - `testkit`: the [`testkit`] module, public `async fn`s taking `&dyn MeasurementStore`, plus
+//! - `testkit`: the `testkit` module, public `async fn`s taking `&dyn MeasurementStore`, plus
 //!   `run_all`.
 //!
 //! # Implementing the trait

@@ -59,7 +59,7 @@ pub struct WriteSummary {
 /// - **Retries are the caller's.** A store does not retry by itself; it reports
 ///   [`Error::Unavailable`] with `retryable` and the caller (the sync engine) backs off.
 ///
-/// Run [`testkit::run_all`](crate::testkit::run_all) (feature `testkit`) against your
+/// Run `testkit::run_all` (feature `testkit`) against your
 /// implementation to check all of this.
 #[async_trait]
 pub trait MeasurementStore: Debug + Send + Sync + 'static {
