@@ -30,6 +30,14 @@ fn m(kind: &str, value: Value) -> Measurement {
     )
 }
 
+/// A component with a quantity.
+fn component(id: &str, value: &str, unit: &str) -> Component {
+    Component {
+        id: ComponentId::new(id),
+        value: ComponentValue::Quantity(Quantity::new(d(value), unit).into()),
+    }
+}
+
 /// The issues as (field, reason fragment) for compact assertions.
 fn issues(result: Result<(), Error>) -> Vec<(String, String)> {
     match result {
@@ -43,14 +51,17 @@ fn issues(result: Result<(), Error>) -> Vec<(String, String)> {
     }
 }
 
-fn assert_issue(result: Result<(), Error>, field: &str, fragment: &str) {
-    let found = issues(result);
+fn assert_has(found: &[(String, String)], field: &str, fragment: &str) {
     assert!(
         found
             .iter()
             .any(|(f, r)| f == field && r.contains(fragment)),
         "expected {field}: …{fragment}… in {found:?}"
     );
+}
+
+fn assert_issue(result: Result<(), Error>, field: &str, fragment: &str) {
+    assert_has(&issues(result), field, fragment);
 }
 
 #[test]
@@ -100,24 +111,9 @@ fn the_implausible_312_over_315_reading_is_rejected_on_every_count() {
         Value::blood_pressure(d("312"), d("315")),
     ));
     let found = issues(r);
-    assert!(
-        found
-            .iter()
-            .any(|(f, r)| f == "value.systolic" && r.contains("plausible range 40 to 300")),
-        "{found:?}"
-    );
-    assert!(
-        found
-            .iter()
-            .any(|(f, r)| f == "value.diastolic" && r.contains("plausible range 20 to 200")),
-        "{found:?}"
-    );
-    assert!(
-        found
-            .iter()
-            .any(|(f, r)| f == "value.systolic" && r.contains("greater than diastolic")),
-        "{found:?}"
-    );
+    assert_has(&found, "value.systolic", "plausible range 40 to 300");
+    assert_has(&found, "value.diastolic", "plausible range 20 to 200");
+    assert_has(&found, "value.systolic", "greater than diastolic");
 }
 
 #[test]
@@ -129,14 +125,8 @@ fn systolic_not_above_diastolic() {
     assert_issue(r, "value.systolic", "must be greater than diastolic");
     // Compared in the canonical unit: 16 kPa (120 mm[Hg]) over 80 mm[Hg] is fine.
     let mixed = Value::Components(vec![
-        Component {
-            id: ComponentId::new("systolic"),
-            value: ComponentValue::Quantity(Quantity::new(d("16.0"), "kPa").into()),
-        },
-        Component {
-            id: ComponentId::new("diastolic"),
-            value: ComponentValue::Quantity(Quantity::new(d("80"), "mm[Hg]").into()),
-        },
+        component("systolic", "16.0", "kPa"),
+        component("diastolic", "80", "mm[Hg]"),
     ]);
     assert_eq!(
         issues(validator().validate(&m("blood-pressure", mixed))),
@@ -146,10 +136,7 @@ fn systolic_not_above_diastolic() {
 
 #[test]
 fn missing_unknown_and_repeated_components() {
-    let only_systolic = Value::Components(vec![Component {
-        id: ComponentId::new("systolic"),
-        value: ComponentValue::Quantity(Quantity::new(d("120"), "mm[Hg]").into()),
-    }]);
+    let only_systolic = Value::Components(vec![component("systolic", "120", "mm[Hg]")]);
     assert_issue(
         validator().validate(&m("blood-pressure", only_systolic)),
         "value.diastolic",
@@ -157,10 +144,7 @@ fn missing_unknown_and_repeated_components() {
     );
     // A data-absent reason counts as present (the HL7 blood-pressure-dar example).
     let dar = Value::Components(vec![
-        Component {
-            id: ComponentId::new("systolic"),
-            value: ComponentValue::Quantity(Quantity::new(d("109"), "mm[Hg]").into()),
-        },
+        component("systolic", "109", "mm[Hg]"),
         Component {
             id: ComponentId::new("diastolic"),
             value: ComponentValue::Absent(AbsentReason::NotPerformed),
@@ -179,18 +163,8 @@ fn missing_unknown_and_repeated_components() {
         });
     }
     let found = issues(validator().validate(&m("blood-pressure", odd)));
-    assert!(
-        found
-            .iter()
-            .any(|(f, r)| f == "value.systolic" && r.contains("more than once")),
-        "{found:?}"
-    );
-    assert!(
-        found
-            .iter()
-            .any(|(f, r)| f == "value.pulse" && r.contains("not a component")),
-        "{found:?}"
-    );
+    assert_has(&found, "value.systolic", "more than once");
+    assert_has(&found, "value.pulse", "not a component");
 }
 
 #[test]
@@ -257,12 +231,7 @@ fn unknown_kind_and_mismatched_id() {
     meas.id = MeasurementId::from_source("other", "r1");
     let found = issues(validator().validate(&meas));
     assert!(found.iter().any(|(f, _)| f == "kind"), "{found:?}");
-    assert!(
-        found
-            .iter()
-            .any(|(f, r)| f == "id" && r.contains("provenance")),
-        "{found:?}"
-    );
+    assert_has(&found, "id", "provenance");
 }
 
 #[test]
