@@ -1,8 +1,8 @@
 //! Storage traits of [Health Analyzer](https://github.com/os2health/health-analyzer).
 //!
-//! A store keeps measurements and each source's sync checkpoint. This crate is light (no database
-//! driver, no runtime): it holds the [`MeasurementStore`] trait and its contract, the query and
-//! page types, an in-memory store ([`MemoryStore`]), and, behind the `testkit` feature, the
+//! A store keeps measurements, each source's sync checkpoint and subjects' demographics. This crate
+//! is light (no database driver, no runtime): it holds the [`MeasurementStore`] and
+//! [`SubjectStore`] traits with their contracts ([`Store`] is both), the query and page types, an in-memory store ([`MemoryStore`]), and, behind the `testkit` feature, the
 //! **conformance kit** that every implementation runs, ours (memory, SQLite, PostgreSQL) and
 //! yours.
 //!
@@ -56,6 +56,7 @@ mod error;
 mod memory;
 mod query;
 mod store;
+mod subject;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -63,3 +64,4 @@ pub use error::{BoxError, Error, Result};
 pub use memory::MemoryStore;
 pub use query::{Filter, Order, Page, PageToken, Query, SortKey};
 pub use store::{Checkpoint, MeasurementStore, MeasurementStoreExt, WriteSummary, check_batch};
+pub use subject::{Store, SubjectStore, check_subjects, identifier_key, parse_identifier_key};

@@ -5,20 +5,24 @@ use std::ops::Bound;
 use std::sync::RwLock;
 
 use async_trait::async_trait;
-use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId};
+use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 
 use crate::error::{Error, Result};
 use crate::query::{Filter, Order, Page, PageToken, Query, SortKey};
 use crate::store::{Checkpoint, MeasurementStore, WriteSummary, check_batch};
+use crate::subject::{SubjectStore, check_subjects};
 
 #[derive(Debug, Default)]
 struct State {
     rows: HashMap<MeasurementId, Measurement>,
     order: BTreeMap<SortKey, MeasurementId>,
     checkpoints: HashMap<String, Checkpoint>,
+    subjects: HashMap<Identifier, Subject>,
+    /// Every identifier of a stored subject -> its primary identifier.
+    aliases: HashMap<Identifier, Identifier>,
 }
 
-/// A [`MeasurementStore`] in memory. Every call is atomic under one lock; nothing survives the
+/// A [`MeasurementStore`] and [`SubjectStore`] in memory. Every call is atomic under one lock; nothing survives the
 /// process.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -199,5 +203,67 @@ impl MeasurementStore for MemoryStore {
 
     async fn checkpoint(&self, source_id: &str) -> Result<Option<Checkpoint>> {
         Ok(self.read()?.checkpoints.get(source_id).cloned())
+    }
+}
+
+#[async_trait]
+impl SubjectStore for MemoryStore {
+    async fn put_subjects(&self, subjects: &[Subject]) -> Result<WriteSummary> {
+        check_subjects(subjects)?;
+        let mut st = self.write_lock()?;
+        let rewritten: std::collections::HashSet<&Identifier> =
+            subjects.iter().map(|s| &s.id).collect();
+        for (i, s) in subjects.iter().enumerate() {
+            for alias in std::iter::once(&s.id).chain(&s.other_ids) {
+                if let Some(owner) = st.aliases.get(alias)
+                    && *owner != s.id
+                    && !rewritten.contains(owner)
+                {
+                    return Err(Error::Conflict {
+                        reason: format!(
+                            "subjects[{i}]: identifier {} belongs to another stored subject; nothing was written",
+                            alias.redacted()
+                        ),
+                    });
+                }
+            }
+        }
+        let mut summary = WriteSummary::default();
+        for s in subjects {
+            match st.subjects.insert(s.id.clone(), s.clone()) {
+                None => summary.inserted += 1,
+                Some(old) if old == *s => summary.unchanged += 1,
+                Some(old) => {
+                    summary.updated += 1;
+                    for alias in std::iter::once(&old.id).chain(&old.other_ids) {
+                        st.aliases.remove(alias);
+                    }
+                }
+            }
+            for alias in std::iter::once(&s.id).chain(&s.other_ids) {
+                st.aliases.insert(alias.clone(), s.id.clone());
+            }
+        }
+        Ok(summary)
+    }
+
+    async fn subject(&self, id: &Identifier) -> Result<Option<Subject>> {
+        let st = self.read()?;
+        Ok(st
+            .aliases
+            .get(id)
+            .and_then(|primary| st.subjects.get(primary))
+            .cloned())
+    }
+
+    async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
+        let mut st = self.write_lock()?;
+        let Some(old) = st.subjects.remove(id) else {
+            return Ok(false);
+        };
+        for alias in std::iter::once(&old.id).chain(&old.other_ids) {
+            st.aliases.remove(alias);
+        }
+        Ok(true)
     }
 }

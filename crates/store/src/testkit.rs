@@ -5,7 +5,8 @@
 //! Every check needs only **a working store**: it writes under its own fresh subject and source
 //! ids (a per-call nonce), so checks can share one store, and a store that already holds data
 //! (a shared PostgreSQL database) works too. Rows are left behind for inspection.
-//! [`run_all`] runs every check.
+//! [`run_all`] runs every measurement check; [`run_subject_checks`] the checks of a
+//! [`SubjectStore`].
 
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +19,9 @@ use healthanalyzer_model::{
 
 use crate::{
     Checkpoint, Error, Filter, MeasurementStore, MeasurementStoreExt, Order, PageToken, Query,
-    SortKey,
+    SortKey, SubjectStore,
 };
+use healthanalyzer_model::{Gender, HumanName, Subject};
 
 /// A fresh namespace for one check: `kit-<name>-<nonce>`.
 fn ns(name: &str) -> String {
@@ -65,7 +67,13 @@ fn dec(s: &str) -> healthanalyzer_model::Decimal {
     parse_decimal(s).unwrap_or_default()
 }
 
-/// Runs every check.
+/// Runs every check of a [`SubjectStore`].
+pub async fn run_subject_checks(store: &dyn SubjectStore) {
+    subjects_found_by_any_identifier(store).await;
+    subject_identifiers_are_unique(store).await;
+}
+
+/// Runs every measurement check.
 pub async fn run_all(store: &dyn MeasurementStore) {
     upsert_is_idempotent(store).await;
     batch_and_checkpoint_are_atomic(store).await;
@@ -519,4 +527,119 @@ pub async fn large_batch(store: &dyn MeasurementStore, n: i64) {
     assert_eq!(store.count(&f).await.expect("count"), n as u64);
     let last = store.get(&batch[batch.len() - 1].id).await.expect("get");
     assert_eq!(last.as_ref(), batch.last());
+}
+
+fn subject(primary: &str, others: &[&str]) -> Subject {
+    let mut s = Subject::new(Identifier::new("urn:oid:1.2.208.176.1.2", primary));
+    s.other_ids = others
+        .iter()
+        .map(|o| Identifier::new("urn:kit:other", *o))
+        .collect();
+    s.name = Some(HumanName {
+        family: Some("Ærø-Ødegård".into()),
+        given: vec!["Åse".into(), "Marie".into()],
+        text: None,
+    });
+    s.gender = Some(Gender::Female);
+    s.birth_date = Some(DateTime::parse("1950-02").expect("date"));
+    s.time_zone = Some("Europe/Copenhagen".into());
+    s
+}
+
+/// A subject reads back exactly, by its primary identifier and by each other identifier; an
+/// update replaces it (and its identifiers); delete removes it.
+pub async fn subjects_found_by_any_identifier(store: &dyn SubjectStore) {
+    let (p, o1, o2) = (ns("subj-p"), ns("subj-o1"), ns("subj-o2"));
+    let s = subject(&p, &[&o1, &o2]);
+    let w = store
+        .put_subjects(std::slice::from_ref(&s))
+        .await
+        .expect("put");
+    assert_eq!((w.inserted, w.updated, w.unchanged), (1, 0, 0), "{w:?}");
+    let w = store
+        .put_subjects(std::slice::from_ref(&s))
+        .await
+        .expect("replay");
+    assert_eq!((w.inserted, w.updated, w.unchanged), (0, 0, 1), "{w:?}");
+    for id in std::iter::once(&s.id).chain(&s.other_ids) {
+        let got = store.subject(id).await.expect("subject");
+        assert_eq!(got.as_ref(), Some(&s), "lookup by {}", id.redacted());
+        assert_eq!(format!("{got:?}"), format!("{:?}", Some(&s)));
+    }
+    assert_eq!(
+        store
+            .subject(&Identifier::new("urn:kit:other", ns("nobody")))
+            .await
+            .expect("subject"),
+        None
+    );
+    // Same value, other system: another identifier.
+    assert_eq!(
+        store
+            .subject(&Identifier::local(&p))
+            .await
+            .expect("subject"),
+        None
+    );
+    let mut moved = s.clone();
+    moved.other_ids.truncate(1);
+    moved.gender = Some(Gender::Other);
+    let w = store.put_subjects(&[moved.clone()]).await.expect("update");
+    assert_eq!(w.updated, 1, "{w:?}");
+    assert_eq!(
+        store.subject(&s.other_ids[1]).await.expect("subject"),
+        None,
+        "an identifier removed by an update no longer finds the subject"
+    );
+    assert_eq!(
+        store.subject(&s.other_ids[0]).await.expect("subject"),
+        Some(moved.clone())
+    );
+    assert!(store.delete_subject(&s.id).await.expect("delete"));
+    assert!(!store.delete_subject(&s.id).await.expect("delete again"));
+    assert_eq!(store.subject(&s.other_ids[0]).await.expect("subject"), None);
+}
+
+/// An identifier belongs to one subject: a batch or a write that would share one fails with
+/// [`Error::Conflict`] and writes nothing.
+pub async fn subject_identifiers_are_unique(store: &dyn SubjectStore) {
+    let (a, b, shared, c) = (ns("uniq-a"), ns("uniq-b"), ns("uniq-shared"), ns("uniq-c"));
+    let first = subject(&a, &[&shared]);
+    store
+        .put_subjects(std::slice::from_ref(&first))
+        .await
+        .expect("put");
+    let thief = subject(&b, &[&shared]);
+    let bystander = subject(&c, &[]);
+    let err = store
+        .put_subjects(&[bystander.clone(), thief.clone()])
+        .await
+        .expect_err("an identifier of another subject must be refused");
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert_eq!(
+        store.subject(&bystander.id).await.expect("subject"),
+        None,
+        "a refused batch writes nothing"
+    );
+    assert_eq!(
+        store.subject(&thief.other_ids[0]).await.expect("subject"),
+        Some(first.clone())
+    );
+    let x = ns("x");
+    let err = store
+        .put_subjects(&[subject(&c, &[&x]), subject(&ns("d"), &[&x])])
+        .await
+        .expect_err("two subjects of one batch sharing an identifier");
+    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    // Handing an identifier over within one batch is fine.
+    let mut released = first.clone();
+    released.other_ids.clear();
+    store
+        .put_subjects(&[released, thief.clone()])
+        .await
+        .expect("hand over");
+    assert_eq!(
+        store.subject(&thief.other_ids[0]).await.expect("subject"),
+        Some(thief)
+    );
 }

@@ -6,4 +6,5 @@ use healthanalyzer_store::{MemoryStore, testkit};
 async fn memory_store_passes_the_conformance_kit() {
     let store = MemoryStore::new();
     testkit::run_all(&store).await;
+    testkit::run_subject_checks(&store).await;
 }

@@ -1,0 +1,141 @@
+//! Subjects (patients): demographics, looked up by any of their identifiers.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use healthanalyzer_model::{Identifier, Subject};
+
+use crate::error::{Error, Result};
+use crate::store::{MeasurementStore, WriteSummary};
+
+/// Stores subjects (the demographics behind a FHIR Patient), keyed by their primary identifier and
+/// found by any of their identifiers.
+///
+/// # Contract
+/// - **Upsert by primary id** ([`Subject::id`]): writing a subject whose primary id is stored
+///   replaces it; identical content changes nothing. A batch is atomic.
+/// - **One person per identifier.** An identifier (primary or in `other_ids`) belongs to at most
+///   one stored subject; a write that would give an identifier to a second subject fails with
+///   [`Error::Conflict`] and writes nothing.
+/// - **Exactness**, **no unbounded blocking** and **retries are the caller's**, as on
+///   [`MeasurementStore`].
+///
+/// Measurements refer to a subject by identifier only; a store keeps measurements whose subject
+/// it has no record of (a sync often brings measurements before demographics).
+#[async_trait]
+pub trait SubjectStore: Debug + Send + Sync + 'static {
+    /// Upserts subjects, atomically.
+    async fn put_subjects(&self, subjects: &[Subject]) -> Result<WriteSummary>;
+
+    /// The subject that has `id` as its primary identifier or among its other identifiers.
+    async fn subject(&self, id: &Identifier) -> Result<Option<Subject>>;
+
+    /// Deletes the subject with this primary identifier (not its measurements); returns whether
+    /// it existed.
+    async fn delete_subject(&self, id: &Identifier) -> Result<bool>;
+}
+
+/// Both traits: what a server or a pipeline opens from a URL. Implemented for every type that
+/// implements both, so `Arc<dyn Store>` is the usual handle; it upcasts to either trait.
+pub trait Store: MeasurementStore + SubjectStore {}
+
+impl<T: MeasurementStore + SubjectStore + ?Sized> Store for T {}
+
+/// Checks a subject batch for identifiers shared between two different subjects of the batch.
+pub fn check_subjects(subjects: &[Subject]) -> Result<()> {
+    let mut owner: std::collections::HashMap<&Identifier, &Identifier> =
+        std::collections::HashMap::new();
+    for (i, s) in subjects.iter().enumerate() {
+        for alias in std::iter::once(&s.id).chain(&s.other_ids) {
+            if let Some(prev) = owner.insert(alias, &s.id)
+                && *prev != s.id
+            {
+                return Err(Error::Conflict {
+                    reason: format!(
+                        "subjects[{i}] shares an identifier ({}) with another subject of the batch; nothing was written",
+                        alias.redacted()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A text key for an identifier, for databases: unambiguous, and decodable with
+/// [`parse_identifier_key`]. `None` systems encode as `-value`; others as `+system|value` with
+/// `\` and `|` in the system escaped by `\`.
+pub fn identifier_key(id: &Identifier) -> String {
+    match &id.system {
+        None => format!("-{}", id.value),
+        Some(system) => {
+            let mut key = String::with_capacity(system.len() + id.value.len() + 2);
+            key.push('+');
+            for c in system.chars() {
+                if c == '\\' || c == '|' {
+                    key.push('\\');
+                }
+                key.push(c);
+            }
+            key.push('|');
+            key.push_str(&id.value);
+            key
+        }
+    }
+}
+
+/// Decodes a key made by [`identifier_key`]; `None` for text that is not such a key.
+pub fn parse_identifier_key(key: &str) -> Option<Identifier> {
+    if let Some(value) = key.strip_prefix('-') {
+        return Some(Identifier {
+            system: None,
+            value: value.to_string(),
+        });
+    }
+    let rest = key.strip_prefix('+')?;
+    let mut system = String::new();
+    let mut chars = rest.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => system.push(chars.next()?.1),
+            '|' => {
+                return Some(Identifier {
+                    system: Some(system),
+                    value: rest[i + 1..].to_string(),
+                });
+            }
+            c => system.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifier_keys_round_trip_and_never_collide() {
+        let ids = [
+            Identifier::local("a|b"),
+            Identifier::new("a", "b"),
+            Identifier::new("a|b", ""),
+            Identifier::new("", "a|b"),
+            Identifier::new("x\\", "|y"),
+            Identifier::new("x", "\\|y"),
+            Identifier::local(""),
+            Identifier::new("", ""),
+        ];
+        let keys: Vec<String> = ids.iter().map(identifier_key).collect();
+        for (id, key) in ids.iter().zip(&keys) {
+            assert_eq!(parse_identifier_key(key).as_ref(), Some(id), "{key}");
+        }
+        let mut unique = keys.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), keys.len(), "{keys:?}");
+        for bad in ["", "x", "+abc", "+a\\"] {
+            assert_eq!(parse_identifier_key(bad), None, "{bad}");
+        }
+    }
+}
