@@ -235,9 +235,7 @@ impl SubjectStore for MemoryStore {
                 Some(old) if old == *s => summary.unchanged += 1,
                 Some(old) => {
                     summary.updated += 1;
-                    for alias in std::iter::once(&old.id).chain(&old.other_ids) {
-                        st.aliases.remove(alias);
-                    }
+                    release_aliases(&mut st.aliases, &old);
                 }
             }
             for alias in std::iter::once(&s.id).chain(&s.other_ids) {
@@ -261,9 +259,17 @@ impl SubjectStore for MemoryStore {
         let Some(old) = st.subjects.remove(id) else {
             return Ok(false);
         };
-        for alias in std::iter::once(&old.id).chain(&old.other_ids) {
-            st.aliases.remove(alias);
-        }
+        release_aliases(&mut st.aliases, &old);
         Ok(true)
+    }
+}
+
+/// Removes the identifiers of `old` that still point at it (an earlier subject of the same batch
+/// may have taken one over).
+fn release_aliases(aliases: &mut HashMap<Identifier, Identifier>, old: &Subject) {
+    for alias in std::iter::once(&old.id).chain(&old.other_ids) {
+        if aliases.get(alias) == Some(&old.id) {
+            aliases.remove(alias);
+        }
     }
 }

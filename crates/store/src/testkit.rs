@@ -631,15 +631,33 @@ pub async fn subject_identifiers_are_unique(store: &dyn SubjectStore) {
         .await
         .expect_err("two subjects of one batch sharing an identifier");
     assert!(matches!(err, Error::Conflict { .. }), "{err}");
-    // Handing an identifier over within one batch is fine.
+    // Handing an identifier over within one batch is fine, in either order.
     let mut released = first.clone();
     released.other_ids.clear();
     store
-        .put_subjects(&[released, thief.clone()])
+        .put_subjects(&[thief.clone(), released.clone()])
         .await
         .expect("hand over");
     assert_eq!(
         store.subject(&thief.other_ids[0]).await.expect("subject"),
-        Some(thief)
+        Some(thief.clone())
+    );
+    assert_eq!(
+        store.subject(&first.id).await.expect("subject"),
+        Some(released.clone())
+    );
+    store
+        .put_subjects(&[released, first.clone()])
+        .await
+        .expect_err("taking it back while the other subject still holds it");
+    let mut thief_released = thief.clone();
+    thief_released.other_ids.clear();
+    store
+        .put_subjects(&[first.clone(), thief_released])
+        .await
+        .expect("hand back");
+    assert_eq!(
+        store.subject(&thief.other_ids[0]).await.expect("subject"),
+        Some(first)
     );
 }

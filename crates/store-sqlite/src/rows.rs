@@ -1,0 +1,170 @@
+//! Measurements and subjects as rows, and queries as SQL.
+
+use std::ops::Bound;
+
+use healthanalyzer_model::jiff::Timestamp;
+use healthanalyzer_model::{Measurement, MeasurementId, Subject};
+use healthanalyzer_store::{Filter, Order, Result, SortKey, identifier_key};
+use rusqlite::types::Value;
+
+use crate::error::bad_row;
+
+const NANOS: i128 = 1_000_000_000;
+
+/// `(t_s, t_ns)` of an instant in nanoseconds: floor division, so the pair sorts like the
+/// instant. Every instant jiff represents fits.
+pub(crate) fn split_nanos(nanos: i128) -> (i64, i64) {
+    (
+        i64::try_from(nanos.div_euclid(NANOS)).unwrap_or(i64::MAX),
+        nanos.rem_euclid(NANOS) as i64,
+    )
+}
+
+pub(crate) fn id_bytes(id: &MeasurementId) -> [u8; 16] {
+    id.as_uuid().as_u128().to_be_bytes()
+}
+
+/// The columns of a measurement, ready to bind.
+pub(crate) struct Row {
+    pub(crate) id: [u8; 16],
+    pub(crate) subject: String,
+    pub(crate) kind: String,
+    pub(crate) t_s: i64,
+    pub(crate) t_ns: i64,
+    pub(crate) body: String,
+}
+
+impl Row {
+    pub(crate) fn of(m: &Measurement) -> Result<Self> {
+        let (t_s, t_ns) = split_nanos(m.effective.instant().as_nanosecond());
+        Ok(Self {
+            id: id_bytes(&m.id),
+            subject: identifier_key(&m.subject),
+            kind: m.kind.as_str().to_string(),
+            t_s,
+            t_ns,
+            body: serde_json::to_string(m).map_err(|e| {
+                healthanalyzer_store::Error::invalid(
+                    "measurement",
+                    format!("cannot be encoded: {e}"),
+                )
+            })?,
+        })
+    }
+}
+
+pub(crate) fn decode(body: &str) -> Result<Measurement> {
+    serde_json::from_str(body).map_err(|e| bad_row("measurement", e))
+}
+
+pub(crate) fn decode_subject(body: &str) -> Result<Subject> {
+    serde_json::from_str(body).map_err(|e| bad_row("subject", e))
+}
+
+pub(crate) fn encode_subject(s: &Subject) -> Result<String> {
+    serde_json::to_string(s).map_err(|e| {
+        healthanalyzer_store::Error::invalid("subject", format!("cannot be encoded: {e}"))
+    })
+}
+
+/// A `WHERE` clause with its parameters.
+#[derive(Default)]
+pub(crate) struct Where {
+    pub(crate) sql: String,
+    pub(crate) params: Vec<Value>,
+}
+
+impl Where {
+    fn and(&mut self, clause: &str) {
+        self.sql.push_str(if self.sql.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        });
+        self.sql.push_str(clause);
+    }
+
+    fn bound(&mut self, bound: Bound<Timestamp>, inclusive: &str, exclusive: &str) {
+        let (t, op) = match bound {
+            Bound::Included(t) => (t, inclusive),
+            Bound::Excluded(t) => (t, exclusive),
+            Bound::Unbounded => return,
+        };
+        let (s, ns) = split_nanos(t.as_nanosecond());
+        self.and(&format!("(t_s, t_ns) {op} (?, ?)"));
+        self.params.push(Value::Integer(s));
+        self.params.push(Value::Integer(ns));
+    }
+
+    /// The filter's conditions.
+    pub(crate) fn filter(f: &Filter) -> Self {
+        let mut w = Self::default();
+        if let Some(subject) = &f.subject {
+            w.and("subject = ?");
+            w.params.push(Value::Text(identifier_key(subject)));
+        }
+        match f.kinds.len() {
+            0 => {}
+            1 => {
+                w.and("kind = ?");
+                w.params.push(Value::Text(f.kinds[0].as_str().into()));
+            }
+            n => {
+                w.and(&format!("kind IN ({})", vec!["?"; n].join(", ")));
+                w.params
+                    .extend(f.kinds.iter().map(|k| Value::Text(k.as_str().into())));
+            }
+        }
+        w.bound(f.from, ">=", ">");
+        w.bound(f.to, "<=", "<");
+        w
+    }
+
+    /// Keyset continuation strictly after `key` in `order`.
+    pub(crate) fn after(&mut self, order: Order, key: SortKey) {
+        let (s, ns) = split_nanos(key.nanos);
+        self.and(match order {
+            Order::Ascending => "(t_s, t_ns, id) > (?, ?, ?)",
+            Order::Descending => "(t_s, t_ns, id) < (?, ?, ?)",
+        });
+        self.params.push(Value::Integer(s));
+        self.params.push(Value::Integer(ns));
+        self.params.push(Value::Blob(key.id.to_be_bytes().to_vec()));
+    }
+}
+
+pub(crate) fn order_by(order: Order) -> &'static str {
+    match order {
+        Order::Ascending => " ORDER BY t_s, t_ns, id",
+        Order::Descending => " ORDER BY t_s DESC, t_ns DESC, id DESC",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_nanos_sorts_like_the_instant() {
+        let xs = [
+            -377_705_116_800 * NANOS,
+            -NANOS - 1,
+            -NANOS,
+            -NANOS + 1,
+            -1,
+            0,
+            1,
+            NANOS - 1,
+            NANOS,
+            253_402_300_799 * NANOS + 999_999_999,
+        ];
+        for w in xs.windows(2) {
+            assert!(split_nanos(w[0]) < split_nanos(w[1]), "{w:?}");
+        }
+        for x in xs {
+            let (s, ns) = split_nanos(x);
+            assert!((0..1_000_000_000).contains(&ns));
+            assert_eq!(i128::from(s) * NANOS + i128::from(ns), x);
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The schema, its versioned migrations, and the checks that keep us off files that are not ours.
+//!
+//! The file is marked with `PRAGMA application_id` ([`APPLICATION_ID`]) and carries its schema
+//! version in `PRAGMA user_version`. Each migration runs in one `BEGIN IMMEDIATE` transaction that
+//! also sets the version, so a crash mid-migration leaves the previous version intact, and two
+//! processes opening the same new file do not both migrate it.
+
+use std::io::Read;
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use crate::error::{SqliteError, is_corrupt};
+
+/// `PRAGMA application_id` of a Health Analyzer database: `"HAnl"` in ASCII.
+pub const APPLICATION_ID: i32 = 0x4841_6e6c;
+
+/// The migrations, in order: migration `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: measurements and checkpoints.
+    "
+    PRAGMA application_id = 1212247660;
+    CREATE TABLE measurement (
+        id      BLOB    NOT NULL UNIQUE,  -- 16 bytes, big-endian: byte order is id order
+        subject TEXT    NOT NULL,         -- healthanalyzer_store::identifier_key
+        kind    TEXT    NOT NULL,
+        t_s     INTEGER NOT NULL,         -- effective instant: whole seconds (floor) ...
+        t_ns    INTEGER NOT NULL,         -- ... and nanoseconds 0..1e9, so (t_s, t_ns) sorts
+        body    TEXT    NOT NULL          -- the measurement as JSON (the model's serde form)
+    );
+    CREATE INDEX measurement_subject_kind_time ON measurement (subject, kind, t_s, t_ns, id);
+    CREATE INDEX measurement_subject_time ON measurement (subject, t_s, t_ns, id);
+    CREATE TABLE checkpoint (
+        source_id TEXT NOT NULL PRIMARY KEY,
+        cursor    TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ",
+    // 2: subjects, and queries across subjects by time.
+    "
+    CREATE TABLE subject (
+        key  TEXT NOT NULL PRIMARY KEY,   -- identifier_key of the primary identifier
+        body TEXT NOT NULL                -- the subject as JSON
+    );
+    CREATE TABLE subject_identifier (
+        identifier TEXT NOT NULL PRIMARY KEY,  -- identifier_key of any identifier
+        subject    TEXT NOT NULL               -- subject.key
+    ) WITHOUT ROWID;
+    CREATE INDEX subject_identifier_subject ON subject_identifier (subject);
+    CREATE INDEX measurement_time ON measurement (t_s, t_ns, id);
+    ",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// What an existing file holds.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// No file, an empty file, or an SQLite database with no tables and no application id.
+    Empty,
+    /// Ours, at this schema version.
+    Ours(i64),
+}
+
+/// Inspects `path` without changing it: reads the header, then opens it read-only.
+pub(crate) fn inspect(path: &Path) -> Result<Found, SqliteError> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Empty),
+        Err(e) => {
+            return Err(SqliteError::Open {
+                path: path.into(),
+                source: rusqlite::Error::InvalidPath(format!("{}: {e}", path.display()).into()),
+            });
+        }
+    };
+    let mut header = [0u8; 100];
+    let mut n = 0;
+    while n < header.len() {
+        match file.read(&mut header[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => {
+                return Err(SqliteError::Open {
+                    path: path.into(),
+                    source: rusqlite::Error::InvalidPath(format!("{}: {e}", path.display()).into()),
+                });
+            }
+        }
+    }
+    if n == 0 {
+        return Ok(Found::Empty);
+    }
+    if n < 100 || &header[..16] != b"SQLite format 3\0" {
+        return Err(SqliteError::NotSqlite { path: path.into() });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| classify(path, source))?;
+    let app_id: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|source| classify(path, source))?;
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|source| classify(path, source))?;
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name LIMIT 5")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()
+        })
+        .map_err(|source| classify(path, source))?;
+    match app_id {
+        APPLICATION_ID if version > SCHEMA_VERSION => Err(SqliteError::TooNew {
+            path: path.into(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        }),
+        APPLICATION_ID => Ok(Found::Ours(version)),
+        0 if tables.is_empty() && version == 0 => Ok(Found::Empty),
+        0 => Err(SqliteError::NotOurs {
+            path: path.into(),
+            what: format!("tables {}", tables.join(", ")),
+        }),
+        other => Err(SqliteError::NotOurs {
+            path: path.into(),
+            what: format!("application id {other:#010x}"),
+        }),
+    }
+}
+
+fn classify(path: &Path, source: rusqlite::Error) -> SqliteError {
+    if is_corrupt(&source) {
+        SqliteError::Corrupt {
+            path: path.into(),
+            detail: source.to_string(),
+        }
+    } else {
+        SqliteError::Open {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Brings an open read-write connection up to `target` (at most [`SCHEMA_VERSION`]).
+pub(crate) fn migrate(conn: &mut Connection, path: &Path, target: i64) -> Result<(), SqliteError> {
+    loop {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| classify(path, source))?;
+        // Read inside the write transaction: another process may have migrated meanwhile.
+        let (app_id, version): (i32, i64) = tx
+            .query_row(
+                "SELECT * FROM pragma_application_id, pragma_user_version",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|source| classify(path, source))?;
+        if version > 0 && app_id != APPLICATION_ID {
+            return Err(SqliteError::NotOurs {
+                path: path.into(),
+                what: format!("application id {app_id:#010x}"),
+            });
+        }
+        if version >= target {
+            return Ok(());
+        }
+        let Some(step) = usize::try_from(version)
+            .ok()
+            .and_then(|v| MIGRATIONS.get(v))
+        else {
+            return Err(SqliteError::TooNew {
+                path: path.into(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        };
+        let next = version + 1;
+        tx.execute_batch(step)
+            .and_then(|()| tx.pragma_update(None, "user_version", next))
+            .and_then(|()| tx.commit())
+            .map_err(|source| SqliteError::Migrate {
+                path: path.into(),
+                version: next,
+                source,
+            })?;
+    }
+}
