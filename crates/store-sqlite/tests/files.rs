@@ -1,0 +1,245 @@
+//! Files: reopening, migration from an older schema, and refusing files that are not ours
+//! (foreign, corrupt, newer) without changing a byte.
+
+use std::path::{Path, PathBuf};
+
+use healthanalyzer_model::{Identifier, Subject};
+use healthanalyzer_store::{Filter, MeasurementStore, SubjectStore, testkit};
+use healthanalyzer_store_sqlite::{
+    APPLICATION_ID, SCHEMA_VERSION, SqliteError, SqliteStore, create_at_version,
+};
+
+/// The file's bytes and which of its `-wal`/`-shm` companions exist.
+fn snapshot(path: &Path) -> (Vec<u8>, bool, bool) {
+    let side = |ext: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(ext);
+        PathBuf::from(p).exists()
+    };
+    (
+        std::fs::read(path).expect("read"),
+        side("-wal"),
+        side("-shm"),
+    )
+}
+
+async fn refused(path: &Path) -> SqliteError {
+    let before = snapshot(path);
+    let err = SqliteStore::open(path)
+        .await
+        .expect_err("the file must be refused");
+    assert_eq!(snapshot(path), before, "a refused file must not change");
+    // The message names the file and says it was not changed.
+    let text = err.to_string();
+    assert!(text.contains(&path.display().to_string()), "{text}");
+    assert!(text.contains("not changed"), "{text}");
+    err
+}
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("h.db");
+    let rows: Vec<_> = (0..100)
+        .map(|i| testkit::heart_rate("src", "p", i, 60))
+        .collect();
+    {
+        let store = SqliteStore::open(&path).await.expect("open");
+        store.write(&rows, None).await.expect("write");
+    }
+    let store = SqliteStore::open_url(&format!("sqlite:{}", path.display()))
+        .await
+        .expect("reopen");
+    assert_eq!(
+        store
+            .count(&Filter::subject(Identifier::local("p")))
+            .await
+            .expect("count"),
+        100
+    );
+    assert_eq!(
+        store.get(&rows[42].id).await.expect("get"),
+        Some(rows[42].clone())
+    );
+}
+
+#[tokio::test]
+async fn an_older_schema_migrates_on_open_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v1.db");
+    create_at_version(&path, 1).expect("v1 file");
+    let m = testkit::heart_rate("src", "p", 1, 61);
+    {
+        // A row as a version-1 build wrote it.
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        let v: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(v, 1);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'subject'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("tables");
+        assert_eq!(tables, 0, "version 1 has no subject table");
+        let secs = m.effective.instant().as_second();
+        conn.execute(
+            "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+            rusqlite::params![
+                &m.id.as_uuid().as_u128().to_be_bytes()[..],
+                healthanalyzer_store::identifier_key(&m.subject),
+                m.kind.as_str(),
+                secs,
+                serde_json::to_string(&m).expect("json"),
+            ],
+        )
+        .expect("v1 row");
+    }
+    let store = SqliteStore::open(&path).await.expect("open migrates");
+    assert_eq!(store.get(&m.id).await.expect("get"), Some(m.clone()));
+    store
+        .put_subjects(&[Subject::new(Identifier::local("p"))])
+        .await
+        .expect("version 2 adds subjects");
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_sqlite_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("notes.txt");
+    std::fs::write(
+        &path,
+        "Dear diary, my blood pressure was fine today.\n".repeat(10),
+    )
+    .expect("write");
+    let err = refused(&path).await;
+    assert!(matches!(err, SqliteError::NotSqlite { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn another_applications_database_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = dir.path().join("other.db");
+    rusqlite::Connection::open(&plain)
+        .and_then(|c| {
+            c.execute_batch("CREATE TABLE notes (t TEXT); INSERT INTO notes VALUES ('x');")
+        })
+        .expect("other db");
+    let err = refused(&plain).await;
+    assert!(matches!(err, SqliteError::NotOurs { .. }), "{err}");
+    assert!(err.to_string().contains("notes"), "{err}");
+
+    let marked = dir.path().join("marked.db");
+    rusqlite::Connection::open(&marked)
+        .and_then(|c| c.execute_batch("PRAGMA application_id = 1481264199; CREATE TABLE t (x);"))
+        .expect("other db");
+    let err = refused(&marked).await;
+    assert!(matches!(err, SqliteError::NotOurs { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new.db");
+    drop(SqliteStore::open(&path).await.expect("create"));
+    rusqlite::Connection::open(&path)
+        .and_then(|c| {
+            c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)?;
+            c.pragma_update(None, "journal_mode", "DELETE")
+        })
+        .expect("bump");
+    let err = refused(&path).await;
+    assert!(
+        matches!(err, SqliteError::TooNew { found, .. } if found == SCHEMA_VERSION + 1),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("corrupt.db");
+    {
+        let store = SqliteStore::open(&path).await.expect("create");
+        let rows: Vec<_> = (0..500)
+            .map(|i| testkit::heart_rate("src", "p", i, 60))
+            .collect();
+        store.write(&rows, None).await.expect("write");
+    }
+    // Fold the WAL back into the file, so the file alone holds the database.
+    rusqlite::Connection::open(&path)
+        .and_then(|c| c.pragma_update(None, "journal_mode", "DELETE"))
+        .expect("checkpoint");
+    let mut bytes = std::fs::read(&path).expect("read");
+    // Keep the 100-byte header (magic, application id) but overwrite the schema page's b-tree.
+    for b in &mut bytes[100..400] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).expect("write");
+    let err = refused(&path).await;
+    assert!(matches!(err, SqliteError::Corrupt { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn application_id_is_set_on_new_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("id.db");
+    drop(SqliteStore::open(&path).await.expect("create"));
+    let id: i32 = rusqlite::Connection::open(&path)
+        .and_then(|c| c.pragma_query_value(None, "application_id", |r| r.get(0)))
+        .expect("id");
+    assert_eq!(id, APPLICATION_ID);
+    // An empty file (e.g. made by `touch`) is taken as a new database.
+    let empty = dir.path().join("empty.db");
+    std::fs::write(&empty, b"").expect("touch");
+    drop(SqliteStore::open(&empty).await.expect("empty file"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_handles_on_one_file_write_and_read_concurrently() {
+    // Two independent opens behave like two processes: each has its own writer connection.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("shared.db");
+    let a = SqliteStore::open(&path).await.expect("a");
+    let b = SqliteStore::open(&path).await.expect("b");
+    let write = |store: SqliteStore, src: &'static str| {
+        tokio::spawn(async move {
+            for k in 0..20 {
+                let batch: Vec<_> = (0..500)
+                    .map(|i| testkit::heart_rate(src, src, k * 500 + i, 60))
+                    .collect();
+                store
+                    .write(&batch, None)
+                    .await
+                    .expect("write under contention");
+            }
+        })
+    };
+    let reader = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            for _ in 0..50 {
+                let n = a
+                    .count(&Filter::default())
+                    .await
+                    .expect("read during writes");
+                assert!(n >= last, "counts never go backwards");
+                last = n;
+            }
+        })
+    };
+    let (x, y) = (write(a.clone(), "a"), write(b.clone(), "b"));
+    x.await.expect("writer a");
+    y.await.expect("writer b");
+    reader.await.expect("reader");
+    assert_eq!(b.count(&Filter::default()).await.expect("count"), 20_000);
+}
