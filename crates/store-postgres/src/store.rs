@@ -1,0 +1,609 @@
+//! The store: pool, queries and the trait implementations.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::Bound;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use healthanalyzer_model::jiff::Timestamp;
+use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
+use healthanalyzer_store::{
+    Checkpoint, Error, Filter, MeasurementStore, Order, Page, PageToken, Query, Result, SortKey,
+    SubjectStore, WriteSummary, check_batch, check_subjects, identifier_key, parse_identifier_key,
+};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use crate::error::{PostgresError, bad_row, db, pool};
+use crate::schema;
+
+const NANOS: i128 = 1_000_000_000;
+
+/// Advisory lock key serialising subject writes (identifier ownership is checked, then claimed).
+const SUBJECT_LOCK: i64 = 0x4841_6e73;
+
+/// The PostgreSQL store. Cheap to clone; clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool's config holds the password: show only the pool's size.
+        let status = self.pool.status();
+        f.debug_struct("PostgresStore")
+            .field("max_size", &status.max_size)
+            .field("size", &status.size)
+            .finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` and migrates its schema to [`crate::SCHEMA_VERSION`].
+    pub async fn connect(url: &str) -> Result<Self, PostgresError> {
+        let (config, max_size) = parse_url(url)?;
+        Self::connect_with(config, max_size).await
+    }
+
+    /// Connects with a ready `tokio-postgres` configuration and a pool of at most `max_size`
+    /// connections.
+    pub async fn connect_with(
+        config: tokio_postgres::Config,
+        max_size: usize,
+    ) -> Result<Self, PostgresError> {
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| PostgresError::Pool {
+                reason: e.to_string(),
+            })?;
+        let mut client = pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(source) => PostgresError::Connect { source },
+            e => PostgresError::Pool {
+                reason: e.to_string(),
+            },
+        })?;
+        schema::migrate(&mut client).await?;
+        drop(client);
+        Ok(Self { pool })
+    }
+
+    async fn client(&self) -> Result<Object> {
+        self.pool.get().await.map_err(pool)
+    }
+}
+
+fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize), PostgresError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(PostgresError::Url {
+            reason: "expected postgres://user@host:port/database".into(),
+        });
+    }
+    let mut max_size = 16;
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut kept = Vec::new();
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("pool_max_size", v)) => {
+                max_size = v.parse::<usize>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    PostgresError::Url {
+                        reason: "pool_max_size must be a whole number of at least 1".into(),
+                    }
+                })?;
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let config = url
+        .parse::<tokio_postgres::Config>()
+        .map_err(|e| PostgresError::Url {
+            reason: e.to_string(),
+        })?;
+    Ok((config, max_size))
+}
+
+fn split_nanos(nanos: i128) -> (i64, i32) {
+    (
+        i64::try_from(nanos.div_euclid(NANOS)).unwrap_or(i64::MAX),
+        nanos.rem_euclid(NANOS) as i32,
+    )
+}
+
+fn uuid(id: &MeasurementId) -> Uuid {
+    *id.as_uuid()
+}
+
+/// A `WHERE` clause with numbered parameters.
+#[derive(Default)]
+struct Where {
+    sql: String,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Where {
+    fn push(&mut self, p: impl ToSql + Sync + Send + 'static) -> String {
+        self.params.push(Box::new(p));
+        format!("${}", self.params.len())
+    }
+
+    fn and(&mut self, clause: &str) {
+        self.sql.push_str(if self.sql.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        });
+        self.sql.push_str(clause);
+    }
+
+    fn bound(&mut self, bound: Bound<Timestamp>, inclusive: &str, exclusive: &str) {
+        let (t, op) = match bound {
+            Bound::Included(t) => (t, inclusive),
+            Bound::Excluded(t) => (t, exclusive),
+            Bound::Unbounded => return,
+        };
+        let (s, ns) = split_nanos(t.as_nanosecond());
+        let (a, b) = (self.push(s), self.push(ns));
+        self.and(&format!("(t_s, t_ns) {op} ({a}, {b})"));
+    }
+
+    fn filter(f: &Filter) -> Self {
+        let mut w = Self::default();
+        if let Some(subject) = &f.subject {
+            let p = w.push(identifier_key(subject));
+            w.and(&format!("subject = {p}"));
+        }
+        if !f.kinds.is_empty() {
+            let kinds: Vec<String> = f.kinds.iter().map(|k| k.as_str().to_string()).collect();
+            let p = w.push(kinds);
+            w.and(&format!("kind = ANY({p})"));
+        }
+        w.bound(f.from, ">=", ">");
+        w.bound(f.to, "<=", "<");
+        w
+    }
+
+    fn after(&mut self, order: Order, key: SortKey) {
+        let (s, ns) = split_nanos(key.nanos);
+        let (a, b, c) = (
+            self.push(s),
+            self.push(ns),
+            self.push(Uuid::from_u128(key.id)),
+        );
+        let op = match order {
+            Order::Ascending => ">",
+            Order::Descending => "<",
+        };
+        self.and(&format!("(t_s, t_ns, id) {op} ({a}, {b}, {c})"));
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
+fn decode(row: &Row) -> Result<Measurement> {
+    let body: &str = row.try_get(0).map_err(db)?;
+    serde_json::from_str(body).map_err(|e| bad_row("measurement", e))
+}
+
+/// The columns of a batch, one array per column, deduplicated by id (the last occurrence wins)
+/// and sorted by key, so concurrent writers lock rows in the same order.
+struct Columns {
+    subject: Vec<String>,
+    id: Vec<Uuid>,
+    kind: Vec<String>,
+    t_s: Vec<i64>,
+    t_ns: Vec<i32>,
+    body: Vec<String>,
+    /// Earlier occurrences of a repeated id, dropped.
+    repeats: u64,
+}
+
+impl Columns {
+    fn of(batch: &[Measurement]) -> Result<Self> {
+        let mut last: HashMap<MeasurementId, usize> = HashMap::with_capacity(batch.len());
+        for (i, m) in batch.iter().enumerate() {
+            last.insert(m.id, i);
+        }
+        let mut rows: Vec<(String, Uuid, &Measurement)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| last.get(&m.id) == Some(i))
+            .map(|(_, m)| (identifier_key(&m.subject), uuid(&m.id), m))
+            .collect();
+        rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let n = rows.len();
+        let mut c = Self {
+            subject: Vec::with_capacity(n),
+            id: Vec::with_capacity(n),
+            kind: Vec::with_capacity(n),
+            t_s: Vec::with_capacity(n),
+            t_ns: Vec::with_capacity(n),
+            body: Vec::with_capacity(n),
+            repeats: (batch.len() - n) as u64,
+        };
+        for (subject, id, m) in rows {
+            let (s, ns) = split_nanos(m.effective.instant().as_nanosecond());
+            c.subject.push(subject);
+            c.id.push(id);
+            c.kind.push(m.kind.as_str().to_string());
+            c.t_s.push(s);
+            c.t_ns.push(ns);
+            c.body.push(
+                serde_json::to_string(m).map_err(|e| {
+                    Error::invalid("measurement", format!("cannot be encoded: {e}"))
+                })?,
+            );
+        }
+        Ok(c)
+    }
+}
+
+/// Writes a batch in `tx`: rows whose subject changed are moved, then one UNNEST upsert.
+async fn upsert(tx: &tokio_postgres::Transaction<'_>, c: &Columns) -> Result<WriteSummary> {
+    let mut summary = WriteSummary {
+        unchanged: c.repeats,
+        ..WriteSummary::default()
+    };
+    if c.id.is_empty() {
+        return Ok(summary);
+    }
+    // An id stored under another subject (a corrected subject) is moved, counted as an update.
+    let moved = tx
+        .execute(
+            "DELETE FROM measurement m USING UNNEST($1::uuid[], $2::text[]) AS b(id, subject)
+             WHERE m.id = b.id AND m.subject <> b.subject",
+            &[&c.id, &c.subject],
+        )
+        .await
+        .map_err(db)?;
+    let rows = tx
+        .query(
+            "INSERT INTO measurement AS m (subject, id, kind, t_s, t_ns, body)
+             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::int8[], $5::int4[], $6::text[])
+             ON CONFLICT (subject, id) DO UPDATE
+               SET kind = excluded.kind, t_s = excluded.t_s, t_ns = excluded.t_ns, body = excluded.body
+               WHERE m.body IS DISTINCT FROM excluded.body
+             RETURNING (xmax = 0) AS inserted",
+            &[&c.subject, &c.id, &c.kind, &c.t_s, &c.t_ns, &c.body],
+        )
+        .await
+        .map_err(db)?;
+    for row in &rows {
+        if row.try_get::<_, bool>(0).map_err(db)? {
+            summary.inserted += 1;
+        } else {
+            summary.updated += 1;
+        }
+    }
+    // Moved rows were inserted anew under their new subject: they are updates.
+    summary.inserted = summary.inserted.saturating_sub(moved);
+    summary.updated += moved;
+    summary.unchanged += c.id.len() as u64 - rows.len() as u64;
+    Ok(summary)
+}
+
+#[async_trait]
+impl MeasurementStore for PostgresStore {
+    async fn write(
+        &self,
+        batch: &[Measurement],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<WriteSummary> {
+        check_batch(batch)?;
+        let columns = Columns::of(batch)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let summary = upsert(&tx, &columns).await?;
+        if let Some(cp) = checkpoint {
+            tx.execute(
+                "INSERT INTO checkpoint (source_id, cursor) VALUES ($1, $2)
+                 ON CONFLICT (source_id) DO UPDATE SET cursor = excluded.cursor",
+                &[&cp.source_id, &cp.cursor],
+            )
+            .await
+            .map_err(db)?;
+        }
+        // Dropping this future before commit drops the transaction: PostgreSQL rolls it back.
+        tx.commit().await.map_err(db)?;
+        Ok(summary)
+    }
+
+    async fn get(&self, id: &MeasurementId) -> Result<Option<Measurement>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt("SELECT body FROM measurement WHERE id = $1", &[&uuid(id)])
+            .await
+            .map_err(db)?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn query(&self, query: &Query) -> Result<Page> {
+        let start = query.start()?;
+        let mut w = Where::filter(&query.filter);
+        if let Some(key) = start {
+            w.after(query.order, key);
+        }
+        let order = match query.order {
+            Order::Ascending => " ORDER BY t_s, t_ns, id",
+            Order::Descending => " ORDER BY t_s DESC, t_ns DESC, id DESC",
+        };
+        let limit = query.limit;
+        let sql = format!(
+            "SELECT body FROM measurement{}{order} LIMIT {}",
+            w.sql,
+            limit.saturating_add(1).min(i64::MAX as usize)
+        );
+        let client = self.client().await?;
+        let rows = client.query(&sql, &w.refs()).await.map_err(db)?;
+        let mut items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|m| PageToken::after(query.order, SortKey::of(m)))
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn count(&self, filter: &Filter) -> Result<u64> {
+        let w = Where::filter(filter);
+        let sql = format!("SELECT count(*) FROM measurement{}", w.sql);
+        let client = self.client().await?;
+        let n: i64 = client
+            .query_one(&sql, &w.refs())
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
+        Ok(n.max(0) as u64)
+    }
+
+    async fn latest(
+        &self,
+        subject: &Identifier,
+        kinds: &[KindId],
+        n: usize,
+    ) -> Result<Vec<Measurement>> {
+        let key = identifier_key(subject);
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let kinds: Vec<String> = if kinds.is_empty() {
+            client
+                .query(
+                    "SELECT DISTINCT kind FROM measurement WHERE subject = $1 ORDER BY kind",
+                    &[&key],
+                )
+                .await
+                .map_err(db)?
+                .iter()
+                .map(|r| r.try_get(0).map_err(db))
+                .collect::<Result<_>>()?
+        } else {
+            kinds.iter().map(|k| k.as_str().to_string()).collect()
+        };
+        // One index range scan per kind, in one round trip, kinds in the order asked.
+        let rows = client
+            .query(
+                "SELECT l.body FROM UNNEST($2::text[]) WITH ORDINALITY AS k(kind, ord)
+                 CROSS JOIN LATERAL (
+                   SELECT body, t_s, t_ns, id FROM measurement
+                   WHERE subject = $1 AND kind = k.kind
+                   ORDER BY t_s DESC, t_ns DESC, id DESC LIMIT $3
+                 ) l
+                 ORDER BY k.ord, l.t_s DESC, l.t_ns DESC, l.id DESC",
+                &[&key, &kinds, &n],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn subjects(&self) -> Result<Vec<Identifier>> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT DISTINCT subject FROM measurement", &[])
+            .await
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: &str = row.try_get(0).map_err(db)?;
+            out.push(parse_identifier_key(key).ok_or_else(|| bad_row("subject key", key))?);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
+        let ids: Vec<Uuid> = ids.iter().map(uuid).collect();
+        let client = self.client().await?;
+        client
+            .execute("DELETE FROM measurement WHERE id = ANY($1)", &[&ids])
+            .await
+            .map_err(db)
+    }
+
+    async fn checkpoint(&self, source_id: &str) -> Result<Option<Checkpoint>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT cursor FROM checkpoint WHERE source_id = $1",
+                &[&source_id],
+            )
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            Ok(Checkpoint {
+                source_id: source_id.to_string(),
+                cursor: r.try_get(0).map_err(db)?,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl SubjectStore for PostgresStore {
+    async fn put_subjects(&self, subjects: &[Subject]) -> Result<WriteSummary> {
+        check_subjects(subjects)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SUBJECT_LOCK])
+            .await
+            .map_err(db)?;
+        let rewritten: HashSet<String> = subjects.iter().map(|s| identifier_key(&s.id)).collect();
+        for (i, s) in subjects.iter().enumerate() {
+            let key = identifier_key(&s.id);
+            let aliases: Vec<String> = std::iter::once(&s.id)
+                .chain(&s.other_ids)
+                .map(identifier_key)
+                .collect();
+            let held = tx
+                .query(
+                    "SELECT subject FROM subject_identifier WHERE identifier = ANY($1)",
+                    &[&aliases],
+                )
+                .await
+                .map_err(db)?;
+            for row in &held {
+                let owner: String = row.try_get(0).map_err(db)?;
+                if owner != key && !rewritten.contains(&owner) {
+                    return Err(Error::Conflict {
+                        reason: format!(
+                            "subjects[{i}]: one of its identifiers belongs to another stored subject; nothing was written"
+                        ),
+                    });
+                }
+            }
+        }
+        let mut summary = WriteSummary::default();
+        for s in subjects {
+            let key = identifier_key(&s.id);
+            let body = serde_json::to_string(s)
+                .map_err(|e| Error::invalid("subject", format!("cannot be encoded: {e}")))?;
+            let old = tx
+                .query_opt("SELECT body FROM subject WHERE key = $1", &[&key])
+                .await
+                .map_err(db)?;
+            match old {
+                Some(row) if row.try_get::<_, &str>(0).map_err(db)? == body => {
+                    summary.unchanged += 1;
+                    continue;
+                }
+                Some(_) => summary.updated += 1,
+                None => summary.inserted += 1,
+            }
+            let aliases: Vec<String> = std::iter::once(&s.id)
+                .chain(&s.other_ids)
+                .map(identifier_key)
+                .collect();
+            tx.execute(
+                "INSERT INTO subject (key, body) VALUES ($1, $2)
+                 ON CONFLICT (key) DO UPDATE SET body = excluded.body",
+                &[&key, &body],
+            )
+            .await
+            .map_err(db)?;
+            tx.execute("DELETE FROM subject_identifier WHERE subject = $1", &[&key])
+                .await
+                .map_err(db)?;
+            tx.execute(
+                "INSERT INTO subject_identifier (identifier, subject)
+                 SELECT a, $2 FROM UNNEST($1::text[]) AS a
+                 ON CONFLICT (identifier) DO UPDATE SET subject = excluded.subject",
+                &[&aliases, &key],
+            )
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(summary)
+    }
+
+    async fn subject(&self, id: &Identifier) -> Result<Option<Subject>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT s.body FROM subject_identifier i JOIN subject s ON s.key = i.subject
+                 WHERE i.identifier = $1",
+                &[&identifier_key(id)],
+            )
+            .await
+            .map_err(db)?;
+        row.map(|r| {
+            let body: &str = r.try_get(0).map_err(db)?;
+            serde_json::from_str(body).map_err(|e| bad_row("subject", e))
+        })
+        .transpose()
+    }
+
+    async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
+        let key = identifier_key(id);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let n = tx
+            .execute("DELETE FROM subject WHERE key = $1", &[&key])
+            .await
+            .map_err(db)?;
+        tx.execute("DELETE FROM subject_identifier WHERE subject = $1", &[&key])
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let (c, n) = parse_url("postgres://ha@127.0.0.1:5433/health?pool_max_size=4").unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(c.get_dbname(), Some("health"));
+        assert_eq!(c.get_user(), Some("ha"));
+        let (_, n) = parse_url("postgresql://ha@h/db?connect_timeout=3").unwrap();
+        assert_eq!(n, 16);
+        for bad in [
+            "sqlite:x.db",
+            "postgres://h/db?pool_max_size=0",
+            "postgres://h/db?no_such_option=1",
+        ] {
+            assert!(
+                matches!(parse_url(bad), Err(PostgresError::Url { .. })),
+                "{bad}"
+            );
+        }
+        // The URL (which may hold a password) is not repeated in the error.
+        let err = parse_url("postgres://u:secret@h/db?no_such_option=1").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+}
