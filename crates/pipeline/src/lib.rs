@@ -1,0 +1,94 @@
+//! The wiring of [Health Analyzer](https://github.com/os2health/health-analyzer): what turns
+//! configuration into running parts. For now: opening a store from a URL.
+//!
+//! # Quick start
+//!
+//! ```
+//! use healthanalyzer_pipeline::open_store;
+//! use healthanalyzer_store::Filter;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), healthanalyzer_pipeline::Error> {
+//! let store = open_store("sqlite::memory:").await?;
+//! assert_eq!(store.count(&Filter::default()).await?, 0);
+//! # Ok(()) }
+//! ```
+//!
+//! # Store URLs
+//!
+//! | URL | Store | Feature |
+//! |---|---|---|
+//! | `memory:` | `healthanalyzer_store::MemoryStore` (nothing persists) | always |
+//! | `sqlite:path/to.db`, `sqlite:///abs/path.db`, `sqlite::memory:` | `healthanalyzer_store_sqlite::SqliteStore` | `sqlite` (default) |
+//! | `postgres://user@host:port/db`, `postgresql://…` | `healthanalyzer_store_postgres::PostgresStore` | `postgres` (default) |
+//!
+//! Each backend documents its own parameters; unknown parameters are an error.
+//!
+//! # Feature flags
+//!
+//! - `sqlite` (default): `sqlite:` URLs.
+//! - `postgres` (default): `postgres://` URLs.
+
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+
+use healthanalyzer_store::{MemoryStore, Store};
+
+/// What can go wrong while wiring things up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The URL's scheme names no store this build has.
+    #[error(
+        "unknown store URL scheme in {scheme:?}: expected one of {known} (a scheme missing from that list was left out of this build by its cargo features)"
+    )]
+    UnknownScheme {
+        /// The scheme as given (the rest of the URL is left out: it may hold a password).
+        scheme: String,
+        /// The schemes this build knows.
+        known: String,
+    },
+    /// The store failed to open or to answer.
+    #[error(transparent)]
+    Store(#[from] healthanalyzer_store::Error),
+}
+
+/// The URL schemes [`open_store`] accepts in this build.
+pub fn store_schemes() -> Vec<&'static str> {
+    let mut s = vec!["memory:"];
+    if cfg!(feature = "sqlite") {
+        s.push("sqlite:");
+    }
+    if cfg!(feature = "postgres") {
+        s.extend(["postgres://", "postgresql://"]);
+    }
+    s
+}
+
+/// Opens the store a URL names (see the table in the crate docs), creating and migrating its
+/// schema as needed.
+pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, Error> {
+    if url == "memory:" {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    #[cfg(feature = "sqlite")]
+    if url.starts_with("sqlite:") {
+        let store = healthanalyzer_store_sqlite::SqliteStore::open_url(url)
+            .await
+            .map_err(healthanalyzer_store::Error::from)?;
+        return Ok(Arc::new(store));
+    }
+    #[cfg(feature = "postgres")]
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = healthanalyzer_store_postgres::PostgresStore::connect(url)
+            .await
+            .map_err(healthanalyzer_store::Error::from)?;
+        return Ok(Arc::new(store));
+    }
+    let scheme = url.split_once(':').map_or(url, |(s, _)| s);
+    Err(Error::UnknownScheme {
+        scheme: scheme.chars().take(32).collect(),
+        known: store_schemes().join(", "),
+    })
+}
