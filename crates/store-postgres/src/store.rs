@@ -265,7 +265,7 @@ impl Columns {
 }
 
 /// Writes a batch in `tx`: rows whose subject changed are moved, then one UNNEST upsert.
-async fn upsert(tx: &tokio_postgres::Transaction<'_>, c: &Columns) -> Result<WriteSummary> {
+async fn upsert(tx: &deadpool_postgres::Transaction<'_>, c: &Columns) -> Result<WriteSummary> {
     let mut summary = WriteSummary {
         unchanged: c.repeats,
         ..WriteSummary::default()
@@ -274,22 +274,35 @@ async fn upsert(tx: &tokio_postgres::Transaction<'_>, c: &Columns) -> Result<Wri
         return Ok(summary);
     }
     // An id stored under another subject (a corrected subject) is moved, counted as an update.
-    let moved = tx
-        .execute(
-            "DELETE FROM measurement m USING UNNEST($1::uuid[], $2::text[]) AS b(id, subject)
-             WHERE m.id = b.id AND m.subject <> b.subject",
-            &[&c.id, &c.subject],
+    // Prepared once per pooled connection.
+    let move_stmt = tx
+        .prepare_cached(
+            // `id = ANY` probes the id index (new ids find nothing); the pair test runs only
+            // on ids that exist.
+            "DELETE FROM measurement
+             WHERE id = ANY($1::uuid[])
+               AND (subject, id) NOT IN (SELECT * FROM UNNEST($2::text[], $1::uuid[]))",
         )
         .await
         .map_err(db)?;
-    let rows = tx
-        .query(
+    let upsert_stmt = tx
+        .prepare_cached(
             "INSERT INTO measurement AS m (subject, id, kind, t_s, t_ns, body)
              SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::int8[], $5::int4[], $6::text[])
              ON CONFLICT (subject, id) DO UPDATE
                SET kind = excluded.kind, t_s = excluded.t_s, t_ns = excluded.t_ns, body = excluded.body
                WHERE m.body IS DISTINCT FROM excluded.body
              RETURNING (xmax = 0) AS inserted",
+        )
+        .await
+        .map_err(db)?;
+    let moved = tx
+        .execute(&move_stmt, &[&c.id, &c.subject])
+        .await
+        .map_err(db)?;
+    let rows = tx
+        .query(
+            &upsert_stmt,
             &[&c.subject, &c.id, &c.kind, &c.t_s, &c.t_ns, &c.body],
         )
         .await

@@ -200,6 +200,9 @@ fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
 fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
     conn.pragma_update(None, "cache_size", -32_768)?; // 32 MiB
+    // Fold the WAL back into the file every ~32 MiB instead of every 4 MiB: fewer, larger
+    // checkpoints (each one syncs the file) during bulk syncs.
+    conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
     Ok(())
 }
 

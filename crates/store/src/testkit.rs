@@ -76,6 +76,7 @@ pub async fn run_subject_checks(store: &dyn SubjectStore) {
 /// Runs every measurement check.
 pub async fn run_all(store: &dyn MeasurementStore) {
     upsert_is_idempotent(store).await;
+    a_correction_may_move_a_measurement_to_another_subject(store).await;
     batch_and_checkpoint_are_atomic(store).await;
     reads_back_exactly_what_was_written(store).await;
     query_filters_and_bounds(store).await;
@@ -123,6 +124,41 @@ pub async fn upsert_is_idempotent(store: &dyn MeasurementStore) {
         50,
         "a correction adds no row"
     );
+}
+
+/// A source that corrects the subject of a record: the id stays, the measurement moves.
+pub async fn a_correction_may_move_a_measurement_to_another_subject(store: &dyn MeasurementStore) {
+    let (src, a, b) = (ns("move-src"), ns("move-a"), ns("move-b"));
+    let m = heart_rate(&src, &a, 1, 70);
+    store
+        .write(std::slice::from_ref(&m), None)
+        .await
+        .expect("write");
+    let mut moved = m.clone();
+    moved.subject = Identifier::local(&b);
+    let w = store
+        .write(std::slice::from_ref(&moved), None)
+        .await
+        .expect("move");
+    assert_eq!(
+        (w.inserted, w.updated),
+        (0, 1),
+        "a move is an update: {w:?}"
+    );
+    assert_eq!(store.get(&m.id).await.expect("get"), Some(moved));
+    for (who, n) in [(&a, 0), (&b, 1)] {
+        let f = Filter::subject(Identifier::local(who));
+        assert_eq!(store.count(&f).await.expect("count"), n);
+        assert_eq!(
+            store
+                .query(&Query::new(f, 10))
+                .await
+                .expect("query")
+                .items
+                .len() as u64,
+            n
+        );
+    }
 }
 
 /// A batch with one bad measurement fails and leaves neither its rows nor its checkpoint.
