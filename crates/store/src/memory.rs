@@ -65,7 +65,11 @@ impl MeasurementStore for MemoryStore {
         for m in batch {
             match st.rows.insert(m.id, m.clone()) {
                 None => summary.inserted += 1,
-                Some(old) if old == *m => summary.unchanged += 1,
+                // `==` ignores decimal scale (107.50 == 107.5); the SQL stores compare the
+                // stored text, so compare the full text form too, to count alike.
+                Some(old) if old == *m && format!("{old:?}") == format!("{m:?}") => {
+                    summary.unchanged += 1
+                }
                 Some(old) => {
                     summary.updated += 1;
                     st.order.remove(&SortKey::of(&old));

@@ -107,6 +107,19 @@ pub async fn upsert_is_idempotent(store: &dyn MeasurementStore) {
     );
     let filter = Filter::subject(Identifier::local(&subj));
     assert_eq!(store.count(&filter).await.expect("count"), 50);
+    // A change of decimal scale alone (72 -> 72.0) is a change: it is what the source said.
+    let mut rescaled = batch[3].clone();
+    rescaled.value = Value::quantity(dec(&format!("{}.0", 60 + 3)), "/min");
+    let w = store
+        .write(std::slice::from_ref(&rescaled), None)
+        .await
+        .expect("rescaled");
+    assert_eq!(w.updated, 1, "a scale-only change is an update: {w:?}");
+    assert_exact(
+        store.get(&rescaled.id).await.expect("get").as_ref(),
+        &rescaled,
+        "rescaled",
+    );
     let mut corrected = batch[7].clone();
     corrected.value = Value::quantity(99.into(), "/min");
     corrected.status = Status::Corrected;
