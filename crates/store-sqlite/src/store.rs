@@ -544,6 +544,12 @@ impl MeasurementStore for SqliteStore {
         })
         .await
     }
+
+    /// 10,000: every commit rewrites the index pages it touched, and the id index is random, so
+    /// small commits cost SQLite more than the rows do (see `docs/benchmarks.md`).
+    fn preferred_batch_size(&self) -> usize {
+        10_000
+    }
 }
 
 #[async_trait]

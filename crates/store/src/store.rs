@@ -96,6 +96,12 @@ pub trait MeasurementStore: Debug + Send + Sync + 'static {
 
     /// The saved checkpoint of a source.
     async fn checkpoint(&self, source_id: &str) -> Result<Option<Checkpoint>>;
+
+    /// How many measurements a writer should put in one [`write`](Self::write) for bulk work
+    /// (a first sync, an import). Any size is correct; this one is fast. The default is 1,000.
+    fn preferred_batch_size(&self) -> usize {
+        1_000
+    }
 }
 
 /// Conveniences over any [`MeasurementStore`].
