@@ -1,7 +1,8 @@
 //! The embedded SQLite store of [Health Analyzer](https://github.com/os2health/health-analyzer):
 //! measurements, sync checkpoints and subjects in one file, with no server to set up.
 //!
-//! It implements [`MeasurementStore`] and [`SubjectStore`] from `healthanalyzer-store` and passes
+//! It implements [`MeasurementStore`](healthanalyzer_store::MeasurementStore) and
+//! [`SubjectStore`](healthanalyzer_store::SubjectStore) from `healthanalyzer-store` and passes
 //! that crate's conformance kit. SQLite is compiled in (the `bundled` build of `rusqlite`).
 //!
 //! - **WAL** journal: one writer and many concurrent readers, also across processes (the CLI
