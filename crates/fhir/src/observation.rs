@@ -1,0 +1,585 @@
+//! Observation <-> Measurement.
+
+use std::borrow::Cow;
+
+use healthanalyzer_model::{
+    AbsentReason, BodySite, Catalog, CodeMatch, Component, ComponentValue, Context, DateTime,
+    DeviceRef, Effective, Identifier, KindDef, Measurement, Observed, Provenance, Quantity, Status,
+    Value, parse_decimal, systems,
+};
+use serde_json::{Map, Value as Json, json};
+
+use crate::error::{Error, Result};
+use crate::raw::{RawComponent, RawConcept, RawObservation, RawQuantity, RawReference};
+
+/// The media type of the original payload kept in a measurement's provenance.
+pub const FHIR_JSON: &str = "application/fhir+json";
+
+/// The identifier system under which a literal reference (`Patient/123`) stands for a subject
+/// whose identifier is not known (an Observation read on its own).
+pub const REFERENCE_SYSTEM: &str = "urn:healthanalyzer:fhir-reference";
+
+/// The largest resource accepted, in bytes.
+pub const MAX_RESOURCE_BYTES: usize = 4 * 1024 * 1024;
+
+const OBS_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
+const ABSENT_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
+const VITALSIGNS_PROFILE: &str = "http://hl7.org/fhir/StructureDefinition/vitalsigns";
+
+/// How to read an Observation.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions<'c> {
+    /// The catalog that maps codes to kinds.
+    pub catalog: &'c Catalog,
+    /// The id of the source the resource came from (part of the measurement's identity).
+    pub source_id: &'c str,
+}
+
+fn text<'s>(c: &'s Option<Cow<'_, str>>) -> Option<&'s str> {
+    c.as_deref()
+}
+
+/// Reads an Observation (FHIR R4 JSON) into a measurement, keeping the resource as it came in
+/// [`Provenance::payload`]. The record id is the resource's `id`; an Observation without one
+/// gets `record_id`, which the caller must supply (a Bundle `fullUrl`, a line number).
+pub fn read_observation(
+    json: &str,
+    options: &ReadOptions<'_>,
+    record_id: Option<&str>,
+) -> Result<Measurement> {
+    if json.len() > MAX_RESOURCE_BYTES {
+        return Err(Error::TooLarge {
+            path: "Observation".into(),
+            reason: format!(
+                "{} bytes, more than the limit of {MAX_RESOURCE_BYTES}",
+                json.len()
+            ),
+        });
+    }
+    let raw: RawObservation<'_> =
+        serde_json::from_str(json).map_err(|e| Error::structure("Observation", json_reason(&e)))?;
+    map_observation(&raw, json, options, record_id)
+}
+
+fn json_reason(e: &serde_json::Error) -> String {
+    // serde_json's message without the input (it names types, lines and columns only).
+    e.to_string()
+}
+
+pub(crate) fn map_observation(
+    raw: &RawObservation<'_>,
+    json: &str,
+    options: &ReadOptions<'_>,
+    record_id: Option<&str>,
+) -> Result<Measurement> {
+    if raw.resource_type != "Observation" {
+        return Err(Error::value(
+            "resourceType",
+            format!(
+                "expected Observation, found {}",
+                raw.resource_type.chars().take(40).collect::<String>()
+            ),
+        ));
+    }
+    let status: Status = text(&raw.status)
+        .ok_or_else(|| Error::required("Observation.status"))?
+        .parse()
+        .map_err(|e: healthanalyzer_model::Error| {
+            Error::value("Observation.status", e.to_string())
+        })?;
+    let code = raw
+        .code
+        .as_ref()
+        .ok_or_else(|| Error::required("Observation.code"))?;
+    let found = lookup(options.catalog, code).ok_or_else(|| {
+        Error::unsupported(
+            "Observation.code",
+            format!(
+                "no coding matches a kind in the catalog (codings: {})",
+                describe(code)
+            ),
+        )
+    })?;
+    let kind = found.kind();
+    let subject = raw
+        .subject
+        .as_ref()
+        .ok_or_else(|| Error::required("Observation.subject"))
+        .and_then(|r| subject_identifier(r, "Observation.subject"))?;
+    let effective = effective(raw)?;
+    let value = value(raw, kind, &found)?;
+    let record = match (text(&raw.id), record_id) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(r)) => r.to_string(),
+        (None, None) => {
+            return Err(Error::required("Observation.id"));
+        }
+    };
+    let provenance = Provenance::new(options.source_id, record).with_payload(FHIR_JSON, json);
+    let mut m = Measurement::new(provenance, subject, kind.id.clone(), value, effective);
+    m.status = status;
+    if let Some(issued) = text(&raw.issued) {
+        m.issued = Some(
+            DateTime::parse(issued)
+                .map_err(|e| Error::value("Observation.issued", e.to_string()))?,
+        );
+    }
+    if let Some(device) = &raw.device {
+        m.device = Some(device_ref(device, "Observation.device")?);
+    }
+    m.context = context(raw);
+    Ok(m)
+}
+
+fn lookup<'c>(catalog: &'c Catalog, code: &RawConcept<'_>) -> Option<CodeMatch<'c>> {
+    code.codings()
+        .iter()
+        .find_map(|c| catalog.lookup(c.system.as_deref()?, c.code.as_deref()?))
+}
+
+fn describe(code: &RawConcept<'_>) -> String {
+    let list: Vec<String> = code
+        .codings()
+        .iter()
+        .take(5)
+        .map(|c| {
+            format!(
+                "{}|{}",
+                c.system.as_deref().unwrap_or("-"),
+                c.code.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn subject_identifier(r: &RawReference<'_>, path: &str) -> Result<Identifier> {
+    if let Some(id) = &r.identifier
+        && let Some(value) = id.value.as_deref()
+    {
+        return Ok(match id.system.as_deref() {
+            Some(system) => Identifier::new(system, value),
+            None => Identifier::local(value),
+        });
+    }
+    match r.reference.as_deref() {
+        Some(reference) if !reference.is_empty() => {
+            Ok(Identifier::new(REFERENCE_SYSTEM, reference))
+        }
+        _ => Err(Error::value(
+            path,
+            "a reference needs `reference` or `identifier.value`",
+        )),
+    }
+}
+
+fn device_ref(r: &RawReference<'_>, path: &str) -> Result<DeviceRef> {
+    let identifier = match &r.identifier {
+        Some(id) => Some(match (id.system.as_deref(), id.value.as_deref()) {
+            (Some(s), Some(v)) => Identifier::new(s, v),
+            (None, Some(v)) => Identifier::local(v),
+            (_, None) => return Err(Error::required(format!("{path}.identifier.value"))),
+        }),
+        None => None,
+    };
+    Ok(DeviceRef {
+        identifier,
+        reference: r.reference.as_deref().map(str::to_string),
+        display: r.display.as_deref().map(str::to_string),
+        ..DeviceRef::default()
+    })
+}
+
+fn effective(raw: &RawObservation<'_>) -> Result<Effective> {
+    let parse =
+        |s: &str, path: &str| DateTime::parse(s).map_err(|e| Error::value(path, e.to_string()));
+    let present = [
+        raw.effective_date_time.is_some(),
+        raw.effective_instant.is_some(),
+        raw.effective_period.is_some(),
+        raw.effective_timing.is_some(),
+    ]
+    .iter()
+    .filter(|p| **p)
+    .count();
+    if present > 1 {
+        return Err(Error::value(
+            "Observation.effective[x]",
+            "more than one effective[x] element",
+        ));
+    }
+    if let Some(t) = text(&raw.effective_date_time) {
+        return Ok(Effective::At(parse(t, "Observation.effectiveDateTime")?));
+    }
+    if let Some(t) = text(&raw.effective_instant) {
+        return Ok(Effective::At(parse(t, "Observation.effectiveInstant")?));
+    }
+    if let Some(p) = &raw.effective_period {
+        let start = text(&p.start).ok_or_else(|| {
+            Error::unsupported(
+                "Observation.effectivePeriod.start",
+                "a period without a start cannot be placed in time",
+            )
+        })?;
+        let start = parse(start, "Observation.effectivePeriod.start")?;
+        let end = text(&p.end)
+            .map(|e| parse(e, "Observation.effectivePeriod.end"))
+            .transpose()?;
+        return Ok(Effective::Period { start, end });
+    }
+    if raw.effective_timing.is_some() {
+        return Err(Error::unsupported(
+            "Observation.effectiveTiming",
+            "use effectiveDateTime or effectivePeriod",
+        ));
+    }
+    // No clinically relevant time: the time it was recorded is the best we know (HL7's own
+    // example f202 does this). A fresh write then states it as effectiveDateTime.
+    if let Some(t) = text(&raw.issued) {
+        return Ok(Effective::At(parse(t, "Observation.issued")?));
+    }
+    Err(Error::required("Observation.effective[x]"))
+}
+
+fn quantity(q: &RawQuantity<'_>, path: &str) -> Result<Quantity> {
+    if q.comparator.is_some() {
+        return Err(Error::unsupported(
+            format!("{path}.comparator"),
+            "a bound (<, >) is not a measured value",
+        ));
+    }
+    let number = q
+        .value
+        .as_ref()
+        .ok_or_else(|| Error::required(format!("{path}.value")))?;
+    let value = parse_decimal(&number.to_string())
+        .map_err(|e| Error::value(format!("{path}.value"), e.to_string()))?;
+    let unit = match (q.system.as_deref(), q.code.as_deref(), q.unit.as_deref()) {
+        (Some(systems::UCUM), Some(code), _) => code,
+        (None, Some(code), _) => code,
+        (None, None, Some(unit)) => unit,
+        (Some(other), _, _) if other != systems::UCUM => {
+            return Err(Error::unsupported(
+                format!("{path}.system"),
+                format!("units must be UCUM ({}), not {other}", systems::UCUM),
+            ));
+        }
+        _ => return Err(Error::required(format!("{path}.code"))),
+    };
+    Ok(Quantity::new(value, unit))
+}
+
+fn absent(c: &RawConcept<'_>, path: &str) -> Result<AbsentReason> {
+    let code = c
+        .codings()
+        .iter()
+        .find(|c| c.system.as_deref() == Some(ABSENT_SYSTEM))
+        .and_then(|c| c.code.as_deref())
+        .ok_or_else(|| Error::required(format!("{path}.coding.code")))?;
+    code.parse()
+        .map_err(|e: healthanalyzer_model::Error| Error::value(path, e.to_string()))
+}
+
+fn value(raw: &RawObservation<'_>, kind: &KindDef, found: &CodeMatch<'_>) -> Result<Value> {
+    if let Some(other) = raw.other_value() {
+        return Err(Error::unsupported(
+            format!("Observation.{other}"),
+            "only valueQuantity is mapped",
+        ));
+    }
+    match (&raw.value_quantity, &raw.data_absent_reason) {
+        (Some(_), Some(_)) => {
+            return Err(Error::value(
+                "Observation.dataAbsentReason",
+                "present together with a value",
+            ));
+        }
+        (Some(q), None) => {
+            let q = quantity(q, "Observation.valueQuantity")?;
+            return Ok(match found {
+                CodeMatch::Component(_, def) => Value::Components(vec![Component {
+                    id: def.id.clone(),
+                    value: ComponentValue::Quantity(Observed::from(q)),
+                }]),
+                CodeMatch::Kind(_) => Value::Quantity(Observed::from(q)),
+            });
+        }
+        (None, Some(reason)) if !kind.is_panel() => {
+            return Ok(Value::Absent(absent(
+                reason,
+                "Observation.dataAbsentReason",
+            )?));
+        }
+        _ => {}
+    }
+    if !kind.is_panel() {
+        return Err(Error::required("Observation.value[x]"));
+    }
+    let components = raw.component.as_deref().unwrap_or_default();
+    if components.is_empty() {
+        if let Some(reason) = &raw.data_absent_reason {
+            return Ok(Value::Absent(absent(
+                reason,
+                "Observation.dataAbsentReason",
+            )?));
+        }
+        return Err(Error::required("Observation.component"));
+    }
+    let mut out = Vec::with_capacity(components.len());
+    for (i, c) in components.iter().enumerate() {
+        let path = format!("Observation.component[{i}]");
+        if let Some(comp) = component(c, kind, &path)? {
+            out.push(comp);
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::unsupported(
+            "Observation.component",
+            format!("no component is one of {}", kind.id.as_str()),
+        ));
+    }
+    Ok(Value::Components(out))
+}
+
+/// A component of the panel, or `None` for a component the kind does not define (it stays in
+/// the payload).
+fn component(c: &RawComponent<'_>, kind: &KindDef, path: &str) -> Result<Option<Component>> {
+    let code = c
+        .code
+        .as_ref()
+        .ok_or_else(|| Error::required(format!("{path}.code")))?;
+    let def = kind.components.iter().find(|d| {
+        code.codings().iter().any(|cc| {
+            d.codings.iter().any(|k| {
+                Some(&*k.system) == cc.system.as_deref() && Some(&*k.code) == cc.code.as_deref()
+            })
+        })
+    });
+    let Some(def) = def else {
+        return Ok(None);
+    };
+    if let Some(other) = c.other_value() {
+        return Err(Error::unsupported(
+            format!("{path}.{other}"),
+            "only valueQuantity is mapped",
+        ));
+    }
+    let value = match (&c.value_quantity, &c.data_absent_reason) {
+        (Some(q), None) => ComponentValue::Quantity(Observed::from(quantity(
+            q,
+            &format!("{path}.valueQuantity"),
+        )?)),
+        (None, Some(r)) => ComponentValue::Absent(absent(r, &format!("{path}.dataAbsentReason"))?),
+        (Some(_), Some(_)) => {
+            return Err(Error::value(
+                format!("{path}.dataAbsentReason"),
+                "present together with a value",
+            ));
+        }
+        (None, None) => return Err(Error::required(format!("{path}.value[x]"))),
+    };
+    Ok(Some(Component {
+        id: def.id.clone(),
+        value,
+    }))
+}
+
+fn context(raw: &RawObservation<'_>) -> Context {
+    let mut ctx = Context::default();
+    if let Some(site) = &raw.body_site {
+        let label = site
+            .text
+            .as_deref()
+            .or_else(|| site.codings().iter().find_map(|c| c.display.as_deref()))
+            .or_else(|| site.codings().iter().find_map(|c| c.code.as_deref()));
+        ctx.site = label.map(BodySite::parse);
+    }
+    if let Some(method) = &raw.method {
+        ctx.method = method
+            .text
+            .as_deref()
+            .or_else(|| method.codings().iter().find_map(|c| c.display.as_deref()))
+            .map(str::to_string);
+    }
+    ctx
+}
+
+/// Writes a measurement as a FHIR R4 Observation (JSON).
+///
+/// A measurement read from FHIR carries the resource it came from; when the measurement still
+/// says what that resource says, the resource is written back unchanged (so every element we
+/// do not map survives); otherwise a fresh Observation following the HL7 vital-signs profile is
+/// built from the measurement.
+pub fn write_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
+    if let Some(p) = &m.provenance.payload
+        && p.media_type == FHIR_JSON
+        && let Ok(original) = serde_json::from_str::<Json>(&p.content)
+    {
+        let options = ReadOptions {
+            catalog,
+            source_id: &m.provenance.source_id,
+        };
+        if let Ok(again) = read_observation(&p.content, &options, Some(&m.provenance.record_id))
+            && same_content(&again, m)
+        {
+            return Ok(original);
+        }
+    }
+    fresh_observation(m, catalog)
+}
+
+/// Equal in everything the mapping reads (ids and payload aside), with decimals at the same
+/// scale.
+fn same_content(a: &Measurement, b: &Measurement) -> bool {
+    a.subject == b.subject
+        && a.kind == b.kind
+        && a.status == b.status
+        && a.effective == b.effective
+        && a.issued == b.issued
+        && a.device == b.device
+        && a.context == b.context
+        && format!("{:?}", a.value) == format!("{:?}", b.value)
+        && format!("{:?}", a.effective) == format!("{:?}", b.effective)
+}
+
+fn number(d: &healthanalyzer_model::Decimal) -> Result<Json> {
+    // With serde_json's arbitrary precision, the number keeps its exact text (107.50).
+    serde_json::from_str::<Json>(&d.to_string())
+        .map_err(|e| Error::value("Observation.valueQuantity.value", e.to_string()))
+}
+
+fn quantity_json(o: &Observed) -> Result<Json> {
+    let q = &o.quantity;
+    Ok(json!({
+        "value": number(&q.value)?,
+        "unit": q.unit.as_str(),
+        "system": systems::UCUM,
+        "code": q.unit.as_str(),
+    }))
+}
+
+fn absent_json(r: &AbsentReason) -> Json {
+    json!({ "coding": [{ "system": ABSENT_SYSTEM, "code": r.as_str() }] })
+}
+
+fn codeable(codings: &[healthanalyzer_model::Coding], text: &str) -> Json {
+    let list: Vec<Json> = codings
+        .iter()
+        .map(|c| {
+            let mut o = Map::new();
+            o.insert("system".into(), Json::from(&*c.system));
+            o.insert("code".into(), Json::from(&*c.code));
+            if let Some(d) = &c.display {
+                o.insert("display".into(), Json::from(&**d));
+            }
+            Json::Object(o)
+        })
+        .collect();
+    json!({ "coding": list, "text": text })
+}
+
+fn reference_json(id: &Identifier) -> Json {
+    match (&id.system, id.value.as_str()) {
+        (Some(s), v) if s == REFERENCE_SYSTEM => json!({ "reference": v }),
+        (Some(s), v) => json!({ "identifier": { "system": s, "value": v } }),
+        (None, v) => json!({ "identifier": { "value": v } }),
+    }
+}
+
+fn fresh_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
+    let kind = catalog.kind(m.kind.as_str()).ok_or_else(|| {
+        Error::unsupported(
+            "Observation.code",
+            format!("unknown kind {}", m.kind.as_str()),
+        )
+    })?;
+    let mut o = Map::new();
+    o.insert("resourceType".into(), "Observation".into());
+    o.insert("id".into(), m.id.to_string().into());
+    o.insert("meta".into(), json!({ "profile": [VITALSIGNS_PROFILE] }));
+    o.insert("status".into(), m.status.as_str().into());
+    o.insert(
+        "category".into(),
+        json!([{ "coding": [{ "system": OBS_CATEGORY, "code": "vital-signs", "display": "Vital Signs" }], "text": "Vital Signs" }]),
+    );
+    o.insert("code".into(), codeable(&kind.codings, &kind.display));
+    o.insert("subject".into(), reference_json(&m.subject));
+    match &m.effective {
+        Effective::At(t) => {
+            o.insert("effectiveDateTime".into(), t.to_string().into());
+        }
+        Effective::Period { start, end } => {
+            let mut p = Map::new();
+            p.insert("start".into(), start.to_string().into());
+            if let Some(e) = end {
+                p.insert("end".into(), e.to_string().into());
+            }
+            o.insert("effectivePeriod".into(), Json::Object(p));
+        }
+    }
+    if let Some(issued) = &m.issued {
+        o.insert("issued".into(), issued.to_string().into());
+    }
+    match &m.value {
+        Value::Quantity(q) => {
+            o.insert("valueQuantity".into(), quantity_json(q)?);
+        }
+        Value::Absent(r) => {
+            o.insert("dataAbsentReason".into(), absent_json(r));
+        }
+        Value::Components(cs) => {
+            let mut list = Vec::with_capacity(cs.len());
+            for c in cs {
+                let def = kind.component(c.id.as_str()).ok_or_else(|| {
+                    Error::unsupported(
+                        "Observation.component.code",
+                        format!("{} has no component {}", kind.id.as_str(), c.id.as_str()),
+                    )
+                })?;
+                let mut e = Map::new();
+                e.insert("code".into(), codeable(&def.codings, &def.display));
+                match &c.value {
+                    ComponentValue::Quantity(q) => {
+                        e.insert("valueQuantity".into(), quantity_json(q)?);
+                    }
+                    ComponentValue::Absent(r) => {
+                        e.insert("dataAbsentReason".into(), absent_json(r));
+                    }
+                }
+                list.push(Json::Object(e));
+            }
+            o.insert("component".into(), Json::Array(list));
+        }
+    }
+    if let Some(site) = &m.context.site {
+        o.insert("bodySite".into(), json!({ "text": site.as_str() }));
+    }
+    if let Some(method) = &m.context.method {
+        o.insert("method".into(), json!({ "text": method }));
+    }
+    if let Some(d) = &m.device {
+        let mut r = Map::new();
+        if let Some(reference) = &d.reference {
+            r.insert("reference".into(), reference.as_str().into());
+        }
+        if let Some(id) = &d.identifier {
+            let mut i = Map::new();
+            if let Some(s) = &id.system {
+                i.insert("system".into(), s.as_str().into());
+            }
+            i.insert("value".into(), id.value.as_str().into());
+            r.insert("identifier".into(), Json::Object(i));
+        }
+        if let Some(display) = &d.display {
+            r.insert("display".into(), display.as_str().into());
+        }
+        if !r.is_empty() {
+            o.insert("device".into(), Json::Object(r));
+        }
+    }
+    Ok(Json::Object(o))
+}

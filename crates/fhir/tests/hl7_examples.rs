@@ -1,0 +1,114 @@
+//! The official HL7 R4 vital-sign examples (`../shared/fixtures/hl7-fhir-r4-examples`, found
+//! through `HEALTHANALYZER_FIXTURES`): each reads into a measurement, writes back equal as JSON,
+//! and, written fresh from the measurement alone, reads back into the same measurement.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use healthanalyzer_fhir::{ReadOptions, read_observation, write_observation};
+use healthanalyzer_model::{Catalog, Measurement};
+use serde_json::Value;
+
+fn fixtures(test: &str) -> Option<PathBuf> {
+    match std::env::var_os("HEALTHANALYZER_FIXTURES") {
+        Some(dir) => Some(PathBuf::from(dir).join("hl7-fhir-r4-examples")),
+        None => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: HEALTHANALYZER_FIXTURES is not set (.ci/run sets it to ../shared/fixtures)"
+            );
+            None
+        }
+    }
+}
+
+/// Every Observation example in the vital-signs category, by file name.
+fn vital_signs(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(dir.join("observation"))
+        .expect("observation examples")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    names.sort();
+    for path in names {
+        let text = std::fs::read_to_string(&path).expect("read");
+        if text.contains("\"vital-signs\"") {
+            out.push((
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned(),
+                text,
+            ));
+        }
+    }
+    out
+}
+
+/// The examples the mapping reads, and why the others are refused.
+const NOT_MAPPED: &[(&str, &str)] = &[
+    // The vital-signs panel 85353-1 groups other Observations (hasMember) and has no value of
+    // its own: its members are mapped one by one.
+    ("Observation-vitals-panel.json", "Observation.code"),
+];
+
+#[test]
+fn vital_sign_examples_round_trip_exactly() {
+    let Some(dir) = fixtures("vital_sign_examples_round_trip_exactly") else {
+        return;
+    };
+    let catalog = Catalog::builtin();
+    let options = ReadOptions {
+        catalog,
+        source_id: "hl7-examples",
+    };
+    let examples = vital_signs(&dir);
+    assert!(
+        examples.len() >= 14,
+        "found only {} examples",
+        examples.len()
+    );
+    let mut mapped = 0;
+    let mut unexpected = Vec::new();
+    for (name, text) in &examples {
+        let m: Measurement = match read_observation(text, &options, None) {
+            Ok(m) => m,
+            Err(e) => {
+                let expected = NOT_MAPPED.iter().find(|(n, _)| n == name);
+                if !expected.is_some_and(|(_, why)| e.path().contains(why)) {
+                    unexpected.push(format!("{name}: {e}"));
+                }
+                continue;
+            }
+        };
+        mapped += 1;
+        let back = write_observation(&m, catalog).expect("write");
+        let input: Value = serde_json::from_str(text).expect("json");
+        assert_eq!(back, input, "{name}: written back differs from the input");
+
+        // The measurement alone (no payload) makes a fresh Observation that reads back the same.
+        let mut bare = m.clone();
+        bare.provenance.payload = None;
+        let fresh = write_observation(&bare, catalog).expect("fresh");
+        let again = read_observation(&fresh.to_string(), &options, None).expect("read fresh");
+        assert_eq!(again.kind, m.kind, "{name}");
+        assert_eq!(
+            format!("{:?}", again.value),
+            format!("{:?}", m.value),
+            "{name}: value"
+        );
+        assert_eq!(again.subject, m.subject, "{name}");
+        assert_eq!(
+            format!("{:?}", again.effective),
+            format!("{:?}", m.effective),
+            "{name}"
+        );
+        assert_eq!(again.status, m.status, "{name}");
+    }
+    assert!(
+        unexpected.is_empty(),
+        "unexpected refusals:\n{}",
+        unexpected.join("\n")
+    );
+    assert!(mapped >= 13, "mapped only {mapped} of {}", examples.len());
+}
