@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use healthanalyzer_model::{
     AbsentReason, BodySite, Catalog, CodeMatch, Component, ComponentValue, Context, DateTime,
     DeviceRef, Effective, Identifier, KindDef, Measurement, Observed, Provenance, Quantity, Status,
-    Value, parse_decimal, systems,
+    Value, ValueSpec, parse_decimal, systems,
 };
 use serde_json::{Map, Value as Json, json};
 
@@ -273,6 +273,21 @@ fn quantity(q: &RawQuantity<'_>, path: &str) -> Result<Quantity> {
     Ok(Quantity::new(value, unit))
 }
 
+/// The quantity in the canonical unit of `spec`, keeping what was recorded when it differs
+/// (185 `[lb_av]` becomes 83.915 kg with the pounds kept).
+fn observed(q: Quantity, spec: &ValueSpec, path: &str) -> Result<Observed> {
+    if q.unit == spec.unit {
+        return Ok(Observed::from(q));
+    }
+    let canonical = spec
+        .to_canonical(&q, path)
+        .map_err(|e| Error::value(format!("{path}.code"), e.to_string()))?;
+    Ok(Observed {
+        quantity: canonical,
+        original: Some(q),
+    })
+}
+
 fn absent(c: &RawConcept<'_>, path: &str) -> Result<AbsentReason> {
     let code = c
         .codings()
@@ -299,13 +314,22 @@ fn value(raw: &RawObservation<'_>, kind: &KindDef, found: &CodeMatch<'_>) -> Res
             ));
         }
         (Some(q), None) => {
-            let q = quantity(q, "Observation.valueQuantity")?;
+            let path = "Observation.valueQuantity";
+            let q = quantity(q, path)?;
             return Ok(match found {
                 CodeMatch::Component(_, def) => Value::Components(vec![Component {
                     id: def.id.clone(),
-                    value: ComponentValue::Quantity(Observed::from(q)),
+                    value: ComponentValue::Quantity(observed(q, &def.value, path)?),
                 }]),
-                CodeMatch::Kind(_) => Value::Quantity(Observed::from(q)),
+                CodeMatch::Kind(k) => match &k.value {
+                    Some(spec) => Value::Quantity(observed(q, spec, path)?),
+                    None => {
+                        return Err(Error::unsupported(
+                            path,
+                            format!("{} is a panel: its values go in components", k.id.as_str()),
+                        ));
+                    }
+                },
             });
         }
         (None, Some(reason)) if !kind.is_panel() => {
@@ -369,10 +393,10 @@ fn component(c: &RawComponent<'_>, kind: &KindDef, path: &str) -> Result<Option<
         ));
     }
     let value = match (&c.value_quantity, &c.data_absent_reason) {
-        (Some(q), None) => ComponentValue::Quantity(Observed::from(quantity(
-            q,
-            &format!("{path}.valueQuantity"),
-        )?)),
+        (Some(q), None) => {
+            let path = format!("{path}.valueQuantity");
+            ComponentValue::Quantity(observed(quantity(q, &path)?, &def.value, &path)?)
+        }
         (None, Some(r)) => ComponentValue::Absent(absent(r, &format!("{path}.dataAbsentReason"))?),
         (Some(_), Some(_)) => {
             return Err(Error::value(
@@ -452,8 +476,10 @@ fn number(d: &healthanalyzer_model::Decimal) -> Result<Json> {
         .map_err(|e| Error::value("Observation.valueQuantity.value", e.to_string()))
 }
 
+/// A quantity as the source recorded it (the profiles accept the units we convert from), so a
+/// re-read converts it again to the same measurement.
 fn quantity_json(o: &Observed) -> Result<Json> {
-    let q = &o.quantity;
+    let q = o.original.as_ref().unwrap_or(&o.quantity);
     Ok(json!({
         "value": number(&q.value)?,
         "unit": q.unit.as_str(),

@@ -112,3 +112,32 @@ fn vital_sign_examples_round_trip_exactly() {
     );
     assert!(mapped >= 13, "mapped only {mapped} of {}", examples.len());
 }
+
+#[test]
+fn pounds_and_inches_are_converted_and_kept() {
+    let Some(dir) = fixtures("pounds_and_inches_are_converted_and_kept") else {
+        return;
+    };
+    let catalog = Catalog::builtin();
+    let options = ReadOptions {
+        catalog,
+        source_id: "hl7-examples",
+    };
+    for (file, kind, canonical, original) in [
+        ("Observation-example.json", "body-weight", "kg", "185 [lb_av]"),
+        ("Observation-body-height.json", "body-height", "cm", "[in_i]"),
+    ] {
+        let text = std::fs::read_to_string(dir.join("observation").join(file)).expect("read");
+        let m = read_observation(&text, &options, None).expect(file);
+        assert_eq!(m.kind, kind);
+        let healthanalyzer_model::Value::Quantity(o) = &m.value else {
+            panic!("{file}: not a quantity");
+        };
+        assert_eq!(o.quantity.unit, canonical, "{file}");
+        let recorded = o.original.as_ref().expect("the recorded quantity is kept");
+        assert!(
+            format!("{} {}", recorded.value, recorded.unit).ends_with(original),
+            "{file}: {recorded:?}"
+        );
+    }
+}
