@@ -27,6 +27,7 @@
 
 mod error;
 mod observation;
+mod patient;
 mod raw;
 mod strict;
 
@@ -35,4 +36,5 @@ pub use observation::{
     FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM, ReadOptions, read_observation,
     write_observation,
 };
+pub use patient::{read_patient, write_patient};
 pub use strict::check_strict;

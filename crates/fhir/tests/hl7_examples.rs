@@ -124,8 +124,18 @@ fn pounds_and_inches_are_converted_and_kept() {
         source_id: "hl7-examples",
     };
     for (file, kind, canonical, original) in [
-        ("Observation-example.json", "body-weight", "kg", "185 [lb_av]"),
-        ("Observation-body-height.json", "body-height", "cm", "[in_i]"),
+        (
+            "Observation-example.json",
+            "body-weight",
+            "kg",
+            "185 [lb_av]",
+        ),
+        (
+            "Observation-body-height.json",
+            "body-height",
+            "cm",
+            "[in_i]",
+        ),
     ] {
         let text = std::fs::read_to_string(dir.join("observation").join(file)).expect("read");
         let m = read_observation(&text, &options, None).expect(file);

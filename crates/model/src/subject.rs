@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::identifier::Identifier;
+use crate::measurement::Payload;
 use crate::measurement::code_enum;
 use crate::time::DateTime;
 
@@ -78,6 +79,13 @@ pub struct Subject {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub time_zone: Option<String>,
+    /// The record the subject was read from (a FHIR Patient, say), kept so that writing it back
+    /// loses nothing the model does not hold.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub payload: Option<Payload>,
 }
 
 impl Subject {
@@ -90,6 +98,7 @@ impl Subject {
             gender: None,
             birth_date: None,
             time_zone: None,
+            payload: None,
         }
     }
 }
