@@ -1,8 +1,44 @@
 //! HL7 FHIR R4 mapping of [Health Analyzer](https://github.com/os2health/health-analyzer):
-//! Observations to and from measurements (work in progress: Patient, Device, Bundles, profiles
-//! and the fhirbolt reference path follow).
+//! Observations to and from measurements, Patients to and from subjects, Bundles (read any
+//! type, references between entries resolved; write collection, conditional transaction and
+//! searchset) and NDJSON. National profiles (dk-core, nl-core, no-basis) are still to come.
 //!
-//! # Quick start
+//! - **Exact both ways**: decimals keep their digits (`107.50`), times their offset and
+//!   precision; a resource read here keeps its original text, and writing the measurement back
+//!   returns it unchanged unless the measurement changed.
+//! - **Units**: a quantity in an accepted non-canonical unit (pounds, inches, Fahrenheit) is
+//!   converted to the kind's canonical unit and the recorded quantity is kept.
+//! - **Errors** name the element (`Observation.component[1].valueQuantity.value`) and convert to
+//!   an `OperationOutcome`; bad input never panics.
+//! - **Fast path**: the mapping reads the elements it needs with serde, borrowing from the
+//!   input; [`check_strict`] holds a resource to fhirbolt's full R4 model. No fhirbolt type is
+//!   part of this crate's API.
+//!
+//! # Reading a Bundle
+//!
+//! ```
+//! use healthanalyzer_fhir::{ReadOptions, read_bundle};
+//! use healthanalyzer_model::Catalog;
+//!
+//! let bundle = r#"{"resourceType": "Bundle", "type": "collection", "entry": [
+//!   {"fullUrl": "urn:uuid:0b3f0c5e-0000-4000-8000-000000000001",
+//!    "resource": {"resourceType": "Patient", "identifier": [
+//!      {"system": "urn:oid:1.2.208.176.1.2", "value": "0101701234"}]}},
+//!   {"resource": {"resourceType": "Observation", "id": "hr1", "status": "final",
+//!    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+//!    "subject": {"reference": "urn:uuid:0b3f0c5e-0000-4000-8000-000000000001"},
+//!    "effectiveDateTime": "2024-05-01T07:31:00+02:00",
+//!    "valueQuantity": {"value": 64, "system": "http://unitsofmeasure.org", "code": "/min"}}}]}"#;
+//! let options = ReadOptions { catalog: Catalog::builtin(), source_id: "clinic" };
+//! let contents = read_bundle(bundle, &options)?;
+//! assert!(contents.errors.is_empty());
+//! // The reference between entries resolved to the Patient's CPR number.
+//! assert_eq!(contents.measurements[0].subject, contents.subjects[0].id);
+//! # Ok::<(), healthanalyzer_fhir::Error>(())
+//! ```
+//!
+//! # Reading and writing one Observation
+//!
 //!
 //! ```
 //! use healthanalyzer_fhir::{ReadOptions, read_observation, write_observation};
@@ -25,15 +61,20 @@
 
 #![warn(missing_docs)]
 
+mod bundle;
 mod error;
 mod observation;
 mod patient;
 mod raw;
 mod strict;
 
+pub use bundle::{
+    BundleKind, Contents, EntryError, MAX_BUNDLE_BYTES, read_bundle, read_ndjson, write_bundle,
+    write_ndjson,
+};
 pub use error::{Error, Result, operation_outcome};
 pub use observation::{
-    FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM, ReadOptions, read_observation,
+    FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, read_observation,
     write_observation,
 };
 pub use patient::{read_patient, write_patient};

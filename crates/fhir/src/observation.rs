@@ -22,6 +22,9 @@ pub const REFERENCE_SYSTEM: &str = "urn:healthanalyzer:fhir-reference";
 /// The largest resource accepted, in bytes.
 pub const MAX_RESOURCE_BYTES: usize = 4 * 1024 * 1024;
 
+/// The identifier system of URIs; a measurement's own identifier is `urn:uuid:<its id>` in it.
+pub const URI_SYSTEM: &str = "urn:ietf:rfc:3986";
+
 const OBS_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 const ABSENT_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
 const VITALSIGNS_PROFILE: &str = "http://hl7.org/fhir/StructureDefinition/vitalsigns";
@@ -450,17 +453,25 @@ pub fn write_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
         if let Ok(again) = read_observation(&p.content, &options, Some(&m.provenance.record_id))
             && same_content(&again, m)
         {
-            return Ok(original);
+            if again.subject == m.subject {
+                return Ok(original);
+            }
+            // Read from a Bundle, the subject was resolved from a reference that means nothing
+            // outside it (`urn:uuid:…`): say who it is instead.
+            let mut out = original;
+            if let Json::Object(o) = &mut out {
+                o.insert("subject".into(), reference_json(&m.subject));
+            }
+            return Ok(out);
         }
     }
     fresh_observation(m, catalog)
 }
 
-/// Equal in everything the mapping reads (ids and payload aside), with decimals at the same
-/// scale.
+/// Equal in everything the mapping reads but the subject (ids and payload aside), with
+/// decimals at the same scale.
 fn same_content(a: &Measurement, b: &Measurement) -> bool {
-    a.subject == b.subject
-        && a.kind == b.kind
+    a.kind == b.kind
         && a.status == b.status
         && a.effective == b.effective
         && a.issued == b.issued
@@ -508,7 +519,7 @@ fn codeable(codings: &[healthanalyzer_model::Coding], text: &str) -> Json {
     json!({ "coding": list, "text": text })
 }
 
-fn reference_json(id: &Identifier) -> Json {
+pub(crate) fn reference_json(id: &Identifier) -> Json {
     match (&id.system, id.value.as_str()) {
         (Some(s), v) if s == REFERENCE_SYSTEM => json!({ "reference": v }),
         (Some(s), v) => json!({ "identifier": { "system": s, "value": v } }),
@@ -527,6 +538,10 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
     o.insert("resourceType".into(), "Observation".into());
     o.insert("id".into(), m.id.to_string().into());
     o.insert("meta".into(), json!({ "profile": [VITALSIGNS_PROFILE] }));
+    o.insert(
+        "identifier".into(),
+        json!([{ "system": URI_SYSTEM, "value": format!("urn:uuid:{}", m.id) }]),
+    );
     o.insert("status".into(), m.status.as_str().into());
     o.insert(
         "category".into(),

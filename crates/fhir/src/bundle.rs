@@ -1,0 +1,399 @@
+//! Bundles in (collection, transaction, batch, searchset, message, …) and out (collection,
+//! transaction with conditional create, searchset), and NDJSON.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use healthanalyzer_model::{Catalog, Identifier, Measurement, MeasurementId, Subject};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value as Json, json};
+
+use crate::error::{Error, Result};
+use crate::observation::{
+    REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, map_observation, reference_json, write_observation,
+};
+use crate::patient::{read_patient, write_patient};
+use crate::raw::RawObservation;
+
+/// The largest Bundle or NDJSON text accepted, in bytes.
+pub const MAX_BUNDLE_BYTES: usize = 512 * 1024 * 1024;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawBundle<'a> {
+    #[serde(borrow)]
+    resource_type: Cow<'a, str>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    entry: Option<Vec<RawEntry<'a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawEntry<'a> {
+    #[serde(borrow, default)]
+    full_url: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    resource: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Peek<'a> {
+    #[serde(borrow)]
+    resource_type: Cow<'a, str>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+}
+
+/// An entry that could not be mapped; the rest of the Bundle is still read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryError {
+    /// The entry's index in `Bundle.entry` (or the line number, from 1, in NDJSON).
+    pub index: usize,
+    /// What is wrong, with a path inside the entry's resource.
+    pub error: Error,
+}
+
+/// What a Bundle held.
+#[derive(Debug, Default)]
+pub struct Contents {
+    /// The Bundle's type (`collection`, `transaction`, `searchset`, …); empty for NDJSON.
+    pub bundle_type: String,
+    /// The Observations, subjects resolved to their Patient's identifier where the Bundle holds
+    /// the Patient.
+    pub measurements: Vec<Measurement>,
+    /// The Patients.
+    pub subjects: Vec<Subject>,
+    /// Entries of other resource types (a MessageHeader, a Practitioner …), by index and type.
+    pub skipped: Vec<(usize, String)>,
+    /// Entries that could not be mapped.
+    pub errors: Vec<EntryError>,
+}
+
+/// Reads a Bundle of any type: its Patients and Observations, with references between entries
+/// resolved (`urn:uuid:` full URLs, `Patient/{id}`, absolute URLs). An Observation without an
+/// `id` gets its entry's `fullUrl` as record id. A bad entry is reported in
+/// [`Contents::errors`] and does not stop the others; a Bundle that is not one is an error.
+pub fn read_bundle(json: &str, options: &ReadOptions<'_>) -> Result<Contents> {
+    if json.len() > MAX_BUNDLE_BYTES {
+        return Err(Error::TooLarge {
+            path: "Bundle".into(),
+            reason: format!(
+                "{} bytes, more than the limit of {MAX_BUNDLE_BYTES}",
+                json.len()
+            ),
+        });
+    }
+    let raw: RawBundle<'_> =
+        serde_json::from_str(json).map_err(|e| Error::structure("Bundle", e.to_string()))?;
+    if raw.resource_type != "Bundle" {
+        return Err(Error::value(
+            "resourceType",
+            format!(
+                "expected Bundle, found {}",
+                raw.resource_type.chars().take(40).collect::<String>()
+            ),
+        ));
+    }
+    let mut out = Contents {
+        bundle_type: raw.kind.as_deref().unwrap_or_default().to_string(),
+        ..Contents::default()
+    };
+    let entries = raw.entry.unwrap_or_default();
+    let items: Vec<(usize, Option<&str>, &RawValue)> = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| e.resource.map(|r| (i, e.full_url.as_deref(), r)))
+        .collect();
+    read_items(&items, options, &mut out, 0);
+    Ok(out)
+}
+
+/// Reads NDJSON (one resource per line, as FHIR Bulk Data exports write it): Patients and
+/// Observations, references resolved as in a Bundle. Errors are reported by line (from 1).
+pub fn read_ndjson(text: &str, options: &ReadOptions<'_>) -> Result<Contents> {
+    if text.len() > MAX_BUNDLE_BYTES {
+        return Err(Error::TooLarge {
+            path: "NDJSON".into(),
+            reason: format!(
+                "{} bytes, more than the limit of {MAX_BUNDLE_BYTES}",
+                text.len()
+            ),
+        });
+    }
+    let mut out = Contents::default();
+    let mut raws = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<&RawValue>(line) {
+            Ok(r) => raws.push((i + 1, r)),
+            Err(e) => out.errors.push(EntryError {
+                index: i + 1,
+                error: Error::structure("line", e.to_string()),
+            }),
+        }
+    }
+    let items: Vec<(usize, Option<&str>, &RawValue)> =
+        raws.iter().map(|(i, r)| (*i, None, *r)).collect();
+    read_items(&items, options, &mut out, 0);
+    Ok(out)
+}
+
+fn prefixed(e: Error, index: usize) -> EntryError {
+    let error = match e {
+        Error::Structure { path, reason } => Error::Structure {
+            path: format!("entry[{index}].resource.{path}"),
+            reason,
+        },
+        Error::Required { path } => Error::Required {
+            path: format!("entry[{index}].resource.{path}"),
+        },
+        Error::Value { path, reason } => Error::Value {
+            path: format!("entry[{index}].resource.{path}"),
+            reason,
+        },
+        Error::NotSupported { path, reason } => Error::NotSupported {
+            path: format!("entry[{index}].resource.{path}"),
+            reason,
+        },
+        Error::TooLarge { path, reason } => Error::TooLarge {
+            path: format!("entry[{index}].resource.{path}"),
+            reason,
+        },
+    };
+    EntryError { index, error }
+}
+
+/// How deep Bundles may nest inside Bundles.
+const MAX_NESTING: usize = 4;
+
+fn read_items(
+    items: &[(usize, Option<&str>, &RawValue)],
+    options: &ReadOptions<'_>,
+    out: &mut Contents,
+    depth: usize,
+) {
+    // Patients first: every name an Observation may use for one.
+    let mut names: HashMap<String, Identifier> = HashMap::new();
+    let mut observations = Vec::new();
+    for &(i, full_url, raw) in items {
+        let peek: Peek<'_> = match serde_json::from_str(raw.get()) {
+            Ok(p) => p,
+            Err(e) => {
+                out.errors
+                    .push(prefixed(Error::structure("resourceType", e.to_string()), i));
+                continue;
+            }
+        };
+        match &*peek.resource_type {
+            "Patient" => match read_patient(raw.get()) {
+                Ok(s) => {
+                    if let Some(url) = full_url {
+                        names.insert(url.to_string(), s.id.clone());
+                    }
+                    if let Some(id) = peek.id.as_deref() {
+                        names.insert(format!("Patient/{id}"), s.id.clone());
+                    }
+                    out.subjects.push(s);
+                }
+                Err(e) => out.errors.push(prefixed(e, i)),
+            },
+            "Observation" => observations.push((i, full_url, raw)),
+            // A Bundle of Bundles (a batch of documents, say): read each in turn.
+            "Bundle" if depth < MAX_NESTING => {
+                match serde_json::from_str::<RawBundle<'_>>(raw.get()) {
+                    Ok(inner) => {
+                        let entries = inner.entry.unwrap_or_default();
+                        let items: Vec<(usize, Option<&str>, &RawValue)> = entries
+                            .iter()
+                            .enumerate()
+                            .filter_map(|(j, e)| e.resource.map(|r| (j, e.full_url.as_deref(), r)))
+                            .collect();
+                        let mut nested = Contents::default();
+                        read_items(&items, options, &mut nested, depth + 1);
+                        out.measurements.extend(nested.measurements);
+                        out.subjects.extend(nested.subjects);
+                        out.skipped
+                            .extend(nested.skipped.into_iter().map(|(_, t)| (i, t)));
+                        out.errors
+                            .extend(nested.errors.into_iter().map(|e| prefixed(e.error, i)));
+                    }
+                    Err(e) => out
+                        .errors
+                        .push(prefixed(Error::structure("Bundle", e.to_string()), i)),
+                }
+            }
+            other => out.skipped.push((i, other.to_string())),
+        }
+    }
+    for (i, full_url, raw) in observations {
+        let text = raw.get();
+        let parsed = serde_json::from_str::<RawObservation<'_>>(text)
+            .map_err(|e| Error::structure("Observation", e.to_string()))
+            .and_then(|r| map_observation(&r, text, options, full_url));
+        match parsed {
+            Ok(mut m) => {
+                if m.subject.system.as_deref() == Some(REFERENCE_SYSTEM) {
+                    let reference = m.subject.value.as_str();
+                    // `Patient/1`, or an absolute URL ending in it, or a urn:uuid full URL.
+                    let found = names.get(reference).or_else(|| {
+                        let tail = reference.rsplit('/').take(2).collect::<Vec<_>>();
+                        match tail.as_slice() {
+                            [id, "Patient"] => names.get(&format!("Patient/{id}")),
+                            _ => None,
+                        }
+                    });
+                    if let Some(id) = found {
+                        m.subject = id.clone();
+                    }
+                }
+                out.measurements.push(m);
+            }
+            Err(e) => out.errors.push(prefixed(e, i)),
+        }
+    }
+}
+
+/// The kind of Bundle to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleKind {
+    /// A `collection`: resources side by side.
+    Collection,
+    /// A `transaction` that creates each resource only if no resource with its identifier
+    /// exists (`ifNoneExist`), so sending it twice creates nothing twice.
+    Transaction,
+    /// A `searchset` (a search result page), with `total` set to the number of entries.
+    Searchset,
+}
+
+fn patient_full_url(s: &Subject) -> String {
+    let key = format!(
+        "{}|{}",
+        s.id.system.as_deref().unwrap_or_default(),
+        s.id.value
+    );
+    format!(
+        "urn:uuid:{}",
+        MeasurementId::from_source("urn:healthanalyzer:patient", &key)
+    )
+}
+
+fn identifier_query(id: &Identifier) -> String {
+    match &id.system {
+        Some(s) => format!("identifier={s}|{}", id.value),
+        None => format!("identifier={}", id.value),
+    }
+}
+
+/// Writes Patients and Observations as a Bundle. In a transaction, each resource is a
+/// conditional create on its identifier (a measurement's own `urn:uuid:<id>`, a Patient's
+/// primary identifier), and Observations refer to a Patient of the same Bundle by its full URL.
+pub fn write_bundle(
+    kind: BundleKind,
+    subjects: &[Subject],
+    measurements: &[Measurement],
+    catalog: &Catalog,
+) -> Result<Json> {
+    let mut entries = Vec::with_capacity(subjects.len() + measurements.len());
+    let mut patient_urls: HashMap<&Identifier, String> = HashMap::new();
+    for s in subjects {
+        let url = patient_full_url(s);
+        patient_urls.insert(&s.id, url.clone());
+        let mut e = json!({ "fullUrl": url, "resource": write_patient(s)? });
+        match kind {
+            BundleKind::Transaction => {
+                e["request"] = json!({
+                    "method": "POST",
+                    "url": "Patient",
+                    "ifNoneExist": identifier_query(&s.id),
+                });
+            }
+            BundleKind::Searchset => e["search"] = json!({ "mode": "include" }),
+            BundleKind::Collection => {}
+        }
+        entries.push(e);
+    }
+    for m in measurements {
+        let mut resource = write_observation(m, catalog)?;
+        let own = format!("urn:uuid:{}", m.id);
+        if kind == BundleKind::Transaction {
+            ensure_identifier(&mut resource, &own);
+            if let Some(url) = patient_urls.get(&m.subject) {
+                resource["subject"] = json!({ "reference": url });
+            } else if m.subject.system.as_deref() != Some(REFERENCE_SYSTEM) {
+                resource["subject"] = reference_json(&m.subject);
+            }
+        }
+        let mut e = json!({ "fullUrl": own, "resource": resource });
+        match kind {
+            BundleKind::Transaction => {
+                e["request"] = json!({
+                    "method": "POST",
+                    "url": "Observation",
+                    "ifNoneExist": format!("identifier={URI_SYSTEM}|{own}"),
+                });
+            }
+            BundleKind::Searchset => e["search"] = json!({ "mode": "match" }),
+            BundleKind::Collection => {}
+        }
+        entries.push(e);
+    }
+    let mut bundle = json!({
+        "resourceType": "Bundle",
+        "type": match kind {
+            BundleKind::Collection => "collection",
+            BundleKind::Transaction => "transaction",
+            BundleKind::Searchset => "searchset",
+        },
+    });
+    if kind == BundleKind::Searchset {
+        bundle["total"] = json!(measurements.len());
+    }
+    bundle["entry"] = Json::Array(entries);
+    Ok(bundle)
+}
+
+/// Adds `urn:uuid:<id>` to an Observation's identifiers unless it is there.
+fn ensure_identifier(resource: &mut Json, own: &str) {
+    let Json::Object(o) = resource else { return };
+    let ids = o
+        .entry("identifier")
+        .or_insert_with(|| Json::Array(Vec::new()));
+    if let Json::Array(list) = ids
+        && !list
+            .iter()
+            .any(|i| i["value"] == own && i["system"] == URI_SYSTEM)
+    {
+        list.push(json!({ "system": URI_SYSTEM, "value": own }));
+    }
+}
+
+/// Writes Patients then Observations as NDJSON, one resource per line.
+pub fn write_ndjson(
+    subjects: &[Subject],
+    measurements: &[Measurement],
+    catalog: &Catalog,
+) -> Result<String> {
+    let mut out = String::new();
+    for s in subjects {
+        out.push_str(&write_patient(s)?.to_string());
+        out.push('\n');
+    }
+    for m in measurements {
+        let mut r = write_observation(m, catalog)?;
+        // Every NDJSON resource needs an id (there is no fullUrl to stand in for it).
+        if let Json::Object(o) = &mut r
+            && !o.contains_key("id")
+        {
+            o.insert("id".into(), m.id.to_string().into());
+        }
+        out.push_str(&r.to_string());
+        out.push('\n');
+    }
+    Ok(out)
+}
