@@ -56,10 +56,16 @@ fn main() -> Result<(), Error> {
             continue;
         };
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("x");
-        write(format!("{stem}.back.json"), &write_observation(&m, catalog)?)?;
+        write(
+            format!("{stem}.back.json"),
+            &write_observation(&m, catalog)?,
+        )?;
         let mut bare = m.clone();
         bare.provenance.payload = None;
-        write(format!("{stem}.fresh.json"), &write_observation(&bare, catalog)?)?;
+        write(
+            format!("{stem}.fresh.json"),
+            &write_observation(&bare, catalog)?,
+        )?;
         measurements.push(m);
     }
     let mut subjects = Vec::new();

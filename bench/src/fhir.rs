@@ -1,0 +1,131 @@
+//! `fhir-bench`: parse and map a Bundle of 10,000 blood-pressure Observations (and the same as
+//! NDJSON), and write them back; beside it, in the same run, fhirbolt's strict parse alone and
+//! `serde_json::Value`. One thread.
+//!
+//! ```text
+//! cargo run --release -p healthanalyzer-bench --bin fhir-bench -- [--n 10000] [--rounds 5]
+//! ```
+
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use healthanalyzer_fhir::{
+    BundleKind, ReadOptions, check_strict, read_bundle, read_ndjson, write_bundle, write_ndjson,
+};
+use healthanalyzer_model::Catalog;
+
+fn observation(i: usize) -> String {
+    format!(
+        r#"{{"resourceType":"Observation","id":"bp-{i}","meta":{{"profile":["http://hl7.org/fhir/StructureDefinition/vitalsigns"]}},"status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs","display":"Vital Signs"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"85354-9","display":"Blood pressure panel with all children optional"}}],"text":"Blood pressure"}},"subject":{{"identifier":{{"system":"urn:oid:1.2.208.176.1.2","value":"01017{:05}"}}}},"effectiveDateTime":"2024-{:02}-{:02}T{:02}:{:02}:00+01:00","device":{{"display":"Omron M7"}},"component":[{{"code":{{"coding":[{{"system":"http://loinc.org","code":"8480-6","display":"Systolic blood pressure"}}]}},"valueQuantity":{{"value":{}.{},"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}}},{{"code":{{"coding":[{{"system":"http://loinc.org","code":"8462-4","display":"Diastolic blood pressure"}}]}},"valueQuantity":{{"value":{},"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}}}]}}"#,
+        i % 1000,
+        1 + i % 12,
+        1 + i % 28,
+        i % 24,
+        i % 60,
+        100 + i % 60,
+        i % 10,
+        60 + i % 30
+    )
+}
+
+fn best(rounds: usize, mut f: impl FnMut()) -> Duration {
+    (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .min()
+        .unwrap()
+}
+
+fn main() {
+    let mut n = 10_000;
+    let mut rounds = 5;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--n" => n = args.next().and_then(|v| v.parse().ok()).expect("--n N"),
+            "--rounds" => {
+                rounds = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--rounds R")
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let observations: Vec<String> = (0..n).map(observation).collect();
+    let bundle = format!(
+        r#"{{"resourceType":"Bundle","type":"collection","entry":[{}]}}"#,
+        observations
+            .iter()
+            .map(|o| format!(r#"{{"resource":{o}}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let ndjson = observations.join("\n");
+    let catalog = Catalog::builtin();
+    let options = ReadOptions {
+        catalog,
+        source_id: "bench",
+    };
+    let contents = read_bundle(&bundle, &options).unwrap();
+    assert_eq!(
+        contents.measurements.len(),
+        n,
+        "{:?}",
+        contents.errors.first()
+    );
+
+    let ours_bundle = best(rounds, || {
+        let c = read_bundle(&bundle, &options).unwrap();
+        assert_eq!(c.measurements.len(), n);
+    });
+    let ours_ndjson = best(rounds, || {
+        let c = read_ndjson(&ndjson, &options).unwrap();
+        assert_eq!(c.measurements.len(), n);
+    });
+    let write_back = best(rounds, || {
+        let b = write_bundle(BundleKind::Collection, &[], &contents.measurements, catalog).unwrap();
+        std::hint::black_box(b.to_string());
+    });
+    let mut fresh = contents.measurements.clone();
+    for m in &mut fresh {
+        m.provenance.payload = None;
+    }
+    let write_fresh = best(rounds, || {
+        std::hint::black_box(write_ndjson(&[], &fresh, catalog).unwrap());
+    });
+    let value = best(rounds, || {
+        let v: serde_json::Value = serde_json::from_str(&bundle).unwrap();
+        std::hint::black_box(v);
+    });
+    let fhirbolt = best(rounds.min(2), || {
+        check_strict(&bundle).unwrap_or_else(|e| panic!("fhirbolt: {e}"));
+    });
+
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let mb = bundle.len() as f64 / 1e6;
+    println!("{n} blood-pressure Observations, Bundle {mb:.1} MB; best of {rounds}, one thread");
+    println!();
+    println!("| run | time (ms) | Observations/s | vs fhirbolt |");
+    println!("|---|---:|---:|---:|");
+    let base = rate(fhirbolt);
+    for (name, d) in [
+        ("ours: read Bundle (parse + map)", ours_bundle),
+        ("ours: read NDJSON (parse + map)", ours_ndjson),
+        ("ours: write Bundle back (from payload)", write_back),
+        ("ours: write NDJSON fresh (from the model)", write_fresh),
+        ("serde_json::Value parse only", value),
+        ("fhirbolt strict parse only (R4 Resource)", fhirbolt),
+    ] {
+        println!(
+            "| {name} | {:.1} | {:.0} | {:.1}x |",
+            d.as_secs_f64() * 1e3,
+            rate(d),
+            rate(d) / base
+        );
+    }
+}
