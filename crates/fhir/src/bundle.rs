@@ -178,64 +178,73 @@ fn read_items(
     out: &mut Contents,
     depth: usize,
 ) {
-    // Patients first: every name an Observation may use for one.
+    // Patients first: every name an Observation may use for one. Each entry is parsed once as
+    // an Observation (the common case); other resources are told apart by the type that parse
+    // found, or, when it failed, by a second look at `resourceType` alone.
     let mut names: HashMap<String, Identifier> = HashMap::new();
     let mut observations = Vec::new();
     for &(i, full_url, raw) in items {
-        let peek: Peek<'_> = match serde_json::from_str(raw.get()) {
-            Ok(p) => p,
-            Err(e) => {
-                out.errors
-                    .push(prefixed(Error::structure("resourceType", e.to_string()), i));
+        let text = raw.get();
+        let (resource_type, id) = match serde_json::from_str::<RawObservation<'_>>(text) {
+            Ok(r) if r.resource_type == "Observation" => {
+                observations.push((i, full_url, text, Ok(r)));
                 continue;
             }
+            Ok(r) => (r.resource_type, r.id),
+            Err(obs_err) => match serde_json::from_str::<Peek<'_>>(text) {
+                Ok(p) if p.resource_type == "Observation" => {
+                    let e = Error::structure("Observation", obs_err.to_string());
+                    observations.push((i, full_url, text, Err(e)));
+                    continue;
+                }
+                Ok(p) => (p.resource_type, p.id),
+                Err(e) => {
+                    out.errors
+                        .push(prefixed(Error::structure("resourceType", e.to_string()), i));
+                    continue;
+                }
+            },
         };
-        match &*peek.resource_type {
-            "Patient" => match read_patient(raw.get()) {
+        match &*resource_type {
+            "Patient" => match read_patient(text) {
                 Ok(s) => {
                     if let Some(url) = full_url {
                         names.insert(url.to_string(), s.id.clone());
                     }
-                    if let Some(id) = peek.id.as_deref() {
+                    if let Some(id) = id.as_deref() {
                         names.insert(format!("Patient/{id}"), s.id.clone());
                     }
                     out.subjects.push(s);
                 }
                 Err(e) => out.errors.push(prefixed(e, i)),
             },
-            "Observation" => observations.push((i, full_url, raw)),
             // A Bundle of Bundles (a batch of documents, say): read each in turn.
-            "Bundle" if depth < MAX_NESTING => {
-                match serde_json::from_str::<RawBundle<'_>>(raw.get()) {
-                    Ok(inner) => {
-                        let entries = inner.entry.unwrap_or_default();
-                        let items: Vec<(usize, Option<&str>, &RawValue)> = entries
-                            .iter()
-                            .enumerate()
-                            .filter_map(|(j, e)| e.resource.map(|r| (j, e.full_url.as_deref(), r)))
-                            .collect();
-                        let mut nested = Contents::default();
-                        read_items(&items, options, &mut nested, depth + 1);
-                        out.measurements.extend(nested.measurements);
-                        out.subjects.extend(nested.subjects);
-                        out.skipped
-                            .extend(nested.skipped.into_iter().map(|(_, t)| (i, t)));
-                        out.errors
-                            .extend(nested.errors.into_iter().map(|e| prefixed(e.error, i)));
-                    }
-                    Err(e) => out
-                        .errors
-                        .push(prefixed(Error::structure("Bundle", e.to_string()), i)),
+            "Bundle" if depth < MAX_NESTING => match serde_json::from_str::<RawBundle<'_>>(text) {
+                Ok(inner) => {
+                    let entries = inner.entry.unwrap_or_default();
+                    let items: Vec<(usize, Option<&str>, &RawValue)> = entries
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(j, e)| e.resource.map(|r| (j, e.full_url.as_deref(), r)))
+                        .collect();
+                    let mut nested = Contents::default();
+                    read_items(&items, options, &mut nested, depth + 1);
+                    out.measurements.extend(nested.measurements);
+                    out.subjects.extend(nested.subjects);
+                    out.skipped
+                        .extend(nested.skipped.into_iter().map(|(_, t)| (i, t)));
+                    out.errors
+                        .extend(nested.errors.into_iter().map(|e| prefixed(e.error, i)));
                 }
-            }
+                Err(e) => out
+                    .errors
+                    .push(prefixed(Error::structure("Bundle", e.to_string()), i)),
+            },
             other => out.skipped.push((i, other.to_string())),
         }
     }
-    for (i, full_url, raw) in observations {
-        let text = raw.get();
-        let parsed = serde_json::from_str::<RawObservation<'_>>(text)
-            .map_err(|e| Error::structure("Observation", e.to_string()))
-            .and_then(|r| map_observation(&r, text, options, full_url));
+    for (i, full_url, text, raw) in observations {
+        let parsed = raw.and_then(|r| map_observation(&r, text, options, full_url));
         match parsed {
             Ok(mut m) => {
                 if m.subject.system.as_deref() == Some(REFERENCE_SYSTEM) {

@@ -259,7 +259,7 @@ fn quantity(q: &RawQuantity<'_>, path: &str) -> Result<Quantity> {
         .value
         .as_ref()
         .ok_or_else(|| Error::required(format!("{path}.value")))?;
-    let value = parse_decimal(&number.to_string())
+    let value = parse_decimal(number.as_str())
         .map_err(|e| Error::value(format!("{path}.value"), e.to_string()))?;
     let unit = match (q.system.as_deref(), q.code.as_deref(), q.unit.as_deref()) {
         (Some(systems::UCUM), Some(code), _) => code,

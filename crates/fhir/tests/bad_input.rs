@@ -259,3 +259,78 @@ fn an_array_where_one_object_belongs_is_refused() {
     });
     assert_eq!(err(&json).issue_code(), "structure");
 }
+
+/// Arbitrary JSON, with FHIR's own element names among the keys so the parsers go deep.
+fn arbitrary_json() -> impl Strategy<Value = Value> {
+    let keys = prop::sample::select(vec![
+        "resourceType",
+        "status",
+        "code",
+        "coding",
+        "system",
+        "subject",
+        "reference",
+        "identifier",
+        "value",
+        "valueQuantity",
+        "component",
+        "effectiveDateTime",
+        "effectivePeriod",
+        "start",
+        "dataAbsentReason",
+        "entry",
+        "resource",
+        "fullUrl",
+        "birthDate",
+        "gender",
+        "name",
+        "given",
+        "x",
+    ]);
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        prop::sample::select(vec![
+            "Observation",
+            "Patient",
+            "Bundle",
+            "final",
+            "http://loinc.org",
+            "85354-9",
+            "8480-6",
+            "2024-01-01",
+            "Patient/1",
+            "mm[Hg]",
+            "",
+        ])
+        .prop_map(Value::from),
+        "\\PC{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(5, 64, 8, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((keys.clone(), inner), 0..6).prop_map(|kv| {
+                Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_json_never_panics(v in arbitrary_json(), kind in 0usize..3) {
+        let mut v = v;
+        if let Value::Object(o) = &mut v {
+            o.insert(
+                "resourceType".into(),
+                ["Observation", "Patient", "Bundle"][kind].into(),
+            );
+        }
+        let text = v.to_string();
+        let _ = read_observation(&text, &options(), Some("r"));
+        let _ = healthanalyzer_fhir::read_patient(&text);
+        let _ = healthanalyzer_fhir::read_bundle(&text, &options());
+        let _ = healthanalyzer_fhir::read_ndjson(&text, &options());
+    }
+}
