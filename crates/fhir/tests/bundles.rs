@@ -1,8 +1,9 @@
 //! Bundles and NDJSON: references between entries are resolved, bad entries reported without
 //! losing the others, and what we write reads back.
 
+mod common;
+
 use std::io::Write;
-use std::path::PathBuf;
 
 use healthanalyzer_fhir::{
     BundleKind, ReadOptions, read_bundle, read_ndjson, write_bundle, write_ndjson,
@@ -161,14 +162,12 @@ fn not_a_bundle_is_an_error() {
 
 #[test]
 fn every_hl7_example_bundle_reads_without_losing_an_observation() {
-    let Some(dir) = std::env::var_os("HEALTHANALYZER_FIXTURES") else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED every_hl7_example_bundle_reads_without_losing_an_observation: HEALTHANALYZER_FIXTURES is not set"
-        );
+    let Some(dir) =
+        common::hl7_examples("every_hl7_example_bundle_reads_without_losing_an_observation")
+    else {
         return;
     };
-    let dir = PathBuf::from(dir).join("hl7-fhir-r4-examples/bundle");
+    let dir = dir.join("bundle");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("bundles")
         .map(|e| e.expect("entry").path())

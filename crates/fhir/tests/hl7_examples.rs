@@ -2,25 +2,13 @@
 //! through `HEALTHANALYZER_FIXTURES`): each reads into a measurement, writes back equal as JSON,
 //! and, written fresh from the measurement alone, reads back into the same measurement.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use healthanalyzer_fhir::{ReadOptions, read_observation, write_observation};
 use healthanalyzer_model::{Catalog, Measurement};
 use serde_json::Value;
-
-fn fixtures(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("HEALTHANALYZER_FIXTURES") {
-        Some(dir) => Some(PathBuf::from(dir).join("hl7-fhir-r4-examples")),
-        None => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: HEALTHANALYZER_FIXTURES is not set (.ci/run sets it to ../shared/fixtures)"
-            );
-            None
-        }
-    }
-}
 
 /// Every Observation example in the vital-signs category, by file name.
 fn vital_signs(dir: &Path) -> Vec<(String, String)> {
@@ -54,7 +42,7 @@ const NOT_MAPPED: &[(&str, &str)] = &[
 
 #[test]
 fn vital_sign_examples_round_trip_exactly() {
-    let Some(dir) = fixtures("vital_sign_examples_round_trip_exactly") else {
+    let Some(dir) = common::hl7_examples("vital_sign_examples_round_trip_exactly") else {
         return;
     };
     let catalog = Catalog::builtin();
@@ -115,7 +103,7 @@ fn vital_sign_examples_round_trip_exactly() {
 
 #[test]
 fn pounds_and_inches_are_converted_and_kept() {
-    let Some(dir) = fixtures("pounds_and_inches_are_converted_and_kept") else {
+    let Some(dir) = common::hl7_examples("pounds_and_inches_are_converted_and_kept") else {
         return;
     };
     let catalog = Catalog::builtin();

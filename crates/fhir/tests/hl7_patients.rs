@@ -1,28 +1,14 @@
 //! Every HL7 R4 Patient example reads into a subject and writes back equal as JSON; written
 //! fresh from the subject alone, it reads back into the same subject.
 
-use std::io::Write;
-use std::path::PathBuf;
+mod common;
 
 use healthanalyzer_fhir::{read_patient, write_patient};
 use serde_json::Value;
 
-fn fixtures(test: &str) -> Option<PathBuf> {
-    match std::env::var_os("HEALTHANALYZER_FIXTURES") {
-        Some(dir) => Some(PathBuf::from(dir).join("hl7-fhir-r4-examples")),
-        None => {
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: HEALTHANALYZER_FIXTURES is not set (.ci/run sets it to ../shared/fixtures)"
-            );
-            None
-        }
-    }
-}
-
 #[test]
 fn patient_examples_round_trip_exactly() {
-    let Some(dir) = fixtures("patient_examples_round_trip_exactly") else {
+    let Some(dir) = common::hl7_examples("patient_examples_round_trip_exactly") else {
         return;
     };
     let mut files: Vec<_> = std::fs::read_dir(dir.join("patient"))

@@ -10,6 +10,7 @@ use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subje
 use healthanalyzer_store::{
     Checkpoint, Error, Filter, MeasurementStore, Order, Page, PageToken, Query, Result, SortKey,
     SubjectStore, WriteSummary, check_batch, check_subjects, identifier_key, parse_identifier_key,
+    split_instant,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -17,8 +18,6 @@ use uuid::Uuid;
 
 use crate::error::{PostgresError, bad_row, db, pool};
 use crate::schema;
-
-const NANOS: i128 = 1_000_000_000;
 
 /// Advisory lock key serialising subject writes (identifier ownership is checked, then claimed).
 const SUBJECT_LOCK: i64 = 0x4841_6e73;
@@ -125,10 +124,8 @@ fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize), PostgresError
 }
 
 fn split_nanos(nanos: i128) -> (i64, i32) {
-    (
-        i64::try_from(nanos.div_euclid(NANOS)).unwrap_or(i64::MAX),
-        nanos.rem_euclid(NANOS) as i32,
-    )
+    let (s, ns) = split_instant(nanos);
+    (s, ns as i32) // below 1e9: fits
 }
 
 fn uuid(id: &MeasurementId) -> Uuid {

@@ -4,20 +4,15 @@ use std::ops::Bound;
 
 use healthanalyzer_model::jiff::Timestamp;
 use healthanalyzer_model::{Measurement, MeasurementId, Subject};
-use healthanalyzer_store::{Filter, Order, Result, SortKey, identifier_key};
+use healthanalyzer_store::{Filter, Order, Result, SortKey, identifier_key, split_instant};
 use rusqlite::types::Value;
 
 use crate::error::bad_row;
 
-const NANOS: i128 = 1_000_000_000;
-
-/// `(t_s, t_ns)` of an instant in nanoseconds: floor division, so the pair sorts like the
-/// instant. Every instant jiff represents fits.
+/// `(t_s, t_ns)` of an instant in nanoseconds (see [`split_instant`]).
 pub(crate) fn split_nanos(nanos: i128) -> (i64, i64) {
-    (
-        i64::try_from(nanos.div_euclid(NANOS)).unwrap_or(i64::MAX),
-        nanos.rem_euclid(NANOS) as i64,
-    )
+    let (s, ns) = split_instant(nanos);
+    (s, i64::from(ns))
 }
 
 pub(crate) fn id_bytes(id: &MeasurementId) -> [u8; 16] {
@@ -137,34 +132,5 @@ pub(crate) fn order_by(order: Order) -> &'static str {
     match order {
         Order::Ascending => " ORDER BY t_s, t_ns, id",
         Order::Descending => " ORDER BY t_s DESC, t_ns DESC, id DESC",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_nanos_sorts_like_the_instant() {
-        let xs = [
-            -377_705_116_800 * NANOS,
-            -NANOS - 1,
-            -NANOS,
-            -NANOS + 1,
-            -1,
-            0,
-            1,
-            NANOS - 1,
-            NANOS,
-            253_402_300_799 * NANOS + 999_999_999,
-        ];
-        for w in xs.windows(2) {
-            assert!(split_nanos(w[0]) < split_nanos(w[1]), "{w:?}");
-        }
-        for x in xs {
-            let (s, ns) = split_nanos(x);
-            assert!((0..1_000_000_000).contains(&ns));
-            assert_eq!(i128::from(s) * NANOS + i128::from(ns), x);
-        }
     }
 }

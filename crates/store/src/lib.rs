@@ -62,6 +62,6 @@ pub mod testkit;
 
 pub use error::{BoxError, Error, Result};
 pub use memory::MemoryStore;
-pub use query::{Filter, Order, Page, PageToken, Query, SortKey};
+pub use query::{Filter, Order, Page, PageToken, Query, SortKey, split_instant};
 pub use store::{Checkpoint, MeasurementStore, MeasurementStoreExt, WriteSummary, check_batch};
 pub use subject::{Store, SubjectStore, check_subjects, identifier_key, parse_identifier_key};

@@ -109,6 +109,18 @@ impl SortKey {
     }
 }
 
+/// An instant in nanoseconds since the Unix epoch as `(seconds, nanoseconds)`, with floor
+/// division so the pair sorts like the instant and the nanoseconds lie in `0..1_000_000_000`.
+/// SQL stores keep instants as these two integer columns: every instant the model holds
+/// (years −9999..9999) fits, where one 64-bit nanosecond count would not.
+pub fn split_instant(nanos: i128) -> (i64, u32) {
+    const NANOS: i128 = 1_000_000_000;
+    (
+        i64::try_from(nanos.div_euclid(NANOS)).unwrap_or(i64::MAX),
+        nanos.rem_euclid(NANOS) as u32,
+    )
+}
+
 /// An opaque continuation token. Pass it back unchanged in [`Query::page`]; its text form is
 /// stable across processes and store instances of the same backend kind, but is not an API.
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -227,4 +239,34 @@ pub struct Page {
     pub items: Vec<Measurement>,
     /// The token for the next page; `None` when this is the last.
     pub next: Option<PageToken>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_instant_sorts_like_the_instant() {
+        const NANOS: i128 = 1_000_000_000;
+        let xs = [
+            -377_705_116_800 * NANOS,
+            -NANOS - 1,
+            -NANOS,
+            -NANOS + 1,
+            -1,
+            0,
+            1,
+            NANOS - 1,
+            NANOS,
+            253_402_300_799 * NANOS + 999_999_999,
+        ];
+        for w in xs.windows(2) {
+            assert!(split_instant(w[0]) < split_instant(w[1]), "{w:?}");
+        }
+        for x in xs {
+            let (s, ns) = split_instant(x);
+            assert!(ns < 1_000_000_000);
+            assert_eq!(i128::from(s) * NANOS + i128::from(ns), x);
+        }
+    }
 }
