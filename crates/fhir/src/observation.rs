@@ -259,8 +259,15 @@ fn quantity(q: &RawQuantity<'_>, path: &str) -> Result<Quantity> {
         .value
         .as_ref()
         .ok_or_else(|| Error::required(format!("{path}.value")))?;
-    let value = parse_decimal(number.as_str())
-        .map_err(|e| Error::value(format!("{path}.value"), e.to_string()))?;
+    let text = number.get();
+    if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+        return Err(Error::structure(
+            format!("{path}.value"),
+            "must be a JSON number (not a string, object or array)",
+        ));
+    }
+    let value =
+        parse_decimal(text).map_err(|e| Error::value(format!("{path}.value"), e.to_string()))?;
     let unit = match (q.system.as_deref(), q.code.as_deref(), q.unit.as_deref()) {
         (Some(systems::UCUM), Some(code), _) => code,
         (None, Some(code), _) => code,

@@ -50,8 +50,10 @@ pub(crate) struct RawReference<'a> {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawQuantity<'a> {
-    #[serde(default)]
-    pub(crate) value: Option<serde_json::Number>,
+    /// The number's text as written (borrowed: no copy, and exact whatever serde_json's
+    /// number features).
+    #[serde(borrow, default)]
+    pub(crate) value: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
     pub(crate) unit: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
