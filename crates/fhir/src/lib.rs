@@ -14,6 +14,13 @@
 //!   input; [`check_strict`] holds a resource to fhirbolt's full R4 model. No fhirbolt type is
 //!   part of this crate's API.
 //!
+//! # A note for embedders
+//!
+//! This crate turns on serde_json's `arbitrary_precision`, `preserve_order` and `raw_value`
+//! features (fhirbolt needs the first two, and exact decimals need them too). Cargo unifies
+//! features, so in a build that includes this crate every `serde_json::Value` keeps numbers as
+//! their text and objects in their order.
+//!
 //! # Reading a Bundle
 //!
 //! ```

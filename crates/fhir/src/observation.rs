@@ -444,32 +444,65 @@ fn context(raw: &RawObservation<'_>) -> Context {
 
 /// Writes a measurement as a FHIR R4 Observation (JSON).
 ///
-/// A measurement read from FHIR carries the resource it came from; when the measurement still
-/// says what that resource says, the resource is written back unchanged (so every element we
-/// do not map survives); otherwise a fresh Observation following the HL7 vital-signs profile is
-/// built from the measurement.
+/// A measurement read from FHIR carries the resource it came from. When the measurement still
+/// says what that resource says, the resource is written back unchanged. When it changed (a
+/// correction, a subject resolved inside a Bundle), only the elements it changed are written
+/// anew, over the original, so identifiers, interpretations, notes and extensions survive.
+/// Without a FHIR payload, a fresh Observation following the HL7 vital-signs profile is built.
 pub fn write_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
     if let Some(p) = &m.provenance.payload
         && p.media_type == FHIR_JSON
-        && let Ok(original) = serde_json::from_str::<Json>(&p.content)
+        && let Ok(Json::Object(mut original)) = serde_json::from_str::<Json>(&p.content)
     {
         let options = ReadOptions {
             catalog,
             source_id: &m.provenance.source_id,
         };
-        if let Ok(again) = read_observation(&p.content, &options, Some(&m.provenance.record_id))
-            && same_content(&again, m)
-        {
-            if again.subject == m.subject {
-                return Ok(original);
+        if let Ok(before) = read_observation(&p.content, &options, Some(&m.provenance.record_id)) {
+            if same_content(&before, m) && before.subject == m.subject {
+                return Ok(Json::Object(original));
             }
-            // Read from a Bundle, the subject was resolved from a reference that means nothing
-            // outside it (`urn:uuid:…`): say who it is instead.
-            let mut out = original;
-            if let Json::Object(o) = &mut out {
-                o.insert("subject".into(), reference_json(&m.subject));
+            // Changed (a correction, or a subject resolved inside a Bundle): the elements the
+            // measurement changed are written anew over the original, and everything else the
+            // original held (identifiers, interpretation, notes, extensions …) stays.
+            let Json::Object(fresh) = fresh_observation(m, catalog)? else {
+                return fresh_observation(m, catalog);
+            };
+            let mut replace: Vec<&[&str]> = Vec::new();
+            if before.subject != m.subject {
+                replace.push(&["subject"]);
             }
-            return Ok(out);
+            if before.kind != m.kind {
+                replace.push(&["code", "meta"]);
+            }
+            if before.status != m.status {
+                replace.push(&["status"]);
+            }
+            if format!("{:?}", before.effective) != format!("{:?}", m.effective) {
+                replace.push(&["effectiveDateTime", "effectiveInstant", "effectivePeriod"]);
+            }
+            if format!("{:?}", before.issued) != format!("{:?}", m.issued) {
+                replace.push(&["issued"]);
+            }
+            if before.kind != m.kind || format!("{:?}", before.value) != format!("{:?}", m.value) {
+                replace.push(&["valueQuantity", "dataAbsentReason", "component"]);
+            }
+            if before.device != m.device {
+                replace.push(&["device"]);
+            }
+            if before.context.site != m.context.site {
+                replace.push(&["bodySite"]);
+            }
+            if before.context.method != m.context.method {
+                replace.push(&["method"]);
+            }
+            for key in replace.into_iter().flatten() {
+                original.shift_remove(*key);
+                if let Some(v) = fresh.get(*key) {
+                    original.insert((*key).to_string(), v.clone());
+                }
+            }
+            return Ok(Json::Object(original));
         }
     }
     fresh_observation(m, catalog)

@@ -139,3 +139,47 @@ fn pounds_and_inches_are_converted_and_kept() {
         );
     }
 }
+
+#[test]
+fn a_correction_keeps_what_the_mapping_does_not_hold() {
+    let Some(dir) = common::hl7_examples("a_correction_keeps_what_the_mapping_does_not_hold")
+    else {
+        return;
+    };
+    let catalog = Catalog::builtin();
+    let options = ReadOptions {
+        catalog,
+        source_id: "hl7-examples",
+    };
+    let text = std::fs::read_to_string(dir.join("observation/Observation-blood-pressure.json"))
+        .expect("read");
+    let original: Value = serde_json::from_str(&text).expect("json");
+    let mut m = read_observation(&text, &options, None).expect("read");
+    m.status = healthanalyzer_model::Status::Corrected;
+    m.value = healthanalyzer_model::Value::blood_pressure(
+        healthanalyzer_model::parse_decimal("109").expect("decimal"),
+        healthanalyzer_model::parse_decimal("61").expect("decimal"),
+    );
+    let out = write_observation(&m, catalog).expect("write");
+    assert_eq!(out["status"], "corrected");
+    for kept in [
+        "identifier",
+        "basedOn",
+        "performer",
+        "interpretation",
+        "bodySite",
+        "text",
+        "id",
+        "meta",
+        "code",
+    ] {
+        assert_eq!(
+            out[kept], original[kept],
+            "{kept} must survive a correction"
+        );
+    }
+    let again = read_observation(&out.to_string(), &options, None).expect("re-read");
+    assert_eq!(format!("{:?}", again.value), format!("{:?}", m.value));
+    assert_eq!(again.status, m.status);
+    assert_eq!(again.subject, m.subject);
+}
