@@ -222,6 +222,14 @@ async fn pg_raw(url: &str, rows: &[RawRow]) -> Result<Duration, Error> {
     Ok(t.elapsed())
 }
 
+fn query_note(name: &str, p50: Duration, p95: Duration, rows: usize) -> String {
+    format!(
+        "{name}: query one subject × one kind × one year ({rows} rows): median {:.2} ms, p95 {:.2} ms",
+        p50.as_secs_f64() * 1e3,
+        p95.as_secs_f64() * 1e3
+    )
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -301,12 +309,7 @@ async fn main() -> Result<(), Error> {
             write,
             rows: n,
         };
-        notes.push(format!(
-            "{}: query one subject × one kind × one year ({got} rows): median {:.2} ms, p95 {:.2} ms",
-            f.name,
-            p50.as_secs_f64() * 1e3,
-            p95.as_secs_f64() * 1e3
-        ));
+        notes.push(query_note(&f.name, p50, p95, got));
         table.push((f, sqlite_ceiling.rate()));
     }
     let ceiling_rate = sqlite_ceiling.rate();
@@ -336,12 +339,7 @@ async fn main() -> Result<(), Error> {
                 write,
                 rows: n,
             };
-            notes.push(format!(
-                "{}: query one subject × one kind × one year ({got} rows): median {:.2} ms, p95 {:.2} ms",
-                f.name,
-                p50.as_secs_f64() * 1e3,
-                p95.as_secs_f64() * 1e3
-            ));
+            notes.push(query_note(&f.name, p50, p95, got));
             let rate = pg_ceiling.rate();
             table.push((f, rate));
             table.push((pg_ceiling, rate));

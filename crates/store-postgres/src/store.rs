@@ -8,9 +8,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use healthanalyzer_model::jiff::Timestamp;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 use healthanalyzer_store::{
-    Checkpoint, Error, Filter, MeasurementStore, Order, Page, PageToken, Query, Result, SortKey,
-    SubjectStore, WriteSummary, check_batch, check_subjects, identifier_key, parse_identifier_key,
-    split_instant,
+    Checkpoint, Error, Filter, MeasurementStore, Order, Page, Query, Result, SortKey, SubjectStore,
+    WriteSummary, check_batch, check_subjects, identifier_key, parse_identifier_key, split_instant,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -371,16 +370,8 @@ impl MeasurementStore for PostgresStore {
         );
         let client = self.client().await?;
         let rows = client.query(&sql, &w.refs()).await.map_err(db)?;
-        let mut items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
-        let next = if items.len() > limit {
-            items.truncate(limit);
-            items
-                .last()
-                .map(|m| PageToken::after(query.order, SortKey::of(m)))
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch(items, limit, query.order))
     }
 
     async fn count(&self, filter: &Filter) -> Result<u64> {

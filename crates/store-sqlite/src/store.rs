@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 use healthanalyzer_store::{
-    Checkpoint, Error, Filter, MeasurementStore, Page, PageToken, Query, Result, SortKey,
-    SubjectStore, WriteSummary, check_batch, check_subjects, identifier_key, parse_identifier_key,
+    Checkpoint, Error, Filter, MeasurementStore, Page, Query, Result, SubjectStore, WriteSummary,
+    check_batch, check_subjects, identifier_key, parse_identifier_key,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
@@ -428,16 +428,8 @@ impl MeasurementStore for SqliteStore {
             limit.saturating_add(1).min(i64::MAX as usize)
         );
         self.with_reader(move |conn| {
-            let mut items = read_measurements(conn, &sql, &w.params)?;
-            let next = if items.len() > limit {
-                items.truncate(limit);
-                items
-                    .last()
-                    .map(|m| PageToken::after(order, SortKey::of(m)))
-            } else {
-                None
-            };
-            Ok(Page { items, next })
+            let items = read_measurements(conn, &sql, &w.params)?;
+            Ok(Page::from_overfetch(items, limit, order))
         })
         .await
     }

@@ -241,6 +241,22 @@ pub struct Page {
     pub next: Option<PageToken>,
 }
 
+impl Page {
+    /// A page from rows fetched with `LIMIT limit + 1` in `order`: a row beyond `limit` means
+    /// there is a next page, which starts after the last row kept.
+    pub fn from_overfetch(mut items: Vec<Measurement>, limit: usize, order: Order) -> Self {
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items
+                .last()
+                .map(|m| PageToken::after(order, SortKey::of(m)))
+        } else {
+            None
+        };
+        Self { items, next }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
