@@ -11,7 +11,8 @@
 use std::time::{Duration, Instant};
 
 use healthanalyzer_fhir::{
-    BundleKind, ReadOptions, check_strict, read_bundle, read_ndjson, write_bundle, write_ndjson,
+    BundleKind, ReadOptions, WriteOptions, check_strict, read_bundle, read_ndjson, write_bundle,
+    write_ndjson,
 };
 use healthanalyzer_model::Catalog;
 
@@ -88,7 +89,13 @@ fn main() {
         assert_eq!(c.measurements.len(), n);
     });
     let write_back = best(rounds, || {
-        let b = write_bundle(BundleKind::Collection, &[], &contents.measurements, catalog).unwrap();
+        let b = write_bundle(
+            BundleKind::Collection,
+            &[],
+            &contents.measurements,
+            &WriteOptions::new(catalog),
+        )
+        .unwrap();
         std::hint::black_box(b.to_string());
     });
     let mut fresh = contents.measurements.clone();
@@ -96,7 +103,7 @@ fn main() {
         m.provenance.payload = None;
     }
     let write_fresh = best(rounds, || {
-        std::hint::black_box(write_ndjson(&[], &fresh, catalog).unwrap());
+        std::hint::black_box(write_ndjson(&[], &fresh, &WriteOptions::new(catalog)).unwrap());
     });
     let value = best(rounds, || {
         let v: serde_json::Value = serde_json::from_str(&bundle).unwrap();

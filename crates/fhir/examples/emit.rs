@@ -6,18 +6,24 @@
 //! ```
 //!
 //! For each HL7 vital-sign Observation and Patient example: the resource written back (from its
-//! payload) and written fresh from the model alone; plus a collection, a conditional
-//! transaction and a searchset Bundle of them all.
+//! payload), and written fresh from the model alone under every output profile; a collection, a
+//! conditional transaction and a searchset Bundle of them all under every profile; and, per
+//! profile, a home-monitoring transaction with one reading of every catalog kind from a device
+//! known by its EUI-64 (so Devices and the dk-core PHD identifier are validated too).
 
 #![allow(clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
 
+use healthanalyzer_fhir::EUI64_SYSTEM;
 use healthanalyzer_fhir::{
-    BundleKind, ReadOptions, read_observation, read_patient, write_bundle, write_observation,
-    write_patient,
+    BundleKind, Profile, ReadOptions, WriteOptions, read_observation, read_patient, write_bundle,
+    write_observation, write_patient,
 };
-use healthanalyzer_model::Catalog;
+use healthanalyzer_model::{
+    Catalog, DateTime, Decimal, DeviceRef, Effective, Identifier, Measurement, Provenance, Subject,
+    Value, ValueSpec, systems,
+};
 
 type Error = Box<dyn std::error::Error>;
 
@@ -58,14 +64,17 @@ fn main() -> Result<(), Error> {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("x");
         write(
             format!("{stem}.back.json"),
-            &write_observation(&m, catalog)?,
+            &write_observation(&m, &WriteOptions::new(catalog))?,
         )?;
         let mut bare = m.clone();
         bare.provenance.payload = None;
-        write(
-            format!("{stem}.fresh.json"),
-            &write_observation(&bare, catalog)?,
-        )?;
+        for &profile in Profile::ALL {
+            let options = WriteOptions::new(catalog).with_profile(profile);
+            write(
+                format!("{stem}.fresh.{profile}.json"),
+                &write_observation(&bare, &options)?,
+            )?;
+        }
         measurements.push(m);
     }
     let mut subjects = Vec::new();
@@ -75,24 +84,84 @@ fn main() -> Result<(), Error> {
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("x");
         let mut bare = s.clone();
         bare.payload = None;
-        write(format!("{stem}.fresh.json"), &write_patient(&bare)?)?;
+        for &profile in Profile::ALL {
+            write(
+                format!("{stem}.fresh.{profile}.json"),
+                &write_patient(&bare, profile)?,
+            )?;
+        }
         subjects.push(s);
     }
-    for (kind, name) in [
-        (BundleKind::Collection, "collection"),
-        (BundleKind::Transaction, "transaction"),
-        (BundleKind::Searchset, "searchset"),
-    ] {
+    for &profile in Profile::ALL {
+        let options = WriteOptions::new(catalog).with_profile(profile);
+        for (kind, name) in [
+            (BundleKind::Collection, "collection"),
+            (BundleKind::Transaction, "transaction"),
+            (BundleKind::Searchset, "searchset"),
+        ] {
+            write(
+                format!("Bundle-{name}.{profile}.json"),
+                &write_bundle(kind, &subjects, &measurements, &options)?,
+            )?;
+        }
+        let (subject, readings) = home_monitoring(catalog, profile)?;
         write(
-            format!("Bundle-{name}.json"),
-            &write_bundle(kind, &subjects, &measurements, catalog)?,
+            format!("Bundle-home-monitoring.{profile}.json"),
+            &write_bundle(BundleKind::Transaction, &[subject], &readings, &options)?,
         )?;
     }
     eprintln!(
-        "emitted {} observations (back and fresh), {} patients and 3 bundles into {}",
+        "emitted {} observations (back, and fresh per profile), {} patients and 4 bundles per profile into {}",
         measurements.len(),
         subjects.len(),
         out.display()
     );
     Ok(())
+}
+
+/// One reading of every kind in the catalog from a home monitor known by its EUI-64, for a
+/// patient known by the profile's national identifier.
+fn home_monitoring(
+    catalog: &Catalog,
+    profile: Profile,
+) -> Result<(Subject, Vec<Measurement>), Error> {
+    let id = match profile {
+        Profile::NlCore => Identifier::new(systems::BSN, "999911120"),
+        Profile::NoBasis => Identifier::new(systems::FNR, "13116900216"),
+        _ => Identifier::new(systems::CPR, "0101709995"),
+    };
+    let device = DeviceRef {
+        identifier: Some(Identifier::new(EUI64_SYSTEM, "74E8FFFEFF051C00")),
+        display: Some("Home monitor".into()),
+        manufacturer: Some("Acme".into()),
+        model: Some("HM-1".into()),
+        ..DeviceRef::default()
+    };
+    let at = DateTime::parse("2024-05-01T07:31:00+02:00")?;
+    let mut readings = Vec::new();
+    for kind in catalog.kinds() {
+        let value = match (&kind.value, kind.components.as_slice()) {
+            (Some(spec), _) => Value::quantity(middle(spec)?, spec.unit.clone()),
+            (None, [sys, dia, ..]) => {
+                Value::blood_pressure(middle(&sys.value)?, middle(&dia.value)?)
+            }
+            _ => continue,
+        };
+        let mut m = Measurement::new(
+            Provenance::new("home-monitor", kind.id.as_str()),
+            id.clone(),
+            kind.id.clone(),
+            value,
+            Effective::At(at),
+        );
+        m.device = Some(device.clone());
+        readings.push(m);
+    }
+    Ok((Subject::new(id), readings))
+}
+
+/// The middle of a kind's plausible range, rounded to a whole number.
+fn middle(spec: &ValueSpec) -> Result<Decimal, Error> {
+    let range = spec.range.as_ref().ok_or("no plausible range")?;
+    Ok(((range.min + range.max) / Decimal::from(2)).round())
 }

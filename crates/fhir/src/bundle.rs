@@ -4,16 +4,18 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use healthanalyzer_model::{Catalog, Identifier, Measurement, MeasurementId, Subject};
+use healthanalyzer_model::{DeviceRef, Identifier, Measurement, MeasurementId, Subject};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value as Json, json};
 
+use crate::device::{merge, read_device, write_device};
 use crate::error::{Error, Result};
 use crate::observation::{
     REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, map_observation, reference_json, write_observation,
 };
 use crate::patient::{read_patient, write_patient};
+use crate::profile::{Profile, WriteOptions, phd_identifier};
 use crate::raw::RawObservation;
 
 /// The largest Bundle or NDJSON text accepted, in bytes.
@@ -67,6 +69,8 @@ pub struct Contents {
     pub measurements: Vec<Measurement>,
     /// The Patients.
     pub subjects: Vec<Subject>,
+    /// The Devices (Observations referring to one carry what it says, too).
+    pub devices: Vec<DeviceRef>,
     /// Entries of other resource types (a MessageHeader, a Practitioner …), by index and type.
     pub skipped: Vec<(usize, String)>,
     /// Entries that could not be mapped.
@@ -178,10 +182,11 @@ fn read_items(
     out: &mut Contents,
     depth: usize,
 ) {
-    // Patients first: every name an Observation may use for one. Each entry is parsed once as
+    // Patients and Devices first: every name an Observation may use for one. Each entry is parsed once as
     // an Observation (the common case); other resources are told apart by the type that parse
     // found, or, when it failed, by a second look at `resourceType` alone.
     let mut names: HashMap<String, Identifier> = HashMap::new();
+    let mut devices: HashMap<String, DeviceRef> = HashMap::new();
     let mut observations = Vec::new();
     for &(i, full_url, raw) in items {
         let text = raw.get();
@@ -218,6 +223,18 @@ fn read_items(
                 }
                 Err(e) => out.errors.push(prefixed(e, i)),
             },
+            "Device" => match read_device(text) {
+                Ok(d) => {
+                    if let Some(url) = full_url {
+                        devices.insert(url.to_string(), d.clone());
+                    }
+                    if let Some(id) = id.as_deref() {
+                        devices.insert(format!("Device/{id}"), d.clone());
+                    }
+                    out.devices.push(d);
+                }
+                Err(e) => out.errors.push(prefixed(e, i)),
+            },
             // A Bundle of Bundles (a batch of documents, say): read each in turn.
             "Bundle" if depth < MAX_NESTING => match serde_json::from_str::<RawBundle<'_>>(text) {
                 Ok(inner) => {
@@ -231,6 +248,7 @@ fn read_items(
                     read_items(&items, options, &mut nested, depth + 1);
                     out.measurements.extend(nested.measurements);
                     out.subjects.extend(nested.subjects);
+                    out.devices.extend(nested.devices);
                     out.skipped
                         .extend(nested.skipped.into_iter().map(|(_, t)| (i, t)));
                     out.errors
@@ -261,6 +279,20 @@ fn read_items(
                         m.subject = id.clone();
                     }
                 }
+                if let Some(device) = &mut m.device
+                    && let Some(reference) = device.reference.as_deref()
+                {
+                    let found = devices.get(reference).or_else(|| {
+                        let tail = reference.rsplit('/').take(2).collect::<Vec<_>>();
+                        match tail.as_slice() {
+                            [id, "Device"] => devices.get(&format!("Device/{id}")),
+                            _ => None,
+                        }
+                    });
+                    if let Some(d) = found {
+                        merge(device, d);
+                    }
+                }
                 out.measurements.push(m);
             }
             Err(e) => out.errors.push(prefixed(e, i)),
@@ -280,56 +312,142 @@ pub enum BundleKind {
     Searchset,
 }
 
-fn patient_full_url(s: &Subject) -> String {
-    let key = format!(
-        "{}|{}",
-        s.id.system.as_deref().unwrap_or_default(),
-        s.id.value
-    );
-    format!(
-        "urn:uuid:{}",
-        MeasurementId::from_source("urn:healthanalyzer:patient", &key)
-    )
+fn full_url(namespace: &str, id: &Identifier) -> String {
+    let key = format!("{}|{}", id.system.as_deref().unwrap_or_default(), id.value);
+    format!("urn:uuid:{}", MeasurementId::from_source(namespace, &key))
 }
 
-fn identifier_query(id: &Identifier) -> String {
-    match &id.system {
-        Some(s) => format!("identifier={s}|{}", id.value),
-        None => format!("identifier={}", id.value),
+/// A search query on an identifier, as `ifNoneExist` takes it: FHIR's search escapes (`\|`,
+/// `\,`, `\$`, `\\`), then percent-encoding of what a URL query cannot hold as is.
+fn identifier_query(system: Option<&str>, value: &str) -> String {
+    let token = match system {
+        Some(s) => format!("{}|{}", search_escape(s), search_escape(value)),
+        None => search_escape(value),
+    };
+    format!("identifier={}", percent_encode(&token))
+}
+
+fn search_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '\\' | '|' | ',' | '$') {
+            out.push('\\');
+        }
+        out.push(c);
     }
+    out
 }
 
-/// Writes Patients and Observations as a Bundle. In a transaction, each resource is a
-/// conditional create on its identifier (a measurement's own `urn:uuid:<id>`, a Patient's
-/// primary identifier), and Observations refer to a Patient of the same Bundle by its full URL.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        // RFC 3986 query characters less `&`, `=` and `+` (they would change the query), plus
+        // `|` and `\` as FHIR writes them in tokens.
+        if b.is_ascii_alphanumeric() || b"-._~!*'();:@,/?|$\\".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn request(kind: BundleKind, resource_type: &str, query: String) -> Option<Json> {
+    (kind == BundleKind::Transaction)
+        .then(|| json!({ "method": "POST", "url": resource_type, "ifNoneExist": query }))
+}
+
+/// Writes Patients, Devices and Observations as a Bundle, following `options.profile`.
+///
+/// - A Device entry is written for every distinct device identifier the measurements carry.
+/// - In a transaction, each resource is a conditional create on an identifier: a Patient's
+///   primary identifier, a Device's identifier, and for an Observation its own
+///   `urn:uuid:<id>` (or, under [`Profile::DkCore`], the PHD identifier when it can be made,
+///   so a reading sent by two gateways is stored once). Observations refer to the Patient and
+///   Device of the same Bundle by full URL.
+///
+/// ```
+/// use healthanalyzer_fhir::{BundleKind, Profile, WriteOptions, write_bundle};
+/// use healthanalyzer_model::{
+///     Catalog, DateTime, Effective, Identifier, Measurement, Provenance, Subject, Value,
+///     parse_decimal, systems,
+/// };
+///
+/// let cpr = Identifier::new(systems::CPR, "0101701234");
+/// let m = Measurement::new(
+///     Provenance::new("home-monitor", "reading-1"),
+///     cpr.clone(),
+///     "heart-rate",
+///     Value::quantity(parse_decimal("64")?, "/min"),
+///     Effective::At(DateTime::parse("2024-05-01T07:31:00+02:00")?),
+/// );
+/// let options = WriteOptions::new(Catalog::builtin()).with_profile(Profile::DkCore);
+/// let tx = write_bundle(BundleKind::Transaction, &[Subject::new(cpr)], &[m], &options)?;
+/// assert_eq!(tx["type"], "transaction");
+/// // Sending it twice creates nothing twice: each entry is created only if none exists.
+/// assert_eq!(
+///     tx["entry"][0]["request"]["ifNoneExist"],
+///     "identifier=urn:oid:1.2.208.176.1.2|0101701234"
+/// );
+/// // The Observation refers to the Patient entry and follows dk-core.
+/// let obs = &tx["entry"][1]["resource"];
+/// assert_eq!(obs["subject"]["reference"], tx["entry"][0]["fullUrl"]);
+/// assert_eq!(
+///     obs["meta"]["profile"][0],
+///     "http://hl7.dk/fhir/core/StructureDefinition/dk-core-basic-observation"
+/// );
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn write_bundle(
     kind: BundleKind,
     subjects: &[Subject],
     measurements: &[Measurement],
-    catalog: &Catalog,
+    options: &WriteOptions<'_>,
 ) -> Result<Json> {
     let mut entries = Vec::with_capacity(subjects.len() + measurements.len());
     let mut patient_urls: HashMap<&Identifier, String> = HashMap::new();
-    for s in subjects {
-        let url = patient_full_url(s);
-        patient_urls.insert(&s.id, url.clone());
-        let mut e = json!({ "fullUrl": url, "resource": write_patient(s)? });
-        match kind {
-            BundleKind::Transaction => {
-                e["request"] = json!({
-                    "method": "POST",
-                    "url": "Patient",
-                    "ifNoneExist": identifier_query(&s.id),
-                });
-            }
-            BundleKind::Searchset => e["search"] = json!({ "mode": "include" }),
-            BundleKind::Collection => {}
+    let search = |mode: &str| (kind == BundleKind::Searchset).then(|| json!({ "mode": mode }));
+    let mut push = |url: String, resource: Json, request: Option<Json>, search: Option<Json>| {
+        let mut e = json!({ "fullUrl": url, "resource": resource });
+        if let Some(r) = request {
+            e["request"] = r;
+        }
+        if let Some(s) = search {
+            e["search"] = s;
         }
         entries.push(e);
+    };
+    for s in subjects {
+        let url = full_url("urn:healthanalyzer:patient", &s.id);
+        patient_urls.insert(&s.id, url.clone());
+        let query = identifier_query(s.id.system.as_deref(), &s.id.value);
+        push(
+            url,
+            write_patient(s, options.profile)?,
+            request(kind, "Patient", query),
+            search("include"),
+        );
+    }
+    let mut device_urls: HashMap<&Identifier, String> = HashMap::new();
+    for d in measurements.iter().filter_map(|m| m.device.as_ref()) {
+        let Some(id) = &d.identifier else { continue };
+        if device_urls.contains_key(id) {
+            continue;
+        }
+        let url = full_url("urn:healthanalyzer:device", id);
+        device_urls.insert(id, url.clone());
+        let query = identifier_query(id.system.as_deref(), &id.value);
+        push(
+            url,
+            write_device(d),
+            request(kind, "Device", query),
+            search("include"),
+        );
     }
     for m in measurements {
-        let mut resource = write_observation(m, catalog)?;
+        let mut resource = write_observation(m, options)?;
         let own = format!("urn:uuid:{}", m.id);
+        let mut query = identifier_query(Some(URI_SYSTEM), &own);
         if kind == BundleKind::Transaction {
             ensure_identifier(&mut resource, &own);
             if let Some(url) = patient_urls.get(&m.subject) {
@@ -337,20 +455,27 @@ pub fn write_bundle(
             } else if m.subject.system.as_deref() != Some(REFERENCE_SYSTEM) {
                 resource["subject"] = reference_json(&m.subject);
             }
-        }
-        let mut e = json!({ "fullUrl": own, "resource": resource });
-        match kind {
-            BundleKind::Transaction => {
-                e["request"] = json!({
-                    "method": "POST",
-                    "url": "Observation",
-                    "ifNoneExist": format!("identifier={URI_SYSTEM}|{own}"),
-                });
+            if let Some(url) = m
+                .device
+                .as_ref()
+                .and_then(|d| d.identifier.as_ref())
+                .and_then(|id| device_urls.get(id))
+            {
+                resource["device"] = json!({ "reference": url });
             }
-            BundleKind::Searchset => e["search"] = json!({ "mode": "match" }),
-            BundleKind::Collection => {}
+            if options.profile == Profile::DkCore
+                && let Some(kind_def) = options.catalog.kind(m.kind.as_str())
+                && let Some(phd) = phd_identifier(m, kind_def)
+            {
+                query = identifier_query(None, &phd);
+            }
         }
-        entries.push(e);
+        push(
+            own,
+            resource,
+            request(kind, "Observation", query),
+            search("match"),
+        );
     }
     let mut bundle = json!({
         "resourceType": "Bundle",
@@ -386,15 +511,15 @@ fn ensure_identifier(resource: &mut Json, own: &str) {
 pub fn write_ndjson(
     subjects: &[Subject],
     measurements: &[Measurement],
-    catalog: &Catalog,
+    options: &WriteOptions<'_>,
 ) -> Result<String> {
     let mut out = String::new();
     for s in subjects {
-        out.push_str(&write_patient(s)?.to_string());
+        out.push_str(&write_patient(s, options.profile)?.to_string());
         out.push('\n');
     }
     for m in measurements {
-        let mut r = write_observation(m, catalog)?;
+        let mut r = write_observation(m, options)?;
         // Every NDJSON resource needs an id (there is no fullUrl to stand in for it).
         if let Json::Object(o) = &mut r
             && !o.contains_key("id")

@@ -1,8 +1,12 @@
 //! HL7 FHIR R4 mapping of [Health Analyzer](https://github.com/os2health/health-analyzer):
-//! Observations to and from measurements, Patients to and from subjects, Bundles (read any
-//! type, references between entries resolved; write collection, conditional transaction and
-//! searchset) and NDJSON. National profiles (dk-core, nl-core, no-basis) are still to come.
+//! Observations to and from measurements, Patients to and from subjects, Devices to and from
+//! device references, Bundles (read any type, references between entries resolved; write
+//! collection, conditional transaction and searchset) and NDJSON.
 //!
+//! - **Profiles** on output ([`Profile`]): the HL7 international vital signs (default), HL7
+//!   Denmark's dk-core (with the PHD identifier for idempotent conditional create), Nictiz
+//!   nl-core (zib 2020) and HL7 Norway's no-basis. `docs/fhir-profiles.md` in the repository
+//!   lists what each adds.
 //! - **Exact both ways**: decimals keep their digits (`107.50`), times their offset and
 //!   precision; a resource read here keeps its original text, and writing the measurement back
 //!   returns it unchanged unless the measurement changed.
@@ -44,11 +48,43 @@
 //! # Ok::<(), healthanalyzer_fhir::Error>(())
 //! ```
 //!
-//! # Reading and writing one Observation
+//! # Writing a transaction
 //!
+//! Every entry is a conditional create (`ifNoneExist`), so sending the Bundle twice stores
+//! nothing twice. Here the measurements read above go to a server following dk-core:
 //!
 //! ```
-//! use healthanalyzer_fhir::{ReadOptions, read_observation, write_observation};
+//! # use healthanalyzer_fhir::{ReadOptions, read_bundle};
+//! # use healthanalyzer_model::Catalog;
+//! # let bundle = r#"{"resourceType": "Bundle", "type": "collection", "entry": [
+//! #   {"resource": {"resourceType": "Patient", "identifier": [
+//! #      {"system": "urn:oid:1.2.208.176.1.2", "value": "0101701234"}]}},
+//! #   {"resource": {"resourceType": "Observation", "id": "hr1", "status": "final",
+//! #    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+//! #    "subject": {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": "0101701234"}},
+//! #    "effectiveDateTime": "2024-05-01T07:31:00+02:00",
+//! #    "valueQuantity": {"value": 64, "system": "http://unitsofmeasure.org", "code": "/min"}}}]}"#;
+//! # let contents = read_bundle(bundle, &ReadOptions { catalog: Catalog::builtin(), source_id: "clinic" })?;
+//! use healthanalyzer_fhir::{BundleKind, Profile, WriteOptions, write_bundle};
+//!
+//! let options = WriteOptions::new(Catalog::builtin()).with_profile(Profile::DkCore);
+//! let tx = write_bundle(
+//!     BundleKind::Transaction,
+//!     &contents.subjects,
+//!     &contents.measurements,
+//!     &options,
+//! )?;
+//! let entries = tx["entry"].as_array().map(Vec::len);
+//! assert_eq!(entries, Some(2));
+//! assert_eq!(tx["entry"][1]["request"]["ifNoneExist"].as_str().map(|q| q.starts_with("identifier=")), Some(true));
+//! // POST it to the server's base URL with `Content-Type: application/fhir+json`.
+//! # Ok::<(), healthanalyzer_fhir::Error>(())
+//! ```
+//!
+//! # Reading and writing one Observation
+//!
+//! ```
+//! use healthanalyzer_fhir::{ReadOptions, WriteOptions, read_observation, write_observation};
 //! use healthanalyzer_model::Catalog;
 //!
 //! let json = r#"{"resourceType": "Observation", "id": "w1", "status": "final",
@@ -61,7 +97,7 @@
 //! assert_eq!(m.kind, "body-weight");
 //! assert_eq!(m.value.as_quantity().unwrap().value.to_string(), "72.40");
 //! // Written back, the resource is what came in.
-//! let back = write_observation(&m, Catalog::builtin())?;
+//! let back = write_observation(&m, &WriteOptions::new(Catalog::builtin()))?;
 //! assert_eq!(back, serde_json::from_str::<serde_json::Value>(json)?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -69,9 +105,11 @@
 #![warn(missing_docs)]
 
 mod bundle;
+mod device;
 mod error;
 mod observation;
 mod patient;
+mod profile;
 mod raw;
 mod strict;
 
@@ -79,10 +117,12 @@ pub use bundle::{
     BundleKind, Contents, EntryError, MAX_BUNDLE_BYTES, read_bundle, read_ndjson, write_bundle,
     write_ndjson,
 };
+pub use device::{read_device, write_device};
 pub use error::{Error, Result, operation_outcome};
 pub use observation::{
     FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, read_observation,
     write_observation,
 };
 pub use patient::{read_patient, write_patient};
+pub use profile::{EUI64_SYSTEM, Profile, WriteOptions, phd_identifier};
 pub use strict::check_strict;

@@ -10,6 +10,7 @@ use healthanalyzer_model::{
 use serde_json::{Map, Value as Json, json};
 
 use crate::error::{Error, Result};
+use crate::profile::{Profile, WriteOptions, apply_to_observation};
 use crate::raw::{RawComponent, RawConcept, RawObservation, RawQuantity, RawReference};
 
 /// The media type of the original payload kept in a measurement's provenance.
@@ -27,7 +28,6 @@ pub const URI_SYSTEM: &str = "urn:ietf:rfc:3986";
 
 const OBS_CATEGORY: &str = "http://terminology.hl7.org/CodeSystem/observation-category";
 const ABSENT_SYSTEM: &str = "http://terminology.hl7.org/CodeSystem/data-absent-reason";
-const VITALSIGNS_PROFILE: &str = "http://hl7.org/fhir/StructureDefinition/vitalsigns";
 
 /// How to read an Observation.
 #[derive(Debug, Clone, Copy)]
@@ -449,7 +449,22 @@ fn context(raw: &RawObservation<'_>) -> Context {
 /// correction, a subject resolved inside a Bundle), only the elements it changed are written
 /// anew, over the original, so identifiers, interpretations, notes and extensions survive.
 /// Without a FHIR payload, a fresh Observation following the HL7 vital-signs profile is built.
-pub fn write_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
+///
+/// `options.profile` says which profiles a fresh Observation follows, and what a national
+/// profile adds to a passed-through one (see [`Profile`]).
+pub fn write_observation(m: &Measurement, options: &WriteOptions<'_>) -> Result<Json> {
+    let catalog = options.catalog;
+    let mut out = write_plain(m, catalog, options.profile)?;
+    if options.profile != Profile::VitalSigns
+        && let Json::Object(o) = &mut out
+        && let Some(kind) = catalog.kind(m.kind.as_str())
+    {
+        apply_to_observation(o, m, kind, options.profile);
+    }
+    Ok(out)
+}
+
+fn write_plain(m: &Measurement, catalog: &Catalog, profile: Profile) -> Result<Json> {
     if let Some(p) = &m.provenance.payload
         && p.media_type == FHIR_JSON
         && let Ok(Json::Object(mut original)) = serde_json::from_str::<Json>(&p.content)
@@ -465,8 +480,8 @@ pub fn write_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
             // Changed (a correction, or a subject resolved inside a Bundle): the elements the
             // measurement changed are written anew over the original, and everything else the
             // original held (identifiers, interpretation, notes, extensions …) stays.
-            let Json::Object(fresh) = fresh_observation(m, catalog)? else {
-                return fresh_observation(m, catalog);
+            let Json::Object(fresh) = fresh_observation(m, catalog, profile)? else {
+                return fresh_observation(m, catalog, profile);
             };
             let mut replace: Vec<&[&str]> = Vec::new();
             if before.subject != m.subject {
@@ -505,7 +520,7 @@ pub fn write_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
             return Ok(Json::Object(original));
         }
     }
-    fresh_observation(m, catalog)
+    fresh_observation(m, catalog, profile)
 }
 
 /// Equal in everything the mapping reads but the subject (ids and payload aside), with
@@ -543,9 +558,19 @@ fn absent_json(r: &AbsentReason) -> Json {
     json!({ "coding": [{ "system": ABSENT_SYSTEM, "code": r.as_str() }] })
 }
 
-fn codeable(codings: &[healthanalyzer_model::Coding], text: &str) -> Json {
+/// The kind's codes: the first of each code system (the catalog lists a system's primary code
+/// first; later ones are alternatives an input may use, such as the 24-hour steps code or the
+/// molar glucose code, which would not say the same thing as the written value), plus the extra
+/// codes `profile` asks for.
+fn codeable(codings: &[healthanalyzer_model::Coding], text: &str, profile: Profile) -> Json {
+    let mut seen: Vec<&str> = Vec::new();
     let list: Vec<Json> = codings
         .iter()
+        .filter(|c| {
+            let first = !seen.contains(&&*c.system);
+            seen.push(&c.system);
+            first || profile.wants_coding(c)
+        })
         .map(|c| {
             let mut o = Map::new();
             o.insert("system".into(), Json::from(&*c.system));
@@ -567,7 +592,30 @@ pub(crate) fn reference_json(id: &Identifier) -> Json {
     }
 }
 
-fn fresh_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
+fn category_json(category: &str) -> Json {
+    let display = match category {
+        "vital-signs" => Some("Vital Signs"),
+        "laboratory" => Some("Laboratory"),
+        "activity" => Some("Activity"),
+        "survey" => Some("Survey"),
+        "exam" => Some("Exam"),
+        _ => None,
+    };
+    let mut coding = Map::new();
+    coding.insert("system".into(), OBS_CATEGORY.into());
+    coding.insert("code".into(), category.into());
+    if let Some(d) = display {
+        coding.insert("display".into(), d.into());
+    }
+    let mut c = Map::new();
+    c.insert("coding".into(), Json::Array(vec![Json::Object(coding)]));
+    if let Some(d) = display {
+        c.insert("text".into(), d.into());
+    }
+    Json::Array(vec![Json::Object(c)])
+}
+
+fn fresh_observation(m: &Measurement, catalog: &Catalog, profile: Profile) -> Result<Json> {
     let kind = catalog.kind(m.kind.as_str()).ok_or_else(|| {
         Error::unsupported(
             "Observation.code",
@@ -577,17 +625,20 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
     let mut o = Map::new();
     o.insert("resourceType".into(), "Observation".into());
     o.insert("id".into(), m.id.to_string().into());
-    o.insert("meta".into(), json!({ "profile": [VITALSIGNS_PROFILE] }));
+    let profiles = profile.observation_profiles(kind);
+    if !profiles.is_empty() {
+        o.insert("meta".into(), json!({ "profile": profiles }));
+    }
     o.insert(
         "identifier".into(),
         json!([{ "system": URI_SYSTEM, "value": format!("urn:uuid:{}", m.id) }]),
     );
     o.insert("status".into(), m.status.as_str().into());
+    o.insert("category".into(), category_json(&kind.category));
     o.insert(
-        "category".into(),
-        json!([{ "coding": [{ "system": OBS_CATEGORY, "code": "vital-signs", "display": "Vital Signs" }], "text": "Vital Signs" }]),
+        "code".into(),
+        codeable(&kind.codings, &kind.display, profile),
     );
-    o.insert("code".into(), codeable(&kind.codings, &kind.display));
     o.insert("subject".into(), reference_json(&m.subject));
     match &m.effective {
         Effective::At(t) => {
@@ -622,7 +673,7 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog) -> Result<Json> {
                     )
                 })?;
                 let mut e = Map::new();
-                e.insert("code".into(), codeable(&def.codings, &def.display));
+                e.insert("code".into(), codeable(&def.codings, &def.display, profile));
                 match &c.value {
                     ComponentValue::Quantity(q) => {
                         e.insert("valueQuantity".into(), quantity_json(q)?);

@@ -14,6 +14,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::error::{Error, Result};
 use crate::observation::{FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM};
+use crate::profile::{Profile, apply_to_patient};
 use crate::raw::RawIdentifier;
 
 #[derive(Debug, Deserialize)]
@@ -141,8 +142,19 @@ pub fn read_patient(json: &str) -> Result<Subject> {
 }
 
 /// Writes a subject as a FHIR R4 Patient (JSON): the resource it was read from when the subject
-/// still says what that resource says, else a fresh Patient.
-pub fn write_patient(s: &Subject) -> Result<Json> {
+/// still says what that resource says, else a fresh Patient. A national `profile` adds its
+/// `meta.profile` entry (see [`Profile`]).
+pub fn write_patient(s: &Subject, profile: Profile) -> Result<Json> {
+    let mut out = write_plain(s)?;
+    if profile != Profile::VitalSigns
+        && let Json::Object(o) = &mut out
+    {
+        apply_to_patient(o, profile);
+    }
+    Ok(out)
+}
+
+fn write_plain(s: &Subject) -> Result<Json> {
     if let Some(p) = &s.payload
         && p.media_type == FHIR_JSON
         && let Ok(original) = serde_json::from_str::<Json>(&p.content)

@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 
 use healthanalyzer_fhir::{
-    BundleKind, ReadOptions, read_bundle, read_ndjson, write_bundle, write_ndjson,
+    BundleKind, ReadOptions, WriteOptions, read_bundle, read_ndjson, write_bundle, write_ndjson,
 };
 use healthanalyzer_model::{Catalog, Identifier, systems};
 use serde_json::json;
@@ -88,7 +88,7 @@ fn a_transaction_we_write_reads_back_and_is_conditional() {
         BundleKind::Transaction,
         &c.subjects,
         &c.measurements,
-        catalog,
+        &WriteOptions::new(catalog),
     )
     .expect("write");
     assert_eq!(tx["type"], "transaction");
@@ -107,7 +107,7 @@ fn a_transaction_we_write_reads_back_and_is_conditional() {
         BundleKind::Transaction,
         &c.subjects,
         &c.measurements,
-        catalog,
+        &WriteOptions::new(catalog),
     )
     .expect("write");
     assert_eq!(tx, again);
@@ -125,7 +125,8 @@ fn a_transaction_we_write_reads_back_and_is_conditional() {
 fn ndjson_round_trips_and_reports_lines() {
     let catalog = Catalog::builtin();
     let c = read_bundle(&sample().to_string(), &options()).expect("bundle");
-    let text = write_ndjson(&c.subjects, &c.measurements, catalog).expect("ndjson");
+    let text =
+        write_ndjson(&c.subjects, &c.measurements, &WriteOptions::new(catalog)).expect("ndjson");
     assert_eq!(text.lines().count(), 3);
     let mut with_bad = text.clone();
     with_bad.push_str("{not json\n");
@@ -142,7 +143,13 @@ fn ndjson_round_trips_and_reports_lines() {
 fn a_searchset_counts_its_matches() {
     let catalog = Catalog::builtin();
     let c = read_bundle(&sample().to_string(), &options()).expect("bundle");
-    let s = write_bundle(BundleKind::Searchset, &[], &c.measurements, catalog).expect("write");
+    let s = write_bundle(
+        BundleKind::Searchset,
+        &[],
+        &c.measurements,
+        &WriteOptions::new(catalog),
+    )
+    .expect("write");
     assert_eq!(s["total"], 2);
     assert_eq!(s["entry"][0]["search"]["mode"], "match");
 }

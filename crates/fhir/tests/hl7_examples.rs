@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use healthanalyzer_fhir::{ReadOptions, read_observation, write_observation};
+use healthanalyzer_fhir::{ReadOptions, WriteOptions, read_observation, write_observation};
 use healthanalyzer_model::{Catalog, Measurement};
 use serde_json::Value;
 
@@ -70,14 +70,14 @@ fn vital_sign_examples_round_trip_exactly() {
             }
         };
         mapped += 1;
-        let back = write_observation(&m, catalog).expect("write");
+        let back = write_observation(&m, &WriteOptions::new(catalog)).expect("write");
         let input: Value = serde_json::from_str(text).expect("json");
         assert_eq!(back, input, "{name}: written back differs from the input");
 
         // The measurement alone (no payload) makes a fresh Observation that reads back the same.
         let mut bare = m.clone();
         bare.provenance.payload = None;
-        let fresh = write_observation(&bare, catalog).expect("fresh");
+        let fresh = write_observation(&bare, &WriteOptions::new(catalog)).expect("fresh");
         let again = read_observation(&fresh.to_string(), &options, None).expect("read fresh");
         assert_eq!(again.kind, m.kind, "{name}");
         assert_eq!(
@@ -160,7 +160,7 @@ fn a_correction_keeps_what_the_mapping_does_not_hold() {
         healthanalyzer_model::parse_decimal("109").expect("decimal"),
         healthanalyzer_model::parse_decimal("61").expect("decimal"),
     );
-    let out = write_observation(&m, catalog).expect("write");
+    let out = write_observation(&m, &WriteOptions::new(catalog)).expect("write");
     assert_eq!(out["status"], "corrected");
     for kept in [
         "identifier",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use healthanalyzer_fhir::{read_patient, write_patient};
+use healthanalyzer_fhir::{Profile, read_patient, write_patient};
 use serde_json::Value;
 
 #[test]
@@ -28,14 +28,14 @@ fn patient_examples_round_trip_exactly() {
                 continue;
             }
         };
-        let back = write_patient(&s).expect("write");
+        let back = write_patient(&s, Profile::VitalSigns).expect("write");
         let input: Value = serde_json::from_str(&text).expect("json");
         if back != input {
             failures.push(format!("{name}: written back differs"));
         }
         let mut bare = s.clone();
         bare.payload = None;
-        let fresh = write_patient(&bare).expect("fresh");
+        let fresh = write_patient(&bare, Profile::VitalSigns).expect("fresh");
         let again = read_patient(&fresh.to_string()).expect("read fresh");
         if (&again.id, &again.other_ids, &again.name, again.gender)
             != (&s.id, &s.other_ids, &s.name, s.gender)

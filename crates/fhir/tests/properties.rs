@@ -1,9 +1,12 @@
 //! model -> FHIR -> model is the identity on everything the Observation carries.
 
-use healthanalyzer_fhir::{ReadOptions, read_observation, write_observation};
+use healthanalyzer_fhir::{
+    EUI64_SYSTEM, Profile, ReadOptions, WriteOptions, read_observation, write_observation,
+};
 use healthanalyzer_model::jiff::{Timestamp, tz};
 use healthanalyzer_model::{
-    AbsentReason, Catalog, DateTime, Decimal, Identifier, Measurement, Provenance, Status, Value,
+    AbsentReason, Catalog, DateTime, Decimal, DeviceRef, Identifier, Measurement, Provenance,
+    Status, Value,
 };
 use proptest::prelude::*;
 
@@ -70,9 +73,18 @@ fn measurement() -> impl Strategy<Value = Measurement> {
 
 proptest! {
     #[test]
-    fn model_to_fhir_to_model_is_the_identity(m in measurement()) {
+    fn model_to_fhir_to_model_is_the_identity(
+        mut m in measurement(),
+        profile in prop::sample::select(Profile::ALL.to_vec()),
+        eui in prop::option::of("[0-9A-F]{16}"),
+    ) {
         let catalog = Catalog::builtin();
-        let json = write_observation(&m, catalog).expect("write").to_string();
+        m.device = eui.map(|e| DeviceRef {
+            identifier: Some(Identifier::new(EUI64_SYSTEM, e)),
+            ..DeviceRef::default()
+        });
+        let write = WriteOptions::new(catalog).with_profile(profile);
+        let json = write_observation(&m, &write).expect("write").to_string();
         let options = ReadOptions { catalog, source_id: "p" };
         let back = read_observation(&json, &options, None).expect("read back");
         prop_assert_eq!(&back.subject, &m.subject);
@@ -81,5 +93,6 @@ proptest! {
         prop_assert_eq!(format!("{:?}", back.effective), format!("{:?}", m.effective));
         prop_assert_eq!(format!("{:?}", back.issued), format!("{:?}", m.issued));
         prop_assert_eq!(back.status, m.status);
+        prop_assert_eq!(&back.device, &m.device);
     }
 }
