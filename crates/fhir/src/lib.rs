@@ -125,4 +125,4 @@ pub use observation::{
 };
 pub use patient::{read_patient, write_patient};
 pub use profile::{EUI64_SYSTEM, Profile, WriteOptions, phd_identifier};
-pub use strict::check_strict;
+pub use strict::{check_strict, read_observation_strict};

@@ -259,7 +259,7 @@ fn quantity(q: &RawQuantity<'_>, path: &str) -> Result<Quantity> {
         .value
         .as_ref()
         .ok_or_else(|| Error::required(format!("{path}.value")))?;
-    let text = number.get();
+    let text: &str = &number.0;
     if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
         return Err(Error::structure(
             format!("{path}.value"),

@@ -48,12 +48,23 @@ pub(crate) struct RawReference<'a> {
     pub(crate) display: Option<Cow<'a, str>>,
 }
 
+/// A JSON value's text as written: borrowed from the input by the fast path (no copy, and
+/// exact whatever serde_json's number features), owned when the strict path builds it.
+#[derive(Debug)]
+pub(crate) struct RawNumber<'a>(pub(crate) Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawNumber<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de serde_json::value::RawValue>::deserialize(d)?;
+        Ok(RawNumber(Cow::Borrowed(raw.get())))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct RawQuantity<'a> {
-    /// The number's text as written (borrowed: no copy, and exact whatever serde_json's
-    /// number features).
+    /// The number's text as written.
     #[serde(borrow, default)]
-    pub(crate) value: Option<&'a serde_json::value::RawValue>,
+    pub(crate) value: Option<RawNumber<'a>>,
     #[serde(borrow, default)]
     pub(crate) unit: Option<Cow<'a, str>>,
     #[serde(borrow, default)]

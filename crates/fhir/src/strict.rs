@@ -8,15 +8,56 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use std::borrow::Cow;
+
+use fhirbolt::model::r4::Resource;
+use fhirbolt::model::r4::resources::{
+    Observation, ObservationComponent, ObservationComponentValue, ObservationEffective,
+    ObservationValue,
+};
+use fhirbolt::model::r4::types as fb;
 use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
+use healthanalyzer_model::Measurement;
+use serde::de::IgnoredAny;
 
 use crate::error::{Error, Result};
-use crate::observation::MAX_RESOURCE_BYTES;
+use crate::observation::{MAX_RESOURCE_BYTES, ReadOptions, map_observation};
+use crate::raw::{
+    RawCoding, RawComponent, RawConcept, RawIdentifier, RawNumber, RawObservation, RawPeriod,
+    RawQuantity, RawReference,
+};
 
 /// Checks a resource against the full FHIR R4 model (every element known, of the right type and
 /// cardinality), as fhirbolt's Strict mode sees it. The fast path maps only what it needs; this
 /// is the reference it is held to.
 pub fn check_strict(json: &str) -> Result<()> {
+    parse(json).map(drop)
+}
+
+/// Reads an Observation through fhirbolt's full R4 model (Strict mode) instead of the fast
+/// path: the whole resource is checked first, then mapped as [`read_observation`] maps it.
+/// Several times slower; for input that should be held to the whole R4 model, and the
+/// reference the fast path is tested against (for every input the fast path accepts and
+/// fhirbolt reads, both give the same measurement).
+///
+/// [`read_observation`]: crate::read_observation
+pub fn read_observation_strict(
+    json: &str,
+    options: &ReadOptions<'_>,
+    record_id: Option<&str>,
+) -> Result<Measurement> {
+    let resource = parse(json)?;
+    let Resource::Observation(o) = &resource else {
+        return Err(Error::value(
+            "resourceType",
+            "expected Observation, found another resource type",
+        ));
+    };
+    map_observation(&observation(o), json, options, record_id)
+}
+
+/// The one generic instantiation of fhirbolt's deserializer in the workspace.
+fn parse(json: &str) -> Result<Resource> {
     if json.len() > MAX_RESOURCE_BYTES {
         return Err(Error::TooLarge {
             path: "Resource".into(),
@@ -30,14 +71,153 @@ pub fn check_strict(json: &str) -> Result<()> {
         mode: DeserializationMode::Strict,
     };
     let parsed = catch_unwind(AssertUnwindSafe(|| {
-        fhirbolt::json::from_str::<fhirbolt::model::r4::Resource>(json, Some(config)).map(drop)
+        fhirbolt::json::from_str::<Resource>(json, Some(config))
     }));
     match parsed {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(Error::structure("Resource", e.to_string())),
         Err(_) => Err(Error::structure(
             "Resource",
             "the FHIR parser failed on this input (an empty array or another construct FHIR forbids)",
         )),
     }
+}
+
+// fhirbolt's primitives (String, Uri, Code, DateTime, Instant, Decimal) each hold their text in
+// `value`.
+macro_rules! text {
+    ($e:expr) => {
+        $e.as_ref()
+            .and_then(|p| p.value.as_deref())
+            .map(Cow::Borrowed)
+    };
+}
+
+fn coding(c: &fb::Coding) -> RawCoding<'_> {
+    RawCoding {
+        system: text!(c.system),
+        code: text!(c.code),
+        display: text!(c.display),
+    }
+}
+
+fn concept(c: &fb::CodeableConcept) -> RawConcept<'_> {
+    RawConcept {
+        coding: (!c.coding.is_empty()).then(|| c.coding.iter().map(coding).collect()),
+        text: text!(c.text),
+    }
+}
+
+fn reference(r: &fb::Reference) -> RawReference<'_> {
+    RawReference {
+        reference: text!(r.reference),
+        identifier: r.identifier.as_ref().map(|i| RawIdentifier {
+            system: text!(i.system),
+            value: text!(i.value),
+        }),
+        display: text!(r.display),
+    }
+}
+
+fn quantity(q: &fb::Quantity) -> RawQuantity<'_> {
+    RawQuantity {
+        value: q
+            .value
+            .as_ref()
+            .and_then(|d| d.value.as_deref())
+            .map(|t| RawNumber(Cow::Borrowed(t))),
+        unit: text!(q.unit),
+        system: text!(q.system),
+        code: text!(q.code),
+        comparator: q.comparator.as_ref().map(|_| IgnoredAny),
+    }
+}
+
+/// The `value[x]` fields of the fast path's view, from fhirbolt's choice.
+macro_rules! values {
+    ($raw:ident, $value:expr, $choice:ident) => {
+        match $value {
+            Some($choice::Quantity(q)) => $raw.value_quantity = Some(quantity(q)),
+            Some($choice::CodeableConcept(_)) => $raw.value_codeable_concept = Some(IgnoredAny),
+            Some($choice::String(_)) => $raw.value_string = Some(IgnoredAny),
+            Some($choice::Boolean(_)) => $raw.value_boolean = Some(IgnoredAny),
+            Some($choice::Integer(_)) => $raw.value_integer = Some(IgnoredAny),
+            Some($choice::Range(_)) => $raw.value_range = Some(IgnoredAny),
+            Some($choice::Ratio(_)) => $raw.value_ratio = Some(IgnoredAny),
+            Some($choice::SampledData(_)) => $raw.value_sampled_data = Some(IgnoredAny),
+            Some($choice::Time(_)) => $raw.value_time = Some(IgnoredAny),
+            Some($choice::DateTime(_)) => $raw.value_date_time = Some(IgnoredAny),
+            Some($choice::Period(_)) => $raw.value_period = Some(IgnoredAny),
+            Some($choice::Invalid) | None => {}
+        }
+    };
+}
+
+fn component(c: &ObservationComponent) -> RawComponent<'_> {
+    let mut raw = RawComponent {
+        code: Some(concept(&c.code)),
+        value_quantity: None,
+        data_absent_reason: c.data_absent_reason.as_deref().map(concept),
+        value_codeable_concept: None,
+        value_string: None,
+        value_boolean: None,
+        value_integer: None,
+        value_range: None,
+        value_ratio: None,
+        value_sampled_data: None,
+        value_time: None,
+        value_date_time: None,
+        value_period: None,
+    };
+    values!(raw, &c.value, ObservationComponentValue);
+    raw
+}
+
+fn observation(o: &Observation) -> RawObservation<'_> {
+    let mut raw = RawObservation {
+        resource_type: Cow::Borrowed("Observation"),
+        id: text!(o.id),
+        status: o.status.value.as_deref().map(Cow::Borrowed),
+        code: Some(concept(&o.code)),
+        subject: o.subject.as_deref().map(reference),
+        effective_date_time: None,
+        effective_instant: None,
+        effective_period: None,
+        effective_timing: None,
+        issued: text!(o.issued),
+        value_quantity: None,
+        data_absent_reason: o.data_absent_reason.as_deref().map(concept),
+        body_site: o.body_site.as_deref().map(concept),
+        method: o.method.as_deref().map(concept),
+        device: o.device.as_deref().map(reference),
+        component: (!o.component.is_empty()).then(|| o.component.iter().map(component).collect()),
+        value_codeable_concept: None,
+        value_string: None,
+        value_boolean: None,
+        value_integer: None,
+        value_range: None,
+        value_ratio: None,
+        value_sampled_data: None,
+        value_time: None,
+        value_date_time: None,
+        value_period: None,
+    };
+    match &o.effective {
+        Some(ObservationEffective::DateTime(t)) => {
+            raw.effective_date_time = t.value.as_deref().map(Cow::Borrowed);
+        }
+        Some(ObservationEffective::Instant(t)) => {
+            raw.effective_instant = t.value.as_deref().map(Cow::Borrowed);
+        }
+        Some(ObservationEffective::Period(p)) => {
+            raw.effective_period = Some(RawPeriod {
+                start: text!(p.start),
+                end: text!(p.end),
+            });
+        }
+        Some(ObservationEffective::Timing(_)) => raw.effective_timing = Some(IgnoredAny),
+        Some(ObservationEffective::Invalid) | None => {}
+    }
+    values!(raw, &o.value, ObservationValue);
+    raw
 }
