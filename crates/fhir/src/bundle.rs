@@ -16,7 +16,7 @@ use crate::observation::{
 };
 use crate::patient::{read_patient, write_patient};
 use crate::profile::{Profile, WriteOptions, phd_identifier};
-use crate::raw::RawObservation;
+use crate::raw::{RawObservation, Text};
 
 /// The largest Bundle or NDJSON text accepted, in bytes.
 pub const MAX_BUNDLE_BYTES: usize = 512 * 1024 * 1024;
@@ -27,7 +27,7 @@ struct RawBundle<'a> {
     #[serde(borrow)]
     resource_type: Cow<'a, str>,
     #[serde(borrow, default, rename = "type")]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     #[serde(borrow, default)]
     entry: Option<Vec<RawEntry<'a>>>,
 }
@@ -36,7 +36,7 @@ struct RawBundle<'a> {
 #[serde(rename_all = "camelCase")]
 struct RawEntry<'a> {
     #[serde(borrow, default)]
-    full_url: Option<Cow<'a, str>>,
+    full_url: Option<Text<'a>>,
     #[serde(borrow, default)]
     resource: Option<&'a RawValue>,
 }
@@ -47,7 +47,7 @@ struct Peek<'a> {
     #[serde(borrow)]
     resource_type: Cow<'a, str>,
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
 }
 
 /// An entry that could not be mapped; the rest of the Bundle is still read.
@@ -107,10 +107,10 @@ pub fn read_bundle(json: &str, options: &ReadOptions<'_>) -> Result<Contents> {
         ..Contents::default()
     };
     let entries = raw.entry.unwrap_or_default();
-    let items: Vec<(usize, Option<&str>, &RawValue)> = entries
+    let items: Vec<(usize, Option<&str>, &str)> = entries
         .iter()
         .enumerate()
-        .filter_map(|(i, e)| e.resource.map(|r| (i, e.full_url.as_deref(), r)))
+        .filter_map(|(i, e)| e.resource.map(|r| (i, e.full_url.as_deref(), r.get())))
         .collect();
     read_items(&items, options, &mut out, 0);
     Ok(out)
@@ -129,21 +129,13 @@ pub fn read_ndjson(text: &str, options: &ReadOptions<'_>) -> Result<Contents> {
         });
     }
     let mut out = Contents::default();
-    let mut raws = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<&RawValue>(line) {
-            Ok(r) => raws.push((i + 1, r)),
-            Err(e) => out.errors.push(EntryError {
-                index: i + 1,
-                error: Error::structure("line", e.to_string()),
-            }),
-        }
-    }
-    let items: Vec<(usize, Option<&str>, &RawValue)> =
-        raws.iter().map(|(i, r)| (*i, None, *r)).collect();
+    // Each line is parsed once, as the resource it holds (no separate pass to find its end).
+    let items: Vec<(usize, Option<&str>, &str)> = text
+        .lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, None, line.trim()))
+        .filter(|(_, _, line)| !line.is_empty())
+        .collect();
     read_items(&items, options, &mut out, 0);
     Ok(out)
 }
@@ -177,7 +169,7 @@ fn prefixed(e: Error, index: usize) -> EntryError {
 const MAX_NESTING: usize = 4;
 
 fn read_items(
-    items: &[(usize, Option<&str>, &RawValue)],
+    items: &[(usize, Option<&str>, &str)],
     options: &ReadOptions<'_>,
     out: &mut Contents,
     depth: usize,
@@ -188,8 +180,7 @@ fn read_items(
     let mut names: HashMap<String, Identifier> = HashMap::new();
     let mut devices: HashMap<String, DeviceRef> = HashMap::new();
     let mut observations = Vec::new();
-    for &(i, full_url, raw) in items {
-        let text = raw.get();
+    for &(i, full_url, text) in items {
         let (resource_type, id) = match serde_json::from_str::<RawObservation<'_>>(text) {
             Ok(r) if r.resource_type == "Observation" => {
                 observations.push((i, full_url, text, Ok(r)));
@@ -239,10 +230,12 @@ fn read_items(
             "Bundle" if depth < MAX_NESTING => match serde_json::from_str::<RawBundle<'_>>(text) {
                 Ok(inner) => {
                     let entries = inner.entry.unwrap_or_default();
-                    let items: Vec<(usize, Option<&str>, &RawValue)> = entries
+                    let items: Vec<(usize, Option<&str>, &str)> = entries
                         .iter()
                         .enumerate()
-                        .filter_map(|(j, e)| e.resource.map(|r| (j, e.full_url.as_deref(), r)))
+                        .filter_map(|(j, e)| {
+                            e.resource.map(|r| (j, e.full_url.as_deref(), r.get()))
+                        })
                         .collect();
                     let mut nested = Contents::default();
                     read_items(&items, options, &mut nested, depth + 1);

@@ -9,15 +9,15 @@ use serde_json::{Map, Value as Json, json};
 use crate::error::{Error, Result};
 use crate::observation::MAX_RESOURCE_BYTES;
 use crate::profile::EUI64_SYSTEM;
-use crate::raw::RawIdentifier;
+use crate::raw::{RawIdentifier, Text};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawDeviceName<'a> {
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Text<'a>>,
     #[serde(borrow, default, rename = "type")]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -26,15 +26,15 @@ struct RawDevice<'a> {
     #[serde(borrow)]
     resource_type: Cow<'a, str>,
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
     #[serde(borrow, default)]
     identifier: Option<Vec<RawIdentifier<'a>>>,
     #[serde(borrow, default)]
-    manufacturer: Option<Cow<'a, str>>,
+    manufacturer: Option<Text<'a>>,
     #[serde(borrow, default)]
     device_name: Option<Vec<RawDeviceName<'a>>>,
     #[serde(borrow, default)]
-    model_number: Option<Cow<'a, str>>,
+    model_number: Option<Text<'a>>,
 }
 
 /// Reads a Device (FHIR R4 JSON) as the device reference an Observation carries: its

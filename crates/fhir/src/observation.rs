@@ -1,7 +1,5 @@
 //! Observation <-> Measurement.
 
-use std::borrow::Cow;
-
 use healthanalyzer_model::{
     AbsentReason, BodySite, Catalog, CodeMatch, Component, ComponentValue, Context, DateTime,
     DeviceRef, Effective, Identifier, KindDef, Measurement, Observed, Provenance, Quantity, Status,
@@ -11,7 +9,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::error::{Error, Result};
 use crate::profile::{Profile, WriteOptions, apply_to_observation};
-use crate::raw::{RawComponent, RawConcept, RawObservation, RawQuantity, RawReference};
+use crate::raw::{RawComponent, RawConcept, RawObservation, RawQuantity, RawReference, Text};
 
 /// The media type of the original payload kept in a measurement's provenance.
 pub const FHIR_JSON: &str = "application/fhir+json";
@@ -38,7 +36,7 @@ pub struct ReadOptions<'c> {
     pub source_id: &'c str,
 }
 
-fn text<'s>(c: &'s Option<Cow<'_, str>>) -> Option<&'s str> {
+fn text<'s>(c: &'s Option<Text<'_>>) -> Option<&'s str> {
     c.as_deref()
 }
 
@@ -248,50 +246,61 @@ fn effective(raw: &RawObservation<'_>) -> Result<Effective> {
     Err(Error::required("Observation.effective[x]"))
 }
 
-fn quantity(q: &RawQuantity<'_>, path: &str) -> Result<Quantity> {
+/// Names an element below a base path, formatted only when an error needs it (`at("value")`
+/// is `Observation.component[1].valueQuantity.value`; `at("")` the base itself).
+type At<'a> = &'a dyn Fn(&str) -> String;
+
+fn at_base(base: &str, tail: &str) -> String {
+    if tail.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}.{tail}")
+    }
+}
+
+fn quantity(q: &RawQuantity<'_>, at: At<'_>) -> Result<Quantity> {
     if q.comparator.is_some() {
         return Err(Error::unsupported(
-            format!("{path}.comparator"),
+            at("comparator"),
             "a bound (<, >) is not a measured value",
         ));
     }
     let number = q
         .value
         .as_ref()
-        .ok_or_else(|| Error::required(format!("{path}.value")))?;
+        .ok_or_else(|| Error::required(at("value")))?;
     let text: &str = &number.0;
     if !text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
         return Err(Error::structure(
-            format!("{path}.value"),
+            at("value"),
             "must be a JSON number (not a string, object or array)",
         ));
     }
-    let value =
-        parse_decimal(text).map_err(|e| Error::value(format!("{path}.value"), e.to_string()))?;
+    let value = parse_decimal(text).map_err(|e| Error::value(at("value"), e.to_string()))?;
     let unit = match (q.system.as_deref(), q.code.as_deref(), q.unit.as_deref()) {
         (Some(systems::UCUM), Some(code), _) => code,
         (None, Some(code), _) => code,
         (None, None, Some(unit)) => unit,
         (Some(other), _, _) if other != systems::UCUM => {
             return Err(Error::unsupported(
-                format!("{path}.system"),
+                at("system"),
                 format!("units must be UCUM ({}), not {other}", systems::UCUM),
             ));
         }
-        _ => return Err(Error::required(format!("{path}.code"))),
+        _ => return Err(Error::required(at("code"))),
     };
     Ok(Quantity::new(value, unit))
 }
 
 /// The quantity in the canonical unit of `spec`, keeping what was recorded when it differs
 /// (185 `[lb_av]` becomes 83.915 kg with the pounds kept).
-fn observed(q: Quantity, spec: &ValueSpec, path: &str) -> Result<Observed> {
+fn observed(q: Quantity, spec: &ValueSpec, at: At<'_>) -> Result<Observed> {
     if q.unit == spec.unit {
         return Ok(Observed::from(q));
     }
     let canonical = spec
-        .to_canonical(&q, path)
-        .map_err(|e| Error::value(format!("{path}.code"), e.to_string()))?;
+        .to_canonical(&q, &at(""))
+        .map_err(|e| Error::value(at("code"), e.to_string()))?;
     Ok(Observed {
         quantity: canonical,
         original: Some(q),
@@ -325,14 +334,15 @@ fn value(raw: &RawObservation<'_>, kind: &KindDef, found: &CodeMatch<'_>) -> Res
         }
         (Some(q), None) => {
             let path = "Observation.valueQuantity";
-            let q = quantity(q, path)?;
+            let at = |tail: &str| at_base(path, tail);
+            let q = quantity(q, &at)?;
             return Ok(match found {
                 CodeMatch::Component(_, def) => Value::Components(vec![Component {
                     id: def.id.clone(),
-                    value: ComponentValue::Quantity(observed(q, &def.value, path)?),
+                    value: ComponentValue::Quantity(observed(q, &def.value, &at)?),
                 }]),
                 CodeMatch::Kind(k) => match &k.value {
-                    Some(spec) => Value::Quantity(observed(q, spec, path)?),
+                    Some(spec) => Value::Quantity(observed(q, spec, &at)?),
                     None => {
                         return Err(Error::unsupported(
                             path,
@@ -365,8 +375,8 @@ fn value(raw: &RawObservation<'_>, kind: &KindDef, found: &CodeMatch<'_>) -> Res
     }
     let mut out = Vec::with_capacity(components.len());
     for (i, c) in components.iter().enumerate() {
-        let path = format!("Observation.component[{i}]");
-        if let Some(comp) = component(c, kind, &path)? {
+        let at = |tail: &str| at_base(&format!("Observation.component[{i}]"), tail);
+        if let Some(comp) = component(c, kind, &at)? {
             out.push(comp);
         }
     }
@@ -381,11 +391,8 @@ fn value(raw: &RawObservation<'_>, kind: &KindDef, found: &CodeMatch<'_>) -> Res
 
 /// A component of the panel, or `None` for a component the kind does not define (it stays in
 /// the payload).
-fn component(c: &RawComponent<'_>, kind: &KindDef, path: &str) -> Result<Option<Component>> {
-    let code = c
-        .code
-        .as_ref()
-        .ok_or_else(|| Error::required(format!("{path}.code")))?;
+fn component(c: &RawComponent<'_>, kind: &KindDef, at: At<'_>) -> Result<Option<Component>> {
+    let code = c.code.as_ref().ok_or_else(|| Error::required(at("code")))?;
     let def = kind.components.iter().find(|d| {
         code.codings().iter().any(|cc| {
             d.codings.iter().any(|k| {
@@ -398,23 +405,23 @@ fn component(c: &RawComponent<'_>, kind: &KindDef, path: &str) -> Result<Option<
     };
     if let Some(other) = c.other_value() {
         return Err(Error::unsupported(
-            format!("{path}.{other}"),
+            at(other),
             "only valueQuantity is mapped",
         ));
     }
     let value = match (&c.value_quantity, &c.data_absent_reason) {
         (Some(q), None) => {
-            let path = format!("{path}.valueQuantity");
-            ComponentValue::Quantity(observed(quantity(q, &path)?, &def.value, &path)?)
+            let at = |tail: &str| at_base(&at("valueQuantity"), tail);
+            ComponentValue::Quantity(observed(quantity(q, &at)?, &def.value, &at)?)
         }
-        (None, Some(r)) => ComponentValue::Absent(absent(r, &format!("{path}.dataAbsentReason"))?),
+        (None, Some(r)) => ComponentValue::Absent(absent(r, &at("dataAbsentReason"))?),
         (Some(_), Some(_)) => {
             return Err(Error::value(
-                format!("{path}.dataAbsentReason"),
+                at("dataAbsentReason"),
                 "present together with a value",
             ));
         }
-        (None, None) => return Err(Error::required(format!("{path}.value[x]"))),
+        (None, None) => return Err(Error::required(at("value[x]"))),
     };
     Ok(Some(Component {
         id: def.id.clone(),

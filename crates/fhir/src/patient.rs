@@ -15,19 +15,19 @@ use serde_json::{Map, Value as Json, json};
 use crate::error::{Error, Result};
 use crate::observation::{FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM};
 use crate::profile::{Profile, apply_to_patient};
-use crate::raw::RawIdentifier;
+use crate::raw::{RawIdentifier, Text};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawName<'a> {
     #[serde(borrow, default, rename = "use")]
-    use_: Option<Cow<'a, str>>,
+    use_: Option<Text<'a>>,
     #[serde(borrow, default)]
-    family: Option<Cow<'a, str>>,
+    family: Option<Text<'a>>,
     #[serde(borrow, default)]
-    given: Option<Vec<Cow<'a, str>>>,
+    given: Option<Vec<Text<'a>>>,
     #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
+    text: Option<Text<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,15 +36,15 @@ struct RawPatient<'a> {
     #[serde(borrow)]
     resource_type: Cow<'a, str>,
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Text<'a>>,
     #[serde(borrow, default)]
     identifier: Option<Vec<RawIdentifier<'a>>>,
     #[serde(borrow, default)]
     name: Option<Vec<RawName<'a>>>,
     #[serde(borrow, default)]
-    gender: Option<Cow<'a, str>>,
+    gender: Option<Text<'a>>,
     #[serde(borrow, default)]
-    birth_date: Option<Cow<'a, str>>,
+    birth_date: Option<Text<'a>>,
 }
 
 const NATIONAL: &[&str] = &[systems::CPR, systems::BSN, systems::FNR, systems::DNR];

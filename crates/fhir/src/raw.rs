@@ -6,14 +6,63 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
+/// A JSON string, borrowed from the input when it has no escapes. (serde borrows a bare
+/// `Cow<str>` field marked `borrow`, but not one inside an `Option` or a `Vec`: those would
+/// allocate every string.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Text<'a>(pub(crate) Cow<'a, str>);
+
+impl<'a> Text<'a> {
+    pub(crate) fn borrowed(s: &'a str) -> Self {
+        Text(Cow::Borrowed(s))
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visitor)
+    }
+}
+
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct RawCoding<'a> {
     #[serde(borrow, default)]
-    pub(crate) system: Option<Cow<'a, str>>,
+    pub(crate) system: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub(crate) code: Option<Cow<'a, str>>,
+    pub(crate) code: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub(crate) display: Option<Cow<'a, str>>,
+    pub(crate) display: Option<Text<'a>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -21,7 +70,7 @@ pub(crate) struct RawConcept<'a> {
     #[serde(borrow, default)]
     pub(crate) coding: Option<Vec<RawCoding<'a>>>,
     #[serde(borrow, default)]
-    pub(crate) text: Option<Cow<'a, str>>,
+    pub(crate) text: Option<Text<'a>>,
 }
 
 impl RawConcept<'_> {
@@ -33,19 +82,19 @@ impl RawConcept<'_> {
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct RawIdentifier<'a> {
     #[serde(borrow, default)]
-    pub(crate) system: Option<Cow<'a, str>>,
+    pub(crate) system: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub(crate) value: Option<Cow<'a, str>>,
+    pub(crate) value: Option<Text<'a>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct RawReference<'a> {
     #[serde(borrow, default)]
-    pub(crate) reference: Option<Cow<'a, str>>,
+    pub(crate) reference: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub(crate) identifier: Option<RawIdentifier<'a>>,
     #[serde(borrow, default)]
-    pub(crate) display: Option<Cow<'a, str>>,
+    pub(crate) display: Option<Text<'a>>,
 }
 
 /// A JSON value's text as written: borrowed from the input by the fast path (no copy, and
@@ -66,11 +115,11 @@ pub(crate) struct RawQuantity<'a> {
     #[serde(borrow, default)]
     pub(crate) value: Option<RawNumber<'a>>,
     #[serde(borrow, default)]
-    pub(crate) unit: Option<Cow<'a, str>>,
+    pub(crate) unit: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub(crate) system: Option<Cow<'a, str>>,
+    pub(crate) system: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub(crate) code: Option<Cow<'a, str>>,
+    pub(crate) code: Option<Text<'a>>,
     #[serde(default)]
     pub(crate) comparator: Option<IgnoredAny>,
 }
@@ -78,9 +127,9 @@ pub(crate) struct RawQuantity<'a> {
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct RawPeriod<'a> {
     #[serde(borrow, default)]
-    pub(crate) start: Option<Cow<'a, str>>,
+    pub(crate) start: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub(crate) end: Option<Cow<'a, str>>,
+    pub(crate) end: Option<Text<'a>>,
 }
 
 /// `value[x]` choices other than `valueQuantity` are listed as fields (not `#[serde(flatten)]`,
@@ -149,23 +198,23 @@ pub(crate) struct RawObservation<'a> {
     #[serde(borrow)]
     pub(crate) resource_type: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub(crate) id: Option<Cow<'a, str>>,
+    pub(crate) id: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub(crate) status: Option<Cow<'a, str>>,
+    pub(crate) status: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub(crate) code: Option<RawConcept<'a>>,
     #[serde(borrow, default)]
     pub(crate) subject: Option<RawReference<'a>>,
     #[serde(borrow, default)]
-    pub(crate) effective_date_time: Option<Cow<'a, str>>,
+    pub(crate) effective_date_time: Option<Text<'a>>,
     #[serde(borrow, default)]
-    pub(crate) effective_instant: Option<Cow<'a, str>>,
+    pub(crate) effective_instant: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub(crate) effective_period: Option<RawPeriod<'a>>,
     #[serde(default)]
     pub(crate) effective_timing: Option<IgnoredAny>,
     #[serde(borrow, default)]
-    pub(crate) issued: Option<Cow<'a, str>>,
+    pub(crate) issued: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub(crate) value_quantity: Option<RawQuantity<'a>>,
     #[serde(borrow, default)]

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::observation::{MAX_RESOURCE_BYTES, ReadOptions, map_observation};
 use crate::raw::{
     RawCoding, RawComponent, RawConcept, RawIdentifier, RawNumber, RawObservation, RawPeriod,
-    RawQuantity, RawReference,
+    RawQuantity, RawReference, Text,
 };
 
 /// Checks a resource against the full FHIR R4 model (every element known, of the right type and
@@ -89,7 +89,7 @@ macro_rules! text {
     ($e:expr) => {
         $e.as_ref()
             .and_then(|p| p.value.as_deref())
-            .map(Cow::Borrowed)
+            .map(Text::borrowed)
     };
 }
 
@@ -177,7 +177,7 @@ fn observation(o: &Observation) -> RawObservation<'_> {
     let mut raw = RawObservation {
         resource_type: Cow::Borrowed("Observation"),
         id: text!(o.id),
-        status: o.status.value.as_deref().map(Cow::Borrowed),
+        status: o.status.value.as_deref().map(Text::borrowed),
         code: Some(concept(&o.code)),
         subject: o.subject.as_deref().map(reference),
         effective_date_time: None,
@@ -204,10 +204,10 @@ fn observation(o: &Observation) -> RawObservation<'_> {
     };
     match &o.effective {
         Some(ObservationEffective::DateTime(t)) => {
-            raw.effective_date_time = t.value.as_deref().map(Cow::Borrowed);
+            raw.effective_date_time = t.value.as_deref().map(Text::borrowed);
         }
         Some(ObservationEffective::Instant(t)) => {
-            raw.effective_instant = t.value.as_deref().map(Cow::Borrowed);
+            raw.effective_instant = t.value.as_deref().map(Text::borrowed);
         }
         Some(ObservationEffective::Period(p)) => {
             raw.effective_period = Some(RawPeriod {
