@@ -1,0 +1,39 @@
+//! The `Source` trait.
+
+use async_trait::async_trait;
+
+use crate::batch::{Batch, Cursor};
+use crate::error::Result;
+
+/// A place measurements come from: a FHIR server, a folder of exports, a device cloud, a
+/// simulator.
+///
+/// # Contract
+///
+/// - **Resumable**: `pull(cursor, limit)` returns the measurements after `cursor`, at most
+///   `limit` of them, and the cursor to continue from. Pulling from any cursor a batch
+///   returned gives exactly what came after it: nothing lost, nothing twice.
+/// - **Stable ids**: the same record gives the same measurement id on every run
+///   (`Provenance::new(source_id, record_id)` derives it), so a re-import updates rather than
+///   duplicates.
+/// - **No hidden state**: everything needed to resume is in the cursor. A pull that is
+///   dropped half-way (cancelled, timed out) leaves nothing behind; the next pull from the same
+///   cursor gives the same batch.
+/// - **Exhaustion**: when nothing is left, the batch says `exhausted`; pulling again from its
+///   cursor returns an empty, exhausted batch until new data arrives.
+/// - **Errors** say whether retrying can help ([`Error::is_retryable`](crate::Error)); one
+///   bad record is not an error but a [`Rejected`](crate::Rejected) entry in the batch.
+///
+/// The connector test kit (feature `testkit`) checks all of this for any implementation.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// The source's stable id, part of every measurement id it produces (`"clinic-fhir"`,
+    /// `"omron-export"`). Changing it makes every measurement new.
+    fn id(&self) -> &str;
+
+    /// What kind of source it is (`"fhir"`, `"csv"`, `"sim"`), for logs and progress.
+    fn kind(&self) -> &str;
+
+    /// The measurements after `cursor`, at most `limit` (at least 1) of them.
+    async fn pull(&self, cursor: &Cursor, limit: usize) -> Result<Batch>;
+}
