@@ -7,6 +7,7 @@
 //! | FHIR resource or Bundle (`.json`) | whole (up to 512 MiB), references between entries resolved | the resource `id`, else the entry's `fullUrl` |
 //! | CSV ([`CsvMapping`]: presets for the OMRON connect export and the "Blood Pressure Monitor" app, or your own columns) | streamed, record by record | the mapping's key columns and the kind |
 //! | Nightscout entries: the API's JSON array, or the tab-separated export | JSON whole, TSV streamed | `_id`, else the kind and `date` |
+//! | Open mHealth data points (or bare bodies; one, or an array): blood pressure, weight, height, heart rate, glucose, temperature, SpO2, respiratory rate, BMI, steps | whole | `header.id`, else file and index |
 //!
 //! Memory stays bounded for streamed formats whatever the file size: a pull reads its batch
 //! and no more. The cursor is a position in the file stamped with a hash of what was read
@@ -42,6 +43,7 @@ mod csv;
 mod fhir;
 mod lines;
 mod nightscout;
+mod omh;
 mod position;
 
 use std::path::{Path, PathBuf};
@@ -109,6 +111,8 @@ pub enum Format {
     NightscoutJson,
     /// Nightscout's tab-separated entries export.
     NightscoutTsv,
+    /// Open mHealth data points (or bare bodies), one or an array.
+    OpenMhealth,
 }
 
 impl Format {
@@ -132,6 +136,14 @@ impl Format {
         let first_line = body.lines().next().unwrap_or("");
         let format = match ext.as_str() {
             "ndjson" | "jsonl" => Some(Format::FhirNdjson),
+            _ if body.starts_with('[')
+                && (body.contains("\"sgv\"") || body.contains("\"dateString\"")) =>
+            {
+                Some(Format::NightscoutJson)
+            }
+            _ if body.starts_with(['[', '{']) && OMH_KEYS.iter().any(|k| body.contains(k)) => {
+                Some(Format::OpenMhealth)
+            }
             _ if body.starts_with('[') => Some(Format::NightscoutJson),
             _ if body.starts_with('{')
                 && first_line.contains("\"resourceType\"")
@@ -148,7 +160,7 @@ impl Format {
             _ => None,
         };
         format.ok_or_else(|| Error::Config(format!(
-            "{}: the format is not recognised; FHIR (.json, .ndjson), Nightscout (.json, .tsv) and the OMRON connect and Blood Pressure Monitor CSV exports are; for another CSV give a column mapping",
+            "{}: the format is not recognised; FHIR (.json, .ndjson), Nightscout (.json, .tsv), Open mHealth (.json) and the OMRON connect and Blood Pressure Monitor CSV exports are; for another CSV give a column mapping",
             path.display()
         )))
     }
@@ -160,6 +172,13 @@ impl Format {
         )
     }
 }
+
+/// Keys that mark Open mHealth JSON.
+const OMH_KEYS: &[&str] = &[
+    "\"effective_time_frame\"",
+    "\"schema_id\"",
+    "\"step_count\"",
+];
 
 /// What a record of a file gives. (Measurements are nearly every item: boxing them to shrink
 /// the rarer variants would cost an allocation each.)
@@ -401,6 +420,7 @@ impl Inner {
         }
         let items = Arc::new(match &self.format {
             Format::FhirJson => fhir::read_whole(&self.path, &self.options, &self.id)?,
+            Format::OpenMhealth => omh::read(&self.path, &self.options, &self.id)?,
             _ => nightscout::read_json(&self.path, &self.options, &self.id)?,
         });
         *cache = Some((stamp, items.clone()));
@@ -427,6 +447,7 @@ impl Source for FileSource {
             Format::FhirNdjson | Format::FhirJson => "fhir-file",
             Format::Csv(_) => "csv",
             Format::NightscoutJson | Format::NightscoutTsv => "nightscout",
+            Format::OpenMhealth => "open-mhealth",
         }
     }
 

@@ -120,6 +120,10 @@ async fn every_streamed_and_whole_format_keeps_the_source_contract() {
     );
     let tsv = "07/19/2014 10:44:15 AM\t1405791855000\t105\tFlat\tdexcom\n07/19/2014 10:39:15 AM\t1405791555000\t5\tNOT COMPUTABLE\tdexcom\n\n07/19/2014 10:34:15 AM\t1405791255000\t110\tFlat\tdexcom\n";
     let json = r#"[{"_id":"a","type":"sgv","sgv":"120","date":1405792155000,"dateString":"2014-07-19T10:49:15.000-07:00"},{"type":"sgv","sgv":5,"date":1405791855000},{"type":"cal","date":1405791555000},{"type":"mbg","mbg":140,"date":1405791255000}]"#;
+    let omh = r#"[{"header":{"id":"dp-1","creation_date_time":"2024-05-01T07:31:00Z","schema_id":{"namespace":"omh","name":"blood-pressure","version":"4.0"}},"body":{"systolic_blood_pressure":{"value":128,"unit":"mmHg"},"diastolic_blood_pressure":{"value":82,"unit":"mmHg"},"effective_time_frame":{"date_time":"2024-05-01T07:31:00+02:00"}}},
+ {"body_weight":{"value":165,"unit":"lb"},"effective_time_frame":{"date_time":"2024-05-01T07:35:00+02:00"}},
+ {"heart_rate":{"value":50,"unit":"beats/min"},"effective_time_frame":{"time_interval":{"start_date_time":"2024-05-01T00:00:00+02:00","end_date_time":"2024-05-02T00:00:00+02:00"}},"descriptive_statistic":"minimum"},
+ {"step_count":8042,"effective_time_frame":{"time_interval":{"start_date_time":"2024-05-01T00:00:00+02:00","duration":{"value":1,"unit":"d"}}}}]"#;
     let cases = [
         ("app.csv", bp_app, (6, 2)),
         ("omron.csv", OMRON, (6, 2)),
@@ -127,6 +131,7 @@ async fn every_streamed_and_whole_format_keeps_the_source_contract() {
         ("bundle.json", bundle.as_str(), (3, 0)),
         ("entries.tsv", tsv, (2, 1)),
         ("entries.json", json, (2, 1)),
+        ("points.json", omh, (3, 1)),
     ];
     for (name, text, (measurements, rejected)) in cases {
         let path = write(dir.path(), name, text);
@@ -260,4 +265,105 @@ async fn the_real_exports_import() {
         implausible_reported,
         "the 312/315 reading was not reported:\n{report}"
     );
+}
+
+/// Open mHealth's own test data points: every should-fail sample is refused; every
+/// should-pass sample is read, unless it is a statistic over a period or has no time of day
+/// (both reported with that reason).
+#[tokio::test]
+async fn open_mhealth_samples_pass_and_fail_as_their_authors_say() {
+    let Some(fixtures) = std::env::var_os("HEALTHANALYZER_FIXTURES") else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED open_mhealth_samples_pass_and_fail_as_their_authors_say: HEALTHANALYZER_FIXTURES is not set"
+        );
+        return;
+    };
+    let root = PathBuf::from(fixtures).join("openmhealth-schemas/test-data/omh");
+    // Should-fail samples whose fault is in an element the connector reads.
+    const READ_ELEMENTS: &[&str] = &[
+        "empty-document",
+        "invalid-unit",
+        "missing-time-frame",
+        "invalid-time-interval",
+        "invalid-time-frame",
+        "invalid-timeframe-format",
+        "invalid-descriptive-statistic",
+        "invalid-specimen-source",
+        "with-part-of-day",
+    ];
+    // Read, statistic or no time, failed as expected, total, faults in unread elements.
+    let mut counts = [0usize; 5];
+    for measure in [
+        "blood-pressure",
+        "body-weight",
+        "body-height",
+        "heart-rate",
+        "blood-glucose",
+        "body-temperature",
+        "oxygen-saturation",
+        "respiratory-rate",
+        "body-mass-index",
+        "step-count",
+    ] {
+        for version in std::fs::read_dir(root.join(measure)).expect("measure") {
+            let version = version.expect("version").path();
+            for (verdict, pass) in [("shouldPass", true), ("shouldFail", false)] {
+                let Ok(files) = std::fs::read_dir(version.join(verdict)) else {
+                    continue;
+                };
+                for f in files {
+                    let path = f.expect("file").path();
+                    counts[3] += 1;
+                    let source = FileSource::new("omh", &path, Format::OpenMhealth, options());
+                    let got = match source.pull(&Cursor::start(), 100).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            assert!(!pass, "{}: {e}", path.display());
+                            counts[2] += 1;
+                            continue;
+                        }
+                    };
+                    if pass {
+                        if got.measurements.len() == 1 {
+                            counts[0] += 1;
+                        } else {
+                            let reason = &got.rejected[0].reason;
+                            assert!(
+                                reason.contains("descriptive statistic")
+                                    || reason.contains("cannot be placed in time"),
+                                "{}: {reason}",
+                                path.display()
+                            );
+                            counts[1] += 1;
+                        }
+                    } else if READ_ELEMENTS
+                        .iter()
+                        .any(|e| path.to_string_lossy().contains(e))
+                    {
+                        assert!(
+                            got.measurements.is_empty(),
+                            "{} should fail but was read",
+                            path.display()
+                        );
+                        counts[2] += 1;
+                    } else {
+                        // Invalid in an element the connector does not read (a temporal
+                        // relationship, a physical-activity value).
+                        counts[4] += 1;
+                    }
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "Open mHealth samples: {} read, {} statistics or without a time reported, {} should-fail refused, {} should-fail only in elements not read, of {}",
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[4],
+        counts[3]
+    );
+    assert!(counts[0] > 30, "{counts:?}");
 }
