@@ -7,6 +7,7 @@
 //! | FHIR resource or Bundle (`.json`) | whole (up to 512 MiB), references between entries resolved | the resource `id`, else the entry's `fullUrl` |
 //! | CSV ([`CsvMapping`]: presets for the OMRON connect export and the "Blood Pressure Monitor" app, or your own columns) | streamed, record by record | the mapping's key columns and the kind |
 //! | Nightscout entries: the API's JSON array, or the tab-separated export | JSON whole, TSV streamed | `_id`, else the kind and `date` |
+//! | Apple Health `export.xml`: heart rate, weight, height, BMI, temperature, SpO2, respiratory rate, glucose, steps, and blood-pressure correlations | streamed with a pull parser, element by element | type, source and times (HealthKit exports no ids) |
 //! | Open mHealth data points (or bare bodies; one, or an array): blood pressure, weight, height, heart rate, glucose, temperature, SpO2, respiratory rate, BMI, steps | whole | `header.id`, else file and index |
 //!
 //! Memory stays bounded for streamed formats whatever the file size: a pull reads its batch
@@ -39,6 +40,7 @@
 
 #![warn(missing_docs)]
 
+mod apple;
 mod csv;
 mod fhir;
 mod lines;
@@ -113,6 +115,8 @@ pub enum Format {
     NightscoutTsv,
     /// Open mHealth data points (or bare bodies), one or an array.
     OpenMhealth,
+    /// An Apple Health `export.xml`.
+    AppleHealth,
 }
 
 impl Format {
@@ -136,6 +140,7 @@ impl Format {
         let first_line = body.lines().next().unwrap_or("");
         let format = match ext.as_str() {
             "ndjson" | "jsonl" => Some(Format::FhirNdjson),
+            _ if body.starts_with('<') && head.contains("<HealthData") => Some(Format::AppleHealth),
             _ if body.starts_with('[')
                 && (body.contains("\"sgv\"") || body.contains("\"dateString\"")) =>
             {
@@ -160,7 +165,7 @@ impl Format {
             _ => None,
         };
         format.ok_or_else(|| Error::Config(format!(
-            "{}: the format is not recognised; FHIR (.json, .ndjson), Nightscout (.json, .tsv), Open mHealth (.json) and the OMRON connect and Blood Pressure Monitor CSV exports are; for another CSV give a column mapping",
+            "{}: the format is not recognised; FHIR (.json, .ndjson), Nightscout (.json, .tsv), Open mHealth (.json), Apple Health (export.xml) and the OMRON connect and Blood Pressure Monitor CSV exports are; for another CSV give a column mapping",
             path.display()
         )))
     }
@@ -168,7 +173,7 @@ impl Format {
     fn streamed(&self) -> bool {
         matches!(
             self,
-            Format::FhirNdjson | Format::Csv(_) | Format::NightscoutTsv
+            Format::FhirNdjson | Format::Csv(_) | Format::NightscoutTsv | Format::AppleHealth
         )
     }
 }
@@ -320,6 +325,7 @@ impl Inner {
         let id = self.id.as_str();
         let mut reader: Box<dyn RecordReader + '_> = match &self.format {
             Format::Csv(mapping) => Box::new(csv::CsvReader::open(&self.path, mapping, o, id, at)?),
+            Format::AppleHealth => Box::new(apple::AppleReader::open(&self.path, o, id, at)?),
             Format::FhirNdjson => Box::new(lines::LineReader::open(
                 &self.path,
                 at,
@@ -448,6 +454,7 @@ impl Source for FileSource {
             Format::Csv(_) => "csv",
             Format::NightscoutJson | Format::NightscoutTsv => "nightscout",
             Format::OpenMhealth => "open-mhealth",
+            Format::AppleHealth => "apple-health",
         }
     }
 

@@ -124,6 +124,35 @@ async fn every_streamed_and_whole_format_keeps_the_source_contract() {
  {"body_weight":{"value":165,"unit":"lb"},"effective_time_frame":{"date_time":"2024-05-01T07:35:00+02:00"}},
  {"heart_rate":{"value":50,"unit":"beats/min"},"effective_time_frame":{"time_interval":{"start_date_time":"2024-05-01T00:00:00+02:00","end_date_time":"2024-05-02T00:00:00+02:00"}},"descriptive_statistic":"minimum"},
  {"step_count":8042,"effective_time_frame":{"time_interval":{"start_date_time":"2024-05-01T00:00:00+02:00","duration":{"value":1,"unit":"d"}}}}]"#;
+    let apple = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE HealthData [
+<!ELEMENT HealthData (ExportDate,Me,(Record|Correlation|Workout|ActivitySummary)*)>
+<!ATTLIST HealthData locale CDATA #REQUIRED>
+]>
+<HealthData locale="da_DK">
+ <ExportDate value="2024-05-02 20:00:00 +0200"/>
+ <Me HKCharacteristicTypeIdentifierDateOfBirth="1970-01-01"/>
+ <Record type="HKQuantityTypeIdentifierHeartRate" sourceName="Apple Watch" device="&lt;&lt;HKDevice&gt;&gt;" unit="count/min" creationDate="2024-05-01 07:32:00 +0200" startDate="2024-05-01 07:31:00 +0200" endDate="2024-05-01 07:31:00 +0200" value="64">
+  <MetadataEntry key="HKMetadataKeyHeartRateMotionContext" value="0"/>
+ </Record>
+ <Record type="HKQuantityTypeIdentifierBodyMass" sourceName="Scale" unit="lb" startDate="2024-05-01 07:35:00 +0200" endDate="2024-05-01 07:35:00 +0200" value="165"/>
+ <Record type="HKQuantityTypeIdentifierOxygenSaturation" sourceName="Apple Watch" unit="%" startDate="2024-05-01 07:36:00 +0200" endDate="2024-05-01 07:36:00 +0200" value="0.97"/>
+ <Record type="HKQuantityTypeIdentifierActiveEnergyBurned" sourceName="Apple Watch" unit="kcal" startDate="2024-05-01 07:36:00 +0200" endDate="2024-05-01 07:40:00 +0200" value="12"/>
+ <Record type="HKQuantityTypeIdentifierStepCount" sourceName="iPhone" unit="count" startDate="2024-05-01 08:00:00 +0200" endDate="2024-05-01 09:00:00 +0200" value="1234"/>
+ <Record type="HKQuantityTypeIdentifierHeartRate" sourceName="Apple Watch" unit="count/min" startDate="yesterday" endDate="yesterday" value="70"/>
+ <Record type="HKQuantityTypeIdentifierBloodPressureSystolic" sourceName="Omron" unit="mmHg" startDate="2024-05-01 21:00:00 +0200" endDate="2024-05-01 21:00:00 +0200" value="128"/>
+ <Record type="HKQuantityTypeIdentifierBloodPressureDiastolic" sourceName="Omron" unit="mmHg" startDate="2024-05-01 21:00:00 +0200" endDate="2024-05-01 21:00:00 +0200" value="82"/>
+ <Correlation type="HKCorrelationTypeIdentifierBloodPressure" sourceName="Omron" startDate="2024-05-01 21:00:00 +0200" endDate="2024-05-01 21:00:00 +0200">
+  <MetadataEntry key="HKWasUserEntered" value="0"/>
+  <Record type="HKQuantityTypeIdentifierBloodPressureSystolic" sourceName="Omron" unit="mmHg" startDate="2024-05-01 21:00:00 +0200" endDate="2024-05-01 21:00:00 +0200" value="128"/>
+  <Record type="HKQuantityTypeIdentifierBloodPressureDiastolic" sourceName="Omron" unit="mmHg" startDate="2024-05-01 21:00:00 +0200" endDate="2024-05-01 21:00:00 +0200" value="82"/>
+ </Correlation>
+ <Workout workoutActivityType="HKWorkoutActivityTypeRunning" startDate="2024-05-01 18:00:00 +0200" endDate="2024-05-01 18:30:00 +0200">
+  <WorkoutRoute><Location date="2024-05-01 18:00:00 +0200" latitude="55.6" longitude="12.5"/></WorkoutRoute>
+ </Workout>
+ <ActivitySummary dateComponents="2024-05-01" activeEnergyBurned="590"/>
+</HealthData>
+"#;
     let cases = [
         ("app.csv", bp_app, (6, 2)),
         ("omron.csv", OMRON, (6, 2)),
@@ -132,6 +161,7 @@ async fn every_streamed_and_whole_format_keeps_the_source_contract() {
         ("entries.tsv", tsv, (2, 1)),
         ("entries.json", json, (2, 1)),
         ("points.json", omh, (3, 1)),
+        ("export.xml", apple, (5, 1)),
     ];
     for (name, text, (measurements, rejected)) in cases {
         let path = write(dir.path(), name, text);
@@ -215,7 +245,11 @@ async fn the_real_exports_import() {
     };
     let root = PathBuf::from(fixtures);
     let mut files: Vec<PathBuf> = Vec::new();
-    for dir in ["bp-app-csv", "nightscout-cgm-remote-monitor"] {
+    for dir in [
+        "bp-app-csv",
+        "nightscout-cgm-remote-monitor",
+        "apple-health-export",
+    ] {
         for e in std::fs::read_dir(root.join(dir)).expect("dir") {
             let p = e.expect("entry").path();
             if p.extension().is_some_and(|x| x != "md") {
