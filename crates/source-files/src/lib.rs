@@ -370,8 +370,8 @@ impl Inner {
                 return Ok(batch);
             }
             next = record.after;
-            batch.cursor = self.stamp(next)?;
             if batch.measurements.len() >= limit {
+                batch.cursor = self.stamp(next)?;
                 return Ok(batch);
             }
         }
