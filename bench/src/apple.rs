@@ -121,8 +121,14 @@ async fn main() {
         size as f64 / 1048576.0 / read.as_secs_f64(),
         n as f64 / read.as_secs_f64()
     );
-    println!("| peak RSS before reading | {:.1} MiB |", rss_before as f64 / 1024.0);
-    println!("| peak RSS after reading | {:.1} MiB |", peak as f64 / 1024.0);
+    println!(
+        "| peak RSS before reading | {:.1} MiB |",
+        rss_before as f64 / 1024.0
+    );
+    println!(
+        "| peak RSS after reading | {:.1} MiB |",
+        peak as f64 / 1024.0
+    );
     println!(
         "| peak RSS / file size | {:.3} |",
         peak as f64 * 1024.0 / size as f64

@@ -8,6 +8,7 @@
 //! | CSV ([`CsvMapping`]: presets for the OMRON connect export and the "Blood Pressure Monitor" app, or your own columns) | streamed, record by record | the mapping's key columns and the kind |
 //! | Nightscout entries: the API's JSON array, or the tab-separated export | JSON whole, TSV streamed | `_id`, else the kind and `date` |
 //! | Apple Health `export.xml`: heart rate, weight, height, BMI, temperature, SpO2, respiratory rate, glucose, steps, and blood-pressure correlations | streamed with a pull parser, element by element | type, source and times (HealthKit exports no ids) |
+//! | Withings API responses: `getmeas` (weight, height, blood pressure, pulse, temperature, SpO2) and `getactivity` (daily steps) | whole | the measure group id and the kind; the day |
 //! | Open mHealth data points (or bare bodies; one, or an array): blood pressure, weight, height, heart rate, glucose, temperature, SpO2, respiratory rate, BMI, steps | whole | `header.id`, else file and index |
 //!
 //! Memory stays bounded for streamed formats whatever the file size: a pull reads its batch
@@ -47,6 +48,7 @@ mod lines;
 mod nightscout;
 mod omh;
 mod position;
+mod withings;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -117,6 +119,8 @@ pub enum Format {
     OpenMhealth,
     /// An Apple Health `export.xml`.
     AppleHealth,
+    /// A Withings API response (`getmeas` body measures or `getactivity` steps).
+    Withings,
 }
 
 impl Format {
@@ -141,21 +145,29 @@ impl Format {
         let format = match ext.as_str() {
             "ndjson" | "jsonl" => Some(Format::FhirNdjson),
             _ if body.starts_with('<') && head.contains("<HealthData") => Some(Format::AppleHealth),
-            _ if body.starts_with('[')
-                && (body.contains("\"sgv\"") || body.contains("\"dateString\"")) =>
-            {
-                Some(Format::NightscoutJson)
-            }
-            _ if body.starts_with(['[', '{']) && OMH_KEYS.iter().any(|k| body.contains(k)) => {
-                Some(Format::OpenMhealth)
-            }
-            _ if body.starts_with('[') => Some(Format::NightscoutJson),
             _ if body.starts_with('{')
                 && first_line.contains("\"resourceType\"")
                 && first_line.trim_end().ends_with('}') =>
             {
                 Some(Format::FhirNdjson)
             }
+            _ if body.starts_with('{') && body.contains("\"resourceType\"") => {
+                Some(Format::FhirJson)
+            }
+            _ if body.starts_with('[')
+                && (body.contains("\"sgv\"") || body.contains("\"dateString\"")) =>
+            {
+                Some(Format::NightscoutJson)
+            }
+            _ if body.starts_with('{')
+                && (body.contains("\"measuregrps\"") || body.contains("\"activities\"")) =>
+            {
+                Some(Format::Withings)
+            }
+            _ if body.starts_with(['[', '{']) && OMH_KEYS.iter().any(|k| body.contains(k)) => {
+                Some(Format::OpenMhealth)
+            }
+            _ if body.starts_with('[') => Some(Format::NightscoutJson),
             _ if body.starts_with('{') => Some(Format::FhirJson),
             "tsv" => Some(Format::NightscoutTsv),
             _ if first_line.contains("SYS(mmHg)") => Some(Format::Csv(CsvMapping::omron_connect())),
@@ -165,7 +177,7 @@ impl Format {
             _ => None,
         };
         format.ok_or_else(|| Error::Config(format!(
-            "{}: the format is not recognised; FHIR (.json, .ndjson), Nightscout (.json, .tsv), Open mHealth (.json), Apple Health (export.xml) and the OMRON connect and Blood Pressure Monitor CSV exports are; for another CSV give a column mapping",
+            "{}: the format is not recognised; FHIR (.json, .ndjson), Nightscout (.json, .tsv), Open mHealth (.json), Withings (.json), Apple Health (export.xml) and the OMRON connect and Blood Pressure Monitor CSV exports are; for another CSV give a column mapping",
             path.display()
         )))
     }
@@ -427,6 +439,7 @@ impl Inner {
         let items = Arc::new(match &self.format {
             Format::FhirJson => fhir::read_whole(&self.path, &self.options, &self.id)?,
             Format::OpenMhealth => omh::read(&self.path, &self.options, &self.id)?,
+            Format::Withings => withings::read(&self.path, &self.options, &self.id)?,
             _ => nightscout::read_json(&self.path, &self.options, &self.id)?,
         });
         *cache = Some((stamp, items.clone()));
@@ -455,6 +468,7 @@ impl Source for FileSource {
             Format::NightscoutJson | Format::NightscoutTsv => "nightscout",
             Format::OpenMhealth => "open-mhealth",
             Format::AppleHealth => "apple-health",
+            Format::Withings => "withings",
         }
     }
 
