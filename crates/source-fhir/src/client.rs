@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
+use healthanalyzer_model::jiff;
 use healthanalyzer_source::{Error, RetryPolicy};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
@@ -116,58 +117,15 @@ pub(crate) fn redact(url: &Url) -> String {
     u.to_string()
 }
 
+/// `Retry-After`: seconds, or an HTTP date (RFC 9110 IMF-fixdate, an RFC 2822 date-time).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
-    if let Ok(secs) = v.trim().parse::<u64>() {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    // An HTTP date: the wait until then.
-    let when = jiff_http_date(v)?;
-    Some(
-        when.saturating_sub(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .ok()?,
-        ),
-    )
-}
-
-/// An RFC 9110 IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) as time since the epoch.
-fn jiff_http_date(v: &str) -> Option<Duration> {
-    let mut parts = v.split_whitespace();
-    let _weekday = parts.next()?;
-    let day: u64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * mo as i64 + 2) / 5 + day as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days.checked_mul(86_400)? + (h * 3600 + m * 60 + s) as i64;
-    Some(Duration::from_secs(u64::try_from(secs).ok()?))
+    let when = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
+    let wait = when.duration_since(jiff::Timestamp::now());
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
 impl FhirClient {
@@ -397,5 +355,36 @@ fn status_error(status: StatusCode, headers: &HeaderMap, where_: &str, body: &st
             location: where_.to_string(),
             reason: format!("the server answered {status}{said}"),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, v.parse().expect("header"));
+        h
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        assert_eq!(retry_after(&headers("7")), Some(Duration::from_secs(7)));
+        let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90);
+        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
+            .timestamp_to_rfc9110_string(&soon)
+            .expect("date");
+        let wait = retry_after(&headers(&date)).expect("a wait");
+        assert!(
+            wait > Duration::from_secs(80) && wait <= Duration::from_secs(90),
+            "{wait:?}"
+        );
+        // A date in the past: no wait.
+        assert_eq!(
+            retry_after(&headers("Sun, 06 Nov 1994 08:49:37 GMT")),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&headers("soon")), None);
     }
 }
