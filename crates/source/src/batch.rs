@@ -56,7 +56,9 @@ impl From<&str> for Cursor {
 pub struct Rejected {
     /// Where it is: a record id, `file.csv:17`, `entry[3]`.
     pub location: String,
-    /// Why, naming the field (never its value, which may be personal data).
+    /// Why, naming the field. It may quote the value (a plausibility check says what it
+    /// got): it is the user's own data, reported back to them, so do not log reasons at info
+    /// level.
     pub reason: String,
 }
 
