@@ -1,5 +1,5 @@
 //! Synthetic patients for [Health Analyzer](https://github.com/os2health/health-analyzer) demos,
-//! tests and benchmarks, as a [`Source`](healthanalyzer_source::Source).
+//! tests and benchmarks, as a [`Source`].
 //!
 //! `N` patients × `D` days, each patient following a [`Scenario`] (assigned in turn):
 //!

@@ -1,0 +1,352 @@
+//! Rules and alerts: red/yellow thresholds per kind (everyone, patient groups, single patients,
+//! the OpenTele model), delta rules (weight up 2 kg within 3 days), stale-data rules; alerts can
+//! be acknowledged or snoozed.
+
+use std::collections::BTreeMap;
+
+use healthanalyzer_model::jiff::{SignedDuration, Timestamp};
+use healthanalyzer_model::{Identifier, MeasurementId};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::series::{Point, SeriesKey};
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Look at it soon.
+    Yellow,
+    /// Act now.
+    Red,
+}
+
+/// Red and yellow limits for one kind (or panel component: `blood-pressure.systolic`), in the
+/// kind's canonical unit. A value above a `high` limit or below a `low` one is flagged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Threshold {
+    /// The kind, or `kind.component`.
+    pub kind: String,
+    /// Red above this.
+    #[serde(default)]
+    pub red_high: Option<f64>,
+    /// Yellow above this.
+    #[serde(default)]
+    pub yellow_high: Option<f64>,
+    /// Yellow below this.
+    #[serde(default)]
+    pub yellow_low: Option<f64>,
+    /// Red below this.
+    #[serde(default)]
+    pub red_low: Option<f64>,
+}
+
+impl Threshold {
+    /// The severity of a value, if it is flagged, with the limit it crossed.
+    pub fn judge(&self, v: f64) -> Option<(Severity, &'static str, f64)> {
+        let checks = [
+            (self.red_high, Severity::Red, "above", true),
+            (self.red_low, Severity::Red, "below", false),
+            (self.yellow_high, Severity::Yellow, "above", true),
+            (self.yellow_low, Severity::Yellow, "below", false),
+        ];
+        checks
+            .into_iter()
+            .find_map(|(limit, severity, word, high)| {
+                let limit = limit?;
+                let crossed = if high { v > limit } else { v < limit };
+                crossed.then_some((severity, word, limit))
+            })
+    }
+}
+
+/// A patient group with its own thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Its name (`heart-failure`).
+    pub name: String,
+    /// Its members, as `system|value` identifiers.
+    #[serde(default)]
+    pub members: Vec<String>,
+    /// Its thresholds, over the defaults.
+    #[serde(default, rename = "threshold")]
+    pub thresholds: Vec<Threshold>,
+}
+
+/// One patient's own thresholds, over their group's and the defaults.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientRules {
+    /// The patient, as a `system|value` identifier.
+    pub subject: String,
+    /// Their thresholds.
+    #[serde(default, rename = "threshold")]
+    pub thresholds: Vec<Threshold>,
+}
+
+/// A change too large within a time (the heart-failure rule: weight up 2 kg within 3 days).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaRule {
+    /// Its name, shown on the alert.
+    pub name: String,
+    /// The kind, or `kind.component`.
+    pub kind: String,
+    /// Alert when the value rose by at least this much…
+    #[serde(default)]
+    pub rise: Option<f64>,
+    /// …or fell by at least this much…
+    #[serde(default)]
+    pub fall: Option<f64>,
+    /// …within this many days.
+    pub within_days: f64,
+    /// How urgent.
+    pub severity: Severity,
+}
+
+/// No measurement of a kind for too long (a patient who stopped measuring).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaleRule {
+    /// Its name, shown on the alert.
+    pub name: String,
+    /// The kind (or `kind.component`); the rule applies to patients who have measured it.
+    pub kind: String,
+    /// Alert after this many days without one.
+    pub days: f64,
+    /// How urgent.
+    pub severity: Severity,
+}
+
+/// A set of rules, usually read from TOML ([`RuleSet::from_toml`]).
+///
+/// ```toml
+/// [[threshold]]
+/// kind = "oxygen-saturation"
+/// red_low = 88
+/// yellow_low = 92
+///
+/// [[group]]
+/// name = "copd"
+/// members = ["urn:oid:1.2.208.176.1.2|0101709995"]
+/// [[group.threshold]]
+/// kind = "oxygen-saturation"
+/// red_low = 85
+/// yellow_low = 88
+///
+/// [[delta]]
+/// name = "weight gain"
+/// kind = "body-weight"
+/// rise = 2.0
+/// within_days = 3
+/// severity = "red"
+///
+/// [[stale]]
+/// name = "no blood pressure"
+/// kind = "blood-pressure.systolic"
+/// days = 3
+/// severity = "yellow"
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSet {
+    /// Thresholds for everyone.
+    #[serde(default, rename = "threshold")]
+    pub thresholds: Vec<Threshold>,
+    /// Patient groups.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<Group>,
+    /// Single patients.
+    #[serde(default, rename = "patient")]
+    pub patients: Vec<PatientRules>,
+    /// Delta rules.
+    #[serde(default, rename = "delta")]
+    pub deltas: Vec<DeltaRule>,
+    /// Stale-data rules.
+    #[serde(default, rename = "stale")]
+    pub stale: Vec<StaleRule>,
+}
+
+/// An alert's acknowledgement or snooze.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The rule (its name, or `threshold:<kind>`).
+    pub rule: String,
+    /// The patient, `system|value`.
+    pub subject: String,
+    /// Acknowledged at: what triggered until then is seen.
+    pub at: Timestamp,
+    /// Snoozed until: nothing of this rule for this patient before then.
+    #[serde(default)]
+    pub until: Option<Timestamp>,
+}
+
+/// An alert.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// How urgent.
+    pub severity: Severity,
+    /// The rule that raised it (`threshold:oxygen-saturation`, `weight gain`).
+    pub rule: String,
+    /// The patient.
+    pub subject: Identifier,
+    /// The kind (or `kind.component`).
+    pub kind: String,
+    /// When the triggering measurement was taken (for a stale rule, the last one).
+    pub at: Timestamp,
+    /// What happened, for a clinician (it quotes values: keep it out of logs).
+    pub message: String,
+    /// The measurements that triggered it.
+    pub measurements: Vec<MeasurementId>,
+}
+
+/// `system|value` (or the value alone).
+pub fn subject_key(id: &Identifier) -> String {
+    match &id.system {
+        Some(s) => format!("{s}|{}", id.value),
+        None => id.value.clone(),
+    }
+}
+
+fn fmt(v: f64) -> String {
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+impl RuleSet {
+    /// Rules from TOML. Unknown keys are errors (a misspelt `yelow_low` must not pass silently).
+    pub fn from_toml(text: &str) -> Result<RuleSet, Error> {
+        let rules: RuleSet = toml::from_str(text).map_err(|e| Error::Rules(e.to_string()))?;
+        for d in &rules.deltas {
+            if d.rise.is_none() && d.fall.is_none() {
+                return Err(Error::Rules(format!(
+                    "delta rule {:?} needs `rise` or `fall`",
+                    d.name
+                )));
+            }
+        }
+        Ok(rules)
+    }
+
+    /// The threshold that applies to `subject`'s `label`: theirs, else their group's, else
+    /// everyone's.
+    pub fn threshold_for(&self, subject: &str, label: &str) -> Option<&Threshold> {
+        let own = self
+            .patients
+            .iter()
+            .filter(|p| p.subject == subject)
+            .flat_map(|p| &p.thresholds)
+            .find(|t| t.kind == label);
+        let group = || {
+            self.groups
+                .iter()
+                .filter(|g| g.members.iter().any(|m| m == subject))
+                .flat_map(|g| &g.thresholds)
+                .find(|t| t.kind == label)
+        };
+        own.or_else(group)
+            .or_else(|| self.thresholds.iter().find(|t| t.kind == label))
+    }
+
+    /// The alerts `series` raise at `now` (measurements after `now` are not yet known), less
+    /// those acknowledged or snoozed, most severe first, then newest first. Thresholds judge
+    /// each series' latest value: the patient's state now.
+    pub fn evaluate(
+        &self,
+        series: &BTreeMap<SeriesKey, Vec<Point>>,
+        now: Timestamp,
+        acks: &[Ack],
+    ) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        for (key, points) in series {
+            let points = &points[..points.partition_point(|p| p.at <= now)];
+            let subject = subject_key(&key.subject);
+            let label = key.label();
+            let Some(last) = points.last() else { continue };
+            if let Some(t) = self.threshold_for(&subject, &label)
+                && let Some((severity, word, limit)) = t.judge(last.value)
+            {
+                alerts.push(Alert {
+                    severity,
+                    rule: format!("threshold:{label}"),
+                    subject: key.subject.clone(),
+                    kind: label.clone(),
+                    at: last.at,
+                    message: format!(
+                        "{label} {} is {word} the {severity:?} limit {}",
+                        fmt(last.value),
+                        fmt(limit)
+                    )
+                    .to_lowercase(),
+                    measurements: vec![last.id],
+                });
+            }
+            for d in self.deltas.iter().filter(|d| d.kind == label) {
+                if let Some(a) = delta(d, key, points) {
+                    alerts.push(a);
+                }
+            }
+            for s in self.stale.iter().filter(|s| s.kind == label) {
+                let limit = SignedDuration::from_secs_f64(s.days * 86_400.0);
+                if now.duration_since(last.at) > limit {
+                    alerts.push(Alert {
+                        severity: s.severity,
+                        rule: s.name.clone(),
+                        subject: key.subject.clone(),
+                        kind: label.clone(),
+                        at: last.at,
+                        message: format!(
+                            "no {label} for {} days (last {})",
+                            fmt(now.duration_since(last.at).as_secs_f64() / 86_400.0),
+                            last.at
+                        ),
+                        measurements: vec![last.id],
+                    });
+                }
+            }
+        }
+        alerts.retain(|a| {
+            let who = subject_key(&a.subject);
+            !acks.iter().any(|k| {
+                k.rule == a.rule
+                    && k.subject == who
+                    && (a.at <= k.at || k.until.is_some_and(|u| now < u))
+            })
+        });
+        alerts.sort_by(|a, b| b.severity.cmp(&a.severity).then(b.at.cmp(&a.at)));
+        alerts
+    }
+}
+
+/// The latest point that changed by the rule's amount from a point within the rule's time.
+fn delta(d: &DeltaRule, key: &SeriesKey, points: &[Point]) -> Option<Alert> {
+    let within = SignedDuration::from_secs_f64(d.within_days.max(0.0) * 86_400.0);
+    for (i, p) in points.iter().enumerate().rev() {
+        let earliest = p.at.checked_sub(within).ok()?;
+        for q in points[..i].iter().filter(|q| q.at >= earliest) {
+            let change = p.value - q.value;
+            let hit = d.rise.is_some_and(|r| change >= r) || d.fall.is_some_and(|f| -change >= f);
+            if hit {
+                let label = key.label();
+                return Some(Alert {
+                    severity: d.severity,
+                    rule: d.name.clone(),
+                    subject: key.subject.clone(),
+                    kind: label.clone(),
+                    at: p.at,
+                    message: format!(
+                        "{label} changed by {} within {} days ({} to {})",
+                        fmt(change),
+                        fmt(p.at.duration_since(q.at).as_secs_f64() / 86_400.0),
+                        fmt(q.value),
+                        fmt(p.value)
+                    ),
+                    measurements: vec![q.id, p.id],
+                });
+            }
+        }
+    }
+    None
+}
