@@ -1,11 +1,11 @@
 //! Measurements as numeric series: one per subject, kind and component.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use healthanalyzer_model::jiff::Timestamp;
 use healthanalyzer_model::{
-    Catalog, ComponentValue, Decimal, Identifier, Measurement, MeasurementId, Quantity, Status,
-    Value,
+    Catalog, ComponentValue, Decimal, Identifier, KindDef, Measurement, MeasurementId, Quantity,
+    Status, Value, ValueSpec,
 };
 
 /// One value of a series.
@@ -45,58 +45,76 @@ pub fn to_f64(d: Decimal) -> Option<f64> {
     f64::try_from(d).ok().filter(|v| v.is_finite())
 }
 
-fn canonical(q: &Quantity, kind: &str, component: Option<&str>, catalog: &Catalog) -> Option<f64> {
-    let def = catalog.kind(kind)?;
-    let spec = match component {
-        Some(c) => &def.component(c)?.value,
-        None => def.value.as_ref()?,
-    };
+fn canonical(q: &Quantity, spec: &ValueSpec, what: &str) -> Option<f64> {
     if q.unit == spec.unit {
         return to_f64(q.value);
     }
-    to_f64(spec.to_canonical(q, kind).ok()?.value)
+    to_f64(spec.to_canonical(q, what).ok()?.value)
 }
 
 /// The numeric series in `measurements`, each sorted by time. Measurements that are cancelled,
 /// entered in error or without a value are left out; values are converted to the kind's
 /// canonical unit (a measurement that was never normalised still counts).
 pub fn series(measurements: &[Measurement], catalog: &Catalog) -> BTreeMap<SeriesKey, Vec<Point>> {
-    let mut out: BTreeMap<SeriesKey, Vec<Point>> = BTreeMap::new();
+    // Grouped under borrowed keys first: one owned key per series, not per point.
+    let mut groups: HashMap<(&Identifier, &str, Option<&str>), Vec<Point>> = HashMap::new();
+    let mut kinds: HashMap<&str, Option<&KindDef>> = HashMap::new();
     for m in measurements {
         if matches!(m.status, Status::Cancelled | Status::EnteredInError) {
             continue;
         }
-        let at = m.effective.start().instant();
         let kind = m.kind.as_str();
-        let mut push = |component: Option<&str>, q: &Quantity| {
-            if let Some(value) = canonical(q, kind, component, catalog) {
-                out.entry(SeriesKey {
-                    subject: m.subject.clone(),
-                    kind: kind.to_string(),
-                    component: component.map(str::to_string),
-                })
-                .or_default()
-                .push(Point {
-                    at,
-                    value,
-                    id: m.id,
-                });
-            }
+        let Some(def) = *kinds.entry(kind).or_insert_with(|| catalog.kind(kind)) else {
+            continue;
         };
+        let at = m.effective.start().instant();
         match &m.value {
-            Value::Quantity(o) => push(None, &o.quantity),
+            Value::Quantity(o) => {
+                if let Some(spec) = &def.value
+                    && let Some(value) = canonical(&o.quantity, spec, kind)
+                {
+                    groups
+                        .entry((&m.subject, kind, None))
+                        .or_default()
+                        .push(Point {
+                            at,
+                            value,
+                            id: m.id,
+                        });
+                }
+            }
             Value::Components(cs) => {
                 for c in cs {
-                    if let ComponentValue::Quantity(o) = &c.value {
-                        push(Some(c.id.as_str()), &o.quantity);
+                    if let ComponentValue::Quantity(o) = &c.value
+                        && let Some(def) = def.component(c.id.as_str())
+                        && let Some(value) = canonical(&o.quantity, &def.value, kind)
+                    {
+                        groups
+                            .entry((&m.subject, kind, Some(c.id.as_str())))
+                            .or_default()
+                            .push(Point {
+                                at,
+                                value,
+                                id: m.id,
+                            });
                     }
                 }
             }
             Value::Absent(_) => {}
         }
     }
-    for points in out.values_mut() {
-        points.sort_by_key(|p| p.at);
-    }
-    out
+    groups
+        .into_iter()
+        .map(|((subject, kind, component), mut points)| {
+            points.sort_by_key(|p| p.at);
+            (
+                SeriesKey {
+                    subject: subject.clone(),
+                    kind: kind.to_string(),
+                    component: component.map(str::to_string),
+                },
+                points,
+            )
+        })
+        .collect()
 }
