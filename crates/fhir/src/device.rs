@@ -6,8 +6,7 @@ use healthanalyzer_model::{DeviceRef, Identifier};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::error::{Error, Result};
-use crate::observation::MAX_RESOURCE_BYTES;
+use crate::error::{Error, Result, check_size};
 use crate::profile::EUI64_SYSTEM;
 use crate::raw::{RawIdentifier, Text};
 
@@ -41,15 +40,7 @@ struct RawDevice<'a> {
 /// identifier (an IEEE EUI-64 when it has one, else the first), `Device/<id>`, its
 /// user-friendly name, manufacturer and model.
 pub fn read_device(json: &str) -> Result<DeviceRef> {
-    if json.len() > MAX_RESOURCE_BYTES {
-        return Err(Error::TooLarge {
-            path: "Device".into(),
-            reason: format!(
-                "{} bytes, more than the limit of {MAX_RESOURCE_BYTES}",
-                json.len()
-            ),
-        });
-    }
+    check_size(json, "Device")?;
     let raw: RawDevice<'_> =
         serde_json::from_str(json).map_err(|e| Error::structure("Device", e.to_string()))?;
     if raw.resource_type != "Device" {

@@ -121,3 +121,15 @@ pub fn operation_outcome(errors: &[Error]) -> Value {
         .collect();
     json!({ "resourceType": "OperationOutcome", "issue": issues })
 }
+
+/// Refuses a resource text over [`MAX_RESOURCE_BYTES`](crate::MAX_RESOURCE_BYTES).
+pub(crate) fn check_size(json: &str, what: &str) -> Result<()> {
+    let max = crate::MAX_RESOURCE_BYTES;
+    if json.len() > max {
+        return Err(Error::TooLarge {
+            path: what.into(),
+            reason: format!("{} bytes, more than the limit of {max}", json.len()),
+        });
+    }
+    Ok(())
+}

@@ -7,7 +7,7 @@ use healthanalyzer_model::{
 };
 use serde_json::{Map, Value as Json, json};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, check_size};
 use crate::profile::{Profile, WriteOptions, apply_to_observation};
 use crate::raw::{RawComponent, RawConcept, RawObservation, RawQuantity, RawReference, Text};
 
@@ -48,15 +48,7 @@ pub fn read_observation(
     options: &ReadOptions<'_>,
     record_id: Option<&str>,
 ) -> Result<Measurement> {
-    if json.len() > MAX_RESOURCE_BYTES {
-        return Err(Error::TooLarge {
-            path: "Observation".into(),
-            reason: format!(
-                "{} bytes, more than the limit of {MAX_RESOURCE_BYTES}",
-                json.len()
-            ),
-        });
-    }
+    check_size(json, "Observation")?;
     let raw: RawObservation<'_> =
         serde_json::from_str(json).map_err(|e| Error::structure("Observation", json_reason(&e)))?;
     map_observation(&raw, json, options, record_id)

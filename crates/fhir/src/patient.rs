@@ -12,8 +12,8 @@ use healthanalyzer_model::{DateTime, Gender, HumanName, Identifier, Payload, Sub
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::error::{Error, Result};
-use crate::observation::{FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM};
+use crate::error::{Error, Result, check_size};
+use crate::observation::{FHIR_JSON, REFERENCE_SYSTEM};
 use crate::profile::{Profile, apply_to_patient};
 use crate::raw::{RawIdentifier, Text};
 
@@ -52,15 +52,7 @@ const NATIONAL: &[&str] = &[systems::CPR, systems::BSN, systems::FNR, systems::D
 /// Reads a Patient (FHIR R4 JSON) into a subject, keeping the resource in
 /// [`Subject::payload`].
 pub fn read_patient(json: &str) -> Result<Subject> {
-    if json.len() > MAX_RESOURCE_BYTES {
-        return Err(Error::TooLarge {
-            path: "Patient".into(),
-            reason: format!(
-                "{} bytes, more than the limit of {MAX_RESOURCE_BYTES}",
-                json.len()
-            ),
-        });
-    }
+    check_size(json, "Patient")?;
     let raw: RawPatient<'_> =
         serde_json::from_str(json).map_err(|e| Error::structure("Patient", e.to_string()))?;
     if raw.resource_type != "Patient" {

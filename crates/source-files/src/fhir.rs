@@ -1,6 +1,5 @@
 //! FHIR files: NDJSON streamed line by line; a resource or a Bundle read whole.
 
-use std::io::Read;
 use std::path::Path;
 
 use healthanalyzer_fhir::{
@@ -11,7 +10,7 @@ use healthanalyzer_source::{Error, Rejected, Result};
 use serde::Deserialize;
 
 use crate::lines::Parse;
-use crate::position::{io, open};
+use crate::position;
 use crate::{FileOptions, Item};
 
 /// What one NDJSON line holds.
@@ -57,20 +56,15 @@ struct Peek {
 
 /// A resource or a Bundle, read whole (up to the Bundle limit).
 pub(crate) fn read_whole(path: &Path, options: &FileOptions, source_id: &str) -> Result<Vec<Item>> {
-    let mut text = String::new();
-    open(path)?
-        .take(MAX_BUNDLE_BYTES as u64 + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| io(path, e))?;
+    let text = position::read_whole(
+        path,
+        MAX_BUNDLE_BYTES as u64,
+        "export it as NDJSON, which is streamed",
+    )?;
     let bad = |reason: String| Error::BadData {
         location: path.display().to_string(),
         reason,
     };
-    if text.len() > MAX_BUNDLE_BYTES {
-        return Err(bad(format!(
-            "larger than {MAX_BUNDLE_BYTES} bytes; export it as NDJSON, which is streamed"
-        )));
-    }
     let read = ReadOptions {
         catalog: options.catalog,
         source_id,

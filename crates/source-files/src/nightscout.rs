@@ -1,6 +1,5 @@
 //! Nightscout CGM entries: the API's JSON array, or its tab-separated export.
 
-use std::io::Read;
 use std::path::Path;
 
 use healthanalyzer_model::{DateTime, Measurement, Provenance, Value, parse_decimal};
@@ -9,7 +8,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 
 use crate::lines::Parse;
-use crate::position::{io, open};
+use crate::position::read_whole;
 use crate::{FileOptions, Item};
 
 /// The largest JSON entries file read (Nightscout API pages are small; exports are TSV).
@@ -82,11 +81,11 @@ fn keep(
 
 /// The API's `entries` JSON array, read whole.
 pub(crate) fn read_json(path: &Path, options: &FileOptions, source_id: &str) -> Result<Vec<Item>> {
-    let mut text = String::new();
-    open(path)?
-        .take(MAX_JSON_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|e| io(path, e))?;
+    let text = read_whole(
+        path,
+        MAX_JSON_BYTES,
+        "split it into pages, or export TSV, which is streamed",
+    )?;
     let entries: Vec<serde_json::Value> =
         serde_json::from_str(&text).map_err(|e| Error::BadData {
             location: path.display().to_string(),

@@ -2,7 +2,6 @@
 //! temperature, SpO2, respiratory rate, BMI, step count): one data point, a bare body, or an
 //! array of them.
 
-use std::io::Read;
 use std::path::Path;
 
 use healthanalyzer_model::{
@@ -13,7 +12,7 @@ use healthanalyzer_source::{Error, Rejected, Result};
 use jiff::SignedDuration;
 use serde_json::Value as Json;
 
-use crate::position::{io, open};
+use crate::position::read_whole;
 use crate::{FileOptions, Item};
 
 /// The largest file read (data point files are small; a bulk export should be split).
@@ -209,11 +208,7 @@ fn measurement(
 
 /// A file of one data point, one body, or an array of them.
 pub(crate) fn read(path: &Path, options: &FileOptions, source_id: &str) -> Result<Vec<Item>> {
-    let mut text = String::new();
-    open(path)?
-        .take(MAX_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|e| io(path, e))?;
+    let text = read_whole(path, MAX_BYTES, "split it into several files")?;
     let json: Json = serde_json::from_str(&text).map_err(|e| Error::BadData {
         location: path.display().to_string(),
         reason: format!("not JSON: {e}"),

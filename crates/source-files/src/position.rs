@@ -120,3 +120,41 @@ pub(crate) fn other_file() -> Error {
         reason: "the cursor belongs to another file (what it read differs from this file's beginning); reset the checkpoint to import this one from the start".into(),
     }
 }
+
+/// A whole file as text, refusing one larger than `max` bytes with an error that says so
+/// (rather than reading a truncated prefix).
+pub(crate) fn read_whole(path: &Path, max: u64, advice: &str) -> Result<String> {
+    let mut text = String::new();
+    open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| io(path, e))?;
+    if text.len() as u64 > max {
+        return Err(Error::BadData {
+            location: path.display().to_string(),
+            reason: format!(
+                "larger than {} MiB, the limit of a file read whole; {advice}",
+                max >> 20
+            ),
+        });
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_over_the_limit_is_refused_not_truncated() {
+        let dir = std::env::temp_dir().join(format!("ha-read-whole-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("f.json");
+        std::fs::write(&path, "[1, 2, 3]").expect("write");
+        assert_eq!(read_whole(&path, 9, "split it").expect("fits"), "[1, 2, 3]");
+        let e = read_whole(&path, 8, "split it").expect_err("too large");
+        assert!(e.to_string().contains("larger than 8 bytes"), "{e}");
+        assert!(!e.is_retryable());
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+}

@@ -1,7 +1,6 @@
 //! Withings API responses: `measure?action=getmeas` (body measures: weight, height, blood
 //! pressure, pulse, temperature, SpO2) and `getactivity` (daily steps).
 
-use std::io::Read;
 use std::path::Path;
 
 use healthanalyzer_model::{
@@ -13,7 +12,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::Value as Json;
 
-use crate::position::{io, open};
+use crate::position::read_whole;
 use crate::{FileOptions, Item};
 
 /// The largest response read.
@@ -158,11 +157,7 @@ fn activity(
 
 /// A `getmeas` or `getactivity` response, read whole.
 pub(crate) fn read(path: &Path, options: &FileOptions, source_id: &str) -> Result<Vec<Item>> {
-    let mut text = String::new();
-    open(path)?
-        .take(MAX_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|e| io(path, e))?;
+    let text = read_whole(path, MAX_BYTES, "split it into several responses")?;
     let bad = |reason: String| Error::BadData {
         location: path.display().to_string(),
         reason,
