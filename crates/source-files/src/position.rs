@@ -132,10 +132,7 @@ pub(crate) fn read_whole(path: &Path, max: u64, advice: &str) -> Result<String> 
     if text.len() as u64 > max {
         return Err(Error::BadData {
             location: path.display().to_string(),
-            reason: format!(
-                "larger than {} MiB, the limit of a file read whole; {advice}",
-                max >> 20
-            ),
+            reason: format!("larger than {max} bytes, the limit of a file read whole; {advice}"),
         });
     }
     Ok(text)
