@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value as Json, json};
 
 use crate::device::{merge, read_device, write_device};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, expect_type};
 use crate::observation::{
     REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, map_observation, reference_json, write_observation,
 };
@@ -93,15 +93,7 @@ pub fn read_bundle(json: &str, options: &ReadOptions<'_>) -> Result<Contents> {
     }
     let raw: RawBundle<'_> =
         serde_json::from_str(json).map_err(|e| Error::structure("Bundle", e.to_string()))?;
-    if raw.resource_type != "Bundle" {
-        return Err(Error::value(
-            "resourceType",
-            format!(
-                "expected Bundle, found {}",
-                raw.resource_type.chars().take(40).collect::<String>()
-            ),
-        ));
-    }
+    expect_type(&raw.resource_type, "Bundle")?;
     let mut out = Contents {
         bundle_type: raw.kind.as_deref().unwrap_or_default().to_string(),
         ..Contents::default()

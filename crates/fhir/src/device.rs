@@ -6,7 +6,7 @@ use healthanalyzer_model::{DeviceRef, Identifier};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::error::{Error, Result, check_size};
+use crate::error::{Error, Result, check_size, expect_type};
 use crate::profile::EUI64_SYSTEM;
 use crate::raw::{RawIdentifier, Text};
 
@@ -43,15 +43,7 @@ pub fn read_device(json: &str) -> Result<DeviceRef> {
     check_size(json, "Device")?;
     let raw: RawDevice<'_> =
         serde_json::from_str(json).map_err(|e| Error::structure("Device", e.to_string()))?;
-    if raw.resource_type != "Device" {
-        return Err(Error::value(
-            "resourceType",
-            format!(
-                "expected Device, found {}",
-                raw.resource_type.chars().take(40).collect::<String>()
-            ),
-        ));
-    }
+    expect_type(&raw.resource_type, "Device")?;
     let ids = raw.identifier.as_deref().unwrap_or_default();
     for (i, id) in ids.iter().enumerate() {
         if id.value.as_deref().is_none_or(str::is_empty) {

@@ -133,3 +133,17 @@ pub(crate) fn check_size(json: &str, what: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Refuses a resource of another type than `expected` (naming what was found, shortened).
+pub(crate) fn expect_type(found: &str, expected: &str) -> Result<()> {
+    if found == expected {
+        return Ok(());
+    }
+    Err(Error::value(
+        "resourceType",
+        format!(
+            "expected {expected}, found {}",
+            found.chars().take(40).collect::<String>()
+        ),
+    ))
+}

@@ -7,7 +7,7 @@ use healthanalyzer_model::{
 };
 use serde_json::{Map, Value as Json, json};
 
-use crate::error::{Error, Result, check_size};
+use crate::error::{Error, Result, check_size, expect_type};
 use crate::profile::{Profile, WriteOptions, apply_to_observation};
 use crate::raw::{RawComponent, RawConcept, RawObservation, RawQuantity, RawReference, Text};
 
@@ -65,15 +65,7 @@ pub(crate) fn map_observation(
     options: &ReadOptions<'_>,
     record_id: Option<&str>,
 ) -> Result<Measurement> {
-    if raw.resource_type != "Observation" {
-        return Err(Error::value(
-            "resourceType",
-            format!(
-                "expected Observation, found {}",
-                raw.resource_type.chars().take(40).collect::<String>()
-            ),
-        ));
-    }
+    expect_type(&raw.resource_type, "Observation")?;
     let status: Status = text(&raw.status)
         .ok_or_else(|| Error::required("Observation.status"))?
         .parse()

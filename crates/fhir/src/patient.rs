@@ -12,7 +12,7 @@ use healthanalyzer_model::{DateTime, Gender, HumanName, Identifier, Payload, Sub
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use crate::error::{Error, Result, check_size};
+use crate::error::{Error, Result, check_size, expect_type};
 use crate::observation::{FHIR_JSON, REFERENCE_SYSTEM};
 use crate::profile::{Profile, apply_to_patient};
 use crate::raw::{RawIdentifier, Text};
@@ -55,15 +55,7 @@ pub fn read_patient(json: &str) -> Result<Subject> {
     check_size(json, "Patient")?;
     let raw: RawPatient<'_> =
         serde_json::from_str(json).map_err(|e| Error::structure("Patient", e.to_string()))?;
-    if raw.resource_type != "Patient" {
-        return Err(Error::value(
-            "resourceType",
-            format!(
-                "expected Patient, found {}",
-                raw.resource_type.chars().take(40).collect::<String>()
-            ),
-        ));
-    }
+    expect_type(&raw.resource_type, "Patient")?;
     let mut ids: Vec<Identifier> = Vec::new();
     for (i, id) in raw
         .identifier
