@@ -6,7 +6,7 @@
 //! | scenario | measures, per day | what happens |
 //! |---|---|---|
 //! | [`Scenario::Steady`] | blood pressure and pulse morning and evening, weight | a daily rhythm: higher in the morning |
-//! | [`Scenario::HeartFailure`] | the same | weight climbs 2.5 kg over the last three days before the final day (fluid retention) |
+//! | [`Scenario::HeartFailure`] | the same | weight climbs 3 kg over the last three days (fluid retention), enough for a "2 kg in 3 days" rule whatever the daily noise |
 //! | [`Scenario::Copd`] | SpO2 and pulse three times, respiratory rate | SpO2 dips to about 87 % for two days mid-way (an exacerbation), breathing faster |
 //! | [`Scenario::Diabetes`] | glucose before and after breakfast and dinner, weight | after-meal peaks |
 //! | [`Scenario::Active`] | steps (per day), resting pulse | a weekly rhythm |
@@ -48,7 +48,7 @@ pub const SUBJECT_SYSTEM: &str = "urn:healthanalyzer:sim:patient";
 pub enum Scenario {
     /// Stable blood pressure with a daily rhythm; weight.
     Steady,
-    /// Weight climbs 2.5 kg in the last three days.
+    /// Weight climbs 3 kg in the last three days.
     HeartFailure,
     /// SpO2 dips for two days mid-way.
     Copd,
@@ -227,7 +227,8 @@ impl SimSource {
         );
         let person = Noise::new(self.config.seed, p as u64, 0, u64::MAX);
         let days = self.config.days;
-        let jitter = if matches!(measure, Measure::Steps) {
+        // Scales are read at the same minute every morning; steps are a day's total.
+        let jitter = if matches!(measure, Measure::Steps | Measure::Weight) {
             0
         } else {
             rng.int(7, 0, 20) as i64 - 10
@@ -257,10 +258,11 @@ impl SimSource {
                 let base = 650 + person.int(3, 0, 350) as i64;
                 let mut tenths = base + rng.int(5, 0, 6) as i64 - 3;
                 if matches!(scenario, Scenario::HeartFailure) {
-                    // +2.5 kg spread over the last three days before the final day.
+                    // +1 kg a day over the last three days: the final weight is 3 kg (less at
+                    // most 0.5 kg of daily noise) above the one exactly three days before.
                     let climb_start = days.saturating_sub(4);
                     if day > climb_start {
-                        tenths += i64::from((day - climb_start).min(3)) * 25 / 3;
+                        tenths += i64::from((day - climb_start).min(3)) * 10;
                     }
                 }
                 (q("body-weight"), qty(Decimal::new(tenths, 1), "kg"))
