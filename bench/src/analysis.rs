@@ -1,6 +1,7 @@
 //! `analysis-bench`: the whole analysis of about 1,000,000 simulated measurements over 1,000
 //! patients (series, summaries, daily aggregates in the patients' zone, 7/30/90-day trends,
-//! glucose statistics, home blood pressure, every rule), one thread.
+//! glucose statistics, home blood pressure, every rule), one thread; then the report over the
+//! same data (the document, the HTML overview, JSON, Markdown and the full HTML with charts).
 //!
 //! ```text
 //! cargo run --release -p healthanalyzer-bench --bin analysis-bench -- [--patients 1000] [--days 228]
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use healthanalyzer_analysis::{RuleSet, Summary, daily, glucose, home_bp, series, trend};
 use healthanalyzer_model::Catalog;
 use healthanalyzer_model::jiff::tz::TimeZone;
+use healthanalyzer_report::{Options, Report};
 use healthanalyzer_source::{Cursor, Source};
 use healthanalyzer_source_sim::{SimConfig, SimSource};
 
@@ -145,4 +147,47 @@ async fn main() {
         "| **total** (target: under 1,000) | **{:.0}** |",
         total.as_secs_f64() * 1e3
     );
+
+    // The report over the same data: the document (which runs the analysis again, per
+    // patient, over the last 90 days), then each output.
+    let mut options = Options::new(now, tz.clone());
+    options.days = 90;
+    let mut steps: Vec<(&str, Duration, usize)> = Vec::new();
+    let t = Instant::now();
+    let report = Report::build(&data, &[], Catalog::builtin(), &rules, &options).unwrap();
+    steps.push(("report document (analysis included)", t.elapsed(), 0));
+    let t = Instant::now();
+    let overview = report
+        .to_overview_html(|i, _| format!("#patient-{i}"))
+        .unwrap();
+    steps.push(("HTML overview", t.elapsed(), overview.len()));
+    let t = Instant::now();
+    let json = report.to_json();
+    steps.push(("JSON", t.elapsed(), json.len()));
+    let t = Instant::now();
+    let md = report.to_markdown().unwrap();
+    steps.push(("Markdown", t.elapsed(), md.len()));
+    let t = Instant::now();
+    let html = report.to_html().unwrap();
+    let charts = html.matches("<svg").count();
+    steps.push(("HTML, every patient with charts", t.elapsed(), html.len()));
+    println!();
+    println!(
+        "Report: {} patients ({} red, {} yellow), {charts} charts",
+        report.totals.patients, report.totals.red, report.totals.yellow
+    );
+    println!();
+    println!("| report step | ms | output, MB |");
+    println!("|---|---:|---:|");
+    for (name, d, bytes) in &steps {
+        println!(
+            "| {name} | {:.0} | {} |",
+            d.as_secs_f64() * 1e3,
+            if *bytes == 0 {
+                "-".to_string()
+            } else {
+                format!("{:.1}", *bytes as f64 / 1e6)
+            }
+        );
+    }
 }
