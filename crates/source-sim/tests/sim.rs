@@ -106,7 +106,7 @@ async fn the_heart_failure_patient_gains_three_kilos_in_three_days() {
     );
     let at = |m: &healthanalyzer_model::Measurement| m.effective.start().instant();
     assert_eq!(
-        at(&weights[days as usize - 1]).duration_since(at(&weights[days as usize - 4])),
+        at(weights[days as usize - 1]).duration_since(at(weights[days as usize - 4])),
         healthanalyzer_model::jiff::SignedDuration::from_hours(72)
     );
     // A steady patient does not.
