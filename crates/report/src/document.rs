@@ -38,6 +38,9 @@ pub struct Options {
     pub days: u32,
     /// The patients' time zone: days, hours of the day and every time shown are in it.
     pub time_zone: TimeZone,
+    /// Patients who live in another zone, by `system|value` key: their days, hours and times
+    /// are in their own zone.
+    pub patient_zones: BTreeMap<String, TimeZone>,
     /// Acknowledged and snoozed alerts.
     pub acks: Vec<Ack>,
 }
@@ -50,6 +53,7 @@ impl Options {
             now,
             days: 90,
             time_zone,
+            patient_zones: BTreeMap::new(),
             acks: Vec::new(),
         }
     }
@@ -134,6 +138,8 @@ pub struct PatientReport {
     pub subject: String,
     /// The patient's name, when known.
     pub name: Option<String>,
+    /// The time zone of this patient's dates and times (the report's, unless set per patient).
+    pub time_zone: String,
     /// The most severe alert.
     pub status: Status,
     /// The alerts, most severe first, then newest first.
@@ -466,6 +472,7 @@ impl Report {
         let mut patients = Vec::with_capacity(by_subject.len());
         let mut readings = 0;
         for (subject, b) in by_subject {
+            let tz = options.patient_zones.get(&subject).unwrap_or(tz);
             let mine = alerts_by.remove(&subject).unwrap_or_default();
             let status = mine
                 .iter()
@@ -481,7 +488,7 @@ impl Report {
                     continue;
                 }
                 readings += points.len();
-                if let Some(s) = series_report(key, points, catalog, rules, &subject, options) {
+                if let Some(s) = series_report(key, points, catalog, rules, &subject, tz, options) {
                     series.push(s);
                 }
                 if is_glucose(&key.kind) && glucose.is_none() {
@@ -497,6 +504,7 @@ impl Report {
             }
             patients.push(PatientReport {
                 name: names.get(&subject).cloned(),
+                time_zone: zone_name(tz, now),
                 subject,
                 status,
                 alerts: mine.iter().map(|a| alert_entry(a, tz)).collect(),
@@ -597,9 +605,9 @@ fn series_report(
     catalog: &Catalog,
     rules: &RuleSet,
     subject: &str,
+    tz: &TimeZone,
     options: &Options,
 ) -> Option<SeriesReport> {
-    let tz = &options.time_zone;
     let finite: Vec<&Point> = points.iter().filter(|p| p.value.is_finite()).collect();
     let (first, last) = (finite.first()?, finite.last()?);
     let s = Summary::of(finite.iter().map(|p| p.value))?;

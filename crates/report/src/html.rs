@@ -149,11 +149,13 @@ fn caption(s: &SeriesReport) -> String {
 }
 
 fn section<'a>(r: &Report, i: usize, p: &'a PatientReport) -> Result<Section<'a>, Error> {
-    let tz = zone(&r.time_zone);
+    // The period is the report's; the patient's own dates and hours are in their zone.
+    let period_tz = zone(&r.time_zone);
+    let tz = zone(&p.time_zone);
     let day = |d: &str, hour| {
         d.parse::<healthanalyzer_model::jiff::civil::Date>()
             .ok()
-            .and_then(|d| d.at(hour, 0, 0, 0).to_zoned(tz.clone()).ok())
+            .and_then(|d| d.at(hour, 0, 0, 0).to_zoned(period_tz.clone()).ok())
             .map(|z| z.timestamp().as_millisecond() as f64 / 1000.0)
             .unwrap_or(0.0)
     };

@@ -408,3 +408,42 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_patient_in_another_zone_has_their_own_days() {
+    let a = Identifier::new("urn:test", "anna");
+    let b = Identifier::new("urn:test", "bo");
+    let at = |id: &Identifier, when: &str| {
+        Measurement::new(
+            Provenance::new("scale", format!("{}-{when}", id.value)),
+            id.clone(),
+            "body-weight",
+            Value::quantity(parse_decimal("70").expect("kg"), "kg"),
+            DateTime::parse(when).expect("t"),
+        )
+    };
+    // 03:00 UTC on 2 March: the 2nd in Copenhagen, still the 1st in New York.
+    let data = [
+        at(&a, "2024-03-02T03:00:00Z"),
+        at(&b, "2024-03-02T03:00:00Z"),
+    ];
+    let rules = RuleSet::default();
+    let mut options = Options::new("2024-03-03T00:00:00Z".parse().expect("t"), copenhagen());
+    options.patient_zones.insert(
+        "urn:test|bo".into(),
+        TimeZone::get("America/New_York").expect("tz"),
+    );
+    let r = Report::build(&data, &[], Catalog::builtin(), &rules, &options).expect("report");
+    let anna = r.patient("urn:test|anna").expect("anna");
+    let bo = r.patient("urn:test|bo").expect("bo");
+    assert_eq!(anna.time_zone, "Europe/Copenhagen");
+    assert_eq!(bo.time_zone, "America/New_York");
+    assert_eq!(anna.series[0].daily[0].date, "2024-03-02");
+    assert_eq!(bo.series[0].daily[0].date, "2024-03-01");
+    assert_eq!(
+        bo.last_reading.as_deref(),
+        Some("2024-03-01T22:00:00-05:00")
+    );
+    let html = r.to_html().expect("html");
+    assert_eq!(count(&html, "times in America/New_York"), 1);
+}
