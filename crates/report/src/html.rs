@@ -91,6 +91,8 @@ struct Section<'a> {
 #[template(path = "report.html")]
 struct Page<'a> {
     r: &'a Report,
+    /// Whether the page has the overview (a single patient's page has not).
+    overview: bool,
     rows: Vec<Row<'a>>,
     sections: Vec<Section<'a>>,
 }
@@ -209,6 +211,7 @@ pub(crate) fn page(r: &Report) -> Result<String, Error> {
         .collect::<Result<Vec<_>, _>>()?;
     Page {
         r,
+        overview: true,
         rows: rows(r, &|i, _| format!("#patient-{i}")),
         sections,
     }
@@ -223,10 +226,32 @@ pub(crate) fn overview(
 ) -> Result<String, Error> {
     Page {
         r,
+        overview: true,
         rows: rows(r, href),
         sections: Vec::new(),
     }
     .render()
+    .map_err(render_err)
+}
+
+/// One patient's section as a page of its own; `None` if the report has no such patient.
+pub(crate) fn patient(r: &Report, subject: &str) -> Result<Option<String>, Error> {
+    let Some((i, p)) = r
+        .patients
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.subject == subject)
+    else {
+        return Ok(None);
+    };
+    Page {
+        r,
+        overview: false,
+        rows: Vec::new(),
+        sections: vec![section(r, i, p)?],
+    }
+    .render()
+    .map(Some)
     .map_err(render_err)
 }
 

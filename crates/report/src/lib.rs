@@ -8,7 +8,8 @@
 //!   and SVG, no script, no external asset). An overview of every patient, most urgent first,
 //!   then per patient the alerts, a table of every measure, a chart of each over the period
 //!   with the threshold bands and the alerts marked, an AGP-style glucose profile and a
-//!   blood-pressure diary. [`Report::to_overview_html`] renders the overview alone.
+//!   blood-pressure diary. [`Report::to_overview_html`] renders the overview alone,
+//!   [`Report::to_patient_html`] one patient.
 //! - **Markdown** ([`Report::to_markdown`]): the overview and per-patient tables, for a
 //!   repository or a hackathon's results page.
 //! - **JSON** ([`Report::to_json`], [`Report::from_json`]): the document itself, for other
@@ -93,6 +94,15 @@ impl Report {
         href: impl Fn(usize, &PatientReport) -> String,
     ) -> Result<String, Error> {
         html::overview(self, &href)
+    }
+
+    /// One patient's section (alerts, statistics, charts) as a page of its own, for the
+    /// `system|value` key `subject`; `Ok(None)` if the report has no such patient.
+    ///
+    /// # Errors
+    /// [`Error::Template`] or [`Error::Chart`], which would be bugs.
+    pub fn to_patient_html(&self, subject: &str) -> Result<Option<String>, Error> {
+        html::patient(self, subject)
     }
 
     /// The report as Markdown (GitHub-flavoured tables).

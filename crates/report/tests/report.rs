@@ -252,6 +252,22 @@ async fn the_html_is_self_contained_with_a_chart_per_series() {
     assert_eq!(count(&overview, "<svg"), 0);
     assert_eq!(count(&overview, "<tr class="), 6);
     assert!(overview.contains("href=\"/patients/urn:healthanalyzer:sim:patient|sim-5-1\""));
+
+    let one = r
+        .to_patient_html("urn:healthanalyzer:sim:patient|sim-5-3")
+        .expect("render")
+        .expect("patient 3");
+    assert_eq!(count(&one, "<section class=\"patient\""), 1);
+    assert!(!one.contains("id=\"overview\"") && !one.contains("href=\"#overview\""));
+    let three = &r
+        .patient("urn:healthanalyzer:sim:patient|sim-5-3")
+        .expect("3");
+    assert_eq!(
+        count(&one, "<svg"),
+        three.series.len() + 1,
+        "series and the AGP"
+    );
+    assert!(r.to_patient_html("urn:nobody|x").expect("render").is_none());
 }
 
 fn weight(subject: &Identifier, day: u8, kg: &str) -> Measurement {
