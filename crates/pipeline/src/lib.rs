@@ -31,6 +31,10 @@
 
 #![warn(missing_docs)]
 
+mod sync;
+
+pub use sync::{Event, Outcome, SourceSummary, StopFlag, SyncOptions, sync};
+
 use std::sync::Arc;
 
 use healthanalyzer_store::{MemoryStore, Store};
