@@ -1,7 +1,40 @@
 //! The wiring of [Health Analyzer](https://github.com/os2health/health-analyzer): what turns
-//! configuration into running parts. For now: opening a store from a URL.
+//! configuration into running parts.
 //!
-//! # Quick start
+//! - [`open_store`]: a store from a URL (`sqlite:health.db`, `postgres://…`, `memory:`).
+//! - [`Config`]: `healthanalyzer.toml` (the store, `[[source]]` tables, rules, report
+//!   settings), with `${NAME}` taken from the environment so secrets stay out of files, and
+//!   unknown keys refused with the source and key named.
+//! - [`Registry`]: connector kinds by name (`sim`, `files`, `fhir`, and an embedder's own).
+//! - [`sync`]: the engine. Sources pulled concurrently with a bound; every measurement
+//!   validated and normalised; each batch written **with its cursor** in one transaction;
+//!   retries with backoff; progress [`Event`]s; a [`StopFlag`] that finishes the batch in
+//!   hand. Killed at any point, the next sync resumes from the last stored cursor, and nothing
+//!   is stored twice.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use healthanalyzer_pipeline::{Config, Outcome, Registry, StopFlag, SyncOptions, open_store, sync};
+//! use healthanalyzer_store::Filter;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), healthanalyzer_pipeline::Error> {
+//! let config = Config::parse(r#"
+//!     [[source]]
+//!     id = "ward"
+//!     kind = "sim"
+//!     patients = 2
+//!     days = 3
+//! "#)?;
+//! let sources = Registry::builtin().build_all(&config)?;
+//! let store = open_store("sqlite::memory:").await?;
+//! let summaries = sync(store.clone(), &sources, &SyncOptions::default(), &StopFlag::new(), &|_| {}).await;
+//! assert_eq!(summaries[0].outcome, Outcome::Complete);
+//! assert_eq!(store.count(&Filter::default()).await?, summaries[0].inserted);
+//! # Ok(()) }
+//! ```
+//!
+//! # Opening a store
 //!
 //! ```
 //! use healthanalyzer_pipeline::open_store;
@@ -31,8 +64,15 @@
 
 #![warn(missing_docs)]
 
+mod config;
+mod connectors;
 mod sync;
 
+pub use config::{
+    BuildContext, Builder, Config, DEFAULT_STORE, Registry, ReportSection, STORE_ENV, SourceSpec,
+    SyncSection,
+};
+pub use connectors::{FORMATS, file_source, format};
 pub use sync::{Event, Outcome, SourceSummary, StopFlag, SyncOptions, sync};
 
 use std::sync::Arc;
@@ -53,6 +93,9 @@ pub enum Error {
         /// The schemes this build knows.
         known: String,
     },
+    /// The configuration is wrong: the message says where and what to change.
+    #[error("configuration: {0}")]
+    Config(String),
     /// The store failed to open or to answer.
     #[error(transparent)]
     Store(#[from] healthanalyzer_store::Error),

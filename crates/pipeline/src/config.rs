@@ -1,0 +1,364 @@
+//! `healthanalyzer.toml`: the store, the sources, the rules and the report settings.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use healthanalyzer_analysis::RuleSet;
+use healthanalyzer_model::Identifier;
+use healthanalyzer_model::jiff::tz::TimeZone;
+use healthanalyzer_source::Source;
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The default store: an SQLite file in the working directory.
+pub const DEFAULT_STORE: &str = "sqlite:healthanalyzer.db";
+
+/// The environment variable that overrides the configured store URL.
+pub const STORE_ENV: &str = "HEALTHANALYZER_DB";
+
+/// A whole configuration file.
+///
+/// ```toml
+/// store = "sqlite:healthanalyzer.db"    # or postgres://…; $HEALTHANALYZER_DB overrides it
+///
+/// [sync]
+/// concurrency = 4
+/// batch_size = 1000
+///
+/// [[source]]
+/// id = "ward-sim"                        # part of every measurement id: keep it stable
+/// kind = "sim"
+/// patients = 12
+/// days = 30
+///
+/// [[source]]
+/// id = "clinic"
+/// kind = "fhir"
+/// base_url = "https://fhir.example.org/r4"
+/// token = "${CLINIC_TOKEN}"              # from the environment: keep secrets out of files
+///
+/// [rules]                                # or rules_file = "rules.toml"
+/// [[rules.threshold]]
+/// kind = "oxygen-saturation"
+/// red_low = 88
+/// yellow_low = 92
+///
+/// [report]
+/// days = 90
+/// time_zone = "Europe/Copenhagen"
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The store URL (see [`open_store`](crate::open_store)); [`DEFAULT_STORE`] if absent.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// How syncs run.
+    #[serde(default)]
+    pub sync: SyncSection,
+    /// The sources.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceSpec>,
+    /// Rules written inline.
+    #[serde(default)]
+    pub rules: Option<RuleSet>,
+    /// Rules in a file of their own (relative to the configuration file).
+    #[serde(default)]
+    pub rules_file: Option<PathBuf>,
+    /// Report settings.
+    #[serde(default)]
+    pub report: ReportSection,
+    /// The configuration file's folder: relative paths are resolved against it.
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+/// `[sync]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSection {
+    /// Measurements per pull and per transaction (default: the store's preference).
+    pub batch_size: Option<usize>,
+    /// Sources pulled at the same time (default 4).
+    pub concurrency: Option<usize>,
+}
+
+/// `[report]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// The title.
+    pub title: Option<String>,
+    /// The period in days (default 90).
+    pub days: Option<u32>,
+    /// The patients' IANA time zone (default: the system's).
+    pub time_zone: Option<String>,
+}
+
+/// A `[[source]]` table: its id, its kind, and the kind's own options.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SourceSpec {
+    /// The source's id.
+    pub id: String,
+    /// The connector kind: `sim`, `files`, `fhir`, or one an embedder registered.
+    pub kind: String,
+    /// Every other key, for the connector to read.
+    #[serde(flatten)]
+    pub options: toml::Table,
+}
+
+impl Config {
+    /// Reads a configuration file.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file and what is wrong in it.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "{}: {e} (write one from the example in docs/configuration.md)",
+                path.display()
+            ))
+        })?;
+        let mut c =
+            Config::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        c.base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(c)
+    }
+
+    /// Parses a configuration; relative paths resolve against the working directory.
+    ///
+    /// # Errors
+    /// [`Error::Config`] with what is wrong (an unknown key is an error, not ignored).
+    pub fn parse(text: &str) -> Result<Config, Error> {
+        let c: Config = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        let mut ids = std::collections::BTreeSet::new();
+        for s in &c.sources {
+            if s.id.trim().is_empty() {
+                return Err(Error::Config("a [[source]] has an empty id".into()));
+            }
+            if !ids.insert(s.id.as_str()) {
+                return Err(Error::Config(format!(
+                    "two sources have the id {:?}; ids must differ (they are part of every measurement id)",
+                    s.id
+                )));
+            }
+        }
+        if c.rules.is_some() && c.rules_file.is_some() {
+            return Err(Error::Config(
+                "both [rules] and rules_file are set; keep one".into(),
+            ));
+        }
+        Ok(c)
+    }
+
+    /// The store URL: `$HEALTHANALYZER_DB`, else the file's, else [`DEFAULT_STORE`].
+    pub fn store_url(&self) -> String {
+        std::env::var(STORE_ENV)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| self.store.clone())
+            .unwrap_or_else(|| DEFAULT_STORE.to_string())
+    }
+
+    /// The rules: inline, from `rules_file`, or none.
+    ///
+    /// # Errors
+    /// [`Error::Config`] when the rules file cannot be read or is not rules.
+    pub fn rules(&self) -> Result<RuleSet, Error> {
+        if let Some(r) = &self.rules {
+            return Ok(r.clone());
+        }
+        let Some(file) = &self.rules_file else {
+            return Ok(RuleSet::default());
+        };
+        let path = self.base.join(file);
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Error::Config(format!("rules_file {}: {e}", path.display())))?;
+        RuleSet::from_toml(&text)
+            .map_err(|e| Error::Config(format!("rules_file {}: {e}", path.display())))
+    }
+
+    /// The report's time zone.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a zone name the time-zone database does not know.
+    pub fn time_zone(&self) -> Result<TimeZone, Error> {
+        match &self.report.time_zone {
+            Some(name) => TimeZone::get(name).map_err(|e| {
+                Error::Config(format!(
+                    "report.time_zone {name:?}: {e} (use an IANA name such as Europe/Copenhagen)"
+                ))
+            }),
+            None => Ok(TimeZone::system()),
+        }
+    }
+}
+
+/// Replaces `${NAME}` in every string of `value` with the environment variable `NAME`.
+fn interpolate(value: &mut toml::Value, source: &str) -> Result<(), Error> {
+    match value {
+        toml::Value::String(s) => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let after = &rest[start + 2..];
+                let Some(end) = after.find('}') else {
+                    return Err(Error::Config(format!(
+                        "source {source}: an unclosed ${{ in a value"
+                    )));
+                };
+                let name = &after[..end];
+                let v = std::env::var(name).map_err(|_| {
+                    Error::Config(format!(
+                        "source {source}: a value refers to ${{{name}}}, which is not set in the environment"
+                    ))
+                })?;
+                out.push_str(&v);
+                rest = &after[end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        toml::Value::Array(a) => {
+            for v in a {
+                interpolate(v, source)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (_, v) in t.iter_mut() {
+                interpolate(v, source)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+impl SourceSpec {
+    /// The options as the connector's own type, with `${NAME}` taken from the environment.
+    /// Unknown keys are errors naming the source.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the source and the key.
+    pub fn options<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        let mut v = toml::Value::Table(self.options.clone());
+        interpolate(&mut v, &self.id)?;
+        v.try_into().map_err(|e: toml::de::Error| {
+            Error::Config(format!(
+                "source {} (kind {}): {}",
+                self.id,
+                self.kind,
+                e.message()
+            ))
+        })
+    }
+}
+
+/// What a connector builder gets besides its [`SourceSpec`].
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    /// The folder relative paths resolve against.
+    pub base: PathBuf,
+}
+
+/// Builds a source from its [`SourceSpec`].
+pub type Builder =
+    Arc<dyn Fn(&SourceSpec, &BuildContext) -> Result<Arc<dyn Source>, Error> + Send + Sync>;
+
+/// Connector kinds by name. [`Registry::builtin`] knows `sim`, `files` and `fhir`; an
+/// embedding project [`register`](Registry::register)s its own.
+#[derive(Clone, Default)]
+pub struct Registry {
+    builders: BTreeMap<String, Builder>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("kinds", &self.builders.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// A registry with no kinds.
+    pub fn empty() -> Registry {
+        Registry::default()
+    }
+
+    /// The built-in kinds: `sim`, `files`, `fhir`.
+    pub fn builtin() -> Registry {
+        let mut r = Registry::empty();
+        r.register("sim", crate::connectors::sim);
+        r.register("files", crate::connectors::files);
+        r.register("fhir", crate::connectors::fhir);
+        r
+    }
+
+    /// Adds (or replaces) a kind.
+    pub fn register(
+        &mut self,
+        kind: &str,
+        builder: impl Fn(&SourceSpec, &BuildContext) -> Result<Arc<dyn Source>, Error>
+        + Send
+        + Sync
+        + 'static,
+    ) -> &mut Registry {
+        self.builders.insert(kind.to_string(), Arc::new(builder));
+        self
+    }
+
+    /// The kinds known.
+    pub fn kinds(&self) -> Vec<&str> {
+        self.builders.keys().map(String::as_str).collect()
+    }
+
+    /// Builds one source.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unknown kind or bad options.
+    pub fn build(&self, spec: &SourceSpec, cx: &BuildContext) -> Result<Arc<dyn Source>, Error> {
+        let b = self.builders.get(&spec.kind).ok_or_else(|| {
+            Error::Config(format!(
+                "source {}: unknown kind {:?}; known kinds: {}",
+                spec.id,
+                spec.kind,
+                self.kinds().join(", ")
+            ))
+        })?;
+        b(spec, cx)
+    }
+
+    /// Builds every source of a configuration, or fails on the first bad one (before anything
+    /// is pulled or written).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the source.
+    pub fn build_all(&self, config: &Config) -> Result<Vec<Arc<dyn Source>>, Error> {
+        let cx = BuildContext {
+            base: config.base.clone(),
+        };
+        config.sources.iter().map(|s| self.build(s, &cx)).collect()
+    }
+}
+
+/// A `system|value` patient reference (or a bare value).
+pub(crate) fn identifier(text: &str) -> Identifier {
+    match text.split_once('|') {
+        Some((system, value)) => Identifier::new(system, value),
+        None => Identifier::local(text),
+    }
+}
+
+/// Seconds as a duration, refusing nonsense.
+pub(crate) fn seconds(v: f64, what: &str, source: &str) -> Result<Duration, Error> {
+    Duration::try_from_secs_f64(v).map_err(|_| {
+        Error::Config(format!(
+            "source {source}: {what} must be a positive number of seconds"
+        ))
+    })
+}

@@ -1,0 +1,215 @@
+//! The built-in connector kinds of [`Registry::builtin`](crate::Registry::builtin).
+
+use std::sync::Arc;
+
+use healthanalyzer_model::jiff::civil::Date;
+use healthanalyzer_model::jiff::tz::TimeZone;
+use healthanalyzer_source::Source;
+use healthanalyzer_source_fhir::{Auth, FhirClient, FhirSource, Query, ServerConfig};
+use healthanalyzer_source_files::{CsvMapping, FileOptions, FileSource, Format};
+use healthanalyzer_source_sim::{SimConfig, SimSource};
+use serde::Deserialize;
+
+use crate::Error;
+use crate::config::{BuildContext, SourceSpec, identifier, seconds};
+
+/// `kind = "sim"`: simulated patients.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimOptions {
+    #[serde(default)]
+    patients: Option<usize>,
+    #[serde(default)]
+    days: Option<u32>,
+    #[serde(default)]
+    seed: Option<u64>,
+    /// The first day, `YYYY-MM-DD` (default 2024-01-01).
+    #[serde(default)]
+    start: Option<String>,
+}
+
+pub(crate) fn sim(spec: &SourceSpec, _: &BuildContext) -> Result<Arc<dyn Source>, Error> {
+    let o: SimOptions = spec.options()?;
+    let mut config = SimConfig {
+        source_id: spec.id.clone(),
+        ..SimConfig::default()
+    };
+    if let Some(p) = o.patients {
+        config.patients = p;
+    }
+    if let Some(d) = o.days {
+        config.days = d;
+    }
+    if let Some(s) = o.seed {
+        config.seed = s;
+    }
+    if let Some(start) = o.start {
+        config.start = start.parse::<Date>().map_err(|e| {
+            Error::Config(format!(
+                "source {}: start {start:?}: {e} (write YYYY-MM-DD)",
+                spec.id
+            ))
+        })?;
+    }
+    let s =
+        SimSource::new(config).map_err(|e| Error::Config(format!("source {}: {e}", spec.id)))?;
+    Ok(Arc::new(s))
+}
+
+/// `kind = "files"`: one file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOptionsToml {
+    path: String,
+    #[serde(default)]
+    format: Option<String>,
+    /// Who the file is about, `system|value`, when its records do not say.
+    #[serde(default)]
+    subject: Option<String>,
+    /// The identifier system of a CSV subject column.
+    #[serde(default)]
+    subject_system: Option<String>,
+    /// The zone of times without an offset.
+    #[serde(default)]
+    time_zone: Option<String>,
+    #[serde(default)]
+    strict: bool,
+}
+
+/// The format names `kind = "files"` and `healthanalyzer import --format` accept.
+pub const FORMATS: &[&str] = &[
+    "auto",
+    "fhir-ndjson",
+    "fhir-json",
+    "omron-connect",
+    "bp-monitor-app",
+    "nightscout-json",
+    "nightscout-tsv",
+    "open-mhealth",
+    "apple-health",
+    "withings",
+];
+
+/// A format by name; `None` for `auto`.
+pub fn format(name: &str) -> Result<Option<Format>, Error> {
+    Ok(Some(match name {
+        "auto" => return Ok(None),
+        "fhir-ndjson" => Format::FhirNdjson,
+        "fhir-json" => Format::FhirJson,
+        "omron-connect" => Format::Csv(CsvMapping::omron_connect()),
+        "bp-monitor-app" => Format::Csv(CsvMapping::bp_monitor_app()),
+        "nightscout-json" => Format::NightscoutJson,
+        "nightscout-tsv" => Format::NightscoutTsv,
+        "open-mhealth" => Format::OpenMhealth,
+        "apple-health" => Format::AppleHealth,
+        "withings" => Format::Withings,
+        other => {
+            return Err(Error::Config(format!(
+                "unknown format {other:?}; known: {}",
+                FORMATS.join(", ")
+            )));
+        }
+    }))
+}
+
+/// A file source for `path`: the format by name, or detected.
+pub fn file_source(
+    id: &str,
+    path: &std::path::Path,
+    format_name: Option<&str>,
+    options: FileOptions,
+) -> Result<FileSource, Error> {
+    match format(format_name.unwrap_or("auto"))? {
+        Some(f) => Ok(FileSource::new(id, path, f, options)),
+        None => FileSource::detect(id, path, options)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display()))),
+    }
+}
+
+pub(crate) fn files(spec: &SourceSpec, cx: &BuildContext) -> Result<Arc<dyn Source>, Error> {
+    let o: FileOptionsToml = spec.options()?;
+    let mut options = FileOptions::new(identifier(o.subject.as_deref().unwrap_or("unknown")));
+    if let Some(s) = o.subject_system {
+        options.subject_system = s;
+    }
+    if let Some(z) = o.time_zone {
+        options.zone = TimeZone::get(&z)
+            .map_err(|e| Error::Config(format!("source {}: time_zone {z:?}: {e}", spec.id)))?;
+    }
+    options.strict = o.strict;
+    let path = cx.base.join(&o.path);
+    if !path.exists() {
+        return Err(Error::Config(format!(
+            "source {}: {} does not exist",
+            spec.id,
+            path.display()
+        )));
+    }
+    let s = file_source(&spec.id, &path, o.format.as_deref(), options)
+        .map_err(|e| Error::Config(format!("source {}: {e}", spec.id)))?;
+    Ok(Arc::new(s))
+}
+
+/// `kind = "fhir"`: a FHIR R4 server.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FhirOptions {
+    base_url: String,
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    token_url: Option<String>,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    /// Observation categories (default `["vital-signs"]`; `[]` for every category).
+    #[serde(default)]
+    categories: Option<Vec<String>>,
+    #[serde(default)]
+    codes: Vec<String>,
+    #[serde(default)]
+    patient: Option<String>,
+    #[serde(default)]
+    include_patients: Option<bool>,
+    #[serde(default)]
+    timeout_seconds: Option<f64>,
+}
+
+pub(crate) fn fhir(spec: &SourceSpec, _: &BuildContext) -> Result<Arc<dyn Source>, Error> {
+    let o: FhirOptions = spec.options()?;
+    let mut config = ServerConfig::new(o.base_url);
+    config.auth = match (o.token, o.token_url, o.client_id, o.client_secret) {
+        (Some(t), None, None, None) => Auth::Bearer(t),
+        (None, Some(token_url), Some(client_id), Some(client_secret)) => Auth::ClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scope: o.scope,
+        },
+        (None, None, None, None) => Auth::None,
+        _ => {
+            return Err(Error::Config(format!(
+                "source {}: give either `token`, or all of `token_url`, `client_id` and `client_secret`",
+                spec.id
+            )));
+        }
+    };
+    if let Some(t) = o.timeout_seconds {
+        config.timeout = seconds(t, "timeout_seconds", &spec.id)?;
+    }
+    let client =
+        FhirClient::new(config).map_err(|e| Error::Config(format!("source {}: {e}", spec.id)))?;
+    let mut query = Query::default();
+    if let Some(c) = o.categories {
+        query.categories = c;
+    }
+    query.codes = o.codes;
+    query.patient = o.patient;
+    if let Some(i) = o.include_patients {
+        query.include_patients = i;
+    }
+    Ok(Arc::new(FhirSource::new(&spec.id, client, query)))
+}

@@ -1,0 +1,132 @@
+//! `healthanalyzer.toml`: parsing, errors that say what to fix, the registry.
+
+use std::sync::{Arc, Mutex};
+
+use healthanalyzer_pipeline::{BuildContext, Config, Registry, SourceSpec};
+use healthanalyzer_source::{Source, StaticSource};
+
+const EXAMPLE: &str = r#"
+store = "sqlite:ward.db"
+
+[sync]
+concurrency = 2
+batch_size = 500
+
+[[source]]
+id = "ward-sim"
+kind = "sim"
+patients = 12
+days = 30
+start = "2024-02-01"
+
+[rules]
+[[rules.threshold]]
+kind = "oxygen-saturation"
+red_low = 88
+
+[report]
+days = 60
+time_zone = "Europe/Oslo"
+"#;
+
+fn err(text: &str) -> String {
+    match Config::parse(text) {
+        Ok(c) => match Registry::builtin().build_all(&c) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        },
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_documented_example_parses_and_builds() {
+    let c = Config::parse(EXAMPLE).expect("parse");
+    assert_eq!(c.store.as_deref(), Some("sqlite:ward.db"));
+    assert_eq!(c.sync.concurrency, Some(2));
+    assert_eq!(c.rules().expect("rules").thresholds[0].red_low, Some(88.0));
+    assert_eq!(c.report.days, Some(60));
+    assert_eq!(c.time_zone().expect("tz").iana_name(), Some("Europe/Oslo"));
+    let sources = Registry::builtin().build_all(&c).expect("build");
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0].id(), "ward-sim");
+    assert_eq!(sources[0].kind(), "sim");
+}
+
+#[test]
+fn mistakes_give_one_clear_message() {
+    let e = err("stor = \"sqlite:x.db\"\n");
+    assert!(e.contains("unknown field `stor`"), "{e}");
+
+    let e = err("[[source]]\nid = \"a\"\nkind = \"sim\"\npatiens = 3\n");
+    assert!(
+        e.contains("source a (kind sim)") && e.contains("patiens"),
+        "{e}"
+    );
+
+    let e = err("[[source]]\nid = \"a\"\nkind = \"ftp\"\n");
+    assert!(
+        e.contains("unknown kind \"ftp\"") && e.contains("fhir, files, sim"),
+        "{e}"
+    );
+
+    let e = err("[[source]]\nid = \"a\"\nkind = \"sim\"\n[[source]]\nid = \"a\"\nkind = \"sim\"\n");
+    assert!(e.contains("two sources have the id \"a\""), "{e}");
+
+    let e = err("[[source]]\nid = \"f\"\nkind = \"files\"\npath = \"/nonexistent/x.csv\"\n");
+    assert!(
+        e.contains("source f") && e.contains("does not exist"),
+        "{e}"
+    );
+
+    let e = err("[[source]]\nid = \"f\"\nkind = \"files\"\npath = \"x\"\nformat = \"excel\"\n");
+    assert!(e.contains("source f"), "{e}");
+
+    let e = err(
+        "[[source]]\nid = \"c\"\nkind = \"fhir\"\nbase_url = \"http://x\"\ntoken = \"${HEALTHANALYZER_TEST_SURELY_UNSET}\"\n",
+    );
+    assert!(
+        e.contains("${HEALTHANALYZER_TEST_SURELY_UNSET}, which is not set"),
+        "{e}"
+    );
+
+    let e = err(
+        "[[source]]\nid = \"c\"\nkind = \"fhir\"\nbase_url = \"http://x\"\ntoken = \"t\"\nclient_id = \"me\"\n",
+    );
+    assert!(e.contains("either `token`"), "{e}");
+
+    let c = Config::parse("[report]\ntime_zone = \"Mars/Olympus\"\n").expect("parse");
+    let e = c.time_zone().expect_err("no such zone").to_string();
+    assert!(e.contains("Mars/Olympus") && e.contains("IANA name"), "{e}");
+}
+
+#[test]
+fn an_embedder_registers_its_own_connector() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut registry = Registry::builtin();
+    let log = seen.clone();
+    registry.register("pulseband", move |spec: &SourceSpec, _: &BuildContext| {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct O {
+            device: String,
+            home: String,
+        }
+        let o: O = spec.options()?;
+        log.lock()
+            .expect("lock")
+            .push(format!("{} {}", o.device, o.home));
+        let s: Arc<dyn Source> = Arc::new(StaticSource::new(&spec.id, Vec::new()));
+        Ok(s)
+    });
+    // ${HOME} comes from the environment.
+    let home = std::env::var("HOME").unwrap_or_default();
+    let c = Config::parse(
+        "[[source]]\nid = \"band\"\nkind = \"pulseband\"\ndevice = \"PB-1\"\nhome = \"at ${HOME}!\"\n",
+    )
+    .expect("parse");
+    let sources = registry.build_all(&c).expect("build");
+    assert_eq!(sources[0].id(), "band");
+    assert_eq!(seen.lock().expect("lock")[0], format!("PB-1 at {home}!"));
+    assert!(registry.kinds().contains(&"pulseband"));
+}
