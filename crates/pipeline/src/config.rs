@@ -84,6 +84,8 @@ pub struct SyncSection {
     pub batch_size: Option<usize>,
     /// Sources pulled at the same time (default 4).
     pub concurrency: Option<usize>,
+    /// Attempts at a pull or a write before a source fails (default 6; 1 means no retries).
+    pub max_attempts: Option<u32>,
 }
 
 /// `[report]`.

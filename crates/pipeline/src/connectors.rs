@@ -181,6 +181,8 @@ struct FhirOptions {
 pub(crate) fn fhir(spec: &SourceSpec, _: &BuildContext) -> Result<Arc<dyn Source>, Error> {
     let o: FhirOptions = spec.options()?;
     let mut config = ServerConfig::new(o.base_url);
+    // The sync engine retries (one policy, `[sync] max_attempts`), not the client as well.
+    config.retry = healthanalyzer_source::RetryPolicy::none();
     config.auth = match (o.token, o.token_url, o.client_id, o.client_secret) {
         (Some(t), None, None, None) => Auth::Bearer(t),
         (None, Some(token_url), Some(client_id), Some(client_secret)) => Auth::ClientCredentials {

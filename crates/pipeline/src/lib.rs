@@ -67,6 +67,7 @@
 mod config;
 mod connectors;
 mod sync;
+mod tasks;
 
 pub use config::{
     BuildContext, Builder, Config, DEFAULT_STORE, Registry, ReportSection, STORE_ENV, SourceSpec,
@@ -74,6 +75,7 @@ pub use config::{
 };
 pub use connectors::{FORMATS, file_source, format};
 pub use sync::{Event, Outcome, SourceSummary, StopFlag, SyncOptions, sync};
+pub use tasks::{DEMO_RULES, demo_source, load, report, reset_cursor};
 
 use std::sync::Arc;
 
@@ -96,6 +98,9 @@ pub enum Error {
     /// The configuration is wrong: the message says where and what to change.
     #[error("configuration: {0}")]
     Config(String),
+    /// A report could not be made.
+    #[error(transparent)]
+    Report(#[from] healthanalyzer_report::Error),
     /// The store failed to open or to answer.
     #[error(transparent)]
     Store(#[from] healthanalyzer_store::Error),

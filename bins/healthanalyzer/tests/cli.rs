@@ -1,0 +1,291 @@
+//! The `healthanalyzer` binary end to end: real processes, real files, a real SQLite store.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_healthanalyzer"));
+    c.env_remove("HEALTHANALYZER_DB");
+    c
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    bin()
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run healthanalyzer")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn stored(dir: &Path, db: &str) -> u64 {
+    let o = run(dir, &["--db", db, "--json", "patients"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|p| p["measurements"].as_u64().expect("count"))
+        .sum()
+}
+
+#[test]
+fn demo_makes_a_report_with_the_expected_alerts() {
+    let dir = tempfile::tempdir().expect("dir");
+    let o = run(dir.path(), &["demo"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    // 12 patients: two with heart failure (red), two who stopped measuring (yellow).
+    assert!(out.contains("2 red, 2 yellow, 8 without alerts"), "{out}");
+    let html =
+        std::fs::read_to_string(dir.path().join("healthanalyzer-report.html")).expect("report");
+    assert!(html.matches("weight gain").count() >= 2);
+    assert!(html.contains("no blood pressure"));
+    assert!(html.matches("<svg").count() > 20);
+    assert!(dir.path().join("healthanalyzer.db").exists());
+
+    // A second run the same day stores nothing new.
+    let again = run(dir.path(), &["--json", "demo"]);
+    assert!(again.status.success(), "{}", text(&again));
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(v["new"], 0);
+    assert_eq!(v["red"], 2);
+
+    // The alerts command with the rules the demo wrote.
+    let alerts = run(
+        dir.path(),
+        &[
+            "--json",
+            "alerts",
+            "--rules",
+            "healthanalyzer-demo-rules.toml",
+        ],
+    );
+    assert!(alerts.status.success(), "{}", text(&alerts));
+    let v: serde_json::Value = serde_json::from_slice(&alerts.stdout).expect("json");
+    let rules: Vec<&str> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|a| a["rule"].as_str())
+        .collect();
+    assert_eq!(
+        rules.iter().filter(|r| **r == "weight gain").count(),
+        2,
+        "{rules:?}"
+    );
+}
+
+#[test]
+fn importing_the_same_file_twice_changes_nothing_the_second_time() {
+    let dir = tempfile::tempdir().expect("dir");
+    let o = run(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:demo.db",
+            "demo",
+            "--patients",
+            "6",
+            "--days",
+            "10",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:demo.db",
+            "export",
+            "--format",
+            "ndjson",
+            "--out",
+            "all.ndjson",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let total = stored(dir.path(), "sqlite:demo.db");
+
+    let first = run(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:imported.db",
+            "--json",
+            "import",
+            "all.ndjson",
+        ],
+    );
+    assert!(first.status.success(), "{}", text(&first));
+    let v: serde_json::Value = serde_json::from_slice(&first.stdout).expect("json");
+    assert_eq!(v[0]["inserted"], total, "{v}");
+    assert_eq!(v[0]["rejected"], 0, "{v}");
+    assert_eq!(stored(dir.path(), "sqlite:imported.db"), total);
+
+    let second = run(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:imported.db",
+            "--json",
+            "import",
+            "all.ndjson",
+        ],
+    );
+    assert!(second.status.success(), "{}", text(&second));
+    let v: serde_json::Value = serde_json::from_slice(&second.stdout).expect("json");
+    assert_eq!(v[0]["inserted"], 0, "{v}");
+    assert_eq!(v[0]["updated"], 0, "{v}");
+    assert_eq!(stored(dir.path(), "sqlite:imported.db"), total);
+}
+
+const SYNC_CONFIG: &str = r#"
+[sync]
+batch_size = 200
+
+[[source]]
+id = "ward"
+kind = "sim"
+patients = 120
+days = 60
+"#;
+
+#[test]
+fn a_sync_killed_again_and_again_ends_with_exactly_the_rows_of_one_uninterrupted_sync() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("healthanalyzer.toml"), SYNC_CONFIG).expect("config");
+    let whole = run(dir.path(), &["--db", "sqlite:whole.db", "sync"]);
+    assert!(whole.status.success(), "{}", text(&whole));
+    let total = stored(dir.path(), "sqlite:whole.db");
+    assert!(total > 20_000, "{total}");
+
+    // SIGKILL after growing delays until a run finishes on its own.
+    let mut partial = 0;
+    let mut delay = Duration::from_millis(40);
+    for _ in 0..12 {
+        let mut child = bin()
+            .current_dir(dir.path())
+            .args(["--db", "sqlite:killed.db", "sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(delay);
+        let finished = child.try_wait().expect("wait").is_some();
+        if !finished {
+            child.kill().expect("SIGKILL");
+        }
+        let _ = child.wait();
+        let n = stored(dir.path(), "sqlite:killed.db");
+        assert!(n <= total);
+        if finished || n == total {
+            break;
+        }
+        if n > 0 {
+            partial += 1;
+        }
+        delay *= 2;
+    }
+    assert!(partial >= 1, "no kill landed mid-sync");
+    let last = run(dir.path(), &["--db", "sqlite:killed.db", "sync"]);
+    assert!(last.status.success(), "{}", text(&last));
+
+    let export = |db: &str| {
+        let o = run(dir.path(), &["--db", db, "export", "--format", "ndjson"]);
+        assert!(o.status.success(), "{}", text(&o));
+        o.stdout
+    };
+    let (a, b) = (export("sqlite:whole.db"), export("sqlite:killed.db"));
+    assert_eq!(stored(dir.path(), "sqlite:killed.db"), total);
+    assert!(a == b, "the same rows, byte for byte in FHIR");
+}
+
+fn expect_usage_error(dir: &Path, config: &str, needle: &str) {
+    std::fs::write(dir.join("bad.toml"), config).expect("config");
+    let o = run(
+        dir,
+        &["--config", "bad.toml", "--db", "sqlite:bad.db", "sync"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "{err}"
+    );
+    assert!(!dir.join("bad.db").exists(), "nothing written");
+}
+
+/// A one-shot HTTP server answering every request with `status`.
+fn answering(status: &'static str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut s = stream;
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"login","diagnostics":"bad token"}]}"#;
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: application/fhir+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}/fhir")
+}
+
+#[test]
+fn bad_configuration_gives_one_clear_message_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    expect_usage_error(d, "stor = \"x\"\n", "unknown field `stor`");
+    expect_usage_error(
+        d,
+        "[[source]]\nid = \"a\"\nkind = \"ftp\"\n",
+        "unknown kind \"ftp\"",
+    );
+    expect_usage_error(
+        d,
+        "[[source]]\nid = \"a\"\nkind = \"sim\"\npateints = 3\n",
+        "source a (kind sim)",
+    );
+    let o = run(d, &["--config", "missing.toml", "sync"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    // Unreachable server and refused credentials: run-time failures (exit 1), no data.
+    for (url, needle) in [
+        ("http://127.0.0.1:9/fhir".to_string(), "127.0.0.1:9"),
+        (answering("401 Unauthorized"), "401"),
+    ] {
+        std::fs::write(
+            d.join("fhir.toml"),
+            format!(
+                "[sync]\nmax_attempts = 1\n[[source]]\nid = \"clinic\"\nkind = \"fhir\"\nbase_url = \"{url}\"\ntoken = \"wrong\"\n"
+            ),
+        )
+        .expect("config");
+        let o = run(
+            d,
+            &["--config", "fhir.toml", "--db", "sqlite:fhir.db", "sync"],
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        let all = text(&o);
+        assert!(all.contains("FAILED") && all.contains(needle), "{all}");
+        assert_eq!(stored(d, "sqlite:fhir.db"), 0);
+    }
+}
