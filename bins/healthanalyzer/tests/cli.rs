@@ -289,3 +289,45 @@ fn bad_configuration_gives_one_clear_message_and_writes_nothing() {
         assert_eq!(stored(d, "sqlite:fhir.db"), 0);
     }
 }
+
+#[test]
+fn ctrl_c_stores_the_batch_in_hand_exits_130_and_the_next_sync_goes_on() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("healthanalyzer.toml"), SYNC_CONFIG).expect("config");
+    let whole = run(dir.path(), &["--db", "sqlite:whole.db", "sync"]);
+    assert!(whole.status.success(), "{}", text(&whole));
+    let total = stored(dir.path(), "sqlite:whole.db");
+
+    let mut delay = Duration::from_millis(60);
+    let mut interrupted = false;
+    for _ in 0..8 {
+        let child = bin()
+            .current_dir(dir.path())
+            .args(["--db", "sqlite:int.db", "sync"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(delay);
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let o = child.wait_with_output().expect("wait");
+        if o.status.code() == Some(130) {
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(err.contains("stopping: storing the batch in hand"), "{err}");
+            assert!(String::from_utf8_lossy(&o.stdout).contains("stopped (run again to go on)"));
+            interrupted = true;
+            break;
+        }
+        delay *= 2;
+    }
+    assert!(interrupted, "no interrupt landed mid-sync");
+    let n = stored(dir.path(), "sqlite:int.db");
+    assert!(n < total, "{n} of {total}");
+    let rest = run(dir.path(), &["--db", "sqlite:int.db", "--json", "sync"]);
+    assert!(rest.status.success(), "{}", text(&rest));
+    let v: serde_json::Value = serde_json::from_slice(&rest.stdout).expect("json");
+    assert_eq!(v[0]["unchanged"], 0, "resumed after the stored batch: {v}");
+    assert_eq!(stored(dir.path(), "sqlite:int.db"), total);
+}

@@ -130,3 +130,37 @@ fn an_embedder_registers_its_own_connector() {
     assert_eq!(seen.lock().expect("lock")[0], format!("PB-1 at {home}!"));
     assert!(registry.kinds().contains(&"pulseband"));
 }
+
+/// The example in docs/configuration.md parses, rules included.
+#[test]
+fn the_configuration_doc_example_is_valid() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+    )
+    .expect("docs/configuration.md");
+    let block = doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a toml block");
+    let c = Config::parse(block).expect("the documented configuration");
+    assert_eq!(c.sources.len(), 3);
+    let rules = c.rules().expect("rules");
+    assert_eq!(rules.groups[0].thresholds[0].red_low, Some(85.0));
+    assert_eq!(
+        rules
+            .threshold_for(
+                "urn:oid:1.2.208.176.1.2|0101709995",
+                "blood-pressure.systolic"
+            )
+            .and_then(|t| t.yellow_high),
+        Some(160.0)
+    );
+    assert_eq!(c.report.title.as_deref(), Some("Ward 3, home monitoring"));
+    // The sim source builds as documented.
+    let sim = &c.sources[0];
+    let built = Registry::builtin()
+        .build(sim, &BuildContext::default())
+        .expect("sim source");
+    assert_eq!(built.id(), "ward-sim");
+}

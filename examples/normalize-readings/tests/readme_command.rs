@@ -1,4 +1,4 @@
-//! The README's second command, run as a real process.
+//! The model example the README points to, run as a real process.
 
 #![allow(clippy::unwrap_used)] // In tests a panic is a failure with a message.
 
