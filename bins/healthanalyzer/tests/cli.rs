@@ -331,3 +331,120 @@ fn ctrl_c_stores_the_batch_in_hand_exits_130_and_the_next_sync_goes_on() {
     assert_eq!(v[0]["unchanged"], 0, "resumed after the stored batch: {v}");
     assert_eq!(stored(dir.path(), "sqlite:int.db"), total);
 }
+
+/// The FHIR server for the round trip, or `None` (with a notice) when there is none.
+fn fhir_server() -> Option<String> {
+    match std::env::var("HEALTHANALYZER_FHIR_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var("HEALTHANALYZER_REQUIRE_FHIR").as_deref() != Ok("1"),
+                "HEALTHANALYZER_REQUIRE_FHIR=1 but HEALTHANALYZER_FHIR_URL is not set"
+            );
+            eprintln!("SKIPPED: set HEALTHANALYZER_FHIR_URL to a FHIR server (see README)");
+            None
+        }
+    }
+}
+
+/// Per series of a patient: kind, count, min, max, mean, from `report --format json`.
+fn series_of(dir: &Path, db: &str, patient: &str) -> Vec<(String, u64, String, String, String)> {
+    let o = run(
+        dir,
+        &[
+            "--db",
+            db,
+            "report",
+            "--format",
+            "json",
+            "--patient",
+            patient,
+            "--days",
+            "30",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    v["patients"][0]["series"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    let f =
+                        |k: &str| format!("{:.6}", s["summary"][k].as_f64().unwrap_or(f64::NAN));
+                    (
+                        s["kind"].as_str().unwrap_or_default().to_string(),
+                        s["summary"]["count"].as_u64().unwrap_or(0),
+                        f("min"),
+                        f("max"),
+                        f("mean"),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn push_to_a_fhir_server_and_sync_back_round_trips() {
+    let Some(url) = fhir_server() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let d = dir.path();
+    let o = run(
+        d,
+        &[
+            "--db",
+            "sqlite:a.db",
+            "demo",
+            "--patients",
+            "6",
+            "--days",
+            "5",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let push = run(
+        d,
+        &["--db", "sqlite:a.db", "--json", "export", "--push", &url],
+    );
+    assert!(push.status.success(), "{}", text(&push));
+    // Pushing again creates nothing (conditional creates).
+    let again = run(
+        d,
+        &["--db", "sqlite:a.db", "--json", "export", "--push", &url],
+    );
+    assert!(again.status.success(), "{}", text(&again));
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(v["created"], 0, "{v}");
+
+    std::fs::write(
+        d.join("healthanalyzer.toml"),
+        format!(
+            "[[source]]\nid = \"sekmet\"\nkind = \"fhir\"\nbase_url = \"{url}\"\ncategories = []\n"
+        ),
+    )
+    .expect("config");
+    let sync = run(d, &["--db", "sqlite:b.db", "--json", "sync"]);
+    assert!(sync.status.success(), "{}", text(&sync));
+
+    let patients = run(d, &["--db", "sqlite:a.db", "--json", "patients"]);
+    let v: serde_json::Value = serde_json::from_slice(&patients.stdout).expect("json");
+    let subjects: Vec<String> = v
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|p| p["subject"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(subjects.len(), 6);
+    for s in &subjects {
+        let before = series_of(d, "sqlite:a.db", s);
+        let after = series_of(d, "sqlite:b.db", s);
+        assert!(!before.is_empty());
+        assert_eq!(
+            before, after,
+            "{s}: every series back with the same readings"
+        );
+    }
+}
