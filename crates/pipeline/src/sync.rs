@@ -277,77 +277,127 @@ async fn run(
         kind: source.kind().to_string(),
         resumed: saved.is_some(),
     });
-    let mut cursor = saved.map_or_else(Cursor::start, |c| Cursor::new(c.cursor));
+    let cursor = saved.map_or_else(Cursor::start, |c| Cursor::new(c.cursor));
     let size = options
         .batch_size
         .unwrap_or_else(|| store.preferred_batch_size())
         .max(1);
+    if stop.is_stopped() {
+        return Ok(Outcome::Stopped);
+    }
+    // Batch N is written while batch N+1 is pulled and validated: the write of N saves N's
+    // cursor, so N+1 never depends on anything unstored. A failure drops the batch pulled
+    // ahead; the next sync pulls it again from the saved cursor.
+    let mut ready = prepare(source, &cursor, size, options, on_event).await?;
     loop {
-        if stop.is_stopped() {
-            return Ok(Outcome::Stopped);
-        }
-        let batch: Batch = options
-            .retry
-            .run(
-                || source.pull(&cursor, size),
-                tokio::time::sleep,
-                |attempt, e, wait| {
-                    on_event(Event::Retrying {
-                        source: id.to_string(),
-                        attempt,
-                        reason: e.to_string(),
-                        wait,
-                    })
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        let validator = Validator::new(options.catalog);
-        let pulled = batch.measurements.len();
-        let mut good = Vec::with_capacity(pulled);
-        let mut rejected = batch.rejected;
-        for m in batch.measurements {
-            let location = format!("record {}", m.provenance.record_id);
-            match validator.normalize(m) {
-                Ok(m) => good.push(m),
-                Err(e) => rejected.push(Rejected {
-                    location,
-                    reason: e.to_string(),
-                }),
-            }
-        }
-        if !batch.subjects.is_empty() {
+        if !ready.subjects.is_empty() {
             with_retry(options, id, on_event, || {
-                store.put_subjects(&batch.subjects)
+                store.put_subjects(&ready.subjects)
             })
             .await
             .map_err(|e| format!("storing patients: {e}"))?;
         }
-        let checkpoint = Checkpoint::new(id, batch.cursor.as_str());
+        let checkpoint = Checkpoint::new(id, ready.cursor.as_str());
         let write = with_retry(options, id, on_event, || {
-            store.write(&good, Some(&checkpoint))
-        })
-        .await
-        .map_err(|e| format!("storing a batch: {e}"))?;
-        summary.pulled += pulled as u64;
+            store.write(&ready.good, Some(&checkpoint))
+        });
+        let more = !ready.exhausted && !stop.is_stopped();
+        let (write, next) = if more {
+            let (w, n) = tokio::join!(
+                write,
+                prepare(source, &ready.cursor, size, options, on_event)
+            );
+            (w, Some(n))
+        } else {
+            (write.await, None)
+        };
+        let write = write.map_err(|e| format!("storing a batch: {e}"))?;
+        summary.pulled += ready.pulled as u64;
         summary.inserted += write.inserted;
         summary.updated += write.updated;
         summary.unchanged += write.unchanged;
         summary.batches += 1;
-        summary.rejected_count += rejected.len() as u64;
+        summary.rejected_count += ready.rejected.len() as u64;
         let room = options.keep_rejected.saturating_sub(summary.rejected.len());
-        let n = rejected.len();
-        summary.rejected.extend(rejected.into_iter().take(room));
+        let n = ready.rejected.len();
+        summary
+            .rejected
+            .extend(std::mem::take(&mut ready.rejected).into_iter().take(room));
         on_event(Event::Stored {
             source: id.to_string(),
-            pulled,
+            pulled: ready.pulled,
             write,
             rejected: n,
             total: summary.pulled,
         });
-        cursor = batch.cursor;
-        if batch.exhausted {
+        if ready.exhausted {
             return Ok(Outcome::Complete);
         }
+        match next {
+            // Stopped: the batch in hand is stored, nothing more is pulled.
+            None => return Ok(Outcome::Stopped),
+            // A batch pulled ahead when the stop came is in hand too: the loop stores it and
+            // pulls nothing more.
+            Some(next) => ready = next?,
+        }
     }
+}
+
+/// A pulled and validated batch, ready to store.
+struct Ready {
+    good: Vec<healthanalyzer_model::Measurement>,
+    subjects: Vec<healthanalyzer_model::Subject>,
+    rejected: Vec<Rejected>,
+    pulled: usize,
+    cursor: Cursor,
+    exhausted: bool,
+}
+
+/// Pulls a batch (with retries) and validates and normalises its measurements.
+async fn prepare(
+    source: &dyn Source,
+    cursor: &Cursor,
+    size: usize,
+    options: &SyncOptions,
+    on_event: &(dyn Fn(Event) + Send + Sync),
+) -> Result<Ready, String> {
+    let id = source.id();
+    let batch: Batch = options
+        .retry
+        .run(
+            || source.pull(cursor, size),
+            tokio::time::sleep,
+            |attempt, e, wait| {
+                on_event(Event::Retrying {
+                    source: id.to_string(),
+                    attempt,
+                    reason: e.to_string(),
+                    wait,
+                })
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let validator = Validator::new(options.catalog);
+    let pulled = batch.measurements.len();
+    let mut good = Vec::with_capacity(pulled);
+    let mut rejected = batch.rejected;
+    for m in batch.measurements {
+        let location = format!("record {}", m.provenance.record_id);
+        match validator.normalize(m) {
+            Ok(m) => good.push(m),
+            Err(e) => rejected.push(Rejected {
+                location,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok(Ready {
+        good,
+        subjects: batch.subjects,
+        rejected,
+        pulled,
+        cursor: batch.cursor,
+        exhausted: batch.exhausted,
+    })
 }

@@ -1,0 +1,183 @@
+//! `import-bench`: `healthanalyzer import` of a FHIR NDJSON file into SQLite, end to end (the
+//! release binary as a child process), in observations per second and peak memory; beside it,
+//! in the same run, the SQLite store's ceiling for the same measurements (batches written
+//! straight into the store, no parsing, no validation).
+//!
+//! ```text
+//! cargo build --release -p healthanalyzer
+//! cargo run --release -p healthanalyzer-bench --bin import-bench -- [--days 228] [--patients 1000]
+//! ```
+//!
+//! It writes the NDJSON (simulated patients, one Observation per line, Patients first) and a
+//! quarter of it into a temporary folder, imports both, and prints the figures: memory that is
+//! flat in the file size shows as the same peak for both files.
+
+#![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use healthanalyzer_fhir::{Profile, WriteOptions, write_observation, write_patient};
+use healthanalyzer_model::{Catalog, Subject};
+use healthanalyzer_source::{Cursor, Source};
+use healthanalyzer_source_sim::{SimConfig, SimSource};
+use healthanalyzer_store::MeasurementStore;
+
+/// The peak resident memory of a running process, from `/proc` (kB).
+fn peak_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Runs the import; returns (wall time, peak RSS in kB, imported count).
+fn import(bin: &Path, db: &Path, file: &Path) -> (Duration, u64, u64) {
+    let _ = std::fs::remove_file(db);
+    let t = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--db")
+        .arg(format!("sqlite:{}", db.display()))
+        .arg("--json")
+        .arg("import")
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Some(kb) = peak_kb(child.id()) {
+            peak = peak.max(kb);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = t.elapsed();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let inserted = v[0]["inserted"].as_u64().unwrap();
+    assert_eq!(v[0]["rejected"], 0, "{v}");
+    (took, peak, inserted)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let mut patients = 1000;
+    let mut days = 228;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().and_then(|v| v.parse().ok()).expect("a number");
+        match a.as_str() {
+            "--patients" => patients = value(),
+            "--days" => days = value() as u32,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/healthanalyzer");
+    assert!(
+        bin.exists(),
+        "build the binary first: cargo build --release -p healthanalyzer"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimSource::new(SimConfig {
+        patients,
+        days,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let catalog = Catalog::builtin();
+    let options = WriteOptions::new(catalog);
+    let full = dir.path().join("all.ndjson");
+    let quarter = dir.path().join("quarter.ndjson");
+    let mut w_full = std::io::BufWriter::new(std::fs::File::create(&full).unwrap());
+    let mut w_quarter = std::io::BufWriter::new(std::fs::File::create(&quarter).unwrap());
+    for id in sim.subjects() {
+        let line = write_patient(&Subject::new(id.clone()), Profile::VitalSigns)
+            .unwrap()
+            .to_string();
+        writeln!(w_full, "{line}").unwrap();
+        writeln!(w_quarter, "{line}").unwrap();
+    }
+    let mut all = Vec::new();
+    let mut cursor = Cursor::start();
+    let mut n = 0u64;
+    loop {
+        let b = sim.pull(&cursor, 10_000).await.unwrap();
+        for m in &b.measurements {
+            let line = write_observation(m, &options).unwrap().to_string();
+            writeln!(w_full, "{line}").unwrap();
+            if n.is_multiple_of(4) {
+                writeln!(w_quarter, "{line}").unwrap();
+            }
+            n += 1;
+        }
+        all.extend(b.measurements);
+        cursor = b.cursor;
+        if b.exhausted {
+            break;
+        }
+    }
+    w_full.flush().unwrap();
+    w_quarter.flush().unwrap();
+    drop((w_full, w_quarter));
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
+
+    // The store's ceiling for the same measurements, in this run.
+    let store_db = dir.path().join("store.db");
+    let store = healthanalyzer_store_sqlite::SqliteStore::open_url(&format!(
+        "sqlite:{}",
+        store_db.display()
+    ))
+    .await
+    .unwrap();
+    let t = Instant::now();
+    for chunk in all.chunks(store.preferred_batch_size()) {
+        store.write(chunk, None).await.unwrap();
+    }
+    let ceiling = t.elapsed();
+    drop(store);
+
+    let (t_q, peak_q, n_q) = import(&bin, &dir.path().join("q.db"), &quarter);
+    let (t_f, peak_f, n_f) = import(&bin, &dir.path().join("f.db"), &full);
+    assert_eq!(n_f, n);
+    let rate = |k: u64, d: Duration| k as f64 / d.as_secs_f64();
+    println!(
+        "{n} Observations ({:.0} MB NDJSON) and {} Patients; the release binary as a child process",
+        size(&full),
+        sim.subjects().len()
+    );
+    println!();
+    println!("| run | measurements | s | measurements/s | peak RSS, MiB |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| `healthanalyzer import`, quarter file ({:.0} MB) | {n_q} | {:.1} | {:.0} | {:.1} |",
+        size(&quarter),
+        t_q.as_secs_f64(),
+        rate(n_q, t_q),
+        peak_q as f64 / 1024.0
+    );
+    println!(
+        "| `healthanalyzer import`, whole file ({:.0} MB) | {n_f} | {:.1} | {:.0} | {:.1} |",
+        size(&full),
+        t_f.as_secs_f64(),
+        rate(n_f, t_f),
+        peak_f as f64 / 1024.0
+    );
+    println!(
+        "| store ceiling: the same measurements written straight into SQLite | {n} | {:.1} | {:.0} | |",
+        ceiling.as_secs_f64(),
+        rate(n, ceiling)
+    );
+    println!();
+    println!(
+        "import / store ceiling: {:.2}; peak memory whole / quarter: {:.2}",
+        rate(n_f, t_f) / rate(n, ceiling),
+        peak_f as f64 / peak_q.max(1) as f64
+    );
+}
