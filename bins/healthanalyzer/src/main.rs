@@ -318,12 +318,54 @@ async fn run(cli: Cli) -> Result<()> {
                 .map_err(|e: healthanalyzer_fhir::Error| Failure::Usage(e.to_string()))?;
             let store = store(&cli, &config).await?;
             let who = patient.as_deref().map(identifier);
-            let (subjects, measurements) =
-                healthanalyzer_pipeline::load(store.as_ref(), who.as_ref(), *since).await?;
             let options = WriteOptions {
                 catalog: Catalog::builtin(),
                 profile,
             };
+            if push.is_none() && matches!(format, ExportFormat::Ndjson) {
+                // Streamed a page at a time: flat memory for any size.
+                let (patients, measurements) = match out {
+                    Some(path) => {
+                        let file = std::fs::File::create(path).map_err(|e| {
+                            Failure::Run(format!("writing {}: {e}", path.display()))
+                        })?;
+                        let mut w = std::io::BufWriter::new(file);
+                        healthanalyzer_pipeline::export_ndjson(
+                            store.as_ref(),
+                            who.as_ref(),
+                            *since,
+                            &options,
+                            &mut w,
+                        )
+                        .await?
+                    }
+                    None => {
+                        let mut w = std::io::BufWriter::new(std::io::stdout());
+                        match healthanalyzer_pipeline::export_ndjson(
+                            store.as_ref(),
+                            who.as_ref(),
+                            *since,
+                            &options,
+                            &mut w,
+                        )
+                        .await
+                        {
+                            Err(healthanalyzer_pipeline::Error::Output(m))
+                                if m.contains("Broken pipe") =>
+                            {
+                                return Ok(());
+                            }
+                            other => other?,
+                        }
+                    }
+                };
+                if out.is_some() && !cli.json {
+                    eprintln!("exported {patients} patients and {measurements} measurements");
+                }
+                return Ok(());
+            }
+            let (subjects, measurements) =
+                healthanalyzer_pipeline::load(store.as_ref(), who.as_ref(), *since).await?;
             if let Some(url) = push {
                 let client = healthanalyzer_source_fhir::FhirClient::new(
                     healthanalyzer_source_fhir::ServerConfig::new(url.clone()),

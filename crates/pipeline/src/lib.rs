@@ -75,7 +75,7 @@ pub use config::{
 };
 pub use connectors::{FORMATS, file_source, format};
 pub use sync::{Event, Outcome, SourceSummary, StopFlag, SyncOptions, sync};
-pub use tasks::{DEMO_RULES, demo_source, load, report, reset_cursor};
+pub use tasks::{DEMO_RULES, demo_source, export_ndjson, load, report, reset_cursor};
 
 use std::sync::Arc;
 
@@ -98,6 +98,9 @@ pub enum Error {
     /// The configuration is wrong: the message says where and what to change.
     #[error("configuration: {0}")]
     Config(String),
+    /// Output could not be written (a full disk, a closed pipe), or had no FHIR form.
+    #[error("{0}")]
+    Output(String),
     /// A report could not be made.
     #[error(transparent)]
     Report(#[from] healthanalyzer_report::Error),

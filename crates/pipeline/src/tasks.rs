@@ -8,7 +8,7 @@ use healthanalyzer_model::{Catalog, Identifier, Measurement, Subject};
 use healthanalyzer_report::{Options, Report};
 use healthanalyzer_source::{Cursor, Source};
 use healthanalyzer_source_sim::{SimConfig, SimSource};
-use healthanalyzer_store::{Checkpoint, Filter, MeasurementStoreExt, Order, Store};
+use healthanalyzer_store::{Checkpoint, Filter, MeasurementStoreExt, Order, Query, Store};
 
 use crate::Error;
 
@@ -140,4 +140,59 @@ pub async fn reset_cursor(store: &dyn Store, source_id: &str) -> Result<(), Erro
         )
         .await?;
     Ok(())
+}
+
+/// Writes FHIR NDJSON of what `store` holds (of one patient, or everyone; taken since
+/// `since`): the Patients, then one Observation per line, a page at a time, so memory stays
+/// flat however much is exported. Returns how many patients and measurements were written.
+///
+/// # Errors
+/// [`Error::Store`]; [`Error::Output`] when writing fails or a measurement has no FHIR form.
+pub async fn export_ndjson(
+    store: &dyn Store,
+    patient: Option<&Identifier>,
+    since: Option<Timestamp>,
+    options: &healthanalyzer_fhir::WriteOptions<'_>,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<(usize, usize), Error> {
+    let ids: Vec<Identifier> = match patient {
+        Some(p) => vec![p.clone()],
+        None => store.subjects().await?,
+    };
+    let mut subjects = Vec::new();
+    for id in ids {
+        if let Some(s) = store.subject(&id).await? {
+            subjects.push(s);
+        }
+    }
+    let write = |out: &mut (dyn std::io::Write + Send), text: String| {
+        out.write_all(text.as_bytes())
+            .map_err(|e| Error::Output(format!("writing NDJSON: {e}")))
+    };
+    let text = healthanalyzer_fhir::write_ndjson(&subjects, &[], options)
+        .map_err(|e| Error::Output(e.to_string()))?;
+    write(out, text)?;
+    let mut filter = Filter {
+        subject: patient.cloned(),
+        ..Filter::default()
+    };
+    if let Some(s) = since {
+        filter.from = std::ops::Bound::Included(s);
+    }
+    let mut query = Query::new(filter, store.preferred_batch_size().max(1000));
+    let mut n = 0;
+    loop {
+        let page = store.query(&query).await?;
+        n += page.items.len();
+        let text = healthanalyzer_fhir::write_ndjson(&[], &page.items, options)
+            .map_err(|e| Error::Output(e.to_string()))?;
+        write(out, text)?;
+        match page.next {
+            Some(t) => query.page = Some(t),
+            None => break,
+        }
+    }
+    out.flush()
+        .map_err(|e| Error::Output(format!("writing NDJSON: {e}")))?;
+    Ok((subjects.len(), n))
 }
