@@ -1,7 +1,8 @@
 //! `import-bench`: `healthanalyzer import` of a FHIR NDJSON file into SQLite, end to end (the
 //! release binary as a child process), in observations per second and peak memory; beside it,
-//! in the same run, the SQLite store's ceiling for the same measurements (batches written
-//! straight into the store, no parsing, no validation).
+//! in the same run, each stage alone in-process: parsing the file, validation and
+//! normalisation, and the SQLite store writing exactly the rows the import writes (its
+//! ceiling).
 //!
 //! ```text
 //! cargo build --release -p healthanalyzer
@@ -104,7 +105,6 @@ async fn main() {
         writeln!(w_full, "{line}").unwrap();
         writeln!(w_quarter, "{line}").unwrap();
     }
-    let mut all = Vec::new();
     let mut cursor = Cursor::start();
     let mut n = 0u64;
     loop {
@@ -117,7 +117,6 @@ async fn main() {
             }
             n += 1;
         }
-        all.extend(b.measurements);
         cursor = b.cursor;
         if b.exhausted {
             break;
@@ -128,20 +127,51 @@ async fn main() {
     drop((w_full, w_quarter));
     let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
 
-    // The store's ceiling for the same measurements, in this run.
-    let store_db = dir.path().join("store.db");
-    let store = healthanalyzer_store_sqlite::SqliteStore::open_url(&format!(
-        "sqlite:{}",
-        store_db.display()
-    ))
-    .await
+    // The same file read in-process, stage by stage: parsing (the file source), validation
+    // and normalisation, then the store alone writing exactly the rows the import writes.
+    let source = healthanalyzer_pipeline::file_source(
+        "file:all.ndjson",
+        &full,
+        Some("fhir-ndjson"),
+        healthanalyzer_source_files::FileOptions::new(healthanalyzer_model::Identifier::local("x")),
+    )
     .unwrap();
     let t = Instant::now();
-    for chunk in all.chunks(store.preferred_batch_size()) {
-        store.write(chunk, None).await.unwrap();
+    let mut rows = Vec::new();
+    let mut cursor = Cursor::start();
+    loop {
+        let b = source.pull(&cursor, 10_000).await.unwrap();
+        rows.extend(b.measurements);
+        cursor = b.cursor;
+        if b.exhausted {
+            break;
+        }
     }
-    let ceiling = t.elapsed();
-    drop(store);
+    let parse = t.elapsed();
+    let t = Instant::now();
+    let validator = healthanalyzer_model::Validator::new(catalog);
+    let rows: Vec<_> = rows
+        .into_iter()
+        .map(|m| validator.normalize(m).unwrap())
+        .collect();
+    let validate = t.elapsed();
+    let mut ceilings = Vec::new();
+    for cache in [32, 256] {
+        let store_db = dir.path().join(format!("store-{cache}.db"));
+        let store = healthanalyzer_store_sqlite::SqliteStore::open_url(&format!(
+            "sqlite:{}?cache_mib={cache}",
+            store_db.display()
+        ))
+        .await
+        .unwrap();
+        let t = Instant::now();
+        for chunk in rows.chunks(store.preferred_batch_size()) {
+            store.write(chunk, None).await.unwrap();
+        }
+        ceilings.push((cache, t.elapsed()));
+    }
+    let ceiling = ceilings[0].1;
+    drop(rows);
 
     let (t_q, peak_q, n_q) = import(&bin, &dir.path().join("q.db"), &quarter);
     let (t_f, peak_f, n_f) = import(&bin, &dir.path().join("f.db"), &full);
@@ -170,14 +200,27 @@ async fn main() {
         peak_f as f64 / 1024.0
     );
     println!(
-        "| store ceiling: the same measurements written straight into SQLite | {n} | {:.1} | {:.0} | |",
-        ceiling.as_secs_f64(),
-        rate(n, ceiling)
+        "| in-process, parse only (the NDJSON file source) | {n} | {:.1} | {:.0} | |",
+        parse.as_secs_f64(),
+        rate(n, parse)
     );
+    println!(
+        "| in-process, validate and normalise only | {n} | {:.1} | {:.0} | |",
+        validate.as_secs_f64(),
+        rate(n, validate)
+    );
+    for (cache, d) in &ceilings {
+        println!(
+            "| in-process, store only: the same rows into SQLite, cache {cache} MiB | {n} | {:.1} | {:.0} | |",
+            d.as_secs_f64(),
+            rate(n, *d)
+        );
+    }
     println!();
     println!(
-        "import / store ceiling: {:.2}; peak memory whole / quarter: {:.2}",
+        "import / store ceiling: {:.2}; import / (parse + validate + store, one after another): {:.2}; peak memory whole / quarter: {:.2}",
         rate(n_f, t_f) / rate(n, ceiling),
+        rate(n_f, t_f) / rate(n, parse + validate + ceiling),
         peak_f as f64 / peak_q.max(1) as f64
     );
 }

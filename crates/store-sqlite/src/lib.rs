@@ -43,7 +43,7 @@
 //!
 //! [`SqliteStore::open_url`] takes `sqlite:path/to.db`, `sqlite://relative/path.db`,
 //! `sqlite:///absolute/path.db` or `sqlite::memory:`, with optional parameters
-//! `?busy_timeout_ms=5000&synchronous=full&readers=4` (see [`SqliteOptions`]). Unknown
+//! `?busy_timeout_ms=5000&synchronous=full&readers=4&cache_mib=32` (see [`SqliteOptions`]). Unknown
 //! parameters are an error.
 //!
 //! # Schema

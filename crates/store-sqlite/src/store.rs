@@ -39,6 +39,9 @@ pub struct SqliteOptions {
     /// At most this many reading connections (reads run in parallel with the one writer).
     /// Default 4.
     pub readers: usize,
+    /// SQLite's page cache per connection, in MiB. Default 32. A large import into a large
+    /// file gains from more: index pages stay cached instead of being read back.
+    pub cache_mib: u32,
 }
 
 impl Default for SqliteOptions {
@@ -47,6 +50,7 @@ impl Default for SqliteOptions {
             busy_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Full,
             readers: 4,
+            cache_mib: 32,
         }
     }
 }
@@ -109,8 +113,8 @@ impl SqliteStore {
     }
 
     /// Opens a store from a URL: `sqlite:path`, `sqlite://path`, `sqlite:///abs/path` or
-    /// `sqlite::memory:`, with optional `busy_timeout_ms`, `synchronous` (`full`, `normal`)
-    /// and `readers` parameters.
+    /// `sqlite::memory:`, with optional `busy_timeout_ms`, `synchronous` (`full`, `normal`),
+    /// `readers` and `cache_mib` parameters.
     pub async fn open_url(url: &str) -> Result<Self, SqliteError> {
         let (target, options) = parse_url(url)?;
         match target {
@@ -199,7 +203,8 @@ fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>> {
 
 fn configure(conn: &Connection, options: &SqliteOptions) -> rusqlite::Result<()> {
     conn.busy_timeout(options.busy_timeout)?;
-    conn.pragma_update(None, "cache_size", -32_768)?; // 32 MiB
+    // Negative: KiB rather than pages.
+    conn.pragma_update(None, "cache_size", -(i64::from(options.cache_mib) * 1024))?;
     // Fold the WAL back into the file every ~32 MiB instead of every 4 MiB: fewer, larger
     // checkpoints (each one syncs the file) during bulk syncs.
     conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
@@ -317,9 +322,16 @@ fn parse_url(url: &str) -> Result<(Option<PathBuf>, SqliteOptions), SqliteError>
                     .filter(|n| *n >= 1)
                     .ok_or_else(|| bad("readers must be a whole number of at least 1"))?;
             }
+            "cache_mib" => {
+                options.cache_mib = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=65_536).contains(n))
+                    .ok_or_else(|| bad("cache_mib must be a whole number from 1 to 65536"))?;
+            }
             _ => {
                 return Err(bad(&format!(
-                    "unknown parameter {k:?}; known: busy_timeout_ms, synchronous, readers"
+                    "unknown parameter {k:?}; known: busy_timeout_ms, synchronous, readers, cache_mib"
                 )));
             }
         }
@@ -681,7 +693,12 @@ mod tests {
         assert_eq!(o.busy_timeout, Duration::from_millis(250));
         assert_eq!(o.synchronous, Synchronous::Normal);
         assert_eq!(o.readers, 8);
+        assert_eq!(o.cache_mib, 32);
+        let (_, o) = parse_url("sqlite:x.db?cache_mib=256").unwrap();
+        assert_eq!(o.cache_mib, 256);
         for bad in [
+            "sqlite:x.db?cache_mib=0",
+            "sqlite:x.db?cache_mib=lots",
             "postgres://x",
             "sqlite:",
             "sqlite://",
