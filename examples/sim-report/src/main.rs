@@ -20,36 +20,6 @@ use healthanalyzer_report::{Options, Report};
 use healthanalyzer_source::{Cursor, Source};
 use healthanalyzer_source_sim::{SimConfig, SimSource};
 
-/// The rules of a home-monitoring programme: SpO2, blood pressure and glucose thresholds, the
-/// heart-failure weight rule and a stale-data rule.
-const RULES: &str = r#"
-[[threshold]]
-kind = "oxygen-saturation"
-red_low = 88
-yellow_low = 92
-[[threshold]]
-kind = "blood-pressure.systolic"
-red_high = 180
-yellow_high = 150
-[[threshold]]
-kind = "capillary-glucose"
-red_low = 54
-yellow_low = 70
-yellow_high = 250
-red_high = 400
-[[delta]]
-name = "weight gain"
-kind = "body-weight"
-rise = 2.0
-within_days = 3
-severity = "red"
-[[stale]]
-name = "no blood pressure"
-kind = "blood-pressure.systolic"
-days = 3
-severity = "yellow"
-"#;
-
 fn usage(e: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {e}\nusage: sim-report [OUT_DIR] [--patients N] [--days D]");
     ExitCode::from(2)
@@ -114,7 +84,7 @@ async fn main() -> ExitCode {
     let mut options = Options::new(now, tz);
     options.days = days;
     options.title = "Simulated home monitoring".into();
-    let result = RuleSet::from_toml(RULES)
+    let result = RuleSet::from_toml(healthanalyzer_pipeline::DEMO_RULES)
         .map_err(|e| e.to_string())
         .and_then(|rules| {
             Report::build(&data, &[], Catalog::builtin(), &rules, &options)
