@@ -216,32 +216,21 @@ where
     loop {
         match op().await {
             Ok(v) => return Ok(v),
-            Err(e) => {
-                let unit = jitter();
-                match options.retry.delay(attempt, &as_source_error(&e), unit) {
-                    Some(wait) => {
-                        on_event(Event::Retrying {
-                            source: source.to_string(),
-                            attempt,
-                            reason: e.to_string(),
-                            wait,
-                        });
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
-                    }
-                    None => return Err(e),
+            Err(e) => match options.retry.jittered_delay(attempt, &as_source_error(&e)) {
+                Some(wait) => {
+                    on_event(Event::Retrying {
+                        source: source.to_string(),
+                        attempt,
+                        reason: e.to_string(),
+                        wait,
+                    });
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
                 }
-            }
+                None => return Err(e),
+            },
         }
     }
-}
-
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 async fn sync_one(

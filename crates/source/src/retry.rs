@@ -70,6 +70,12 @@ impl RetryPolicy {
         Some(cap.mul_f64(unit.clamp(0.0, 1.0)))
     }
 
+    /// [`delay`](Self::delay) with a fresh random `unit` (full jitter): for a caller with its
+    /// own retry loop (the sync engine retries store writes with the same policy).
+    pub fn jittered_delay(&self, attempt: u32, error: &Error) -> Option<Duration> {
+        self.delay(attempt, error, random_unit())
+    }
+
     /// Runs `op` until it succeeds, fails with an error retrying cannot help, or the attempts
     /// run out (the last error is returned). `sleep` waits, on whatever runtime the caller
     /// uses (`tokio::time::sleep`); `on_retry` hears of each retry (for progress and logs).
