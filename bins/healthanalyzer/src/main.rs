@@ -259,6 +259,19 @@ async fn run(cli: Cli) -> Result<()> {
                 ));
             }
             let sources = Registry::builtin().build_all(&config)?;
+            // Before the store is opened: a sync that cannot start writes nothing.
+            let failed =
+                healthanalyzer_pipeline::check_sources(&sources, &sync_options(&config)).await;
+            if !failed.is_empty() {
+                let lines: Vec<String> = failed
+                    .iter()
+                    .map(|(id, why)| format!("source {id}: {why}"))
+                    .collect();
+                return Err(Failure::Run(format!(
+                    "{}; nothing was written",
+                    lines.join("; ")
+                )));
+            }
             let store = store(&cli, &config).await?;
             let summaries = sync(&cli, &config, store, &sources).await;
             finish(&cli, &summaries)
@@ -716,6 +729,15 @@ async fn sync(
             }
         }
     });
+    let options = sync_options(config);
+    let progress = Progress::new(cli.json);
+    let summaries =
+        healthanalyzer_pipeline::sync(store, sources, &options, &stop, &|e| progress.on(e)).await;
+    ctrl_c.abort();
+    summaries
+}
+
+fn sync_options(config: &Config) -> SyncOptions {
     let mut options = SyncOptions {
         batch_size: config.sync.batch_size,
         concurrency: config.sync.concurrency.unwrap_or(4),
@@ -724,11 +746,7 @@ async fn sync(
     if let Some(n) = config.sync.max_attempts {
         options.retry.max_attempts = n.max(1);
     }
-    let progress = Progress::new(cli.json);
-    let summaries =
-        healthanalyzer_pipeline::sync(store, sources, &options, &stop, &|e| progress.on(e)).await;
-    ctrl_c.abort();
-    summaries
+    options
 }
 
 fn outcome_text(o: &Outcome) -> String {

@@ -269,7 +269,8 @@ fn bad_configuration_gives_one_clear_message_and_writes_nothing() {
     let o = run(d, &["--config", "missing.toml", "sync"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
 
-    // Unreachable server and refused credentials: run-time failures (exit 1), no data.
+    // Unreachable server and refused credentials: run-time failures (exit 1), found by the
+    // sources' checks before the store is opened.
     for (url, needle) in [
         ("http://127.0.0.1:9/fhir".to_string(), "127.0.0.1:9"),
         (answering("401 Unauthorized"), "401"),
@@ -287,8 +288,16 @@ fn bad_configuration_gives_one_clear_message_and_writes_nothing() {
         );
         assert_eq!(o.status.code(), Some(1), "{}", text(&o));
         let all = text(&o);
-        assert!(all.contains("FAILED") && all.contains(needle), "{all}");
-        assert_eq!(stored(d, "sqlite:fhir.db"), 0);
+        assert!(
+            all.contains("error: source clinic: ")
+                && all.contains(needle)
+                && all.contains("nothing was written"),
+            "{all}"
+        );
+        assert!(
+            !d.join("fhir.db").exists(),
+            "nothing written, not even an empty database"
+        );
     }
 }
 

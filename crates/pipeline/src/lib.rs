@@ -74,7 +74,7 @@ pub use config::{
     SyncSection,
 };
 pub use connectors::{FORMATS, file_source, format};
-pub use sync::{Event, Outcome, SourceSummary, StopFlag, SyncOptions, sync};
+pub use sync::{Event, Outcome, SourceSummary, StopFlag, SyncOptions, check_sources, sync};
 pub use tasks::{DEMO_RULES, demo_source, export_ndjson, load, report, reset_cursor};
 
 use std::sync::Arc;

@@ -191,6 +191,26 @@ pub async fn sync(
     done.into_iter().map(|(_, s)| s).collect()
 }
 
+/// Runs every source's [`Source::check`] (concurrently, up to `options.concurrency`) and
+/// gives the failures as `(source id, reason)`: call it before opening the store, so that a
+/// sync that cannot start writes nothing.
+pub async fn check_sources(
+    sources: &[Arc<dyn Source>],
+    options: &SyncOptions,
+) -> Vec<(String, String)> {
+    futures_util::stream::iter(sources)
+        .map(|s| async move {
+            s.check()
+                .await
+                .err()
+                .map(|e| (s.id().to_string(), e.to_string()))
+        })
+        .buffered(options.concurrency.max(1))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await
+}
+
 /// A store error as a source error, so one retry policy judges both.
 fn as_source_error(e: &healthanalyzer_store::Error) -> healthanalyzer_source::Error {
     match e {

@@ -192,6 +192,12 @@ impl Source for FhirSource {
         "fhir"
     }
 
+    /// One search for a single Observation: the server answers and accepts the credentials.
+    async fn check(&self) -> Result<()> {
+        let url = self.search(None, 1)?;
+        self.client.get(&url).await.map(|_| ())
+    }
+
     async fn pull(&self, cursor: &Cursor, limit: usize) -> Result<Batch> {
         let limit = limit.max(1);
         let mut at = Self::decode(cursor)?;

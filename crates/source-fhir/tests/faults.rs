@@ -300,3 +300,52 @@ async fn client_credentials_fetch_a_token_once_and_send_it() {
     let all = testkit::pull_all(&s, &Cursor::start(), 3).await;
     assert_eq!(all.iter().map(|b| b.measurements.len()).sum::<usize>(), 7);
 }
+
+/// `check` asks for one Observation with the credentials: a server that refuses them fails the
+/// check (not retryable), one that answers passes it, and nothing is pulled.
+#[tokio::test]
+async fn the_check_sees_refused_credentials_before_any_pull() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/fhir/Observation"))
+        .and(query_param("_count", "1"))
+        .and(header("authorization", "Bearer good"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(searchset(vec![observation(1)], None)),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "login", "diagnostics": "bad token"}]
+        })))
+        .mount(&server)
+        .await;
+    source(&server, Auth::Bearer("good".into()))
+        .check()
+        .await
+        .expect("accepted");
+    let e = source(&server, Auth::Bearer("wrong".into()))
+        .check()
+        .await
+        .expect_err("refused");
+    assert!(matches!(e, Error::Auth { .. }), "{e}");
+    assert!(!e.is_retryable());
+    // A port nobody listens on (wiremock keeps dropped servers in a pool, answering 404).
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut config = ServerConfig::new(format!("http://127.0.0.1:{port}/fhir"));
+    config.retry = RetryPolicy::none();
+    let e = FhirSource::new(
+        "x",
+        FhirClient::new(config).expect("client"),
+        Query::default(),
+    )
+    .check()
+    .await
+    .expect_err("nobody there");
+    assert!(e.is_retryable(), "{e}");
+}

@@ -36,4 +36,11 @@ pub trait Source: Send + Sync {
 
     /// The measurements after `cursor`, at most `limit` (at least 1) of them.
     async fn pull(&self, cursor: &Cursor, limit: usize) -> Result<Batch>;
+
+    /// A cheap check that the source can be read at all (the server answers, the credentials
+    /// are accepted, the file is there), run before anything is written, so that a sync that
+    /// cannot start leaves nothing behind. The default checks nothing.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
