@@ -565,6 +565,20 @@ impl SubjectStore for PostgresStore {
         .transpose()
     }
 
+    async fn list_subjects(&self) -> Result<Vec<Subject>> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT body FROM subject ORDER BY key COLLATE \"C\"", &[])
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let body: &str = r.try_get(0).map_err(db)?;
+                serde_json::from_str(body).map_err(|e| bad_row("subject", e))
+            })
+            .collect()
+    }
+
     async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
         let key = identifier_key(id);
         let mut client = self.client().await?;

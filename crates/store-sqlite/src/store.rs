@@ -655,6 +655,21 @@ impl SubjectStore for SqliteStore {
         .await
     }
 
+    async fn list_subjects(&self) -> Result<Vec<Subject>> {
+        self.with_reader(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT body FROM subject ORDER BY key")
+                .map_err(db)?;
+            let bodies = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db)?
+                .collect::<std::result::Result<Vec<String>, _>>()
+                .map_err(db)?;
+            bodies.iter().map(|b| rows::decode_subject(b)).collect()
+        })
+        .await
+    }
+
     async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
         let key = identifier_key(id);
         self.with_writer(move |conn| {

@@ -258,6 +258,13 @@ impl SubjectStore for MemoryStore {
             .cloned())
     }
 
+    async fn list_subjects(&self) -> Result<Vec<Subject>> {
+        let st = self.read()?;
+        let mut all: Vec<Subject> = st.subjects.values().cloned().collect();
+        all.sort_by_cached_key(|s| crate::subject::identifier_key(&s.id));
+        Ok(all)
+    }
+
     async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
         let mut st = self.write_lock()?;
         let Some(old) = st.subjects.remove(id) else {

@@ -30,6 +30,11 @@ pub trait SubjectStore: Debug + Send + Sync + 'static {
     /// The subject that has `id` as its primary identifier or among its other identifiers.
     async fn subject(&self, id: &Identifier) -> Result<Option<Subject>>;
 
+    /// Every subject the store holds, in the order of their primary identifiers' keys
+    /// ([`identifier_key`]). For listing and searching demographics (a FHIR server's
+    /// `Patient?name=`), which a store of patients, not of millions of rows, can afford.
+    async fn list_subjects(&self) -> Result<Vec<Subject>>;
+
     /// Deletes the subject with this primary identifier (not its measurements); returns whether
     /// it existed.
     async fn delete_subject(&self, id: &Identifier) -> Result<bool>;

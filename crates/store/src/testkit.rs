@@ -644,8 +644,31 @@ pub async fn subjects_found_by_any_identifier(store: &dyn SubjectStore) {
         store.subject(&s.other_ids[0]).await.expect("subject"),
         Some(moved.clone())
     );
+    let listed = store.list_subjects().await.expect("list");
+    assert_eq!(
+        listed.iter().filter(|x| x.id == s.id).collect::<Vec<_>>(),
+        vec![&moved],
+        "list_subjects holds the subject once, as last written"
+    );
+    let keys: Vec<String> = listed
+        .iter()
+        .map(|x| crate::subject::identifier_key(&x.id))
+        .collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "list_subjects is ordered by primary identifier key"
+    );
     assert!(store.delete_subject(&s.id).await.expect("delete"));
     assert!(!store.delete_subject(&s.id).await.expect("delete again"));
+    assert!(
+        !store
+            .list_subjects()
+            .await
+            .expect("list")
+            .iter()
+            .any(|x| x.id == s.id),
+        "a deleted subject is no longer listed"
+    );
     assert_eq!(store.subject(&s.other_ids[0]).await.expect("subject"), None);
 }
 

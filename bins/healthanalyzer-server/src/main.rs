@@ -1,0 +1,135 @@
+//! `healthanalyzer-server`: the FHIR R4 API over a Health Analyzer store.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use healthanalyzer_server::{FhirServer, ServerConfig};
+
+/// Serves the Patients and Observations of a Health Analyzer store as a FHIR R4 REST API
+/// under /fhir (CapabilityStatement at /fhir/metadata; health at /healthz).
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about,
+    after_help = "\
+Logging: RUST_LOG (default info; debug logs every request with its X-Request-Id).
+Exit codes: 0 stopped by Ctrl-C or SIGTERM, 1 the server failed, 2 bad arguments or store."
+)]
+struct Cli {
+    /// The store: sqlite:PATH, postgres://…, or memory:.
+    #[arg(
+        long,
+        env = "HEALTHANALYZER_DB",
+        default_value = "sqlite:healthanalyzer.db"
+    )]
+    db: String,
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The public base URL of the API (for links), e.g. https://fhir.example.org/fhir.
+    /// Default: http://<Host header>/fhir.
+    #[arg(long)]
+    base_url: Option<String>,
+    /// The largest request body accepted, in MiB.
+    #[arg(long, default_value_t = 8)]
+    max_body_mib: usize,
+    /// Requests taking longer than this many seconds are abandoned (503).
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let store = match healthanalyzer_pipeline::open_store(&cli.db).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = ServerConfig {
+        base_url: cli.base_url.clone(),
+        max_body_bytes: cli.max_body_mib.saturating_mul(1024 * 1024),
+        request_timeout: Duration::from_secs(cli.timeout_secs.max(1)),
+        ..ServerConfig::default()
+    };
+    let listener = match tokio::net::TcpListener::bind(cli.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("cannot listen on {}: {e}", cli.listen);
+            return ExitCode::from(2);
+        }
+    };
+    let addr = listener.local_addr().unwrap_or(cli.listen);
+    if !addr.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {addr}, beyond this machine, WITHOUT authentication: anyone who can reach it can read and change health data"
+        );
+    }
+    tracing::info!(
+        "FHIR API at http://{addr}/fhir (store: {})",
+        store_kind(&cli.db)
+    );
+    let server = FhirServer::new(store).config(config);
+    match server.serve(listener, shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The store's kind only: a URL may carry a password.
+fn store_kind(url: &str) -> &str {
+    url.split(':').next().unwrap_or("?")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,88 @@
+//! The CapabilityStatement: exactly what this server supports.
+
+use serde_json::{Value, json};
+
+use crate::observation::SEARCH_PARAMS;
+
+/// The CapabilityStatement for a server at `base`.
+pub(crate) fn capability_statement(base: &str) -> Value {
+    let interactions =
+        |codes: &[&str]| -> Vec<Value> { codes.iter().map(|c| json!({ "code": c })).collect() };
+    let params = |list: &[(&str, &str, &str)]| -> Vec<Value> {
+        list.iter()
+            .map(|(name, ty, doc)| json!({ "name": name, "type": ty, "documentation": doc }))
+            .collect()
+    };
+    let common = [
+        ("_count", "number", "Page size (default 50, at most 1000)"),
+        ("_summary", "token", "count: only the total"),
+    ];
+    let mut obs_params = params(SEARCH_PARAMS);
+    obs_params.extend(params(&common));
+    obs_params.push(json!({"name": "_sort", "type": "token", "documentation": "date or -date"}));
+    let mut patient_params = params(&[
+        (
+            "identifier",
+            "token",
+            "A Patient identifier: system|value, or value",
+        ),
+        (
+            "name",
+            "string",
+            "Starts a word of the family or given name (case-insensitive)",
+        ),
+        ("family", "string", "As name"),
+        ("given", "string", "As name"),
+        ("birthdate", "date", "The birth date, with prefixes"),
+        ("_id", "token", "The Patient id"),
+    ]);
+    patient_params.extend(params(&common));
+    json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-23",
+        "publisher": "Health Analyzer contributors",
+        "kind": "instance",
+        "software": {
+            "name": "Health Analyzer FHIR server",
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+        "implementation": {
+            "description": "Health Analyzer: measurements (vital signs, weight, glucose, steps) as FHIR R4 Observations",
+            "url": base,
+        },
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [{
+            "mode": "server",
+            "documentation": "Observations must have a code from the measurement catalog and a subject that is a Patient on this server. The server assigns Observation ids; an Observation whose identifier[0] (with a system) is already stored is refused with 409.",
+            "resource": [
+                {
+                    "type": "Patient",
+                    "profile": "http://hl7.org/fhir/StructureDefinition/Patient",
+                    "interaction": interactions(&["read", "create", "update", "delete", "search-type"]),
+                    "versioning": "versioned-update",
+                    "readHistory": false,
+                    "updateCreate": true,
+                    "conditionalCreate": true,
+                    "conditionalUpdate": false,
+                    "conditionalDelete": "not-supported",
+                    "searchParam": patient_params,
+                },
+                {
+                    "type": "Observation",
+                    "profile": "http://hl7.org/fhir/StructureDefinition/Observation",
+                    "supportedProfile": ["http://hl7.org/fhir/StructureDefinition/vitalsigns"],
+                    "interaction": interactions(&["read", "create", "update", "delete", "search-type"]),
+                    "versioning": "versioned-update",
+                    "readHistory": false,
+                    "updateCreate": false,
+                    "conditionalCreate": true,
+                    "conditionalUpdate": false,
+                    "conditionalDelete": "not-supported",
+                    "searchParam": obs_params,
+                }
+            ],
+        }],
+    })
+}

@@ -1,0 +1,186 @@
+//! Health Analyzer's FHIR R4 REST server, as an [axum] router another service can mount.
+//!
+//! Every measurement in a Health Analyzer store (SQLite, PostgreSQL, memory, your own) is an
+//! Observation under `/fhir`, and every subject a Patient. Observations written through the
+//! API are validated against the measurement catalog, normalised like a sync normalises them,
+//! and keep the resource as sent, so they read back with every element they had (plus `id`
+//! and `meta`).
+//!
+//! - `GET /fhir/metadata`: the CapabilityStatement.
+//! - Patient: read, create (conditional with `If-None-Exist`), update (`PUT`, also creating
+//!   with the client's id), delete, search (`identifier`, `name`, `family`, `given`,
+//!   `birthdate`, `_id`, `_count`).
+//! - Observation: read, create (201 with `Location`, `ETag`, `meta.versionId` and
+//!   `lastUpdated`; conditional with `If-None-Exist`), update (`PUT`, `If-Match`, 412 on a
+//!   version conflict), delete, search (`patient`, `subject`, `code`, `category`, `date` with
+//!   every prefix but `ap` and partial dates, `identifier`, `_count`, `_sort=date|-date`,
+//!   `_summary=count`), with `next` links that stay correct while others insert.
+//! - Protocol: `application/fhir+json` (`_format=json`), `Prefer: return=minimal |
+//!   representation | OperationOutcome`, an OperationOutcome for every error, a body limit
+//!   (413), a request time limit (503), `X-Request-Id` echoed, `/healthz`.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use healthanalyzer_server::{FhirServer, ServerConfig};
+//! use healthanalyzer_store::MemoryStore;
+//!
+//! # async fn run() -> Result<(), healthanalyzer_server::Error> {
+//! let server = FhirServer::new(Arc::new(MemoryStore::new())).config(ServerConfig::default());
+//! // Mount it in your own axum application …
+//! let app: axum::Router = axum::Router::new().merge(server.router());
+//! # let _ = app;
+//! // … or let it serve until Ctrl-C.
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! server.serve(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod capability;
+mod error;
+mod http;
+mod observation;
+mod patient;
+mod resource;
+mod search;
+mod state;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use healthanalyzer_model::Catalog;
+use healthanalyzer_store::Store;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::Error;
+pub use http::{FHIR_JSON, RequestId};
+pub use observation::API_SOURCE;
+pub use state::ServerConfig;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A FHIR server over a store: build it, then take its [`router`](Self::router) or
+/// [`serve`](Self::serve) it.
+#[derive(Debug, Clone)]
+pub struct FhirServer {
+    store: Arc<dyn Store>,
+    catalog: Arc<Catalog>,
+    config: ServerConfig,
+}
+
+impl FhirServer {
+    /// A server over `store` with the built-in catalog and the default configuration.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            catalog: Arc::new(Catalog::builtin().clone()),
+            config: ServerConfig::default(),
+        }
+    }
+
+    /// Uses another catalog of measurement kinds (codes the API accepts and searches by).
+    pub fn catalog(mut self, catalog: Catalog) -> Self {
+        self.catalog = Arc::new(catalog);
+        self
+    }
+
+    /// Sets the configuration.
+    pub fn config(mut self, config: ServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The router: the FHIR API under `/fhir` and `/healthz`.
+    pub fn router(&self) -> Router {
+        let state = AppState {
+            store: self.store.clone(),
+            catalog: self.catalog.clone(),
+            config: Arc::new(self.config.clone()),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            derived_ids: Arc::new(RwLock::new(HashMap::new())),
+        };
+        let fhir = Router::new()
+            .route("/metadata", get(metadata))
+            .route("/Patient", get(patient::search).post(patient::create))
+            .route(
+                "/Patient/{id}",
+                get(patient::read)
+                    .put(patient::update)
+                    .delete(patient::delete),
+            )
+            .route(
+                "/Observation",
+                get(observation::search).post(observation::create),
+            )
+            .route(
+                "/Observation/{id}",
+                get(observation::read)
+                    .put(observation::update)
+                    .delete(observation::delete),
+            );
+        Router::new()
+            .nest("/fhir", fhir)
+            .route("/healthz", get(healthz))
+            .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                http::time_limit,
+            ))
+            .layer(axum::middleware::from_fn(http::outcome_for_bare_errors))
+            .layer(CatchPanicLayer::custom(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "exception",
+                    "the server failed on this request; see its log",
+                )
+                .into_response()
+            }))
+            .layer(axum::middleware::from_fn(http::request_id))
+            .with_state(state)
+    }
+
+    /// Serves the router on `listener` until `shutdown` completes, then finishes the requests
+    /// in flight (graceful shutdown).
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        Ok(())
+    }
+}
+
+async fn metadata(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let pairs = search::params(query.as_deref());
+    http::check_format(&headers, patient::format_of(&pairs))?;
+    let base = resource::base_url(&state, &headers);
+    Ok(http::fhir_response(
+        StatusCode::OK,
+        &capability::capability_statement(&base),
+    ))
+}
+
+/// `GET /healthz`: 200 when the store answers, 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.store.checkpoint("healthz").await {
+        Ok(_) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check: store unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+        }
+    }
+}

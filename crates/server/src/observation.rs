@@ -1,0 +1,668 @@
+//! Observation: every measurement in the store is an Observation; Observations written through
+//! the API become measurements, keeping the resource as sent as their provenance.
+
+use std::ops::Bound;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use healthanalyzer_fhir::{FHIR_JSON, ReadOptions, WriteOptions, check_strict, read_observation};
+use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Payload, Validator};
+use healthanalyzer_store::{Filter, Order, PageToken, Query};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::{
+    check_format, fhir_response, if_match, json_body, prefer_return, read_response, write_response,
+};
+use crate::patient::{format_of, logical_id_of, no_content, resolve_reference};
+use crate::resource::{
+    base_url, check_version, now_instant, parse_resource, stamp, valid_id, version_of,
+};
+use crate::search::{
+    DateParam, count_param, max_lower, min_upper, params, query_string, searchset,
+};
+use crate::state::AppState;
+
+/// The source id of measurements created through the API.
+pub const API_SOURCE: &str = "fhir-api";
+
+/// The record id of an Observation created through the API: its first business identifier
+/// when it has one with a system (so the same Observation posted twice is one measurement),
+/// else a fresh UUID.
+fn record_for(resource: &Map<String, Value>) -> String {
+    identifier_record(resource).unwrap_or_else(|| Uuid::new_v4().to_string())
+}
+
+fn identifier_record(resource: &Map<String, Value>) -> Option<String> {
+    let first = resource.get("identifier")?.as_array()?.first()?;
+    let system = first.get("system")?.as_str()?;
+    let value = first.get("value")?.as_str()?;
+    Some(token_record(system, value))
+}
+
+fn token_record(system: &str, value: &str) -> String {
+    format!("identifier|{system}|{value}")
+}
+
+/// The Observation of a measurement: the resource as the client sent it (with the server's id
+/// and meta), or one written from the measurement.
+pub(crate) fn observation_json(state: &AppState, m: &Measurement) -> ApiResult<Map<String, Value>> {
+    let id = m.id.as_uuid().to_string();
+    if let Some(p) = &m.provenance.payload
+        && p.media_type == FHIR_JSON
+        && let Ok(Value::Object(mut o)) = serde_json::from_str::<Value>(&p.content)
+        && o.get("resourceType").and_then(Value::as_str) == Some("Observation")
+    {
+        if o.get("meta").is_some_and(|m| m.get("versionId").is_some()) {
+            o.insert("id".into(), Value::String(id));
+            return Ok(o);
+        }
+        return Ok(stamp(o, &id, 1, None));
+    }
+    let written = healthanalyzer_fhir::write_observation(m, &WriteOptions::new(&state.catalog))
+        .map_err(|e| ApiError::from_fhir(&e))?;
+    let Value::Object(mut o) = written else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "the Observation could not be written",
+        ));
+    };
+    if let Some(Value::Object(subject)) = o.get_mut("subject")
+        && !subject.contains_key("reference")
+    {
+        subject.insert(
+            "reference".into(),
+            Value::String(format!("Patient/{}", logical_id_of(&m.subject))),
+        );
+    }
+    Ok(stamp(o, &id, 1, None))
+}
+
+/// Checks and maps a client's Observation (already stamped with id and meta) into the
+/// measurement to store under (`source`, `record`).
+async fn to_measurement(
+    state: &AppState,
+    resource: Map<String, Value>,
+    source: &str,
+    record: &str,
+) -> ApiResult<(Measurement, Value)> {
+    let value = Value::Object(resource);
+    let text = value.to_string();
+    check_strict(&text).map_err(|e| ApiError::from_fhir(&e))?;
+    let reference = value
+        .get("subject")
+        .and_then(|s| s.get("reference"))
+        .and_then(Value::as_str);
+    let primary = match reference {
+        Some(r) => {
+            let resolved = resolve_reference(state, r).await?.ok_or_else(|| {
+                ApiError::unprocessable(format!(
+                    "Observation.subject refers to {r}, which this server does not know; \
+                     create the Patient first (or in the same transaction)"
+                ))
+                .at("Observation.subject")
+            })?;
+            resolved.primary
+        }
+        None => {
+            let ident = value.get("subject").and_then(|s| s.get("identifier"));
+            let id = ident
+                .and_then(|i| {
+                    let v = i.get("value")?.as_str()?;
+                    Some(match i.get("system").and_then(Value::as_str) {
+                        Some(s) => Identifier::new(s, v),
+                        None => Identifier::local(v),
+                    })
+                })
+                .ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "Observation.subject is required: a reference to a Patient on this server",
+                    )
+                    .at("Observation.subject")
+                })?;
+            let s = state
+                .store
+                .subject(&id)
+                .await
+                .map_err(|e| ApiError::from_store(&e))?
+                .ok_or_else(|| {
+                    ApiError::unprocessable(
+                        "Observation.subject.identifier matches no Patient on this server; \
+                         create the Patient first",
+                    )
+                    .at("Observation.subject")
+                })?;
+            s.id
+        }
+    };
+    let mut bare = value.clone();
+    if let Some(o) = bare.as_object_mut() {
+        o.remove("id");
+    }
+    let options = ReadOptions {
+        catalog: &state.catalog,
+        source_id: source,
+    };
+    let m = read_observation(&bare.to_string(), &options, Some(record))
+        .map_err(|e| ApiError::from_fhir(&e))?;
+    let mut m = Validator::new(&state.catalog)
+        .normalize(m)
+        .map_err(|e| ApiError::unprocessable(e.to_string()))?;
+    m.subject = primary;
+    m.provenance.payload = Some(Payload {
+        media_type: FHIR_JSON.into(),
+        content: text,
+    });
+    Ok((m, value))
+}
+
+async fn write(state: &AppState, m: &Measurement) -> ApiResult<()> {
+    state
+        .store
+        .write(std::slice::from_ref(m), None)
+        .await
+        .map(drop)
+        .map_err(|e| ApiError::from_store(&e))
+}
+
+fn parse_id(id: &str) -> Option<MeasurementId> {
+    Uuid::parse_str(id).ok().map(MeasurementId::from_uuid)
+}
+
+async fn get(state: &AppState, id: &str) -> ApiResult<Option<Measurement>> {
+    let Some(mid) = parse_id(id) else {
+        return Ok(None);
+    };
+    state
+        .store
+        .get(&mid)
+        .await
+        .map_err(|e| ApiError::from_store(&e))
+}
+
+/// `POST /Observation` (with `If-None-Exist` for a conditional create).
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let text = json_body(&headers, &body)?;
+    let resource = parse_resource(&text, "Observation")?;
+    let base = base_url(&state, &headers);
+    let prefer = prefer_return(&headers);
+    let _guard = state.write_lock.lock().await;
+    if let Some(cond) = headers.get("if-none-exist") {
+        let cond = cond
+            .to_str()
+            .map_err(|_| ApiError::bad_request("If-None-Exist is not ASCII"))?;
+        let pairs = params(Some(cond.trim_start_matches('?')));
+        let spec = Spec::parse(&state, &pairs).await?;
+        let found = spec.first(&state, 2).await?;
+        match found.as_slice() {
+            [] => {}
+            [m] => {
+                let o = observation_json(&state, m)?;
+                return Ok(write_response(
+                    StatusCode::OK,
+                    &format!(
+                        "{base}/Observation/{}/_history/{}",
+                        m.id.as_uuid(),
+                        version_of(&o)
+                    ),
+                    &Value::Object(o),
+                    prefer,
+                ));
+            }
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "duplicate",
+                    "If-None-Exist matches more than one Observation; make the condition specific",
+                ));
+            }
+        }
+    }
+    let record = record_for(&resource);
+    let mid = MeasurementId::from_source(API_SOURCE, &record);
+    if let Some(existing) = state
+        .store
+        .get(&mid)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?
+    {
+        return Err(ApiError::conflict(format!(
+            "Observation/{} already has this Observation's identifier[0]; \
+             update it with PUT, or send If-None-Exist: identifier=system|value",
+            existing.id.as_uuid()
+        ))
+        .at("Observation.identifier[0]"));
+    }
+    let id = mid.as_uuid().to_string();
+    let stamped = stamp(resource, &id, 1, Some(&now_instant()));
+    let (m, value) = to_measurement(&state, stamped, API_SOURCE, &record).await?;
+    write(&state, &m).await?;
+    tracing::debug!(resource = "Observation", kind = %m.kind, "created");
+    Ok(write_response(
+        StatusCode::CREATED,
+        &format!("{base}/Observation/{id}/_history/1"),
+        &value,
+        prefer,
+    ))
+}
+
+/// `GET /Observation/{id}`.
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let pairs = params(query.as_deref());
+    check_format(&headers, format_of(&pairs))?;
+    let m = get(&state, &id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("Observation/{id} is not known to this server"))
+    })?;
+    Ok(read_response(&Value::Object(observation_json(&state, &m)?)))
+}
+
+/// `PUT /Observation/{id}`: version + 1, `If-Match` honoured. The server assigns Observation
+/// ids, so an update of an unknown id is refused (405).
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    if !valid_id(&id) {
+        return Err(ApiError::bad_request(format!(
+            "{id:?} is not a valid FHIR id"
+        )));
+    }
+    let text = json_body(&headers, &body)?;
+    let resource = parse_resource(&text, "Observation")?;
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => {
+            return Err(ApiError::bad_request(format!(
+                "the body's id ({body_id}) differs from the URL's ({id})"
+            ))
+            .at("Observation.id"));
+        }
+        None => {
+            return Err(
+                ApiError::bad_request("an update needs the resource's id in the body")
+                    .at("Observation.id"),
+            );
+        }
+    }
+    let wanted = if_match(&headers)?;
+    let base = base_url(&state, &headers);
+    let _guard = state.write_lock.lock().await;
+    let Some(old) = get(&state, &id).await? else {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "not-supported",
+            format!(
+                "Observation/{id} does not exist and this server assigns Observation ids: create it with POST"
+            ),
+        ));
+    };
+    let current = version_of(&observation_json(&state, &old)?);
+    check_version(wanted.as_deref(), current, &format!("Observation/{id}"))?;
+    let version = current + 1;
+    let stamped = stamp(resource, &id, version, Some(&now_instant()));
+    let (m, value) = to_measurement(
+        &state,
+        stamped,
+        &old.provenance.source_id,
+        &old.provenance.record_id,
+    )
+    .await?;
+    write(&state, &m).await?;
+    Ok(write_response(
+        StatusCode::OK,
+        &format!("{base}/Observation/{id}/_history/{version}"),
+        &value,
+        prefer_return(&headers),
+    ))
+}
+
+/// `DELETE /Observation/{id}` (204, also when there was nothing to delete).
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    if let Some(mid) = parse_id(&id) {
+        let _guard = state.write_lock.lock().await;
+        state
+            .store
+            .delete(&[mid])
+            .await
+            .map_err(|e| ApiError::from_store(&e))?;
+    }
+    Ok(no_content())
+}
+
+/// An Observation search, parsed.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    filter: Filter,
+    /// Nothing can match (an unknown patient or code): no store query needed.
+    empty: bool,
+    /// `ne` dates, applied to the results.
+    not_in: Vec<DateParam>,
+    /// A single measurement by business identifier.
+    by_identifier: Option<MeasurementId>,
+    order: Order,
+    /// The parameters applied, for the self and next links.
+    applied: Vec<(String, String)>,
+}
+
+/// The Observation search parameters this server supports (also in the CapabilityStatement).
+pub(crate) const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
+    (
+        "patient",
+        "reference",
+        "The Patient the Observation is about",
+    ),
+    (
+        "subject",
+        "reference",
+        "The subject (a Patient) of the Observation",
+    ),
+    (
+        "code",
+        "token",
+        "Observation.code: system|code, code, comma-separated for OR",
+    ),
+    (
+        "category",
+        "token",
+        "Observation.category, e.g. vital-signs",
+    ),
+    (
+        "date",
+        "date",
+        "Observation.effective, with eq/ne/lt/le/gt/ge/sa/eb and partial dates",
+    ),
+    (
+        "identifier",
+        "token",
+        "A business identifier (system|value)",
+    ),
+];
+
+impl Spec {
+    pub(crate) async fn parse(state: &AppState, pairs: &[(String, String)]) -> ApiResult<Self> {
+        let mut spec = Spec {
+            filter: Filter::default(),
+            empty: false,
+            not_in: Vec::new(),
+            by_identifier: None,
+            order: Order::Ascending,
+            applied: Vec::new(),
+        };
+        let mut kinds: Option<Vec<KindId>> = None;
+        let restrict = |kinds: &mut Option<Vec<KindId>>, allowed: Vec<KindId>| {
+            *kinds = Some(match kinds.take() {
+                None => allowed,
+                Some(k) => k.into_iter().filter(|x| allowed.contains(x)).collect(),
+            });
+        };
+        for (k, v) in pairs {
+            match k.as_str() {
+                "patient" | "subject" => {
+                    if v.contains(',') {
+                        return Err(ApiError::bad_request(format!(
+                            "{k}: one Patient per search (no comma-separated list)"
+                        ))
+                        .at(k.clone()));
+                    }
+                    match resolve_reference(state, v).await? {
+                        Some(r) => {
+                            if spec
+                                .filter
+                                .subject
+                                .as_ref()
+                                .is_some_and(|s| *s != r.primary)
+                            {
+                                spec.empty = true;
+                            }
+                            spec.filter.subject = Some(r.primary);
+                        }
+                        None => spec.empty = true,
+                    }
+                }
+                "code" => {
+                    let allowed: Vec<KindId> = state
+                        .catalog
+                        .kinds()
+                        .iter()
+                        .filter(|kind| {
+                            v.split(',').any(|tok| {
+                                let (sys, code) = match tok.split_once('|') {
+                                    Some((s, c)) => (Some(s), c),
+                                    None => (None, tok),
+                                };
+                                kind.codings.iter().any(|c| {
+                                    c.code == code
+                                        && sys.is_none_or(|s| s.is_empty() || s == c.system)
+                                })
+                            })
+                        })
+                        .map(|kind| kind.id.clone())
+                        .collect();
+                    restrict(&mut kinds, allowed);
+                }
+                "category" => {
+                    let allowed: Vec<KindId> = state
+                        .catalog
+                        .kinds()
+                        .iter()
+                        .filter(|kind| {
+                            v.split(',').any(|tok| {
+                                let code = tok.rsplit('|').next().unwrap_or(tok);
+                                kind.category == code
+                            })
+                        })
+                        .map(|kind| kind.id.clone())
+                        .collect();
+                    restrict(&mut kinds, allowed);
+                }
+                "date" => {
+                    let p = DateParam::parse(v, "date")?;
+                    match p.bounds() {
+                        Some((from, to)) => {
+                            spec.filter.from = max_lower(spec.filter.from, from);
+                            spec.filter.to = min_upper(spec.filter.to, to);
+                        }
+                        None => spec.not_in.push(p),
+                    }
+                }
+                "identifier" => {
+                    let Some((system, value)) = v.split_once('|') else {
+                        return Err(ApiError::bad_request(
+                            "identifier: send system|value (this server finds Observations by identifiers with a system)",
+                        )
+                        .at("identifier"));
+                    };
+                    let mid = MeasurementId::from_source(API_SOURCE, &token_record(system, value));
+                    if spec.by_identifier.is_some_and(|x| x != mid) {
+                        spec.empty = true;
+                    }
+                    spec.by_identifier = Some(mid);
+                }
+                "_sort" => {
+                    spec.order = match v.as_str() {
+                        "date" => Order::Ascending,
+                        "-date" => Order::Descending,
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "_sort={other} is not supported; use date or -date"
+                            ))
+                            .at("_sort"));
+                        }
+                    };
+                }
+                _ => continue,
+            }
+            spec.applied.push((k.clone(), v.clone()));
+        }
+        if let Some(k) = kinds {
+            if k.is_empty() {
+                spec.empty = true;
+            }
+            spec.filter.kinds = k;
+        }
+        if matches!((&spec.filter.from, &spec.filter.to), (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) if a > b)
+        {
+            spec.empty = true;
+        }
+        Ok(spec)
+    }
+
+    fn keep(&self, m: &Measurement) -> bool {
+        let t = m.effective.instant();
+        let hi = t
+            .checked_add(healthanalyzer_model::jiff::SignedDuration::from_nanos(1))
+            .unwrap_or(t);
+        self.not_in.iter().all(|p| p.matches(t, hi))
+    }
+
+    /// Up to `n` matches from the start (for conditional creates).
+    pub(crate) async fn first(&self, state: &AppState, n: usize) -> ApiResult<Vec<Measurement>> {
+        let (items, _) = self.page(state, n, None).await?;
+        Ok(items)
+    }
+
+    /// One page of matches and the token of the next.
+    async fn page(
+        &self,
+        state: &AppState,
+        count: usize,
+        token: Option<String>,
+    ) -> ApiResult<(Vec<Measurement>, Option<PageToken>)> {
+        if self.empty {
+            return Ok((Vec::new(), None));
+        }
+        if let Some(mid) = &self.by_identifier {
+            let m = state
+                .store
+                .get(mid)
+                .await
+                .map_err(|e| ApiError::from_store(&e))?;
+            let items = m
+                .into_iter()
+                .filter(|m| self.filter.matches(m) && self.keep(m))
+                .take(count)
+                .collect();
+            return Ok((items, None));
+        }
+        let mut q = Query::new(self.filter.clone(), count.max(1)).order(self.order);
+        q.page = token.map(PageToken::from);
+        let page = state.store.query(&q).await.map_err(|e| match e {
+            healthanalyzer_store::Error::InvalidInput { .. } => ApiError::bad_request(
+                "_page is not a page token of this search; start the search again",
+            )
+            .at("_page"),
+            other => ApiError::from_store(&other),
+        })?;
+        let items = page.items.into_iter().filter(|m| self.keep(m)).collect();
+        Ok((items, page.next))
+    }
+
+    async fn total(&self, state: &AppState) -> ApiResult<Option<u64>> {
+        if self.empty {
+            return Ok(Some(0));
+        }
+        if self.by_identifier.is_some() {
+            return Ok(None);
+        }
+        let all = state
+            .store
+            .count(&self.filter)
+            .await
+            .map_err(|e| ApiError::from_store(&e))?;
+        if self.not_in.is_empty() {
+            return Ok(Some(all));
+        }
+        if let [p] = self.not_in.as_slice() {
+            let mut inside = self.filter.clone();
+            inside.from = max_lower(inside.from, Bound::Included(p.lo));
+            inside.to = min_upper(inside.to, Bound::Excluded(p.hi));
+            let n = state
+                .store
+                .count(&inside)
+                .await
+                .map_err(|e| ApiError::from_store(&e))?;
+            return Ok(Some(all.saturating_sub(n)));
+        }
+        Ok(None)
+    }
+}
+
+/// `GET /Observation?…`.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let pairs = params(query.as_deref());
+    check_format(&headers, format_of(&pairs))?;
+    let base = base_url(&state, &headers);
+    let spec = Spec::parse(&state, &pairs).await?;
+    let count = count_param(
+        pairs
+            .iter()
+            .find(|(k, _)| k == "_count")
+            .map(|(_, v)| v.as_str()),
+        state.config.default_count,
+        state.config.max_count,
+    )?;
+    let token = pairs
+        .iter()
+        .find(|(k, _)| k == "_page")
+        .map(|(_, v)| v.clone());
+    let summary_count = pairs.iter().any(|(k, v)| k == "_summary" && v == "count");
+    let want_total = !pairs.iter().any(|(k, v)| k == "_total" && v == "none");
+    let mut self_pairs = spec.applied.clone();
+    self_pairs.push(("_count".into(), count.to_string()));
+    if summary_count || count == 0 {
+        let total = spec.total(&state).await?;
+        let self_link = format!("{base}/Observation?{}", query_string(&self_pairs));
+        return Ok(fhir_response(
+            StatusCode::OK,
+            &searchset(&self_link, None, total, Vec::new()),
+        ));
+    }
+    let total = if want_total && token.is_none() {
+        spec.total(&state).await?
+    } else {
+        None
+    };
+    let (items, next) = spec.page(&state, count, token.clone()).await?;
+    let next_link = next.map(|t| {
+        let mut p = self_pairs.clone();
+        p.push(("_page".into(), t.as_str().to_string()));
+        format!("{base}/Observation?{}", query_string(&p))
+    });
+    if let Some(t) = token {
+        self_pairs.push(("_page".into(), t));
+    }
+    let self_link = format!("{base}/Observation?{}", query_string(&self_pairs));
+    let mut entries = Vec::with_capacity(items.len());
+    for m in &items {
+        entries.push((
+            format!("{base}/Observation/{}", m.id.as_uuid()),
+            Value::Object(observation_json(&state, m)?),
+        ));
+    }
+    Ok(fhir_response(
+        StatusCode::OK,
+        &searchset(&self_link, next_link.as_deref(), total, entries),
+    ))
+}

@@ -1,0 +1,519 @@
+//! Patient: logical ids for subjects, and the Patient interactions.
+//!
+//! A subject's Patient id is the id the server gave it (kept as the identifier
+//! `urn:healthanalyzer:fhir-reference|Patient/<id>`, which is also how a synced Patient keeps
+//! its source server's id), or else a UUID derived from its primary identifier, so that
+//! subjects which came from files or the simulator have a stable Patient id too.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use healthanalyzer_fhir::{REFERENCE_SYSTEM, check_strict, read_patient, write_patient};
+use healthanalyzer_model::{Identifier, Subject};
+use healthanalyzer_store::{Filter, identifier_key};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::{
+    check_format, fhir_response, if_match, json_body, prefer_return, read_response, write_response,
+};
+use crate::resource::{
+    base_url, check_version, now_instant, parse_resource, stamp, valid_id, version_of,
+};
+use crate::search::{DateParam, count_param, params, query_string, searchset};
+use crate::state::AppState;
+
+/// The namespace of derived Patient ids.
+const PATIENT_NS: Uuid = Uuid::from_u128(0x5b0e_2c4a_7d1f_5e3b_9a6c_0f4e_8d2b_1a37);
+
+/// The Patient id derived from a subject identifier.
+pub(crate) fn derived_id(id: &Identifier) -> String {
+    Uuid::new_v5(&PATIENT_NS, identifier_key(id).as_bytes()).to_string()
+}
+
+fn alias_id(id: &Identifier) -> Option<&str> {
+    (id.system.as_deref() == Some(REFERENCE_SYSTEM))
+        .then(|| id.value.strip_prefix("Patient/"))
+        .flatten()
+}
+
+/// The Patient id of a subject.
+pub(crate) fn logical_id(s: &Subject) -> String {
+    std::iter::once(&s.id)
+        .chain(&s.other_ids)
+        .find_map(alias_id)
+        .map_or_else(|| derived_id(&s.id), str::to_string)
+}
+
+/// The Patient id of a measurement's subject identifier, without a store lookup when the
+/// identifier is itself a reference.
+pub(crate) fn logical_id_of(id: &Identifier) -> String {
+    alias_id(id).map_or_else(|| derived_id(id), str::to_string)
+}
+
+/// A Patient id resolved: the subject's primary identifier and its record, if the store has
+/// one (measurements may arrive before demographics).
+#[derive(Debug, Clone)]
+pub(crate) struct Resolved {
+    pub(crate) primary: Identifier,
+    pub(crate) subject: Option<Subject>,
+}
+
+/// Finds the subject behind a Patient id.
+pub(crate) async fn resolve(state: &AppState, logical: &str) -> ApiResult<Option<Resolved>> {
+    if !valid_id(logical) {
+        return Ok(None);
+    }
+    let store = &state.store;
+    let alias = Identifier::new(REFERENCE_SYSTEM, format!("Patient/{logical}"));
+    if let Some(s) = store
+        .subject(&alias)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?
+    {
+        return Ok(Some(Resolved {
+            primary: s.id.clone(),
+            subject: Some(s),
+        }));
+    }
+    if Uuid::parse_str(logical).is_err() {
+        return Ok(None);
+    }
+    for attempt in 0..2 {
+        let cached = state
+            .derived_ids
+            .read()
+            .ok()
+            .and_then(|m| m.get(logical).cloned());
+        if let Some(id) = cached {
+            let subject = store
+                .subject(&id)
+                .await
+                .map_err(|e| ApiError::from_store(&e))?;
+            return Ok(Some(Resolved {
+                primary: subject.as_ref().map_or(id, |s| s.id.clone()),
+                subject,
+            }));
+        }
+        if attempt == 0 {
+            let mut found: Vec<(String, Identifier)> = Vec::new();
+            for s in store
+                .list_subjects()
+                .await
+                .map_err(|e| ApiError::from_store(&e))?
+            {
+                found.push((derived_id(&s.id), s.id));
+            }
+            for id in store
+                .subjects()
+                .await
+                .map_err(|e| ApiError::from_store(&e))?
+            {
+                found.push((derived_id(&id), id));
+            }
+            if let Ok(mut m) = state.derived_ids.write() {
+                m.extend(found);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Resolves a reference to a Patient (`123`, `Patient/123`, `<base>/Patient/123`).
+pub(crate) async fn resolve_reference(
+    state: &AppState,
+    reference: &str,
+) -> ApiResult<Option<Resolved>> {
+    let id = match reference.rsplit_once("Patient/") {
+        Some((_, id)) => id,
+        None if !reference.contains('/') => reference,
+        None => return Ok(None),
+    };
+    resolve(state, id.split('/').next().unwrap_or(id)).await
+}
+
+/// The Patient resource of a subject: what the client sent (with the server's id and meta), or,
+/// for subjects from other sources, one written from the demographics.
+pub(crate) fn patient_json(subject: &Subject) -> ApiResult<Map<String, Value>> {
+    let id = logical_id(subject);
+    if let Some(p) = &subject.payload
+        && p.media_type == healthanalyzer_fhir::FHIR_JSON
+        && let Ok(Value::Object(mut o)) = serde_json::from_str::<Value>(&p.content)
+        && o.get("resourceType").and_then(Value::as_str) == Some("Patient")
+    {
+        o.insert("id".into(), Value::String(id.clone()));
+        if o.get("meta").is_none_or(|m| m.get("versionId").is_none()) {
+            return Ok(stamp(o, &id, 1, None));
+        }
+        return Ok(o);
+    }
+    let mut written = match write_patient(subject, healthanalyzer_fhir::Profile::VitalSigns) {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => Map::new(),
+        Err(e) => return Err(ApiError::from_fhir(&e)),
+    };
+    written.insert("id".into(), Value::String(id.clone()));
+    Ok(stamp(written, &id, 1, None))
+}
+
+/// The subject a client's Patient resource describes, with its Patient id and version.
+fn subject_from(resource: Map<String, Value>) -> ApiResult<(Subject, Value)> {
+    let value = Value::Object(resource);
+    let text = value.to_string();
+    check_strict(&text).map_err(|e| ApiError::from_fhir(&e))?;
+    let subject = read_patient(&text).map_err(|e| ApiError::from_fhir(&e))?;
+    Ok((subject, value))
+}
+
+async fn store_subject(state: &AppState, subject: &Subject) -> ApiResult<()> {
+    state
+        .store
+        .put_subjects(std::slice::from_ref(subject))
+        .await
+        .map(drop)
+        .map_err(|e| match e {
+            healthanalyzer_store::Error::Conflict { .. } => ApiError::conflict(
+                "another Patient on this server has one of this Patient's identifiers; \
+                 update that Patient instead (search Patient?identifier=system|value)",
+            )
+            .at("Patient.identifier"),
+            other => ApiError::from_store(&other),
+        })
+}
+
+/// `POST /Patient` (with `If-None-Exist: identifier=system|value` for a conditional create).
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let text = json_body(&headers, &body)?;
+    let resource = parse_resource(&text, "Patient")?;
+    let base = base_url(&state, &headers);
+    let _guard = state.write_lock.lock().await;
+    if let Some(cond) = headers.get("if-none-exist") {
+        let cond = cond
+            .to_str()
+            .map_err(|_| ApiError::bad_request("If-None-Exist is not ASCII"))?;
+        let pairs = params(Some(cond.trim_start_matches('?')));
+        let found = search_subjects(&state, &pairs).await?;
+        match found.len() {
+            0 => {}
+            1 => {
+                let p = patient_json(&found[0])?;
+                let id = logical_id(&found[0]);
+                return Ok(write_response(
+                    StatusCode::OK,
+                    &format!("{base}/Patient/{id}/_history/{}", version_of(&p)),
+                    &Value::Object(p),
+                    prefer_return(&headers),
+                ));
+            }
+            n => {
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "duplicate",
+                    format!("If-None-Exist matches {n} Patients; make the condition specific"),
+                ));
+            }
+        }
+    }
+    let id = Uuid::new_v4().to_string();
+    let stamped = stamp(resource, &id, 1, Some(&now_instant()));
+    let (subject, value) = subject_from(stamped)?;
+    store_subject(&state, &subject).await?;
+    tracing::debug!(resource = "Patient", "created");
+    Ok(write_response(
+        StatusCode::CREATED,
+        &format!("{base}/Patient/{id}/_history/1"),
+        &value,
+        prefer_return(&headers),
+    ))
+}
+
+/// `GET /Patient/{id}`.
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let pairs = params(query.as_deref());
+    check_format(&headers, format_of(&pairs))?;
+    let r = resolve(&state, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Patient/{id} is not known to this server")))?;
+    let subject = r.subject.unwrap_or_else(|| Subject::new(r.primary));
+    Ok(read_response(&Value::Object(patient_json(&subject)?)))
+}
+
+pub(crate) fn format_of(pairs: &[(String, String)]) -> Option<&str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v.as_str())
+}
+
+/// `PUT /Patient/{id}`: an update (version + 1, `If-Match` honoured), or a create with the
+/// client's id when the server has no such Patient.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    if !valid_id(&id) {
+        return Err(ApiError::bad_request(format!(
+            "{id:?} is not a valid FHIR id ([A-Za-z0-9-.], at most 64)"
+        )));
+    }
+    let text = json_body(&headers, &body)?;
+    let resource = parse_resource(&text, "Patient")?;
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id => {}
+        Some(body_id) => {
+            return Err(ApiError::bad_request(format!(
+                "the body's id ({body_id}) differs from the URL's ({id})"
+            ))
+            .at("Patient.id"));
+        }
+        None => {
+            return Err(
+                ApiError::bad_request("an update needs the resource's id in the body")
+                    .at("Patient.id"),
+            );
+        }
+    }
+    let wanted = if_match(&headers)?;
+    let base = base_url(&state, &headers);
+    let _guard = state.write_lock.lock().await;
+    let existing = resolve(&state, &id).await?;
+    let (version, old) = match &existing {
+        Some(r) => {
+            let current = match &r.subject {
+                Some(s) => version_of(&patient_json(s)?),
+                None => 1,
+            };
+            check_version(wanted.as_deref(), current, &format!("Patient/{id}"))?;
+            (current + 1, Some(r))
+        }
+        None => {
+            if wanted.is_some() {
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "not-found",
+                    format!("Patient/{id} does not exist, so If-Match cannot match"),
+                ));
+            }
+            (1, None)
+        }
+    };
+    let stamped = stamp(resource, &id, version, Some(&now_instant()));
+    let (mut subject, value) = subject_from(stamped)?;
+    if let Some(old) = old {
+        // The primary identifier is the subject's identity in the store: it stays.
+        if subject.id != old.primary {
+            let mut others = vec![subject.id.clone()];
+            others.extend(subject.other_ids.drain(..).filter(|i| *i != old.primary));
+            subject.id = old.primary.clone();
+            subject.other_ids = others;
+        }
+    }
+    store_subject(&state, &subject).await?;
+    let status = if version == 1 && existing.is_none() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(write_response(
+        status,
+        &format!("{base}/Patient/{id}/_history/{version}"),
+        &value,
+        prefer_return(&headers),
+    ))
+}
+
+/// `DELETE /Patient/{id}`: refused with 409 while Observations refer to the Patient.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let _guard = state.write_lock.lock().await;
+    let Some(r) = resolve(&state, &id).await? else {
+        return Ok(no_content());
+    };
+    let n = state
+        .store
+        .count(&Filter::subject(r.primary.clone()))
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    if n > 0 {
+        return Err(ApiError::conflict(format!(
+            "Patient/{id} has {n} Observations; delete them first"
+        )));
+    }
+    state
+        .store
+        .delete_subject(&r.primary)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    Ok(no_content())
+}
+
+pub(crate) fn no_content() -> Response {
+    let mut r = Response::new(axum::body::Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
+/// The subjects matching Patient search parameters (`identifier`, `name`, `birthdate`, `_id`).
+async fn search_subjects(state: &AppState, pairs: &[(String, String)]) -> ApiResult<Vec<Subject>> {
+    let mut identifiers: Vec<Vec<Identifier>> = Vec::new();
+    let mut names: Vec<Vec<String>> = Vec::new();
+    let mut births: Vec<DateParam> = Vec::new();
+    let mut ids: Vec<Vec<String>> = Vec::new();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "identifier" => identifiers.push(v.split(',').map(parse_token).collect()),
+            "name" | "family" | "given" => {
+                names.push(v.split(',').map(|s| s.trim().to_lowercase()).collect())
+            }
+            "birthdate" => births.push(DateParam::parse(v, "birthdate")?),
+            "_id" => ids.push(v.split(',').map(str::to_string).collect()),
+            _ => {}
+        }
+    }
+    let all = state
+        .store
+        .list_subjects()
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    Ok(all
+        .into_iter()
+        .filter(|s| {
+            let sid = logical_id(s);
+            identifiers.iter().all(|any| {
+                any.iter().any(|want| {
+                    std::iter::once(&s.id).chain(&s.other_ids).any(|have| {
+                        have.value == want.value
+                            && (want.system.is_none() || have.system == want.system)
+                    })
+                })
+            }) && names.iter().all(|any| {
+                any.iter().any(|want| {
+                    s.name.as_ref().is_some_and(|n| {
+                        n.family
+                            .iter()
+                            .chain(&n.given)
+                            .chain(&n.text)
+                            .flat_map(|p| p.split_whitespace())
+                            .any(|w| w.to_lowercase().starts_with(want.as_str()))
+                    })
+                })
+            }) && births.iter().all(|p| {
+                s.birth_date.is_some_and(|b| {
+                    let lo = b.instant();
+                    let hi = lo
+                        .checked_add(healthanalyzer_model::jiff::SignedDuration::from_hours(24))
+                        .unwrap_or(lo);
+                    p.matches(lo, hi)
+                })
+            }) && ids.iter().all(|any| any.contains(&sid))
+        })
+        .collect())
+}
+
+/// `system|value`, `|value` (no system) or `value` (any system).
+fn parse_token(s: &str) -> Identifier {
+    match s.split_once('|') {
+        Some(("", v)) => Identifier {
+            system: None,
+            value: v.to_string(),
+        },
+        Some((sys, v)) => Identifier::new(sys, v),
+        None => Identifier {
+            system: None,
+            value: s.to_string(),
+        },
+    }
+}
+
+/// `GET /Patient?…`.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let pairs = params(query.as_deref());
+    check_format(&headers, format_of(&pairs))?;
+    let base = base_url(&state, &headers);
+    let count = count_param(
+        pairs
+            .iter()
+            .find(|(k, _)| k == "_count")
+            .map(|(_, v)| v.as_str()),
+        state.config.default_count,
+        state.config.max_count,
+    )?;
+    let after = pairs
+        .iter()
+        .find(|(k, _)| k == "_page")
+        .map(|(_, v)| v.clone());
+    let summary_count = pairs.iter().any(|(k, v)| k == "_summary" && v == "count");
+    let applied: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "identifier" | "name" | "family" | "given" | "birthdate" | "_id"
+            )
+        })
+        .cloned()
+        .collect();
+    let mut found: Vec<(String, Subject)> = search_subjects(&state, &applied)
+        .await?
+        .into_iter()
+        .map(|s| (logical_id(&s), s))
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    let total = found.len() as u64;
+    let mut self_pairs = applied.clone();
+    self_pairs.push(("_count".into(), count.to_string()));
+    if summary_count || count == 0 {
+        let self_link = format!("{base}/Patient?{}", query_string(&self_pairs));
+        return Ok(fhir_response(
+            StatusCode::OK,
+            &searchset(&self_link, None, Some(total), Vec::new()),
+        ));
+    }
+    let start = match &after {
+        Some(a) => found.partition_point(|(id, _)| id.as_str() <= a.as_str()),
+        None => 0,
+    };
+    let page: Vec<&(String, Subject)> = found.iter().skip(start).take(count).collect();
+    let next = (start + page.len() < found.len())
+        .then(|| page.last().map(|(id, _)| id.clone()))
+        .flatten()
+        .map(|last| {
+            let mut p = self_pairs.clone();
+            p.push(("_page".into(), last));
+            format!("{base}/Patient?{}", query_string(&p))
+        });
+    if let Some(a) = &after {
+        self_pairs.push(("_page".into(), a.clone()));
+    }
+    let self_link = format!("{base}/Patient?{}", query_string(&self_pairs));
+    let mut entries = Vec::with_capacity(page.len());
+    for (id, s) in page {
+        entries.push((
+            format!("{base}/Patient/{id}"),
+            Value::Object(patient_json(s)?),
+        ));
+    }
+    Ok(fhir_response(
+        StatusCode::OK,
+        &searchset(&self_link, next.as_deref(), Some(total), entries),
+    ))
+}

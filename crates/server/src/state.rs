@@ -1,0 +1,54 @@
+//! The server's configuration and shared state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use healthanalyzer_model::{Catalog, Identifier};
+use healthanalyzer_store::Store;
+use tokio::sync::Mutex;
+
+/// How the server behaves. [`Default`] is right for a local or hackathon server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The public base URL of the FHIR API (`https://example.org/fhir`), used in `Location`,
+    /// `fullUrl` and paging links. `None`: taken from each request's `Host` header as
+    /// `http://<host>/fhir`.
+    pub base_url: Option<String>,
+    /// The largest request body accepted, in bytes (larger: 413).
+    pub max_body_bytes: usize,
+    /// The most entries a transaction or batch Bundle may hold (more: 413).
+    pub max_bundle_entries: usize,
+    /// A request taking longer than this is abandoned with 503.
+    pub request_timeout: Duration,
+    /// The page size of a search without `_count`.
+    pub default_count: usize,
+    /// The largest page size a search may ask for (`_count` above it is lowered to it).
+    pub max_count: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_bundle_entries: 1_000,
+            request_timeout: Duration::from_secs(30),
+            default_count: 50,
+            max_count: 1_000,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) config: Arc<ServerConfig>,
+    /// Serialises the read-check-write sequences (versioned updates, conditional creates,
+    /// deletes) within this process.
+    pub(crate) write_lock: Arc<Mutex<()>>,
+    /// Derived Patient ids (of subjects without a server-assigned id) to their identifiers.
+    pub(crate) derived_ids: Arc<RwLock<HashMap<String, Identifier>>>,
+}
