@@ -55,7 +55,7 @@ pub(crate) fn capability_statement(base: &str) -> Value {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
-            "documentation": "Observations must have a code from the measurement catalog and a subject that is a Patient on this server. The server assigns Observation ids; an Observation whose identifier[0] (with a system) is already stored is refused with 409.",
+            "documentation": "Observations must have a code from the measurement catalog and a subject that is a Patient on this server. The server assigns Observation ids. Conditional create (If-None-Exist) takes the Observation search parameters, and identifier=system|value: a create with that condition stores under it, so repeating it finds the first.",
             "resource": [
                 {
                     "type": "Patient",

@@ -13,8 +13,10 @@
 //! - Observation: read, create (201 with `Location`, `ETag`, `meta.versionId` and
 //!   `lastUpdated`; conditional with `If-None-Exist`), update (`PUT`, `If-Match`, 412 on a
 //!   version conflict), delete, search (`patient`, `subject`, `code`, `category`, `date` with
-//!   every prefix but `ap` and partial dates, `identifier`, `_count`, `_sort=date|-date`,
-//!   `_summary=count`), with `next` links that stay correct while others insert.
+//!   every prefix but `ap` and partial dates, `_count`, `_sort=date|-date`,
+//!   `_summary=count`), with `next` links that stay correct while others insert. A
+//!   conditional create on `identifier=system|value` is idempotent: the next one with the
+//!   same condition finds the first.
 //! - Protocol: `application/fhir+json` (`_format=json`), `Prefer: return=minimal |
 //!   representation | OperationOutcome`, an OperationOutcome for every error, a body limit
 //!   (413), a request time limit (503), `X-Request-Id` echoed, `/healthz`.

@@ -29,20 +29,6 @@ use crate::state::AppState;
 /// The source id of measurements created through the API.
 pub const API_SOURCE: &str = "fhir-api";
 
-/// The record id of an Observation created through the API: its first business identifier
-/// when it has one with a system (so the same Observation posted twice is one measurement),
-/// else a fresh UUID.
-fn record_for(resource: &Map<String, Value>) -> String {
-    identifier_record(resource).unwrap_or_else(|| Uuid::new_v4().to_string())
-}
-
-fn identifier_record(resource: &Map<String, Value>) -> Option<String> {
-    let first = resource.get("identifier")?.as_array()?.first()?;
-    let system = first.get("system")?.as_str()?;
-    let value = first.get("value")?.as_str()?;
-    Some(token_record(system, value))
-}
-
 fn token_record(system: &str, value: &str) -> String {
     format!("identifier|{system}|{value}")
 }
@@ -195,12 +181,16 @@ pub(crate) async fn create(
     let base = base_url(&state, &headers);
     let prefer = prefer_return(&headers);
     let _guard = state.write_lock.lock().await;
+    // The record id: from the condition's identifier for a conditional create (so the next
+    // one with the same identifier finds it), else fresh: a plain POST always creates.
+    let mut record: Option<String> = None;
     if let Some(cond) = headers.get("if-none-exist") {
         let cond = cond
             .to_str()
             .map_err(|_| ApiError::bad_request("If-None-Exist is not ASCII"))?;
         let pairs = params(Some(cond.trim_start_matches('?')));
-        let spec = Spec::parse(&state, &pairs).await?;
+        let spec = Spec::parse(&state, &pairs, true).await?;
+        record = spec.identifier_record.clone();
         let found = spec.first(&state, 2).await?;
         match found.as_slice() {
             [] => {}
@@ -226,21 +216,8 @@ pub(crate) async fn create(
             }
         }
     }
-    let record = record_for(&resource);
+    let record = record.unwrap_or_else(|| Uuid::new_v4().to_string());
     let mid = MeasurementId::from_source(API_SOURCE, &record);
-    if let Some(existing) = state
-        .store
-        .get(&mid)
-        .await
-        .map_err(|e| ApiError::from_store(&e))?
-    {
-        return Err(ApiError::conflict(format!(
-            "Observation/{} already has this Observation's identifier[0]; \
-             update it with PUT, or send If-None-Exist: identifier=system|value",
-            existing.id.as_uuid()
-        ))
-        .at("Observation.identifier[0]"));
-    }
     let id = mid.as_uuid().to_string();
     let stamped = stamp(resource, &id, 1, Some(&now_instant()));
     let (m, value) = to_measurement(&state, stamped, API_SOURCE, &record).await?;
@@ -355,8 +332,10 @@ pub(crate) struct Spec {
     empty: bool,
     /// `ne` dates, applied to the results.
     not_in: Vec<DateParam>,
-    /// A single measurement by business identifier.
+    /// A single measurement by business identifier (conditional creates only).
     by_identifier: Option<MeasurementId>,
+    /// The record id a conditional create on an identifier stores under.
+    identifier_record: Option<String>,
     order: Order,
     /// The parameters applied, for the self and next links.
     applied: Vec<(String, String)>,
@@ -397,12 +376,19 @@ pub(crate) const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
 ];
 
 impl Spec {
-    pub(crate) async fn parse(state: &AppState, pairs: &[(String, String)]) -> ApiResult<Self> {
+    /// Parses search parameters; `conditional`: for `If-None-Exist`, where `identifier` is
+    /// allowed too.
+    pub(crate) async fn parse(
+        state: &AppState,
+        pairs: &[(String, String)],
+        conditional: bool,
+    ) -> ApiResult<Self> {
         let mut spec = Spec {
             filter: Filter::default(),
             empty: false,
             not_in: Vec::new(),
             by_identifier: None,
+            identifier_record: None,
             order: Order::Ascending,
             applied: Vec::new(),
         };
@@ -483,6 +469,13 @@ impl Spec {
                         None => spec.not_in.push(p),
                     }
                 }
+                "identifier" if !conditional => {
+                    return Err(ApiError::bad_request(
+                        "Observation search by identifier is not supported (no identifier index); \
+                         for idempotent creates send If-None-Exist: identifier=system|value",
+                    )
+                    .at("identifier"));
+                }
                 "identifier" => {
                     let Some((system, value)) = v.split_once('|') else {
                         return Err(ApiError::bad_request(
@@ -490,11 +483,13 @@ impl Spec {
                         )
                         .at("identifier"));
                     };
-                    let mid = MeasurementId::from_source(API_SOURCE, &token_record(system, value));
+                    let record = token_record(system, value);
+                    let mid = MeasurementId::from_source(API_SOURCE, &record);
                     if spec.by_identifier.is_some_and(|x| x != mid) {
                         spec.empty = true;
                     }
                     spec.by_identifier = Some(mid);
+                    spec.identifier_record = Some(record);
                 }
                 "_sort" => {
                     spec.order = match v.as_str() {
@@ -614,7 +609,7 @@ pub(crate) async fn search(
     let pairs = params(query.as_deref());
     check_format(&headers, format_of(&pairs))?;
     let base = base_url(&state, &headers);
-    let spec = Spec::parse(&state, &pairs).await?;
+    let spec = Spec::parse(&state, &pairs, false).await?;
     let count = count_param(
         pairs
             .iter()

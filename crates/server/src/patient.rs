@@ -167,6 +167,32 @@ fn subject_from(resource: Map<String, Value>) -> ApiResult<(Subject, Value)> {
     Ok((subject, value))
 }
 
+/// Refuses a Patient whose identifiers belong to another subject on this server (`owner` is
+/// the subject being updated, if any).
+async fn check_identifiers_free(
+    state: &AppState,
+    subject: &Subject,
+    owner: Option<&Identifier>,
+) -> ApiResult<()> {
+    for id in std::iter::once(&subject.id).chain(&subject.other_ids) {
+        if let Some(other) = state
+            .store
+            .subject(id)
+            .await
+            .map_err(|e| ApiError::from_store(&e))?
+            && owner != Some(&other.id)
+        {
+            return Err(ApiError::conflict(format!(
+                "Patient/{} already has this identifier; update that Patient, or create \
+                 conditionally with If-None-Exist: identifier=system|value",
+                logical_id(&other)
+            ))
+            .at("Patient.identifier"));
+        }
+    }
+    Ok(())
+}
+
 async fn store_subject(state: &AppState, subject: &Subject) -> ApiResult<()> {
     state
         .store
@@ -223,6 +249,7 @@ pub(crate) async fn create(
     let id = Uuid::new_v4().to_string();
     let stamped = stamp(resource, &id, 1, Some(&now_instant()));
     let (subject, value) = subject_from(stamped)?;
+    check_identifiers_free(&state, &subject, None).await?;
     store_subject(&state, &subject).await?;
     tracing::debug!(resource = "Patient", "created");
     Ok(write_response(
@@ -321,6 +348,7 @@ pub(crate) async fn update(
             subject.other_ids = others;
         }
     }
+    check_identifiers_free(&state, &subject, old.map(|o| &o.primary)).await?;
     store_subject(&state, &subject).await?;
     let status = if version == 1 && existing.is_none() {
         StatusCode::CREATED
