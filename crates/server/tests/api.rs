@@ -16,7 +16,10 @@ async fn create_read_update_delete_with_versions() {
     let s = start(ServerConfig::default()).await;
     let pid = s.patient("Versions").await;
     let created = s
-        .post("Observation", &weight(&pid, "2026-01-02T08:00:00+01:00", 81.5))
+        .post(
+            "Observation",
+            &weight(&pid, "2026-01-02T08:00:00+01:00", 81.5),
+        )
         .await;
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["id"].as_str().unwrap().to_string();
@@ -28,11 +31,17 @@ async fn create_read_update_delete_with_versions() {
     assert!(created.header("last-modified").is_some());
     assert_eq!(created.body["meta"]["versionId"], "1");
     let updated_at = created.body["meta"]["lastUpdated"].as_str().unwrap();
-    assert!(updated_at.ends_with('Z') && updated_at.len() == 24, "{updated_at}");
+    assert!(
+        updated_at.ends_with('Z') && updated_at.len() == 24,
+        "{updated_at}"
+    );
 
     let read = s.get(&format!("Observation/{id}")).await;
     assert_eq!(read.status, 200);
-    assert_eq!(read.body, created.body, "read equals the created representation");
+    assert_eq!(
+        read.body, created.body,
+        "read equals the created representation"
+    );
     assert_eq!(read.body["valueQuantity"]["value"], 81.5);
     assert_eq!(read.body["effectiveDateTime"], "2026-01-02T08:00:00+01:00");
 
@@ -116,9 +125,16 @@ async fn patients_update_as_create_search_and_delete_rules() {
         vec!["example"]
     );
     assert_eq!(search("Patient?identifier=12345").await, vec!["example"]);
-    assert!(search("Patient?identifier=urn:other|12345").await.is_empty());
+    assert!(
+        search("Patient?identifier=urn:other|12345")
+            .await
+            .is_empty()
+    );
     assert_eq!(search("Patient?birthdate=1974").await, vec!["example"]);
-    assert_eq!(search("Patient?birthdate=lt1960").await, vec![other.clone()]);
+    assert_eq!(
+        search("Patient?birthdate=lt1960").await,
+        vec![other.clone()]
+    );
     let mut all = search("Patient?_count=1").await;
     all.sort();
     let mut want = vec!["example".to_string(), other.clone()];
@@ -140,7 +156,10 @@ async fn patients_update_as_create_search_and_delete_rules() {
             Method::POST,
             "Patient",
             Some(&dup),
-            &[("if-none-exist", "identifier=urn:oid:1.2.36.146.595.217.0.1|12345")],
+            &[(
+                "if-none-exist",
+                "identifier=urn:oid:1.2.36.146.595.217.0.1|12345",
+            )],
         )
         .await;
     assert_eq!(a.status, 200, "{}", a.text);
@@ -195,31 +214,61 @@ async fn observation_search_by_code_category_and_date_prefixes() {
     };
     let p = format!("patient={pid}");
     assert_eq!(ids(format!("Observation?{p}")).await.len(), 10);
-    assert_eq!(ids(format!("Observation?subject=Patient/{pid}")).await.len(), 10);
     assert_eq!(
-        ids(format!("Observation?subject={}/Patient/{pid}", s.base)).await.len(),
-        10,
-        "an absolute reference"
+        ids(format!("Observation?subject=Patient/{pid}"))
+            .await
+            .len(),
+        10
     );
-    assert_eq!(ids(format!("Observation?{p}&code=8867-4")).await, vec![hr.clone()]);
     assert_eq!(
-        ids(format!("Observation?{p}&code=http://loinc.org|8867-4,http://loinc.org|85354-9"))
+        ids(format!("Observation?subject={}/Patient/{pid}", s.base))
             .await
             .len(),
         10,
+        "an absolute reference"
+    );
+    assert_eq!(
+        ids(format!("Observation?{p}&code=8867-4")).await,
+        vec![hr.clone()]
+    );
+    assert_eq!(
+        ids(format!(
+            "Observation?{p}&code=http://loinc.org|8867-4,http://loinc.org|85354-9"
+        ))
+        .await
+        .len(),
+        10,
         "comma = OR"
     );
-    assert!(ids(format!("Observation?{p}&code=http://snomed.info/sct|8867-4")).await.is_empty());
+    assert!(
+        ids(format!(
+            "Observation?{p}&code=http://snomed.info/sct|8867-4"
+        ))
+        .await
+        .is_empty()
+    );
     assert!(ids(format!("Observation?{p}&code=0000-0")).await.is_empty());
-    assert_eq!(ids(format!("Observation?{p}&category=vital-signs")).await.len(), 10);
-    assert!(ids(format!("Observation?{p}&category=laboratory")).await.is_empty());
+    assert_eq!(
+        ids(format!("Observation?{p}&category=vital-signs"))
+            .await
+            .len(),
+        10
+    );
+    assert!(
+        ids(format!("Observation?{p}&category=laboratory"))
+            .await
+            .is_empty()
+    );
     assert_eq!(ids("Observation?code=29463-7".to_string()).await, vec![w]);
 
     let bp_ids = |days: &[usize]| sorted(days.iter().map(|d| by_day[d - 1].clone()).collect());
     let q = |date: &str| format!("Observation?{p}&code=85354-9&date={date}");
     assert_eq!(ids(q("2024-05-03")).await, bp_ids(&[3]));
     assert_eq!(ids(q("eq2024-05-03")).await, bp_ids(&[3]));
-    assert_eq!(ids(q("ne2024-05-03")).await, bp_ids(&[1, 2, 4, 5, 6, 7, 8, 9]));
+    assert_eq!(
+        ids(q("ne2024-05-03")).await,
+        bp_ids(&[1, 2, 4, 5, 6, 7, 8, 9])
+    );
     assert_eq!(ids(q("lt2024-05-03")).await, bp_ids(&[1, 2]));
     assert_eq!(ids(q("le2024-05-03")).await, bp_ids(&[1, 2, 3]));
     assert_eq!(ids(q("gt2024-05-07")).await, bp_ids(&[8, 9]));
@@ -229,7 +278,11 @@ async fn observation_search_by_code_category_and_date_prefixes() {
     assert_eq!(ids(q("2024-05")).await.len(), 9);
     assert!(ids(q("2023")).await.is_empty());
     assert_eq!(ids(q("2024-05-05T08:00")).await, bp_ids(&[5]));
-    assert_eq!(ids(q("2024-05-05T10:00:00%2B02:00")).await, bp_ids(&[5]), "an offset");
+    assert_eq!(
+        ids(q("2024-05-05T10:00:00%2B02:00")).await,
+        bp_ids(&[5]),
+        "an offset"
+    );
     assert_eq!(
         ids(format!("{}&date=lt2024-05-06", q("ge2024-05-04"))).await,
         bp_ids(&[4, 5]),
@@ -237,25 +290,50 @@ async fn observation_search_by_code_category_and_date_prefixes() {
     );
 
     // Sort and count.
-    let desc = s.get(&format!("Observation?{p}&code=85354-9&_sort=-date&_count=3")).await;
+    let desc = s
+        .get(&format!(
+            "Observation?{p}&code=85354-9&_sort=-date&_count=3"
+        ))
+        .await;
     let first: Vec<&str> = desc.body["entry"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["resource"]["effectiveDateTime"].as_str().unwrap())
         .collect();
-    assert_eq!(first, ["2024-05-09T08:00:00Z", "2024-05-08T08:00:00Z", "2024-05-07T08:00:00Z"]);
+    assert_eq!(
+        first,
+        [
+            "2024-05-09T08:00:00Z",
+            "2024-05-08T08:00:00Z",
+            "2024-05-07T08:00:00Z"
+        ]
+    );
     assert_eq!(desc.body["total"], 9);
-    let asc = s.get(&format!("Observation?{p}&code=85354-9&_sort=date&_count=1")).await;
+    let asc = s
+        .get(&format!("Observation?{p}&code=85354-9&_sort=date&_count=1"))
+        .await;
     assert_eq!(asc.body["entry"][0]["resource"]["id"], by_day[0].as_str());
     let count = s.get(&format!("Observation?{p}&_summary=count")).await;
     assert_eq!(count.body["total"], 10);
     assert!(count.body.get("entry").is_none());
-    let ne_count = s.get(&format!("Observation?{p}&date=ne2024-05-03&_summary=count")).await;
-    assert_eq!(ne_count.body["total"], 8, "ne: 10 minus the BP and the heart rate of that day");
+    let ne_count = s
+        .get(&format!("Observation?{p}&date=ne2024-05-03&_summary=count"))
+        .await;
+    assert_eq!(
+        ne_count.body["total"], 8,
+        "ne: 10 minus the BP and the heart rate of that day"
+    );
 
     // Bad parameters: 400 with an OperationOutcome naming the parameter.
-    for bad in ["date=2024-13", "date=ap2024", "_sort=value", "_count=many", "patient=a,b", "_page=garbage"] {
+    for bad in [
+        "date=2024-13",
+        "date=ap2024",
+        "_sort=value",
+        "_count=many",
+        "patient=a,b",
+        "_page=garbage",
+    ] {
         let a = s.get(&format!("Observation?{p}&{bad}")).await;
         assert_eq!(a.status, 400, "{bad}: {}", a.text);
         a.outcome();
@@ -263,7 +341,10 @@ async fn observation_search_by_code_category_and_date_prefixes() {
     // The self link names what was applied, not what was ignored.
     let a = s.get(&format!("Observation?{p}&unknown-param=1")).await;
     let self_link = a.body["link"][0]["url"].as_str().unwrap();
-    assert!(self_link.contains("patient=") && !self_link.contains("unknown"), "{self_link}");
+    assert!(
+        self_link.contains("patient=") && !self_link.contains("unknown"),
+        "{self_link}"
+    );
 }
 
 #[tokio::test]
@@ -321,7 +402,11 @@ async fn conditional_create_and_identifiers() {
     assert_eq!(a.status, 201, "{}", a.text);
     let id = a.body["id"].as_str().unwrap().to_string();
     let b = s.send(Method::POST, "Observation", Some(&o), &cond).await;
-    assert_eq!(b.status, 200, "the second conditional create finds the first: {}", b.text);
+    assert_eq!(
+        b.status, 200,
+        "the second conditional create finds the first: {}",
+        b.text
+    );
     assert_eq!(b.body["id"], id.as_str());
     // A plain POST always creates, also with an identifier already stored (the HL7 examples
     // share one identifier between three blood-pressure Observations).
@@ -339,7 +424,8 @@ async fn conditional_create_and_identifiers() {
     assert_eq!(g.status, 400);
     assert!(g.outcome().contains("If-None-Exist"));
     // A condition on patient and date that matches two: 412.
-    s.observation(&weight(&pid, "2024-06-01T09:00:00Z", 70.5)).await;
+    s.observation(&weight(&pid, "2024-06-01T09:00:00Z", 70.5))
+        .await;
     let d = s
         .send(
             Method::POST,
@@ -361,35 +447,71 @@ async fn validation_errors_get_the_right_status_and_an_outcome() {
     .await;
     let pid = s.patient("Errors").await;
     let cases: Vec<(&str, Value, u16)> = vec![
-        ("unknown subject", weight("no-such-patient", "2024-01-01T00:00:00Z", 70.0), 422),
-        ("contained subject", {
-            let mut o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
-            o["subject"] = json!({"reference": "#p1"});
-            o
-        }, 422),
-        ("a code outside the catalog", {
-            let mut o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
-            o["code"] = json!({"coding": [{"system": "http://loinc.org", "code": "2345-7"}]});
-            o
-        }, 422),
-        ("an implausible value", weight(&pid, "2024-01-01T00:00:00Z", 7000.0), 422),
-        ("a unit that is not a weight", {
-            let mut o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
-            o["valueQuantity"]["code"] = json!("mm[Hg]");
-            o
-        }, 422),
-        ("a date in the future", weight(&pid, "2999-01-01T00:00:00Z", 70.0), 422),
-        ("a wrong datatype", {
-            let mut o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
-            o["status"] = json!(7);
-            o
-        }, 400),
-        ("an unknown element", {
-            let mut o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
-            o["colour"] = json!("blue");
-            o
-        }, 400),
-        ("another resource type", json!({"resourceType": "Patient"}), 400),
+        (
+            "unknown subject",
+            weight("no-such-patient", "2024-01-01T00:00:00Z", 70.0),
+            422,
+        ),
+        (
+            "contained subject",
+            {
+                let mut o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
+                o["subject"] = json!({"reference": "#p1"});
+                o
+            },
+            422,
+        ),
+        (
+            "a code outside the catalog",
+            {
+                let mut o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
+                o["code"] = json!({"coding": [{"system": "http://loinc.org", "code": "2345-7"}]});
+                o
+            },
+            422,
+        ),
+        (
+            "an implausible value",
+            weight(&pid, "2024-01-01T00:00:00Z", 7000.0),
+            422,
+        ),
+        (
+            "a unit that is not a weight",
+            {
+                let mut o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
+                o["valueQuantity"]["code"] = json!("mm[Hg]");
+                o
+            },
+            422,
+        ),
+        (
+            "a date in the future",
+            weight(&pid, "2999-01-01T00:00:00Z", 70.0),
+            422,
+        ),
+        (
+            "a wrong datatype",
+            {
+                let mut o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
+                o["status"] = json!(7);
+                o
+            },
+            400,
+        ),
+        (
+            "an unknown element",
+            {
+                let mut o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
+                o["colour"] = json!("blue");
+                o
+            },
+            400,
+        ),
+        (
+            "another resource type",
+            json!({"resourceType": "Patient"}),
+            400,
+        ),
         ("not an object", json!([1, 2]), 400),
     ];
     for (what, body, status) in cases {
@@ -399,14 +521,24 @@ async fn validation_errors_get_the_right_status_and_an_outcome() {
         assert!(!d.is_empty(), "{what}: diagnostics");
     }
     // Nothing of the above was stored.
-    assert!(s.search_ids(&format!("Observation?patient={pid}")).await.0.is_empty());
+    assert!(
+        s.search_ids(&format!("Observation?patient={pid}"))
+            .await
+            .0
+            .is_empty()
+    );
 
     let big = json!({"resourceType": "Observation", "note": [{"text": "x".repeat(100 * 1024)}]});
     let a = s.post("Observation", &big).await;
     assert_eq!(a.status, 413, "{}", a.text);
     a.outcome();
     let a = s
-        .send(Method::POST, "Observation", None, &[("content-type", "application/fhir+xml")])
+        .send(
+            Method::POST,
+            "Observation",
+            None,
+            &[("content-type", "application/fhir+xml")],
+        )
         .await;
     assert_eq!(a.status, 415, "{}", a.text);
     a.outcome();
@@ -419,7 +551,14 @@ async fn validation_errors_get_the_right_status_and_an_outcome() {
     let a = s.get("metadata?_format=xml").await;
     assert_eq!(a.status, 406, "{}", a.text);
     a.outcome();
-    let a = s.send(Method::GET, "metadata", None, &[("accept", "application/fhir+xml")]).await;
+    let a = s
+        .send(
+            Method::GET,
+            "metadata",
+            None,
+            &[("accept", "application/fhir+xml")],
+        )
+        .await;
     assert_eq!(a.status, 406);
     assert_eq!(s.get("metadata?_format=json").await.status, 200);
 }
@@ -430,20 +569,35 @@ async fn protocol_details() {
     let pid = s.patient("Protocol").await;
     // X-Request-Id: echoed when sent, made up when not.
     let a = s
-        .send(Method::GET, "metadata", None, &[("x-request-id", "triage-42")])
+        .send(
+            Method::GET,
+            "metadata",
+            None,
+            &[("x-request-id", "triage-42")],
+        )
         .await;
     assert_eq!(a.header("x-request-id"), Some("triage-42"));
     let b = s.get("metadata").await;
     assert_eq!(b.header("x-request-id").map(str::len), Some(36));
     let e = s
-        .send(Method::GET, "Observation/nope", None, &[("x-request-id", "triage-43")])
+        .send(
+            Method::GET,
+            "Observation/nope",
+            None,
+            &[("x-request-id", "triage-43")],
+        )
         .await;
     assert_eq!(e.header("x-request-id"), Some("triage-43"), "errors too");
 
     // Prefer.
     let o = weight(&pid, "2024-01-01T00:00:00Z", 70.0);
     let a = s
-        .send(Method::POST, "Observation", Some(&o), &[("prefer", "return=minimal")])
+        .send(
+            Method::POST,
+            "Observation",
+            Some(&o),
+            &[("prefer", "return=minimal")],
+        )
         .await;
     assert_eq!(a.status, 201);
     assert!(a.text.is_empty(), "{}", a.text);
@@ -477,10 +631,16 @@ async fn protocol_details() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    for n in ["patient", "subject", "code", "category", "date", "_count", "_sort", "_summary"] {
+    for n in [
+        "patient", "subject", "code", "category", "date", "_count", "_sort", "_summary",
+    ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
-    let health = reqwest::get(s.base.replace("/fhir", "/healthz")).await.unwrap();
+    let health = common::client()
+        .get(s.base.replace("/fhir", "/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status().as_u16(), 200);
 }
 
@@ -509,7 +669,10 @@ impl healthanalyzer_store::MeasurementStore for SlowStore {
     ) -> healthanalyzer_store::Result<healthanalyzer_store::Page> {
         self.0.query(query).await
     }
-    async fn count(&self, filter: &healthanalyzer_store::Filter) -> healthanalyzer_store::Result<u64> {
+    async fn count(
+        &self,
+        filter: &healthanalyzer_store::Filter,
+    ) -> healthanalyzer_store::Result<u64> {
         self.0.count(filter).await
     }
     async fn latest(
@@ -520,7 +683,9 @@ impl healthanalyzer_store::MeasurementStore for SlowStore {
     ) -> healthanalyzer_store::Result<Vec<healthanalyzer_model::Measurement>> {
         self.0.latest(subject, kinds, n).await
     }
-    async fn subjects(&self) -> healthanalyzer_store::Result<Vec<healthanalyzer_model::Identifier>> {
+    async fn subjects(
+        &self,
+    ) -> healthanalyzer_store::Result<Vec<healthanalyzer_model::Identifier>> {
         self.0.subjects().await
     }
     async fn delete(
@@ -552,10 +717,15 @@ impl healthanalyzer_store::SubjectStore for SlowStore {
     ) -> healthanalyzer_store::Result<Option<healthanalyzer_model::Subject>> {
         self.0.subject(id).await
     }
-    async fn list_subjects(&self) -> healthanalyzer_store::Result<Vec<healthanalyzer_model::Subject>> {
+    async fn list_subjects(
+        &self,
+    ) -> healthanalyzer_store::Result<Vec<healthanalyzer_model::Subject>> {
         self.0.list_subjects().await
     }
-    async fn delete_subject(&self, id: &healthanalyzer_model::Identifier) -> healthanalyzer_store::Result<bool> {
+    async fn delete_subject(
+        &self,
+        id: &healthanalyzer_model::Identifier,
+    ) -> healthanalyzer_store::Result<bool> {
         self.0.delete_subject(id).await
     }
 }
@@ -572,12 +742,20 @@ async fn a_slow_request_is_ended_with_503_and_an_outcome() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
-    let res = reqwest::get(format!("http://{addr}/healthz")).await.unwrap();
+    let res = common::client()
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 503);
     let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
     assert_eq!(body["resourceType"], "OperationOutcome");
     assert_eq!(body["issue"][0]["code"], "timeout");
     // A request that needs no slow store call still answers.
-    let res = reqwest::get(format!("http://{addr}/fhir/metadata")).await.unwrap();
+    let res = common::client()
+        .get(format!("http://{addr}/fhir/metadata"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status().as_u16(), 200);
 }

@@ -29,7 +29,9 @@ fn without_id_and_meta(v: &Value) -> Value {
 #[tokio::test]
 async fn vital_sign_examples_post_and_read_back_equal() {
     let Some(fixtures) = std::env::var_os("HEALTHANALYZER_FIXTURES") else {
-        skip("vital_sign_examples_post_and_read_back_equal: HEALTHANALYZER_FIXTURES is not set (.ci/run sets it)");
+        skip(
+            "vital_sign_examples_post_and_read_back_equal: HEALTHANALYZER_FIXTURES is not set (.ci/run sets it)",
+        );
         return;
     };
     let dir = PathBuf::from(fixtures).join("hl7-fhir-r4-examples");
@@ -108,7 +110,10 @@ async fn vital_sign_examples_post_and_read_back_equal() {
         1,
         "only the vitals panel (no value of its own) is refused: {refused:#?}"
     );
-    assert!(refused[0].starts_with("Observation-vitals-panel: HTTP 422"), "{refused:?}");
+    assert!(
+        refused[0].starts_with("Observation-vitals-panel: HTTP 422"),
+        "{refused:?}"
+    );
 
     // Search results and the CapabilityStatement too.
     for (name, q) in [
@@ -123,12 +128,17 @@ async fn vital_sign_examples_post_and_read_back_equal() {
         save(name, &a.body);
     }
     let example = s.get("Observation?patient=example&_summary=count").await;
-    assert_eq!(example.body["total"].as_u64(), Some(posted as u64 - 1), "all but f202 (Patient/f201) are Patient/example's");
-    drop(save);
+    assert_eq!(
+        example.body["total"].as_u64(),
+        Some(posted as u64 - 1),
+        "all but f202 (Patient/f201) are Patient/example's"
+    );
     let n = saved;
 
     match std::env::var_os("HEALTHANALYZER_FHIR_TOOLS") {
-        None => skip("validation of the server's responses: HEALTHANALYZER_FHIR_TOOLS is not set (.ci/run sets it to ../shared/tools)"),
+        None => skip(
+            "validation of the server's responses: HEALTHANALYZER_FHIR_TOOLS is not set (.ci/run sets it to ../shared/tools)",
+        ),
         Some(tools) => {
             let script = PathBuf::from(tools).join("validate_fhir.py");
             let res = std::process::Command::new("python3")

@@ -76,7 +76,7 @@ pub async fn start(config: ServerConfig) -> TestServer {
     TestServer {
         base: format!("http://{addr}/fhir"),
         store,
-        http: reqwest::Client::new(),
+        http: client(),
         _dir: dir,
         stop: Some(tx),
     }
@@ -122,7 +122,8 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Answer {
-        self.send(reqwest::Method::POST, path, Some(body), &[]).await
+        self.send(reqwest::Method::POST, path, Some(body), &[])
+            .await
     }
 
     pub async fn put(&self, path: &str, body: &Value) -> Answer {
@@ -181,6 +182,12 @@ impl TestServer {
             }
         }
     }
+}
+
+/// An HTTP client (with a TLS crypto provider installed, which a workspace build may need).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// A blood-pressure Observation.

@@ -1,0 +1,168 @@
+//! The `healthanalyzer-server` binary as a process: it serves, shuts down gracefully on
+//! SIGTERM, warns when listening beyond loopback, refuses a bad store, and passes the
+//! third-party client probes (`$HEALTHANALYZER_FHIR_TOOLS`: fhirpy and fhirclient in Python,
+//! fhir-kit-client in JavaScript).
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Running {
+    child: Child,
+    base: String,
+    log: mpsc::Receiver<String>,
+    /// The log lines up to the address line.
+    early: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on a free port over a fresh SQLite file and waits for its address.
+fn start(listen: &str) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_healthanalyzer-server"))
+        .args([
+            "--db",
+            &format!("sqlite:{}", dir.path().join("s.db").display()),
+        ])
+        .args(["--listen", listen])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let base = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("no address announced; log: {seen:#?}"));
+        let found = line
+            .split("FHIR API at ")
+            .nth(1)
+            .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string());
+        seen.push(line);
+        if let Some(base) = found {
+            break base;
+        }
+    };
+    Running {
+        child,
+        base,
+        log: rx,
+        early: seen,
+        _dir: dir,
+    }
+}
+
+fn terminate(mut r: Running) -> (Option<i32>, Vec<String>) {
+    let pid = r.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = r.child.wait().unwrap();
+    let mut lines = std::mem::take(&mut r.early);
+    while let Ok(l) = r.log.recv_timeout(Duration::from_secs(2)) {
+        lines.push(l);
+    }
+    (status.code(), lines)
+}
+
+#[tokio::test]
+async fn serves_and_stops_gracefully_on_sigterm() {
+    let r = start("127.0.0.1:0");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let res = reqwest::get(format!("{}/metadata", r.base)).await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let caps: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    assert_eq!(caps["fhirVersion"], "4.0.1");
+    let (code, log) = terminate(r);
+    assert_eq!(code, Some(0), "{log:#?}");
+    assert!(log.iter().any(|l| l.contains("stopped")), "{log:#?}");
+}
+
+#[tokio::test]
+async fn warns_when_listening_beyond_loopback_without_auth() {
+    let r = start("0.0.0.0:0");
+    let (_, log) = terminate(r);
+    assert!(
+        log.iter()
+            .any(|l| l.contains("WARN") && l.contains("WITHOUT authentication")),
+        "{log:#?}"
+    );
+    let r = start("127.0.0.1:0");
+    let (_, log) = terminate(r);
+    assert!(
+        !log.iter().any(|l| l.contains("WITHOUT authentication")),
+        "no warning on loopback: {log:#?}"
+    );
+}
+
+#[test]
+fn a_bad_store_url_exits_2_with_the_reason() {
+    let out = Command::new(env!("CARGO_BIN_EXE_healthanalyzer-server"))
+        .args(["--db", "mysql://nowhere", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mysql"), "{err}");
+}
+
+fn tools() -> Option<std::path::PathBuf> {
+    match std::env::var_os("HEALTHANALYZER_FHIR_TOOLS") {
+        Some(t) => Some(t.into()),
+        None => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED the client probes: HEALTHANALYZER_FHIR_TOOLS is not set (.ci/run sets it to ../shared/tools)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn python_clients_probe_passes_29_of_29() {
+    let Some(tools) = tools() else { return };
+    let r = start("127.0.0.1:0");
+    let out = Command::new("python3")
+        .arg(tools.join("probe_server.py"))
+        .arg(&r.base)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("29 passed, 0 failed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn javascript_client_probe_passes_7_of_7() {
+    let Some(tools) = tools() else { return };
+    let r = start("127.0.0.1:0");
+    let out = Command::new("bash")
+        .arg(tools.join("run-fhirkit-probe.sh"))
+        .arg(&r.base)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("7 passed, 0 failed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
