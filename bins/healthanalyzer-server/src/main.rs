@@ -28,8 +28,8 @@ struct Cli {
     /// The address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The public base URL of the API (for links), e.g. https://fhir.example.org/fhir.
-    /// Default: http://<Host header>/fhir.
+    /// The public base URL of the API (for links), e.g. `https://fhir.example.org/fhir`.
+    /// Default: `http://<Host header>/fhir`.
     #[arg(long)]
     base_url: Option<String>,
     /// The largest request body accepted, in MiB.
