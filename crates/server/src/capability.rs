@@ -55,6 +55,10 @@ pub(crate) fn capability_statement(base: &str) -> Value {
         "format": ["application/fhir+json", "json"],
         "rest": [{
             "mode": "server",
+            "interaction": [
+                {"code": "transaction", "documentation": "POST Type, PUT Type/id and DELETE Type/id of Patient and Observation; urn:uuid references resolved; all or nothing"},
+                {"code": "batch", "documentation": "Any interaction of this server per entry, each on its own"}
+            ],
             "documentation": "Observations must have a code from the measurement catalog and a subject that is a Patient on this server. The server assigns Observation ids. Conditional create (If-None-Exist) takes the Observation search parameters, and identifier=system|value: a create with that condition stores under it, so repeating it finds the first.",
             "resource": [
                 {

@@ -38,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+mod bundle;
 mod capability;
 mod error;
 mod http;
@@ -107,6 +108,7 @@ impl FhirServer {
             config: Arc::new(self.config.clone()),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             derived_ids: Arc::new(RwLock::new(HashMap::new())),
+            api: Arc::new(std::sync::OnceLock::new()),
         };
         let fhir = Router::new()
             .route("/metadata", get(metadata))
@@ -127,8 +129,15 @@ impl FhirServer {
                     .put(observation::update)
                     .delete(observation::delete),
             );
+        let _ = state.api.set(
+            fhir.clone()
+                .layer(axum::middleware::from_fn(http::outcome_for_bare_errors))
+                .with_state(state.clone()),
+        );
         Router::new()
             .nest("/fhir", fhir)
+            .route("/fhir/", axum::routing::post(bundle::post))
+            .route("/fhir", axum::routing::post(bundle::post))
             .route("/healthz", get(healthz))
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .layer(axum::middleware::from_fn_with_state(

@@ -26,10 +26,13 @@ use crate::search::{
 };
 use crate::state::AppState;
 
+/// Patients created in the same transaction: `Patient/<id>` to their primary identifier.
+pub(crate) type Pending = std::collections::HashMap<String, Identifier>;
+
 /// The source id of measurements created through the API.
 pub const API_SOURCE: &str = "fhir-api";
 
-fn token_record(system: &str, value: &str) -> String {
+pub(crate) fn token_record(system: &str, value: &str) -> String {
     format!("identifier|{system}|{value}")
 }
 
@@ -70,11 +73,12 @@ pub(crate) fn observation_json(state: &AppState, m: &Measurement) -> ApiResult<M
 
 /// Checks and maps a client's Observation (already stamped with id and meta) into the
 /// measurement to store under (`source`, `record`).
-async fn to_measurement(
+pub(crate) async fn to_measurement(
     state: &AppState,
     resource: Map<String, Value>,
     source: &str,
     record: &str,
+    pending: &Pending,
 ) -> ApiResult<(Measurement, Value)> {
     let value = Value::Object(resource);
     let text = value.to_string();
@@ -84,6 +88,7 @@ async fn to_measurement(
         .and_then(|s| s.get("reference"))
         .and_then(Value::as_str);
     let primary = match reference {
+        Some(r) if pending.contains_key(r) => pending[r].clone(),
         Some(r) => {
             let resolved = resolve_reference(state, r).await?.ok_or_else(|| {
                 ApiError::unprocessable(format!(
@@ -146,7 +151,7 @@ async fn to_measurement(
     Ok((m, value))
 }
 
-async fn write(state: &AppState, m: &Measurement) -> ApiResult<()> {
+pub(crate) async fn write(state: &AppState, m: &Measurement) -> ApiResult<()> {
     state
         .store
         .write(std::slice::from_ref(m), None)
@@ -159,7 +164,7 @@ fn parse_id(id: &str) -> Option<MeasurementId> {
     Uuid::parse_str(id).ok().map(MeasurementId::from_uuid)
 }
 
-async fn get(state: &AppState, id: &str) -> ApiResult<Option<Measurement>> {
+pub(crate) async fn get(state: &AppState, id: &str) -> ApiResult<Option<Measurement>> {
     let Some(mid) = parse_id(id) else {
         return Ok(None);
     };
@@ -220,7 +225,7 @@ pub(crate) async fn create(
     let mid = MeasurementId::from_source(API_SOURCE, &record);
     let id = mid.as_uuid().to_string();
     let stamped = stamp(resource, &id, 1, Some(&now_instant()));
-    let (m, value) = to_measurement(&state, stamped, API_SOURCE, &record).await?;
+    let (m, value) = to_measurement(&state, stamped, API_SOURCE, &record, &Pending::new()).await?;
     write(&state, &m).await?;
     tracing::debug!(resource = "Observation", kind = %m.kind, "created");
     Ok(write_response(
@@ -297,6 +302,7 @@ pub(crate) async fn update(
         stamped,
         &old.provenance.source_id,
         &old.provenance.record_id,
+        &Pending::new(),
     )
     .await?;
     write(&state, &m).await?;

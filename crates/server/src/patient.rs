@@ -193,10 +193,15 @@ async fn check_identifiers_free(
     Ok(())
 }
 
-async fn store_subject(state: &AppState, subject: &Subject) -> ApiResult<()> {
+pub(crate) async fn store_subject(state: &AppState, subject: &Subject) -> ApiResult<()> {
+    store_subjects(state, std::slice::from_ref(subject)).await
+}
+
+/// Stores subjects in one write; an identifier held by another subject is 409.
+pub(crate) async fn store_subjects(state: &AppState, subjects: &[Subject]) -> ApiResult<()> {
     state
         .store
-        .put_subjects(std::slice::from_ref(subject))
+        .put_subjects(subjects)
         .await
         .map(drop)
         .map_err(|e| match e {
@@ -247,9 +252,7 @@ pub(crate) async fn create(
         }
     }
     let id = Uuid::new_v4().to_string();
-    let stamped = stamp(resource, &id, 1, Some(&now_instant()));
-    let (subject, value) = subject_from(stamped)?;
-    check_identifiers_free(&state, &subject, None).await?;
+    let (subject, value) = prepare_create(&state, resource, &id).await?;
     store_subject(&state, &subject).await?;
     tracing::debug!(resource = "Patient", "created");
     Ok(write_response(
@@ -316,41 +319,10 @@ pub(crate) async fn update(
     let wanted = if_match(&headers)?;
     let base = base_url(&state, &headers);
     let _guard = state.write_lock.lock().await;
-    let existing = resolve(&state, &id).await?;
-    let (version, old) = match &existing {
-        Some(r) => {
-            let current = match &r.subject {
-                Some(s) => version_of(&patient_json(s)?),
-                None => 1,
-            };
-            check_version(wanted.as_deref(), current, &format!("Patient/{id}"))?;
-            (current + 1, Some(r))
-        }
-        None => {
-            if wanted.is_some() {
-                return Err(ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "not-found",
-                    format!("Patient/{id} does not exist, so If-Match cannot match"),
-                ));
-            }
-            (1, None)
-        }
-    };
-    let stamped = stamp(resource, &id, version, Some(&now_instant()));
-    let (mut subject, value) = subject_from(stamped)?;
-    if let Some(old) = old {
-        // The primary identifier is the subject's identity in the store: it stays.
-        if subject.id != old.primary {
-            let mut others = vec![subject.id.clone()];
-            others.extend(subject.other_ids.drain(..).filter(|i| *i != old.primary));
-            subject.id = old.primary.clone();
-            subject.other_ids = others;
-        }
-    }
-    check_identifiers_free(&state, &subject, old.map(|o| &o.primary)).await?;
-    store_subject(&state, &subject).await?;
-    let status = if version == 1 && existing.is_none() {
+    let put = prepare_put(&state, &id, resource, wanted.as_deref()).await?;
+    store_subject(&state, &put.subject).await?;
+    let (version, value, existing) = (put.version, put.value, put.existed);
+    let status = if !existing {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -361,6 +333,79 @@ pub(crate) async fn update(
         &value,
         prefer_return(&headers),
     ))
+}
+
+/// A Patient update (or create with the client's id), checked and ready to store.
+pub(crate) struct PreparedPut {
+    pub(crate) subject: Subject,
+    pub(crate) value: Value,
+    pub(crate) version: u64,
+    /// Whether the Patient existed (update) or not (create).
+    pub(crate) existed: bool,
+    /// The subject as it was, for undoing.
+    pub(crate) before: Option<Subject>,
+}
+
+/// Checks a PUT of Patient `id`: `If-Match`, the version, identifiers free, the primary
+/// identifier kept.
+pub(crate) async fn prepare_put(
+    state: &AppState,
+    id: &str,
+    resource: Map<String, Value>,
+    wanted: Option<&str>,
+) -> ApiResult<PreparedPut> {
+    let existing = resolve(state, id).await?;
+    let version = match &existing {
+        Some(r) => {
+            let current = match &r.subject {
+                Some(s) => version_of(&patient_json(s)?),
+                None => 1,
+            };
+            check_version(wanted, current, &format!("Patient/{id}"))?;
+            current + 1
+        }
+        None => {
+            if wanted.is_some() {
+                return Err(ApiError::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "not-found",
+                    format!("Patient/{id} does not exist, so If-Match cannot match"),
+                ));
+            }
+            1
+        }
+    };
+    let stamped = stamp(resource, id, version, Some(&now_instant()));
+    let (mut subject, value) = subject_from(stamped)?;
+    if let Some(old) = &existing {
+        // The primary identifier is the subject's identity in the store: it stays.
+        if subject.id != old.primary {
+            let mut others = vec![subject.id.clone()];
+            others.extend(subject.other_ids.drain(..).filter(|i| *i != old.primary));
+            subject.id = old.primary.clone();
+            subject.other_ids = others;
+        }
+    }
+    check_identifiers_free(state, &subject, existing.as_ref().map(|o| &o.primary)).await?;
+    Ok(PreparedPut {
+        subject,
+        value,
+        version,
+        existed: existing.is_some(),
+        before: existing.and_then(|e| e.subject),
+    })
+}
+
+/// A Patient create: a new id, checked and ready to store.
+pub(crate) async fn prepare_create(
+    state: &AppState,
+    resource: Map<String, Value>,
+    id: &str,
+) -> ApiResult<(Subject, Value)> {
+    let stamped = stamp(resource, id, 1, Some(&now_instant()));
+    let (subject, value) = subject_from(stamped)?;
+    check_identifiers_free(state, &subject, None).await?;
+    Ok((subject, value))
 }
 
 /// `DELETE /Patient/{id}`: refused with 409 while Observations refer to the Patient.

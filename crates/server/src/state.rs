@@ -51,4 +51,6 @@ pub(crate) struct AppState {
     pub(crate) write_lock: Arc<Mutex<()>>,
     /// Derived Patient ids (of subjects without a server-assigned id) to their identifiers.
     pub(crate) derived_ids: Arc<RwLock<HashMap<String, Identifier>>>,
+    /// The FHIR routes, for the entries of a batch Bundle.
+    pub(crate) api: Arc<std::sync::OnceLock<axum::Router>>,
 }

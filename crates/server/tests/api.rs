@@ -759,3 +759,194 @@ async fn a_slow_request_is_ended_with_503_and_an_outcome() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
 }
+
+fn tx_bundle(kind: &str, entries: Vec<Value>) -> Value {
+    json!({"resourceType": "Bundle", "type": kind, "entry": entries})
+}
+
+#[tokio::test]
+async fn a_transaction_is_all_or_nothing_and_resolves_urn_uuids() {
+    let s = start(ServerConfig::default()).await;
+    let patient = json!({"resourceType": "Patient", "identifier": [{"system": "urn:test:mrn", "value": "tx-1"}],
+                         "name": [{"family": "Transaction"}]});
+    let obs = bp("IGNORED", "2024-03-01T08:00:00Z", 131, 84);
+    let mut obs_urn = obs.clone();
+    obs_urn["subject"] = json!({"reference": "urn:uuid:6f0c8a6e-0000-4000-8000-000000000001"});
+    let good = tx_bundle(
+        "transaction",
+        vec![
+            json!({"fullUrl": "urn:uuid:6f0c8a6e-0000-4000-8000-000000000001", "resource": patient,
+               "request": {"method": "POST", "url": "Patient"}}),
+            json!({"fullUrl": "urn:uuid:6f0c8a6e-0000-4000-8000-000000000002", "resource": obs_urn,
+               "request": {"method": "POST", "url": "Observation"}}),
+        ],
+    );
+    let a = s.post("", &good).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["type"], "transaction-response");
+    let entries = a.body["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["response"]["status"], "201 Created");
+    let pid = entries[0]["resource"]["id"].as_str().unwrap();
+    let oid = entries[1]["resource"]["id"].as_str().unwrap();
+    let read = s.get(&format!("Observation/{oid}")).await;
+    assert_eq!(
+        read.body["subject"]["reference"],
+        format!("Patient/{pid}"),
+        "urn:uuid resolved"
+    );
+    assert_eq!(
+        s.search_ids(&format!("Observation?patient={pid}")).await.0,
+        vec![oid.to_string()]
+    );
+    assert!(
+        entries[1]["response"]["location"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Observation/{oid}/_history/1"))
+    );
+
+    // A transaction whose last entry is invalid writes nothing at all.
+    let p2 = json!({"resourceType": "Patient", "identifier": [{"system": "urn:test:mrn", "value": "tx-2"}]});
+    let mut bad_obs = bp("x", "2024-03-02T08:00:00Z", 131, 84);
+    bad_obs["subject"] = json!({"reference": "urn:uuid:6f0c8a6e-0000-4000-8000-000000000003"});
+    bad_obs["code"] = json!({"coding": [{"system": "http://loinc.org", "code": "2345-7"}]});
+    let bad = tx_bundle(
+        "transaction",
+        vec![
+            json!({"fullUrl": "urn:uuid:6f0c8a6e-0000-4000-8000-000000000003", "resource": p2,
+               "request": {"method": "POST", "url": "Patient"}}),
+            json!({"resource": bp(pid, "2024-03-02T08:00:00Z", 120, 80), "request": {"method": "POST", "url": "Observation"}}),
+            json!({"resource": bad_obs, "request": {"method": "POST", "url": "Observation"}}),
+        ],
+    );
+    let a = s.post("", &bad).await;
+    assert_eq!(a.status, 422, "{}", a.text);
+    let d = a.outcome();
+    assert!(d.starts_with("Bundle.entry[2]"), "{d}");
+    assert!(
+        s.search_ids("Patient?identifier=urn:test:mrn|tx-2")
+            .await
+            .0
+            .is_empty(),
+        "no Patient written"
+    );
+    assert_eq!(
+        s.search_ids(&format!("Observation?patient={pid}"))
+            .await
+            .0
+            .len(),
+        1,
+        "no Observation written"
+    );
+
+    // Update and delete in one transaction, with ifMatch.
+    let mut changed = read.body.clone();
+    changed["status"] = json!("amended");
+    let t = tx_bundle(
+        "transaction",
+        vec![
+            json!({"resource": changed, "request": {"method": "PUT", "url": format!("Observation/{oid}"), "ifMatch": "W/\"1\""}}),
+        ],
+    );
+    let a = s.post("", &t).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["entry"][0]["response"]["status"], "200 OK");
+    assert_eq!(
+        s.get(&format!("Observation/{oid}")).await.body["meta"]["versionId"],
+        "2"
+    );
+    let stale = s.post("", &t).await;
+    assert_eq!(stale.status, 412, "{}", stale.text);
+    let t = tx_bundle(
+        "transaction",
+        vec![
+            json!({"request": {"method": "DELETE", "url": format!("Observation/{oid}")}}),
+            json!({"request": {"method": "DELETE", "url": format!("Patient/{pid}")}}),
+        ],
+    );
+    let a = s.post("", &t).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(s.get(&format!("Patient/{pid}")).await.status, 404);
+
+    // Limits and shapes.
+    let small = start(ServerConfig {
+        max_bundle_entries: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let three = tx_bundle(
+        "transaction",
+        (0..3)
+            .map(|_| json!({"request": {"method": "DELETE", "url": "Observation/x"}}))
+            .collect(),
+    );
+    let a = small.post("", &three).await;
+    assert_eq!(a.status, 413, "{}", a.text);
+    a.outcome();
+    let a = s.post("", &tx_bundle("collection", vec![])).await;
+    assert_eq!(a.status, 400);
+    a.outcome();
+    let a = s
+        .post(
+            "",
+            &tx_bundle(
+                "transaction",
+                vec![json!({"request": {"method": "GET", "url": "Patient"}})],
+            ),
+        )
+        .await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert!(a.outcome().contains("batch"));
+}
+
+#[tokio::test]
+async fn a_batch_runs_each_entry_on_its_own() {
+    let s = start(ServerConfig::default()).await;
+    let pid = s.patient("Batch").await;
+    let b = tx_bundle(
+        "batch",
+        vec![
+            json!({"resource": weight(&pid, "2024-03-01T08:00:00Z", 80.0), "request": {"method": "POST", "url": "Observation"}}),
+            json!({"resource": weight("nobody", "2024-03-01T08:00:00Z", 80.0), "request": {"method": "POST", "url": "Observation"}}),
+            json!({"request": {"method": "GET", "url": format!("Observation?patient={pid}")}}),
+            json!({"request": {"method": "GET", "url": "Observation/does-not-exist"}}),
+            json!({"resource": weight(&pid, "2024-03-02T08:00:00Z", 80.5), "request": {"method": "POST", "url": "Observation",
+               "ifNoneExist": "identifier=urn:test:b|1"}}),
+        ],
+    );
+    // The base URL with a trailing slash works as well.
+    let a = s
+        .send(Method::POST, &format!("{}/", s.base), Some(&b), &[])
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["type"], "batch-response");
+    let st: Vec<&str> = a.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["response"]["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        st,
+        [
+            "201 Created",
+            "422 Unprocessable Entity",
+            "200 OK",
+            "404 Not Found",
+            "201 Created"
+        ]
+    );
+    assert_eq!(
+        a.body["entry"][1]["response"]["outcome"]["resourceType"],
+        "OperationOutcome"
+    );
+    assert_eq!(a.body["entry"][2]["resource"]["type"], "searchset");
+    assert_eq!(
+        s.search_ids(&format!("Observation?patient={pid}"))
+            .await
+            .0
+            .len(),
+        2
+    );
+}

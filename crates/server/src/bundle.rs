@@ -1,0 +1,625 @@
+//! `POST /fhir` with a transaction (all or nothing) or batch (each entry on its own) Bundle.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use axum::response::Response;
+use healthanalyzer_model::{Identifier, Measurement, MeasurementId, Subject};
+use healthanalyzer_store::Filter;
+use serde_json::{Map, Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::http::{Return, fhir_response, json_body, prefer_return};
+use crate::observation::{API_SOURCE, Pending, get, observation_json, to_measurement};
+use crate::patient::{prepare_create, prepare_put, resolve};
+use crate::resource::{base_url, check_version, now_instant, parse_resource, stamp, version_of};
+use crate::state::AppState;
+
+/// One entry of the request Bundle.
+struct Entry {
+    full_url: Option<String>,
+    resource: Option<Map<String, Value>>,
+    method: String,
+    url: String,
+    if_match: Option<String>,
+    if_none_exist: Option<String>,
+}
+
+fn entries(bundle: &Map<String, Value>, max: usize) -> ApiResult<Vec<Entry>> {
+    let list = match bundle.get("entry") {
+        None => return Ok(Vec::new()),
+        Some(Value::Array(a)) => a,
+        Some(_) => {
+            return Err(ApiError::bad_request("Bundle.entry must be an array").at("Bundle.entry"));
+        }
+    };
+    if list.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-costly",
+            format!(
+                "the Bundle has {} entries; this server takes at most {max} per Bundle: split it",
+                list.len()
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, e) in list.iter().enumerate() {
+        let at = |what: &str| format!("Bundle.entry[{i}].{what}");
+        let req = e.get("request").ok_or_else(|| {
+            ApiError::bad_request(format!("{}: required", at("request"))).at(at("request"))
+        })?;
+        let method = req
+            .get("method")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("{}: required", at("request.method")))
+                    .at(at("request.method"))
+            })?
+            .to_string();
+        let url = req
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("{}: required", at("request.url")))
+                    .at(at("request.url"))
+            })?
+            .to_string();
+        let resource = match e.get("resource") {
+            None => None,
+            Some(Value::Object(o)) => Some(o.clone()),
+            Some(_) => {
+                return Err(ApiError::bad_request(format!(
+                    "{}: must be a resource",
+                    at("resource")
+                )));
+            }
+        };
+        out.push(Entry {
+            full_url: e.get("fullUrl").and_then(Value::as_str).map(str::to_string),
+            resource,
+            method,
+            url,
+            if_match: req
+                .get("ifMatch")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            if_none_exist: req
+                .get("ifNoneExist")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        });
+    }
+    Ok(out)
+}
+
+/// `POST /fhir`.
+pub(crate) async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let text = json_body(&headers, &body)?;
+    let bundle = parse_resource(&text, "Bundle")?;
+    let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("");
+    let list = entries(&bundle, state.config.max_bundle_entries)?;
+    match kind {
+        "transaction" => transaction(&state, &headers, list).await,
+        "batch" => batch(&state, &headers, list).await,
+        other => Err(ApiError::bad_request(format!(
+            "POST /fhir takes a transaction or batch Bundle; this one is {other:?}"
+        ))
+        .at("Bundle.type")),
+    }
+}
+
+/// A batch: every entry through the API on its own, as if sent alone.
+async fn batch(state: &AppState, headers: &HeaderMap, list: Vec<Entry>) -> ApiResult<Response> {
+    let Some(api) = state.api.get().cloned() else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "the API router is not ready",
+        ));
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for e in list {
+        let uri = format!("/{}", e.url.trim_start_matches('/'));
+        let mut req = Request::builder().method(e.method.as_str()).uri(&uri);
+        for name in [header::HOST, header::ACCEPT] {
+            if let Some(v) = headers.get(&name) {
+                req = req.header(name, v.clone());
+            }
+        }
+        if let Some(v) = headers.get("prefer") {
+            req = req.header("prefer", v.clone());
+        }
+        if let Some(m) = &e.if_match {
+            req = req.header(header::IF_MATCH, m.as_str());
+        }
+        if let Some(c) = &e.if_none_exist {
+            req = req.header("if-none-exist", c.as_str());
+        }
+        let body = match &e.resource {
+            Some(r) => {
+                req = req.header(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/fhir+json"),
+                );
+                Body::from(Value::Object(r.clone()).to_string())
+            }
+            None => Body::empty(),
+        };
+        let Ok(request) = req.body(body) else {
+            out.push(json!({"response": {"status": "400 Bad Request", "outcome":
+                ApiError::bad_request(format!("request.url {:?} is not a valid URL", e.url)).outcome()}}));
+            continue;
+        };
+        let res = match api.clone().oneshot(request).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+        out.push(response_entry(res).await);
+    }
+    Ok(fhir_response(
+        StatusCode::OK,
+        &response_bundle("batch-response", out),
+    ))
+}
+
+async fn response_entry(res: Response) -> Value {
+    let status = res.status();
+    let h = res.headers().clone();
+    let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
+        .await
+        .unwrap_or_default();
+    let body: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let mut response = Map::new();
+    response.insert(
+        "status".into(),
+        Value::String(format!(
+            "{} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        )),
+    );
+    for (name, key) in [(header::LOCATION, "location"), (header::ETAG, "etag")] {
+        if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
+            response.insert(key.into(), Value::String(v.to_string()));
+        }
+    }
+    let mut entry = Map::new();
+    match body {
+        Some(b) if !status.is_success() => {
+            response.insert("outcome".into(), b);
+        }
+        Some(b) => {
+            if let Some(loc) = response.get("location").and_then(Value::as_str) {
+                entry.insert(
+                    "fullUrl".into(),
+                    Value::String(strip_history(loc).to_string()),
+                );
+            }
+            entry.insert("resource".into(), b);
+        }
+        None => {}
+    }
+    entry.insert("response".into(), Value::Object(response));
+    Value::Object(entry)
+}
+
+fn strip_history(location: &str) -> &str {
+    location.split("/_history/").next().unwrap_or(location)
+}
+
+fn response_bundle(kind: &str, entries: Vec<Value>) -> Value {
+    json!({
+        "resourceType": "Bundle",
+        "id": Uuid::new_v4().to_string(),
+        "meta": {"lastUpdated": now_instant()},
+        "type": kind,
+        "entry": entries,
+    })
+}
+
+/// Replaces every `reference` that names a Bundle entry's `fullUrl` with the entry's new
+/// `Type/id`.
+fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                if k == "reference"
+                    && let Value::String(s) = x
+                    && let Some(new) = map.get(s.as_str())
+                {
+                    *s = new.clone();
+                } else {
+                    rewrite_references(x, map);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| rewrite_references(x, map)),
+        _ => {}
+    }
+}
+
+/// What a transaction entry will do once everything is checked.
+enum Planned {
+    Patient {
+        id: String,
+        value: Value,
+        created: bool,
+    },
+    Observation {
+        id: String,
+        value: Value,
+        created: bool,
+    },
+    Deleted,
+}
+
+fn in_entry(i: usize, mut e: ApiError) -> ApiError {
+    e.diagnostics = format!("Bundle.entry[{i}]: {}", e.diagnostics);
+    let inner = e.expression.take().unwrap_or_default();
+    e.expression = Some(if inner.is_empty() {
+        format!("Bundle.entry[{i}]")
+    } else {
+        format!(
+            "Bundle.entry[{i}].resource.{}",
+            inner
+                .split_once('.')
+                .map_or(inner.as_str(), |(_, rest)| rest)
+        )
+    });
+    e
+}
+
+/// A transaction: every entry is checked first (nothing is written when one fails), then
+/// Patients, Observations and deletes are written; if a write fails, what was written is
+/// undone.
+async fn transaction(
+    state: &AppState,
+    headers: &HeaderMap,
+    list: Vec<Entry>,
+) -> ApiResult<Response> {
+    let base = base_url(state, headers);
+    let _guard = state.write_lock.lock().await;
+
+    // 1. Ids for the new resources, and fullUrl -> Type/id.
+    let mut targets: Vec<(String, String)> = Vec::with_capacity(list.len());
+    let mut map: HashMap<String, String> = HashMap::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    for (i, e) in list.iter().enumerate() {
+        let (ty, id) = match (
+            e.method.as_str(),
+            e.url.trim_start_matches('/').split_once('/'),
+        ) {
+            ("POST", None) => {
+                if e.if_none_exist.is_some() {
+                    return Err(in_entry(
+                        i,
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            "not-supported",
+                            "ifNoneExist is supported in batch Bundles, not in transactions",
+                        ),
+                    ));
+                }
+                let ty = e.url.trim_start_matches('/').to_string();
+                let id = match ty.as_str() {
+                    "Observation" => {
+                        MeasurementId::from_source(API_SOURCE, &Uuid::new_v4().to_string())
+                            .as_uuid()
+                            .to_string()
+                    }
+                    _ => Uuid::new_v4().to_string(),
+                };
+                (ty, id)
+            }
+            ("PUT" | "DELETE", Some((ty, id))) if !id.contains('/') && !id.contains('?') => {
+                (ty.to_string(), id.to_string())
+            }
+            (m, _) => {
+                return Err(in_entry(
+                    i,
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "not-supported",
+                        format!(
+                            "{m} {} is not supported in a transaction (POST Type, PUT Type/id, DELETE Type/id; use a batch for reads and searches)",
+                            e.url
+                        ),
+                    ),
+                ));
+            }
+        };
+        if !matches!(ty.as_str(), "Patient" | "Observation") {
+            return Err(in_entry(
+                i,
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not-supported",
+                    format!("{ty} is not a resource type of this server (Patient, Observation)"),
+                ),
+            ));
+        }
+        if !seen.insert(format!("{ty}/{id}")) {
+            return Err(in_entry(
+                i,
+                ApiError::bad_request(format!("{ty}/{id} appears twice in the transaction")),
+            ));
+        }
+        if let Some(f) = &e.full_url {
+            map.insert(f.clone(), format!("{ty}/{id}"));
+        }
+        targets.push((ty, id));
+    }
+
+    // 2. Check and map everything; nothing is written yet.
+    let mut pending: Pending = HashMap::new();
+    let mut subjects: Vec<Subject> = Vec::new();
+    let mut undo_subjects: Vec<(Identifier, Option<Subject>)> = Vec::new();
+    let mut plans: Vec<Option<Planned>> = (0..list.len()).map(|_| None).collect();
+    let now = now_instant();
+    // Patients first: Observations may refer to them.
+    for (i, e) in list.iter().enumerate() {
+        let (ty, id) = &targets[i];
+        if ty != "Patient" || e.method == "DELETE" {
+            continue;
+        }
+        let mut resource = e
+            .resource
+            .clone()
+            .ok_or_else(|| in_entry(i, ApiError::bad_request("a Patient is required")))?;
+        if resource.get("resourceType").and_then(Value::as_str) != Some("Patient") {
+            return Err(in_entry(
+                i,
+                ApiError::bad_request("the resource is not a Patient").at("Patient.resourceType"),
+            ));
+        }
+        let mut v = Value::Object(std::mem::take(&mut resource));
+        rewrite_references(&mut v, &map);
+        let Value::Object(mut resource) = v else {
+            continue;
+        };
+        let (subject, value, created) = if e.method == "POST" {
+            let (subject, value) = prepare_create(state, resource, id)
+                .await
+                .map_err(|x| in_entry(i, x))?;
+            (subject, value, true)
+        } else {
+            if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+                resource.insert("id".into(), Value::String(id.clone()));
+            }
+            let put = prepare_put(state, id, resource, e.if_match.as_deref().map(trim_etag))
+                .await
+                .map_err(|x| in_entry(i, x))?;
+            undo_subjects.push((put.subject.id.clone(), put.before.clone()));
+            (put.subject, put.value, !put.existed)
+        };
+        if created {
+            undo_subjects.push((subject.id.clone(), None));
+        }
+        pending.insert(format!("Patient/{id}"), subject.id.clone());
+        subjects.push(subject);
+        plans[i] = Some(Planned::Patient {
+            id: id.clone(),
+            value,
+            created,
+        });
+    }
+    let mut measurements: Vec<Measurement> = Vec::new();
+    let mut undo_measurements: Vec<(MeasurementId, Option<Measurement>)> = Vec::new();
+    let mut delete_obs: Vec<MeasurementId> = Vec::new();
+    let mut delete_patients: Vec<(usize, Identifier, Option<Subject>)> = Vec::new();
+    for (i, e) in list.iter().enumerate() {
+        let (ty, id) = &targets[i];
+        if e.method == "DELETE" {
+            if ty == "Observation" {
+                if let Some(old) = get(state, id).await.map_err(|x| in_entry(i, x))? {
+                    undo_measurements.push((old.id, Some(old.clone())));
+                    delete_obs.push(old.id);
+                }
+            } else if let Some(r) = resolve(state, id).await.map_err(|x| in_entry(i, x))? {
+                delete_patients.push((i, r.primary, r.subject));
+            }
+            plans[i] = Some(Planned::Deleted);
+            continue;
+        }
+        if ty != "Observation" {
+            continue;
+        }
+        let resource = e
+            .resource
+            .clone()
+            .ok_or_else(|| in_entry(i, ApiError::bad_request("an Observation is required")))?;
+        if resource.get("resourceType").and_then(Value::as_str) != Some("Observation") {
+            return Err(in_entry(
+                i,
+                ApiError::bad_request("the resource is not an Observation")
+                    .at("Observation.resourceType"),
+            ));
+        }
+        let mut v = Value::Object(resource);
+        rewrite_references(&mut v, &map);
+        let Value::Object(resource) = v else { continue };
+        let (m, value, created) = if e.method == "POST" {
+            let record = Uuid::new_v4().to_string();
+            let mid = MeasurementId::from_source(API_SOURCE, &record);
+            let id = mid.as_uuid().to_string();
+            targets[i].1 = id.clone();
+            let stamped = stamp(resource, &id, 1, Some(&now));
+            let (m, value) = to_measurement(state, stamped, API_SOURCE, &record, &pending)
+                .await
+                .map_err(|x| in_entry(i, x))?;
+            undo_measurements.push((m.id, None));
+            (m, value, true)
+        } else {
+            let old = get(state, id).await.map_err(|x| in_entry(i, x))?.ok_or_else(|| in_entry(i, ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED, "not-supported",
+                format!("Observation/{id} does not exist and this server assigns Observation ids: create it with POST"))))?;
+            let current = version_of(&observation_json(state, &old)?);
+            check_version(
+                e.if_match.as_deref().map(trim_etag),
+                current,
+                &format!("Observation/{id}"),
+            )
+            .map_err(|x| in_entry(i, x))?;
+            let stamped = stamp(resource, id, current + 1, Some(&now));
+            let (m, value) = to_measurement(
+                state,
+                stamped,
+                &old.provenance.source_id,
+                &old.provenance.record_id,
+                &pending,
+            )
+            .await
+            .map_err(|x| in_entry(i, x))?;
+            undo_measurements.push((old.id, Some(old)));
+            (m, value, false)
+        };
+        measurements.push(m);
+        plans[i] = Some(Planned::Observation {
+            id: targets[i].1.clone(),
+            value,
+            created,
+        });
+    }
+    for (i, primary, _) in &delete_patients {
+        let n = state
+            .store
+            .count(&Filter::subject(primary.clone()))
+            .await
+            .map_err(|e| ApiError::from_store(&e))?;
+        let leaving = undo_measurements
+            .iter()
+            .filter(|(id, old)| {
+                delete_obs.contains(id) && old.as_ref().is_some_and(|m| m.subject == *primary)
+            })
+            .count() as u64;
+        let arriving = measurements.iter().any(|m| m.subject == *primary);
+        if n > leaving || arriving {
+            return Err(in_entry(
+                *i,
+                ApiError::conflict("the Patient has Observations; delete them first"),
+            ));
+        }
+    }
+
+    // 3. Write, undoing on failure.
+    let store = &state.store;
+    if !subjects.is_empty() {
+        crate::patient::store_subjects(state, &subjects).await?;
+    }
+    if !measurements.is_empty()
+        && let Err(e) = store.write(&measurements, None).await
+    {
+        undo(state, &undo_subjects, &[]).await;
+        return Err(ApiError::from_store(&e));
+    }
+    if !delete_obs.is_empty()
+        && let Err(e) = store.delete(&delete_obs).await
+    {
+        undo(state, &undo_subjects, &undo_measurements).await;
+        return Err(ApiError::from_store(&e));
+    }
+    for (_, primary, _) in &delete_patients {
+        if let Err(e) = store.delete_subject(primary).await {
+            let mut all = undo_subjects.clone();
+            all.extend(
+                delete_patients
+                    .iter()
+                    .map(|(_, p, s)| (p.clone(), s.clone())),
+            );
+            undo(state, &all, &undo_measurements).await;
+            return Err(ApiError::from_store(&e));
+        }
+    }
+
+    // 4. The response, in the order of the request.
+    let prefer = prefer_return(headers);
+    let mut out = Vec::with_capacity(list.len());
+    for plan in plans {
+        let entry = match plan {
+            Some(Planned::Patient { id, value, created })
+            | Some(Planned::Observation { id, value, created }) => {
+                let ty = value
+                    .get("resourceType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let version = value
+                    .get("meta")
+                    .and_then(|m| m.get("versionId"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("1")
+                    .to_string();
+                let mut entry = json!({
+                    "fullUrl": format!("{base}/{ty}/{id}"),
+                    "response": {
+                        "status": if created { "201 Created" } else { "200 OK" },
+                        "location": format!("{ty}/{id}/_history/{version}"),
+                        "etag": format!("W/\"{version}\""),
+                        "lastModified": now,
+                    }
+                });
+                if prefer == Return::Representation
+                    && let Some(o) = entry.as_object_mut()
+                {
+                    o.insert("resource".into(), value);
+                }
+                entry
+            }
+            Some(Planned::Deleted) => json!({"response": {"status": "204 No Content"}}),
+            None => json!({"response": {"status": "200 OK"}}),
+        };
+        out.push(entry);
+    }
+    tracing::debug!(entries = out.len(), "transaction committed");
+    Ok(fhir_response(
+        StatusCode::OK,
+        &response_bundle("transaction-response", out),
+    ))
+}
+
+fn trim_etag(s: &str) -> &str {
+    let s = s.trim();
+    s.strip_prefix("W/").unwrap_or(s).trim_matches('"')
+}
+
+/// Puts back what a failed transaction wrote (best effort; failures are logged).
+async fn undo(
+    state: &AppState,
+    subjects: &[(Identifier, Option<Subject>)],
+    measurements: &[(MeasurementId, Option<Measurement>)],
+) {
+    let store = &state.store;
+    let new: Vec<MeasurementId> = measurements
+        .iter()
+        .filter(|(_, old)| old.is_none())
+        .map(|(id, _)| *id)
+        .collect();
+    let old: Vec<Measurement> = measurements
+        .iter()
+        .filter_map(|(_, old)| old.clone())
+        .collect();
+    if !new.is_empty() && store.delete(&new).await.is_err() {
+        tracing::error!("transaction undo: new Observations could not be removed");
+    }
+    if !old.is_empty() && store.write(&old, None).await.is_err() {
+        tracing::error!("transaction undo: Observations could not be restored");
+    }
+    for (primary, before) in subjects {
+        let r = match before {
+            Some(s) => store.put_subjects(std::slice::from_ref(s)).await.map(drop),
+            None => store.delete_subject(primary).await.map(drop),
+        };
+        if r.is_err() {
+            tracing::error!("transaction undo: a Patient could not be restored");
+        }
+    }
+}
