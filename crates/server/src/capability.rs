@@ -85,6 +85,10 @@ pub(crate) fn capability_statement(base: &str) -> Value {
                     "conditionalUpdate": false,
                     "conditionalDelete": "not-supported",
                     "searchParam": obs_params,
+                    "operation": [
+                        {"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"},
+                        {"name": "stats", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-stats"}
+                    ],
                 }
             ],
         }],

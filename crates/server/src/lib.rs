@@ -43,6 +43,7 @@ mod capability;
 mod error;
 mod http;
 mod observation;
+mod operations;
 mod patient;
 mod resource;
 mod search;
@@ -123,6 +124,8 @@ impl FhirServer {
                 "/Observation",
                 get(observation::search).post(observation::create),
             )
+            .route("/Observation/$lastn", get(operations::lastn))
+            .route("/Observation/$stats", get(operations::stats))
             .route(
                 "/Observation/{id}",
                 get(observation::read)

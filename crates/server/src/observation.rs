@@ -526,6 +526,21 @@ impl Spec {
         Ok(spec)
     }
 
+    /// True when nothing can match.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.empty
+    }
+
+    /// The store filter.
+    pub(crate) fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// The store filter, to narrow further.
+    pub(crate) fn filter_mut(&mut self) -> &mut Filter {
+        &mut self.filter
+    }
+
     fn keep(&self, m: &Measurement) -> bool {
         let t = m.effective.instant();
         let hi = t

@@ -950,3 +950,117 @@ async fn a_batch_runs_each_entry_on_its_own() {
         2
     );
 }
+
+#[tokio::test]
+async fn lastn_and_stats() {
+    let s = start(ServerConfig::default()).await;
+    let pid = s.patient("Operations").await;
+    let other = s.patient("OtherOps").await;
+    for (day, kg) in [(1, 80.0), (2, 81.0), (3, 82.0), (4, 83.0)] {
+        s.observation(&weight(&pid, &format!("2024-04-0{day}T07:00:00Z"), kg))
+            .await;
+    }
+    for (day, sys, dia) in [(1, 120, 80), (2, 130, 84), (3, 140, 88)] {
+        s.observation(&bp(&pid, &format!("2024-04-0{day}T08:00:00Z"), sys, dia))
+            .await;
+    }
+    s.observation(&weight(&other, "2024-04-05T07:00:00Z", 60.0))
+        .await;
+
+    let a = s
+        .get(&format!("Observation/$lastn?patient={pid}&max=2"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let got: Vec<(String, String)> = a.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let r = &e["resource"];
+            (
+                r["code"]["coding"][0]["code"].as_str().unwrap().to_string(),
+                r["effectiveDateTime"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert!(got.contains(&("29463-7".into(), "2024-04-04T07:00:00Z".into())));
+    assert!(got.contains(&("29463-7".into(), "2024-04-03T07:00:00Z".into())));
+    assert!(got.contains(&("85354-9".into(), "2024-04-03T08:00:00Z".into())));
+    assert!(!got.contains(&("29463-7".into(), "2024-04-02T07:00:00Z".into())));
+    let a = s
+        .get(&format!("Observation/$lastn?patient={pid}&code=85354-9"))
+        .await;
+    assert_eq!(
+        a.body["entry"].as_array().unwrap().len(),
+        1,
+        "max defaults to 1, code narrows"
+    );
+    assert_eq!(
+        s.get("Observation/$lastn?max=2").await.status,
+        400,
+        "a patient is required"
+    );
+
+    let a = s
+        .get(&format!(
+            "Observation/$stats?patient={pid}&code=29463-7&system=http://loinc.org&statistic=average,minimum,maximum,count,median,sum"
+        ))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["resourceType"], "Parameters");
+    let params = a.body["parameter"].as_array().unwrap();
+    assert_eq!(params.len(), 1);
+    let obs = &params[0]["resource"];
+    assert_eq!(obs["code"]["coding"][0]["code"], "29463-7");
+    assert_eq!(obs["subject"]["reference"], format!("Patient/{pid}"));
+    let stat = |name: &str| {
+        obs["component"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["code"]["coding"][0]["code"] == name)
+            .map(|c| c["valueQuantity"]["value"].as_f64().unwrap())
+    };
+    assert_eq!(stat("average"), Some(81.5));
+    assert_eq!(stat("minimum"), Some(80.0));
+    assert_eq!(stat("maximum"), Some(83.0));
+    assert_eq!(stat("count"), Some(4.0));
+    assert_eq!(stat("median"), Some(81.5));
+    assert_eq!(stat("sum"), Some(326.0));
+    assert_eq!(obs["component"][0]["valueQuantity"]["code"], "kg");
+
+    // Blood pressure: one statistic per component; a period narrows.
+    let a = s
+        .get(&format!("Observation/$stats?patient={pid}&coding=http://loinc.org|85354-9&statistic=maximum&period=2024-04-01/2024-04-02"))
+        .await;
+    let params = a.body["parameter"].as_array().unwrap();
+    let by_code: Vec<(String, f64)> = params
+        .iter()
+        .map(|p| {
+            (
+                p["resource"]["code"]["coding"][0]["code"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                p["resource"]["component"][0]["valueQuantity"]["value"]
+                    .as_f64()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert!(by_code.contains(&("8480-6".into(), 130.0)), "{by_code:?}");
+    assert!(by_code.contains(&("8462-4".into(), 84.0)), "{by_code:?}");
+
+    for bad in [
+        format!("Observation/$stats?patient={pid}&code=29463-7"),
+        format!("Observation/$stats?patient={pid}&code=29463-7&statistic=kurtosis"),
+        format!("Observation/$stats?patient={pid}&statistic=average"),
+        "Observation/$stats?code=29463-7&statistic=average".to_string(),
+        format!("Observation/$stats?patient={pid}&code=29463-7&statistic=average&duration=-1"),
+    ] {
+        let a = s.get(&bad).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.text);
+        a.outcome();
+    }
+}
