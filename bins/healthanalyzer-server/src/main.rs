@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use healthanalyzer_server::{FhirServer, ServerConfig};
+use std::path::PathBuf;
+
+use healthanalyzer_server::{AuthConfig, FhirServer, JwtConfig, ServerConfig};
 
 /// Serves the Patients and Observations of a Health Analyzer store as a FHIR R4 REST API
 /// under /fhir (CapabilityStatement at /fhir/metadata; health at /healthz).
@@ -38,6 +40,52 @@ struct Cli {
     /// Requests taking longer than this many seconds are abandoned (503).
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
+    /// Bearer tokens: a file of `NAME TOKEN SCOPE… [patient=ID]` lines (SMART scopes such as
+    /// user/*.rs or patient/Observation.cruds). Turns authentication on.
+    #[arg(long, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Accept JWTs signed with HS256 under the secret in this file. Turns authentication on.
+    #[arg(long, value_name = "PATH", conflicts_with = "jwt_rs256_public_key")]
+    jwt_hs256_secret_file: Option<PathBuf>,
+    /// Accept JWTs signed with RS256 under this RSA public key (PEM). Turns authentication on.
+    #[arg(long, value_name = "PATH")]
+    jwt_rs256_public_key: Option<PathBuf>,
+    /// The `iss` a JWT must carry.
+    #[arg(long)]
+    jwt_issuer: Option<String>,
+    /// The `aud` a JWT must carry.
+    #[arg(long)]
+    jwt_audience: Option<String>,
+}
+
+fn auth_config(cli: &Cli) -> Result<Option<AuthConfig>, String> {
+    let mut auth = match &cli.token_file {
+        Some(p) => Some(AuthConfig::from_token_file(p).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let read =
+        |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let jwt = match (&cli.jwt_hs256_secret_file, &cli.jwt_rs256_public_key) {
+        (Some(p), _) => {
+            let secret = read(p)?;
+            let secret = secret.trim_ascii();
+            if secret.len() < 32 {
+                return Err(format!(
+                    "the HS256 secret in {} is shorter than 32 bytes",
+                    p.display()
+                ));
+            }
+            Some(JwtConfig::hs256(secret))
+        }
+        (None, Some(p)) => Some(JwtConfig::rs256_pem(&read(p)?).map_err(|e| e.to_string())?),
+        (None, None) => None,
+    };
+    if let Some(mut j) = jwt {
+        j.issuer = cli.jwt_issuer.clone();
+        j.audience = cli.jwt_audience.clone();
+        auth.get_or_insert_with(AuthConfig::default).jwt = Some(j);
+    }
+    Ok(auth)
 }
 
 fn main() -> ExitCode {
@@ -71,7 +119,16 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let auth = match auth_config(&cli) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let auth_on = auth.is_some();
     let config = ServerConfig {
+        auth,
         base_url: cli.base_url.clone(),
         max_body_bytes: cli.max_body_mib.saturating_mul(1024 * 1024),
         request_timeout: Duration::from_secs(cli.timeout_secs.max(1)),
@@ -85,14 +142,15 @@ async fn run(cli: Cli) -> ExitCode {
         }
     };
     let addr = listener.local_addr().unwrap_or(cli.listen);
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && !auth_on {
         tracing::warn!(
             "listening on {addr}, beyond this machine, WITHOUT authentication: anyone who can reach it can read and change health data"
         );
     }
     tracing::info!(
-        "FHIR API at http://{addr}/fhir (store: {})",
-        store_kind(&cli.db)
+        "FHIR API at http://{addr}/fhir (store: {}, authentication {})",
+        store_kind(&cli.db),
+        if auth_on { "on" } else { "off" }
     );
     let server = FhirServer::new(store).config(config);
     match server.serve(listener, shutdown_signal()).await {

@@ -27,13 +27,20 @@ impl Drop for Running {
 
 /// Starts the binary on a free port over a fresh SQLite file and waits for its address.
 fn start(listen: &str) -> Running {
+    start_with(listen, |_| Vec::new())
+}
+
+/// As [`start`], with more arguments made from the temporary directory.
+fn start_with(listen: &str, extra: impl FnOnce(&std::path::Path) -> Vec<String>) -> Running {
     let dir = tempfile::tempdir().unwrap();
+    let args = extra(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_healthanalyzer-server"))
         .args([
             "--db",
             &format!("sqlite:{}", dir.path().join("s.db").display()),
         ])
         .args(["--listen", listen])
+        .args(&args)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -107,6 +114,65 @@ async fn warns_when_listening_beyond_loopback_without_auth() {
         !log.iter().any(|l| l.contains("WITHOUT authentication")),
         "no warning on loopback: {log:#?}"
     );
+}
+
+#[tokio::test]
+async fn with_a_token_file_every_access_is_audited_without_identifiers() {
+    let r = start_with("0.0.0.0:0", |dir| {
+        let file = dir.join("tokens");
+        std::fs::write(
+            &file,
+            "clinic-dashboard 0123456789abcdef0123456789 system/*.cruds\n",
+        )
+        .unwrap();
+        vec!["--token-file".into(), file.display().to_string()]
+    });
+    assert!(
+        !r.early.iter().any(|l| l.contains("WITHOUT authentication")),
+        "no warning with authentication on: {:#?}",
+        r.early
+    );
+    let base = r.base.replace("0.0.0.0", "127.0.0.1");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let patient = r#"{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.208.176.1.2","value":"0101701234"}]}"#;
+    let res = http
+        .post(format!("{base}/Patient"))
+        .header("authorization", "Bearer 0123456789abcdef0123456789")
+        .header("content-type", "application/fhir+json")
+        .header("x-request-id", "audit-check-1")
+        .body(patient)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let id: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
+    let id = id["id"].as_str().unwrap().to_string();
+    let res = http
+        .get(format!("{base}/Patient/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+    let (_, log) = terminate(r);
+    let audit: Vec<&String> = log.iter().filter(|l| l.contains("audit")).collect();
+    assert!(
+        audit.iter().any(|l| l.contains("who=clinic-dashboard")
+            && l.contains("audit-check-1")
+            && l.contains("outcome=201")),
+        "{audit:#?}"
+    );
+    assert!(
+        audit.iter().any(|l| l.contains("outcome=401")),
+        "{audit:#?}"
+    );
+    for line in &log {
+        assert!(
+            !line.contains("0101701234"),
+            "a CPR number in the log: {line}"
+        );
+        assert!(!line.contains(&id), "a Patient id in the log: {line}");
+    }
 }
 
 #[test]

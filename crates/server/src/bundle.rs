@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
@@ -12,6 +13,7 @@ use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
+use crate::auth::{Access, check_subject, compartment, outside_compartment};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Return, fhir_response, json_body, prefer_return};
 use crate::observation::{API_SOURCE, Pending, get, observation_json, to_measurement};
@@ -100,16 +102,18 @@ fn entries(bundle: &Map<String, Value>, max: usize) -> ApiResult<Vec<Entry>> {
 /// `POST /fhir`.
 pub(crate) async fn post(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let access = access.map_or(Access::Open, |a| a.0);
     let text = json_body(&headers, &body)?;
     let bundle = parse_resource(&text, "Bundle")?;
     let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("");
     let list = entries(&bundle, state.config.max_bundle_entries)?;
     match kind {
-        "transaction" => transaction(&state, &headers, list).await,
-        "batch" => batch(&state, &headers, list).await,
+        "transaction" => transaction(&state, &access, &headers, list).await,
+        "batch" => batch(&state, &access, &headers, list).await,
         other => Err(ApiError::bad_request(format!(
             "POST /fhir takes a transaction or batch Bundle; this one is {other:?}"
         ))
@@ -118,7 +122,12 @@ pub(crate) async fn post(
 }
 
 /// A batch: every entry through the API on its own, as if sent alone.
-async fn batch(state: &AppState, headers: &HeaderMap, list: Vec<Entry>) -> ApiResult<Response> {
+async fn batch(
+    state: &AppState,
+    access: &Access,
+    headers: &HeaderMap,
+    list: Vec<Entry>,
+) -> ApiResult<Response> {
     let Some(api) = state.api.get().cloned() else {
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -129,7 +138,10 @@ async fn batch(state: &AppState, headers: &HeaderMap, list: Vec<Entry>) -> ApiRe
     let mut out = Vec::with_capacity(list.len());
     for e in list {
         let uri = format!("/{}", e.url.trim_start_matches('/'));
-        let mut req = Request::builder().method(e.method.as_str()).uri(&uri);
+        let mut req = Request::builder()
+            .method(e.method.as_str())
+            .uri(&uri)
+            .extension(access.clone());
         for name in [header::HOST, header::ACCEPT] {
             if let Some(v) = headers.get(&name) {
                 req = req.header(name, v.clone());
@@ -283,9 +295,11 @@ fn in_entry(i: usize, mut e: ApiError) -> ApiError {
 /// undone.
 async fn transaction(
     state: &AppState,
+    access: &Access,
     headers: &HeaderMap,
     list: Vec<Entry>,
 ) -> ApiResult<Response> {
+    let limit = compartment(Some(access));
     let base = base_url(state, headers);
     let _guard = state.write_lock.lock().await;
 
@@ -346,6 +360,26 @@ async fn transaction(
                     format!("{ty} is not a resource type of this server (Patient, Observation)"),
                 ),
             ));
+        }
+        if let Access::Token(grant) = access {
+            let letter = match e.method.as_str() {
+                "POST" => 'c',
+                "PUT" => 'u',
+                _ => 'd',
+            };
+            if !grant.allows(&ty, letter) {
+                return Err(in_entry(
+                    i,
+                    ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        format!("the token's scopes do not allow '{letter}' on {ty}"),
+                    ),
+                ));
+            }
+            if ty == "Patient" && limit.as_deref().is_some_and(|p| p != id) {
+                return Err(in_entry(i, outside_compartment()));
+            }
         }
         if !seen.insert(format!("{ty}/{id}")) {
             return Err(in_entry(
@@ -421,6 +455,9 @@ async fn transaction(
         if e.method == "DELETE" {
             if ty == "Observation" {
                 if let Some(old) = get(state, id).await.map_err(|x| in_entry(i, x))? {
+                    check_subject(state, limit.as_deref(), &old.subject)
+                        .await
+                        .map_err(|x| in_entry(i, x))?;
                     undo_measurements.push((old.id, Some(old.clone())));
                     delete_obs.push(old.id);
                 }
@@ -482,6 +519,9 @@ async fn transaction(
             undo_measurements.push((old.id, Some(old)));
             (m, value, false)
         };
+        check_subject(state, limit.as_deref(), &m.subject)
+            .await
+            .map_err(|x| in_entry(i, x))?;
         measurements.push(m);
         plans[i] = Some(Planned::Observation {
             id: targets[i].1.clone(),

@@ -38,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod bundle;
 mod capability;
 mod error;
@@ -62,6 +63,7 @@ use healthanalyzer_model::Catalog;
 use healthanalyzer_store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use auth::{Access, AuthConfig, Grant, JwtConfig, Scope};
 pub use error::Error;
 pub use http::{FHIR_JSON, RequestId};
 pub use observation::API_SOURCE;
@@ -132,6 +134,7 @@ impl FhirServer {
                     .put(observation::update)
                     .delete(observation::delete),
             );
+        let fhir = fhir.layer(axum::middleware::from_fn(auth::authorize));
         let _ = state.api.set(
             fhir.clone()
                 .layer(axum::middleware::from_fn(http::outcome_for_bare_errors))
@@ -156,6 +159,10 @@ impl FhirServer {
                 )
                 .into_response()
             }))
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::authenticate,
+            ))
             .layer(axum::middleware::from_fn(http::request_id))
             .with_state(state)
     }

@@ -3,6 +3,7 @@
 
 use std::ops::Bound;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -13,6 +14,7 @@ use healthanalyzer_store::{Filter, Order, PageToken, Query};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::auth::{Access, check_subject, limited_to, restrict_search};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{
     check_format, fhir_response, if_match, json_body, prefer_return, read_response, write_response,
@@ -178,9 +180,11 @@ pub(crate) async fn get(state: &AppState, id: &str) -> ApiResult<Option<Measurem
 /// `POST /Observation` (with `If-None-Exist` for a conditional create).
 pub(crate) async fn create(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let limit = limited_to(&access);
     let text = json_body(&headers, &body)?;
     let resource = parse_resource(&text, "Observation")?;
     let base = base_url(&state, &headers);
@@ -193,7 +197,8 @@ pub(crate) async fn create(
         let cond = cond
             .to_str()
             .map_err(|_| ApiError::bad_request("If-None-Exist is not ASCII"))?;
-        let pairs = params(Some(cond.trim_start_matches('?')));
+        let mut pairs = params(Some(cond.trim_start_matches('?')));
+        restrict_search(&mut pairs, limit.as_deref())?;
         let spec = Spec::parse(&state, &pairs, true).await?;
         record = spec.identifier_record.clone();
         let found = spec.first(&state, 2).await?;
@@ -226,6 +231,7 @@ pub(crate) async fn create(
     let id = mid.as_uuid().to_string();
     let stamped = stamp(resource, &id, 1, Some(&now_instant()));
     let (m, value) = to_measurement(&state, stamped, API_SOURCE, &record, &Pending::new()).await?;
+    check_subject(&state, limit.as_deref(), &m.subject).await?;
     write(&state, &m).await?;
     tracing::debug!(resource = "Observation", kind = %m.kind, "created");
     Ok(write_response(
@@ -239,6 +245,7 @@ pub(crate) async fn create(
 /// `GET /Observation/{id}`.
 pub(crate) async fn read(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -248,6 +255,7 @@ pub(crate) async fn read(
     let m = get(&state, &id).await?.ok_or_else(|| {
         ApiError::not_found(format!("Observation/{id} is not known to this server"))
     })?;
+    check_subject(&state, limited_to(&access).as_deref(), &m.subject).await?;
     Ok(read_response(&Value::Object(observation_json(&state, &m)?)))
 }
 
@@ -255,10 +263,12 @@ pub(crate) async fn read(
 /// ids, so an update of an unknown id is refused (405).
 pub(crate) async fn update(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    let limit = limited_to(&access);
     if !valid_id(&id) {
         return Err(ApiError::bad_request(format!(
             "{id:?} is not a valid FHIR id"
@@ -293,6 +303,7 @@ pub(crate) async fn update(
             ),
         ));
     };
+    check_subject(&state, limit.as_deref(), &old.subject).await?;
     let current = version_of(&observation_json(&state, &old)?);
     check_version(wanted.as_deref(), current, &format!("Observation/{id}"))?;
     let version = current + 1;
@@ -305,6 +316,7 @@ pub(crate) async fn update(
         &Pending::new(),
     )
     .await?;
+    check_subject(&state, limit.as_deref(), &m.subject).await?;
     write(&state, &m).await?;
     Ok(write_response(
         StatusCode::OK,
@@ -317,10 +329,17 @@ pub(crate) async fn update(
 /// `DELETE /Observation/{id}` (204, also when there was nothing to delete).
 pub(crate) async fn delete(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     if let Some(mid) = parse_id(&id) {
         let _guard = state.write_lock.lock().await;
+        if let Some(limit) = limited_to(&access) {
+            match get(&state, &id).await? {
+                Some(m) => check_subject(&state, Some(&limit), &m.subject).await?,
+                None => return Ok(no_content()),
+            }
+        }
         state
             .store
             .delete(&[mid])
@@ -624,11 +643,13 @@ impl Spec {
 /// `GET /Observation?…`.
 pub(crate) async fn search(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let pairs = params(query.as_deref());
+    let mut pairs = params(query.as_deref());
     check_format(&headers, format_of(&pairs))?;
+    restrict_search(&mut pairs, limited_to(&access).as_deref())?;
     let base = base_url(&state, &headers);
     let spec = Spec::parse(&state, &pairs, false).await?;
     let count = count_param(

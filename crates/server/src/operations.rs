@@ -1,6 +1,7 @@
 //! The Observation operations `$lastn` and `$stats` (FHIR R4), computed from the store with
 //! `healthanalyzer-analysis`.
 
+use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -11,6 +12,7 @@ use healthanalyzer_store::MeasurementStoreExt;
 use serde_json::{Value, json};
 use std::ops::Bound;
 
+use crate::auth::{Access, limited_to, restrict_search};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{check_format, fhir_response};
 use crate::observation::{Spec, observation_json};
@@ -57,10 +59,12 @@ fn patient_param(pairs: &[(String, String)], op: &str) -> ApiResult<Vec<(String,
 /// Observations of each code.
 pub(crate) async fn lastn(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let pairs = params(query.as_deref());
+    let mut pairs = params(query.as_deref());
+    restrict_search(&mut pairs, limited_to(&access).as_deref())?;
     check_format(&headers, format_of(&pairs))?;
     let base = base_url(&state, &headers);
     let mut use_pairs = patient_param(&pairs, "$lastn")?;
@@ -112,10 +116,12 @@ pub(crate) async fn lastn(
 /// `GET /Observation/$stats?patient=…&code=…&statistic=…[&duration=hours | &period=start/end]`.
 pub(crate) async fn stats(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let pairs = params(query.as_deref());
+    let mut pairs = params(query.as_deref());
+    restrict_search(&mut pairs, limited_to(&access).as_deref())?;
     check_format(&headers, format_of(&pairs))?;
     let mut use_pairs = patient_param(&pairs, "$stats")?;
     // code (with system), or coding=system|code.

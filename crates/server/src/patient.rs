@@ -5,6 +5,7 @@
 //! its source server's id), or else a UUID derived from its primary identifier, so that
 //! subjects which came from files or the simulator have a stable Patient id too.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,6 +16,7 @@ use healthanalyzer_store::{Filter, identifier_key};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::auth::{Access, limited_to, outside_compartment};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{
     check_format, fhir_response, if_match, json_body, prefer_return, read_response, write_response,
@@ -214,12 +216,24 @@ pub(crate) async fn store_subjects(state: &AppState, subjects: &[Subject]) -> Ap
         })
 }
 
+/// 403 unless a compartment token names this Patient (or the token has no compartment).
+fn in_compartment(access: &Option<Extension<Access>>, id: &str) -> ApiResult<()> {
+    match limited_to(access) {
+        Some(p) if p != id => Err(outside_compartment()),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /Patient` (with `If-None-Exist: identifier=system|value` for a conditional create).
 pub(crate) async fn create(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    if limited_to(&access).is_some() {
+        return Err(outside_compartment());
+    }
     let text = json_body(&headers, &body)?;
     let resource = parse_resource(&text, "Patient")?;
     let base = base_url(&state, &headers);
@@ -266,10 +280,12 @@ pub(crate) async fn create(
 /// `GET /Patient/{id}`.
 pub(crate) async fn read(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
+    in_compartment(&access, &id)?;
     let pairs = params(query.as_deref());
     check_format(&headers, format_of(&pairs))?;
     let r = resolve(&state, &id)
@@ -290,10 +306,12 @@ pub(crate) fn format_of(pairs: &[(String, String)]) -> Option<&str> {
 /// client's id when the server has no such Patient.
 pub(crate) async fn update(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
+    in_compartment(&access, &id)?;
     if !valid_id(&id) {
         return Err(ApiError::bad_request(format!(
             "{id:?} is not a valid FHIR id ([A-Za-z0-9-.], at most 64)"
@@ -411,8 +429,10 @@ pub(crate) async fn prepare_create(
 /// `DELETE /Patient/{id}`: refused with 409 while Observations refer to the Patient.
 pub(crate) async fn delete(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
+    in_compartment(&access, &id)?;
     let _guard = state.write_lock.lock().await;
     let Some(r) = resolve(&state, &id).await? else {
         return Ok(no_content());
@@ -516,10 +536,14 @@ fn parse_token(s: &str) -> Identifier {
 /// `GET /Patient?…`.
 pub(crate) async fn search(
     State(state): State<AppState>,
+    access: Option<Extension<Access>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let pairs = params(query.as_deref());
+    let mut pairs = params(query.as_deref());
+    if let Some(p) = limited_to(&access) {
+        pairs.push(("_id".into(), p));
+    }
     check_format(&headers, format_of(&pairs))?;
     let base = base_url(&state, &headers);
     let count = count_param(

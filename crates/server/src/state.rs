@@ -25,6 +25,8 @@ pub struct ServerConfig {
     pub default_count: usize,
     /// The largest page size a search may ask for (`_count` above it is lowered to it).
     pub max_count: usize,
+    /// Bearer-token authentication; `None`: off (everyone may do everything).
+    pub auth: Option<crate::auth::AuthConfig>,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +38,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::from_secs(30),
             default_count: 50,
             max_count: 1_000,
+            auth: None,
         }
     }
 }

@@ -1,0 +1,550 @@
+//! Bearer-token authentication and SMART on FHIR v2 scopes.
+//!
+//! Tokens come from a token file (opaque tokens with their scopes) or are JWTs signed with
+//! HS256 (a shared secret) or RS256 (an RSA public key), carrying `scope` (space-separated) or
+//! `scp`, `exp`, and for patient-context scopes a `patient` claim. A patient-scoped token sees
+//! and writes only its own compartment. Every access is written to the audit log (target
+//! `healthanalyzer_server::audit`): who (the token's name or client), what (interaction and
+//! resource type), when, and the outcome; never identifiers or values.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::Value;
+
+use crate::error::{ApiError, Error};
+use crate::http::RequestId;
+use crate::state::AppState;
+
+/// What a request may do: everything (authentication off) or what its token grants.
+#[derive(Debug, Clone)]
+pub enum Access {
+    /// Authentication is off.
+    Open,
+    /// A verified token.
+    Token(Grant),
+}
+
+/// The rights of a verified token.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// Who, for the audit log: the token's name, or the JWT's `client_id`/`azp`.
+    pub who: String,
+    /// The scopes.
+    pub scopes: Vec<Scope>,
+    /// The Patient id of a patient-context token.
+    pub patient: Option<String>,
+}
+
+/// A SMART scope: `patient|user|system` `/` `Type|*` `.` permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// `patient`, `user` or `system`.
+    pub context: String,
+    /// A resource type or `*`.
+    pub resource: String,
+    /// The permissions, as SMART v2 letters (`c`, `r`, `u`, `d`, `s`).
+    pub permissions: String,
+}
+
+impl Scope {
+    /// Parses a SMART v1 (`.read`, `.write`, `.*`) or v2 (`.cruds` letters) scope. Scopes with
+    /// search restrictions (`?category=…`) and non-resource scopes (`openid`, `launch`) give
+    /// no access here (`None`).
+    pub fn parse(s: &str) -> Option<Scope> {
+        if s.contains('?') {
+            return None;
+        }
+        let (context, rest) = s.split_once('/')?;
+        if !matches!(context, "patient" | "user" | "system") {
+            return None;
+        }
+        let (resource, perms) = rest.split_once('.')?;
+        let permissions = match perms {
+            "read" => "rs".to_string(),
+            "write" => "cud".to_string(),
+            "*" => "cruds".to_string(),
+            p if !p.is_empty() && p.chars().all(|c| "cruds".contains(c)) => p.to_string(),
+            _ => return None,
+        };
+        Some(Scope {
+            context: context.to_string(),
+            resource: resource.to_string(),
+            permissions,
+        })
+    }
+}
+
+impl Grant {
+    /// Whether the token allows `permission` (a SMART v2 letter) on `resource`.
+    pub fn allows(&self, resource: &str, permission: char) -> bool {
+        self.scopes.iter().any(|s| {
+            (s.resource == "*" || s.resource == resource)
+                && s.permissions.contains(permission)
+                && (s.context != "patient" || self.patient.is_some())
+        })
+    }
+
+    /// The Patient compartment this token is limited to: `Some` when every scope that could
+    /// apply is a patient scope.
+    pub fn compartment(&self) -> Option<&str> {
+        let only_patient = self.scopes.iter().all(|s| s.context == "patient");
+        if only_patient {
+            self.patient.as_deref()
+        } else {
+            None
+        }
+    }
+}
+
+/// How tokens are checked.
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    /// Opaque tokens: token -> grant.
+    pub tokens: HashMap<String, Grant>,
+    /// JWT verification.
+    pub jwt: Option<JwtConfig>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("tokens", &self.tokens.len())
+            .field("jwt", &self.jwt.as_ref().map(|j| j.algorithm))
+            .finish()
+    }
+}
+
+/// JWT verification: the key, and optionally the required issuer and audience.
+#[derive(Clone)]
+pub struct JwtConfig {
+    /// HS256 or RS256.
+    pub algorithm: Algorithm,
+    /// The key to verify with.
+    pub key: DecodingKey,
+    /// The required `iss`, if any.
+    pub issuer: Option<String>,
+    /// The required `aud`, if any.
+    pub audience: Option<String>,
+}
+
+impl JwtConfig {
+    /// HS256 with a shared secret.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self {
+            algorithm: Algorithm::HS256,
+            key: DecodingKey::from_secret(secret),
+            issuer: None,
+            audience: None,
+        }
+    }
+
+    /// RS256 with an RSA public key in PEM.
+    pub fn rs256_pem(pem: &[u8]) -> Result<Self, Error> {
+        let key = DecodingKey::from_rsa_pem(pem).map_err(|e| {
+            Error::Config(format!("the RS256 public key is not an RSA PEM key: {e}"))
+        })?;
+        Ok(Self {
+            algorithm: Algorithm::RS256,
+            key,
+            issuer: None,
+            audience: None,
+        })
+    }
+}
+
+impl AuthConfig {
+    /// Reads a token file: one token per line, `NAME TOKEN SCOPE… [patient=ID]`; `#` starts
+    /// a comment. Example: `dashboard 6f1c… user/*.rs` or `app-anne 91ab… patient/*.cruds
+    /// patient=123`.
+    pub fn from_token_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
+        })?;
+        let mut tokens = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut words = line.split_whitespace();
+            let (Some(name), Some(token)) = (words.next(), words.next()) else {
+                return Err(Error::Config(format!(
+                    "{}:{}: expected NAME TOKEN SCOPE… [patient=ID]",
+                    path.display(),
+                    n + 1
+                )));
+            };
+            if token.len() < 16 {
+                return Err(Error::Config(format!(
+                    "{}:{}: the token is shorter than 16 characters; use a long random one",
+                    path.display(),
+                    n + 1
+                )));
+            }
+            let mut grant = Grant {
+                who: name.to_string(),
+                scopes: Vec::new(),
+                patient: None,
+            };
+            for w in words {
+                if let Some(p) = w.strip_prefix("patient=") {
+                    grant.patient = Some(p.to_string());
+                } else {
+                    grant.scopes.push(Scope::parse(w).ok_or_else(|| {
+                        Error::Config(format!(
+                            "{}:{}: {w:?} is not a SMART scope this server grants (e.g. user/*.rs, patient/Observation.cruds)",
+                            path.display(),
+                            n + 1
+                        ))
+                    })?);
+                }
+            }
+            if grant.scopes.iter().any(|s| s.context == "patient") && grant.patient.is_none() {
+                return Err(Error::Config(format!(
+                    "{}:{}: patient/ scopes need patient=ID",
+                    path.display(),
+                    n + 1
+                )));
+            }
+            tokens.insert(token.to_string(), grant);
+        }
+        Ok(Self { tokens, jwt: None })
+    }
+
+    /// Verifies a bearer token.
+    fn verify(&self, token: &str) -> Result<Grant, String> {
+        if let Some(g) = self.tokens.get(token) {
+            return Ok(g.clone());
+        }
+        let Some(jwt) = &self.jwt else {
+            return Err("the token is not known".into());
+        };
+        let mut v = Validation::new(jwt.algorithm);
+        v.set_required_spec_claims(&["exp"]);
+        v.leeway = 30;
+        if let Some(i) = &jwt.issuer {
+            v.set_issuer(&[i]);
+        }
+        match &jwt.audience {
+            Some(a) => v.set_audience(&[a]),
+            None => v.validate_aud = false,
+        }
+        let data =
+            jsonwebtoken::decode::<Value>(token, &jwt.key, &v).map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    "the token has expired".to_string()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    "the token's signature is wrong".to_string()
+                }
+                other => format!("the token is not valid: {other:?}"),
+            })?;
+        let claims = data.claims;
+        let scope_text: Vec<String> = match (claims.get("scope"), claims.get("scp")) {
+            (Some(Value::String(s)), _) => s.split_whitespace().map(str::to_string).collect(),
+            (_, Some(Value::Array(a))) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let who = ["client_id", "azp"]
+            .iter()
+            .find_map(|k| claims.get(*k).and_then(Value::as_str))
+            .unwrap_or("jwt")
+            .to_string();
+        Ok(Grant {
+            who,
+            scopes: scope_text.iter().filter_map(|s| Scope::parse(s)).collect(),
+            patient: claims
+                .get("patient")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+}
+
+fn unauthorized(why: &str) -> Response {
+    let mut r = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "login",
+        format!("{why}; send Authorization: Bearer <token>"),
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"healthanalyzer\""),
+    );
+    r
+}
+
+/// Authenticates the request (when auth is on) and puts its [`Access`] in the extensions;
+/// `/fhir/metadata` and `/healthz` stay open.
+pub(crate) async fn authenticate(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(auth) = state.config.auth.as_ref() else {
+        req.extensions_mut().insert(Access::Open);
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if path == "/fhir/metadata" || path == "/healthz" {
+        req.extensions_mut().insert(Access::Open);
+        return next.run(req).await;
+    }
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .map(str::to_string);
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let Some(token) = token else {
+        tracing::info!(target: "healthanalyzer_server::audit", request_id, who = "-", outcome = 401, "access refused: no token");
+        return unauthorized("this server needs a bearer token");
+    };
+    match auth.verify(&token) {
+        Ok(grant) => {
+            req.extensions_mut().insert(Access::Token(grant));
+            next.run(req).await
+        }
+        Err(why) => {
+            tracing::info!(target: "healthanalyzer_server::audit", request_id, who = "-", outcome = 401, reason = %why, "access refused");
+            unauthorized(&why)
+        }
+    }
+}
+
+/// What an API request does: the resource type and the SMART permission letter.
+fn interaction(method: &Method, path: &str) -> Option<(String, char)> {
+    let rest = path.trim_start_matches('/');
+    let rest = rest
+        .strip_prefix("fhir")
+        .unwrap_or(rest)
+        .trim_start_matches('/');
+    let mut parts = rest.split('/');
+    let ty = parts.next().unwrap_or("");
+    let second = parts.next();
+    if ty.is_empty() || ty == "metadata" {
+        return None;
+    }
+    let letter = match (method.as_str(), second) {
+        ("GET", None) => 's',
+        ("GET", Some(op)) if op.starts_with('$') => 's',
+        ("GET", Some(_)) => 'r',
+        ("POST", None) => 'c',
+        ("PUT", Some(_)) => 'u',
+        ("DELETE", Some(_)) => 'd',
+        _ => return None,
+    };
+    Some((ty.to_string(), letter))
+}
+
+/// Checks the token's scopes for the interaction and writes the audit line.
+pub(crate) async fn authorize(req: Request, next: Next) -> Response {
+    let access = req
+        .extensions()
+        .get::<Access>()
+        .cloned()
+        .unwrap_or(Access::Open);
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let request_id = req
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
+    let Access::Token(grant) = &access else {
+        return next.run(req).await;
+    };
+    let what = interaction(&method, &path);
+    if let Some((ty, letter)) = &what
+        && !grant.allows(ty, *letter)
+    {
+        tracing::info!(target: "healthanalyzer_server::audit", request_id, who = %grant.who, %method, resource = %ty, outcome = 403, "access refused: scope");
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the token's scopes do not allow '{letter}' on {ty}"),
+        )
+        .into_response();
+    }
+    let res = next.run(req).await;
+    let (ty, letter) = what.unwrap_or_else(|| ("Bundle".into(), 'c'));
+    tracing::info!(
+        target: "healthanalyzer_server::audit",
+        request_id,
+        who = %grant.who,
+        patient_scoped = grant.compartment().is_some(),
+        interaction = %letter,
+        resource = %ty,
+        outcome = res.status().as_u16(),
+        "access"
+    );
+    res
+}
+
+/// The compartment a request is limited to, if any.
+pub(crate) fn compartment(access: Option<&Access>) -> Option<String> {
+    match access {
+        Some(Access::Token(g)) => g.compartment().map(str::to_string),
+        _ => None,
+    }
+}
+
+/// The compartment of a handler's `Access` extension.
+pub(crate) fn limited_to(access: &Option<axum::Extension<Access>>) -> Option<String> {
+    compartment(access.as_ref().map(|a| &a.0))
+}
+
+/// Limits search parameters to the compartment: a `patient`/`subject` naming another Patient
+/// is 403; without one, `patient=<the compartment>` is added.
+pub(crate) fn restrict_search(
+    pairs: &mut Vec<(String, String)>,
+    compartment: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(p) = compartment else { return Ok(()) };
+    let mut named = false;
+    for (k, v) in pairs.iter() {
+        if k == "patient" || k == "subject" {
+            named = true;
+            let id = v.rsplit_once("Patient/").map_or(v.as_str(), |(_, id)| id);
+            if id != p {
+                return Err(outside_compartment());
+            }
+        }
+    }
+    if !named {
+        pairs.push(("patient".into(), p.to_string()));
+    }
+    Ok(())
+}
+
+/// Checks that a subject is the compartment's Patient.
+pub(crate) async fn check_subject(
+    state: &AppState,
+    compartment: Option<&str>,
+    subject: &healthanalyzer_model::Identifier,
+) -> Result<(), ApiError> {
+    let Some(p) = compartment else { return Ok(()) };
+    match crate::patient::resolve(state, p).await? {
+        Some(r) if r.primary == *subject => Ok(()),
+        _ => Err(outside_compartment()),
+    }
+}
+
+/// 403 for a resource outside the token's Patient compartment.
+pub(crate) fn outside_compartment() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "the token is limited to one Patient's compartment, and this is outside it",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smart_scopes_v1_and_v2() {
+        let s = Scope::parse("patient/Observation.rs").expect("v2");
+        assert_eq!(
+            (
+                s.context.as_str(),
+                s.resource.as_str(),
+                s.permissions.as_str()
+            ),
+            ("patient", "Observation", "rs")
+        );
+        assert_eq!(
+            Scope::parse("user/*.read").map(|s| s.permissions),
+            Some("rs".into())
+        );
+        assert_eq!(
+            Scope::parse("system/*.write").map(|s| s.permissions),
+            Some("cud".into())
+        );
+        assert_eq!(
+            Scope::parse("system/Patient.*").map(|s| s.permissions),
+            Some("cruds".into())
+        );
+        for none in [
+            "openid",
+            "launch/patient",
+            "patient/Observation.rs?category=vital-signs",
+            "admin/*.rs",
+            "user/*.x",
+            "user/*.",
+        ] {
+            assert_eq!(Scope::parse(none), None, "{none}");
+        }
+        let g = Grant {
+            who: "t".into(),
+            scopes: vec![Scope::parse("patient/Observation.rs").expect("scope")],
+            patient: Some("p1".into()),
+        };
+        assert!(g.allows("Observation", 'r'));
+        assert!(!g.allows("Observation", 'c'));
+        assert!(!g.allows("Patient", 'r'));
+        assert_eq!(g.compartment(), Some("p1"));
+        let no_patient = Grant {
+            patient: None,
+            ..g.clone()
+        };
+        assert!(
+            !no_patient.allows("Observation", 'r'),
+            "a patient scope without a patient grants nothing"
+        );
+    }
+
+    #[test]
+    fn interactions_from_method_and_path() {
+        assert_eq!(
+            interaction(&Method::GET, "/fhir/Observation"),
+            Some(("Observation".into(), 's'))
+        );
+        assert_eq!(
+            interaction(&Method::GET, "/fhir/Observation/1"),
+            Some(("Observation".into(), 'r'))
+        );
+        assert_eq!(
+            interaction(&Method::GET, "/fhir/Observation/$lastn"),
+            Some(("Observation".into(), 's'))
+        );
+        assert_eq!(
+            interaction(&Method::POST, "/fhir/Patient"),
+            Some(("Patient".into(), 'c'))
+        );
+        assert_eq!(
+            interaction(&Method::PUT, "/fhir/Patient/1"),
+            Some(("Patient".into(), 'u'))
+        );
+        assert_eq!(
+            interaction(&Method::DELETE, "/Observation/1"),
+            Some(("Observation".into(), 'd'))
+        );
+        assert_eq!(interaction(&Method::POST, "/fhir"), None);
+        assert_eq!(interaction(&Method::GET, "/fhir/metadata"), None);
+    }
+}
