@@ -41,6 +41,7 @@
 mod auth;
 mod bundle;
 mod capability;
+mod dashboard;
 mod error;
 mod http;
 mod observation;
@@ -64,6 +65,7 @@ use healthanalyzer_store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use auth::{Access, AuthConfig, Grant, JwtConfig, Scope};
+pub use dashboard::DashboardConfig;
 pub use error::Error;
 pub use http::{FHIR_JSON, RequestId};
 pub use observation::API_SOURCE;
@@ -79,6 +81,7 @@ pub struct FhirServer {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
     config: ServerConfig,
+    dashboard: Option<DashboardConfig>,
 }
 
 impl FhirServer {
@@ -88,7 +91,14 @@ impl FhirServer {
             store,
             catalog: Arc::new(Catalog::builtin().clone()),
             config: ServerConfig::default(),
+            dashboard: DashboardConfig::demo().ok(),
         }
+    }
+
+    /// Sets the dashboard (`None`: no dashboard; `/` answers 404).
+    pub fn dashboard(mut self, dashboard: Option<DashboardConfig>) -> Self {
+        self.dashboard = dashboard;
+        self
     }
 
     /// Uses another catalog of measurement kinds (codes the API accepts and searches by).
@@ -112,6 +122,8 @@ impl FhirServer {
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             derived_ids: Arc::new(RwLock::new(HashMap::new())),
             api: Arc::new(std::sync::OnceLock::new()),
+            dashboard: self.dashboard.clone(),
+            dashboard_cache: Arc::new(tokio::sync::RwLock::new(None)),
         };
         let fhir = Router::new()
             .route("/metadata", get(metadata))
@@ -145,6 +157,8 @@ impl FhirServer {
             .route("/fhir/", axum::routing::post(bundle::post))
             .route("/fhir", axum::routing::post(bundle::post))
             .route("/healthz", get(healthz))
+            .route("/", get(dashboard::overview))
+            .route("/patient/{id}", get(dashboard::patient))
             .layer(DefaultBodyLimit::max(self.config.max_body_bytes))
             .layer(axum::middleware::from_fn_with_state(
                 state.clone(),

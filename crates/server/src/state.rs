@@ -54,6 +54,10 @@ pub(crate) struct AppState {
     pub(crate) write_lock: Arc<Mutex<()>>,
     /// Derived Patient ids (of subjects without a server-assigned id) to their identifiers.
     pub(crate) derived_ids: Arc<RwLock<HashMap<String, Identifier>>>,
+    /// The dashboard's settings; `None`: no dashboard.
+    pub(crate) dashboard: Option<crate::dashboard::DashboardConfig>,
+    /// The dashboard's last overview.
+    pub(crate) dashboard_cache: Arc<tokio::sync::RwLock<crate::dashboard::Cached>>,
     /// The FHIR routes, for the entries of a batch Bundle.
     pub(crate) api: Arc<std::sync::OnceLock<axum::Router>>,
 }
