@@ -121,6 +121,7 @@ impl FhirServer {
             config: Arc::new(self.config.clone()),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             derived_ids: Arc::new(RwLock::new(HashMap::new())),
+            derived_listed: Arc::new(tokio::sync::Mutex::new(None)),
             api: Arc::new(std::sync::OnceLock::new()),
             dashboard: self.dashboard.clone(),
             dashboard_cache: Arc::new(tokio::sync::RwLock::new(None)),

@@ -349,6 +349,14 @@ pub(crate) async fn delete(
     Ok(no_content())
 }
 
+/// `meta.lastUpdated` of a measurement's stored resource, if it has one (Observations written
+/// through the API do; synced ones carry what their source said, if anything).
+fn last_updated(m: &Measurement) -> Option<healthanalyzer_model::jiff::Timestamp> {
+    let p = m.provenance.payload.as_ref()?;
+    let v: Value = serde_json::from_str(&p.content).ok()?;
+    v.get("meta")?.get("lastUpdated")?.as_str()?.parse().ok()
+}
+
 /// An Observation search, parsed.
 #[derive(Debug, Clone)]
 pub(crate) struct Spec {
@@ -357,6 +365,8 @@ pub(crate) struct Spec {
     empty: bool,
     /// `ne` dates, applied to the results.
     not_in: Vec<DateParam>,
+    /// `_lastUpdated`, applied to the results (`meta.lastUpdated` of the stored resource).
+    last_updated: Vec<DateParam>,
     /// A single measurement by business identifier (conditional creates only).
     by_identifier: Option<MeasurementId>,
     /// The record id a conditional create on an identifier stores under.
@@ -394,9 +404,10 @@ pub(crate) const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
         "Observation.effective, with eq/ne/lt/le/gt/ge/sa/eb and partial dates",
     ),
     (
-        "identifier",
-        "token",
-        "A business identifier (system|value)",
+        "_lastUpdated",
+        "date",
+        "meta.lastUpdated, as date; filtered over the other parameters' results \
+         (Observations from sources without meta.lastUpdated never match)",
     ),
 ];
 
@@ -412,6 +423,7 @@ impl Spec {
             filter: Filter::default(),
             empty: false,
             not_in: Vec::new(),
+            last_updated: Vec::new(),
             by_identifier: None,
             identifier_record: None,
             order: Order::Ascending,
@@ -494,6 +506,7 @@ impl Spec {
                         None => spec.not_in.push(p),
                     }
                 }
+                "_lastUpdated" => spec.last_updated.push(DateParam::parse(v, "_lastUpdated")?),
                 "identifier" if !conditional => {
                     return Err(ApiError::bad_request(
                         "Observation search by identifier is not supported (no identifier index); \
@@ -566,6 +579,15 @@ impl Spec {
             .checked_add(healthanalyzer_model::jiff::SignedDuration::from_nanos(1))
             .unwrap_or(t);
         self.not_in.iter().all(|p| p.matches(t, hi))
+            && (self.last_updated.is_empty() || {
+                let updated = last_updated(m);
+                updated.is_some_and(|u| {
+                    let u_hi = u
+                        .checked_add(healthanalyzer_model::jiff::SignedDuration::from_nanos(1))
+                        .unwrap_or(u);
+                    self.last_updated.iter().all(|p| p.matches(u, u_hi))
+                })
+            })
     }
 
     /// Up to `n` matches from the start (for conditional creates).
@@ -622,6 +644,9 @@ impl Spec {
             .count(&self.filter)
             .await
             .map_err(|e| ApiError::from_store(&e))?;
+        if !self.last_updated.is_empty() {
+            return Ok(None);
+        }
         if self.not_in.is_empty() {
             return Ok(Some(all));
         }

@@ -68,6 +68,10 @@ pub(crate) async fn resolve(state: &AppState, logical: &str) -> ApiResult<Option
     if !valid_id(logical) {
         return Ok(None);
     }
+    // A derived id seen before: one lookup.
+    if let Some(r) = from_derived(state, logical).await? {
+        return Ok(Some(r));
+    }
     let store = &state.store;
     let alias = Identifier::new(REFERENCE_SYSTEM, format!("Patient/{logical}"));
     if let Some(s) = store
@@ -83,44 +87,57 @@ pub(crate) async fn resolve(state: &AppState, logical: &str) -> ApiResult<Option
     if Uuid::parse_str(logical).is_err() {
         return Ok(None);
     }
-    for attempt in 0..2 {
-        let cached = state
-            .derived_ids
-            .read()
-            .ok()
-            .and_then(|m| m.get(logical).cloned());
-        if let Some(id) = cached {
-            let subject = store
-                .subject(&id)
-                .await
-                .map_err(|e| ApiError::from_store(&e))?;
-            return Ok(Some(Resolved {
-                primary: subject.as_ref().map_or(id, |s| s.id.clone()),
-                subject,
-            }));
+    // Perhaps a subject that arrived since the ids were last listed: list them again, at most
+    // every few seconds (a stream of unknown ids must not turn into a stream of full scans).
+    {
+        let mut last = state.derived_listed.lock().await;
+        if last.is_some_and(|t| t.elapsed() < DERIVED_RELIST) {
+            return Ok(None);
         }
-        if attempt == 0 {
-            let mut found: Vec<(String, Identifier)> = Vec::new();
-            for s in store
-                .list_subjects()
-                .await
-                .map_err(|e| ApiError::from_store(&e))?
-            {
-                found.push((derived_id(&s.id), s.id));
-            }
-            for id in store
-                .subjects()
-                .await
-                .map_err(|e| ApiError::from_store(&e))?
-            {
-                found.push((derived_id(&id), id));
-            }
-            if let Ok(mut m) = state.derived_ids.write() {
-                m.extend(found);
-            }
+        let mut found: Vec<(String, Identifier)> = Vec::new();
+        for s in store
+            .list_subjects()
+            .await
+            .map_err(|e| ApiError::from_store(&e))?
+        {
+            found.push((derived_id(&s.id), s.id));
         }
+        for id in store
+            .subjects()
+            .await
+            .map_err(|e| ApiError::from_store(&e))?
+        {
+            found.push((derived_id(&id), id));
+        }
+        if let Ok(mut m) = state.derived_ids.write() {
+            m.extend(found);
+        }
+        *last = Some(std::time::Instant::now());
     }
-    Ok(None)
+    from_derived(state, logical).await
+}
+
+/// How often the derived Patient ids may be listed again.
+const DERIVED_RELIST: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn from_derived(state: &AppState, logical: &str) -> ApiResult<Option<Resolved>> {
+    let cached = state
+        .derived_ids
+        .read()
+        .ok()
+        .and_then(|m| m.get(logical).cloned());
+    let Some(id) = cached else {
+        return Ok(None);
+    };
+    let subject = state
+        .store
+        .subject(&id)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?;
+    Ok(Some(Resolved {
+        primary: subject.as_ref().map_or(id, |s| s.id.clone()),
+        subject,
+    }))
 }
 
 /// Resolves a reference to a Patient (`123`, `Patient/123`, `<base>/Patient/123`).
@@ -478,11 +495,27 @@ async fn search_subjects(state: &AppState, pairs: &[(String, String)]) -> ApiRes
             _ => {}
         }
     }
-    let all = state
+    let mut all = state
         .store
         .list_subjects()
         .await
         .map_err(|e| ApiError::from_store(&e))?;
+    // Subjects with measurements but no demographics (the simulator, CSV files) are Patients
+    // too: their Observations refer to them.
+    let known: std::collections::HashSet<Identifier> = all
+        .iter()
+        .flat_map(|s| std::iter::once(s.id.clone()).chain(s.other_ids.iter().cloned()))
+        .collect();
+    for id in state
+        .store
+        .subjects()
+        .await
+        .map_err(|e| ApiError::from_store(&e))?
+    {
+        if !known.contains(&id) {
+            all.push(Subject::new(id));
+        }
+    }
     Ok(all
         .into_iter()
         .filter(|s| {

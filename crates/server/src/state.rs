@@ -54,6 +54,8 @@ pub(crate) struct AppState {
     pub(crate) write_lock: Arc<Mutex<()>>,
     /// Derived Patient ids (of subjects without a server-assigned id) to their identifiers.
     pub(crate) derived_ids: Arc<RwLock<HashMap<String, Identifier>>>,
+    /// When the derived ids were last listed.
+    pub(crate) derived_listed: Arc<Mutex<Option<std::time::Instant>>>,
     /// The dashboard's settings; `None`: no dashboard.
     pub(crate) dashboard: Option<crate::dashboard::DashboardConfig>,
     /// The dashboard's last overview.

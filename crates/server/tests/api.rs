@@ -325,6 +325,21 @@ async fn observation_search_by_code_category_and_date_prefixes() {
         "ne: 10 minus the BP and the heart rate of that day"
     );
 
+    // _lastUpdated: everything was written just now.
+    let today = healthanalyzer_model::jiff::Timestamp::now()
+        .strftime("%Y-%m-%d")
+        .to_string();
+    assert_eq!(
+        ids(format!("Observation?{p}&_lastUpdated=ge{today}"))
+            .await
+            .len(),
+        10
+    );
+    assert!(
+        ids(format!("Observation?{p}&_lastUpdated=lt{today}"))
+            .await
+            .is_empty()
+    );
     // Bad parameters: 400 with an OperationOutcome naming the parameter.
     for bad in [
         "date=2024-13",
@@ -632,10 +647,22 @@ async fn protocol_details() {
         .map(|p| p["name"].as_str().unwrap())
         .collect();
     for n in [
-        "patient", "subject", "code", "category", "date", "_count", "_sort", "_summary",
+        "patient",
+        "subject",
+        "code",
+        "category",
+        "date",
+        "_lastUpdated",
+        "_count",
+        "_sort",
+        "_summary",
     ] {
         assert!(names.contains(&n), "{n} missing from {names:?}");
     }
+    assert!(
+        !names.contains(&"identifier"),
+        "identifier is not searchable, so not declared"
+    );
     let health = common::client()
         .get(s.base.replace("/fhir", "/healthz"))
         .send()
@@ -1063,4 +1090,26 @@ async fn lastn_and_stats() {
         assert_eq!(a.status, 400, "{bad}: {}", a.text);
         a.outcome();
     }
+}
+
+#[tokio::test]
+async fn subjects_without_demographics_are_patients_too() {
+    let s = start(ServerConfig::default()).await;
+    // A measurement stored by a sync of a source that brings no Patient records.
+    let m = healthanalyzer_store::testkit::heart_rate("sim", "no-demographics", 1, 64);
+    s.store.write(&[m], None).await.unwrap();
+    let (ids, _) = s.search_ids("Patient").await;
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let p = s.get(&format!("Patient/{}", ids[0])).await;
+    assert_eq!(p.status, 200, "{}", p.text);
+    let o = s
+        .search_ids(&format!("Observation?patient={}", ids[0]))
+        .await
+        .0;
+    assert_eq!(o.len(), 1);
+    let obs = s.get(&format!("Observation/{}", o[0])).await;
+    assert_eq!(
+        obs.body["subject"]["reference"],
+        format!("Patient/{}", ids[0])
+    );
 }

@@ -1,0 +1,359 @@
+//! `server-bench`: the FHIR server under a real load generator (`wrk`, Debian's package), in
+//! the shapes of the Blaze load tests:
+//!
+//! - (a) a transaction Bundle of 1 Patient + 1 blood-pressure Observation, 32 and 128 clients;
+//! - (b) read of one Patient (a random one of the store's);
+//! - (c) Observation search by patient + code + date over a store of about a million
+//!   Observations.
+//!
+//! Beside each, the store alone doing the same work in the same run (the ceiling the HTTP
+//! layer can reach). SQLite always; PostgreSQL too when `HEALTHANALYZER_POSTGRES_URL` is set.
+//! `wrk` and the server share this machine's cores: the figures are for the pair.
+//!
+//! `cargo run --release -p healthanalyzer-bench --bin server-bench -- [--patients N] [--days N]
+//! [--seconds N] [--postgres-only]`
+
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::ops::Bound;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use healthanalyzer_model::jiff::{SignedDuration, Timestamp};
+use healthanalyzer_model::{Identifier, KindId};
+use healthanalyzer_server::{FhirServer, ServerConfig};
+use healthanalyzer_source::{Cursor, Source};
+use healthanalyzer_source_sim::{SimConfig, SimSource};
+use healthanalyzer_store::{Filter, Query, Store};
+use serde_json::Value;
+
+struct Wrk {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+fn ms(text: &str) -> f64 {
+    let t = text.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len()));
+    let v: f64 = num.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => v / 1000.0,
+        "ms" => v,
+        "s" => v * 1000.0,
+        "m" => v * 60_000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn wrk(url: &str, script: &str, conns: u32, seconds: u32) -> Wrk {
+    let dir = tempfile::tempdir().unwrap();
+    let lua = dir.path().join("s.lua");
+    std::fs::write(&lua, script).unwrap();
+    let out = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{conns}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+        ])
+        .arg(&lua)
+        .arg(url)
+        .output()
+        .expect("wrk (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut r = Wrk {
+        rps: f64::NAN,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        non_2xx: 0,
+    };
+    for line in text.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            r.rps = v.trim().parse().unwrap_or(f64::NAN);
+        } else if let Some(v) = l.strip_prefix("50%") {
+            r.p50_ms = ms(v);
+        } else if let Some(v) = l.strip_prefix("99%") {
+            r.p99_ms = ms(v);
+        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            r.non_2xx = v.trim().parse().unwrap_or(0);
+        }
+    }
+    if r.rps.is_nan() {
+        eprintln!(
+            "wrk said:\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    r
+}
+
+async fn fill(store: &Arc<dyn Store>, patients: usize, days: u32) -> (u64, Timestamp, Timestamp) {
+    let sim = SimSource::new(SimConfig {
+        patients,
+        days,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    // Demographics, as a FHIR source would bring them.
+    let subjects: Vec<healthanalyzer_model::Subject> = sim
+        .subjects()
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let mut s = healthanalyzer_model::Subject::new(id.clone());
+            s.name = Some(healthanalyzer_model::HumanName {
+                family: Some(format!("Bench{i}")),
+                given: vec!["Test".into()],
+                text: None,
+            });
+            s
+        })
+        .collect();
+    store.put_subjects(&subjects).await.unwrap();
+    let mut cursor = Cursor::start();
+    let mut n = 0u64;
+    let (mut lo, mut hi) = (Timestamp::MAX, Timestamp::MIN);
+    loop {
+        let b = sim.pull(&cursor, 10_000).await.unwrap();
+        if !b.subjects.is_empty() {
+            store.put_subjects(&b.subjects).await.unwrap();
+        }
+        for m in &b.measurements {
+            let t = m.effective.instant();
+            lo = lo.min(t);
+            hi = hi.max(t);
+        }
+        store.write(&b.measurements, None).await.unwrap();
+        n += b.measurements.len() as u64;
+        cursor = b.cursor;
+        if b.exhausted {
+            return (n, lo, hi);
+        }
+    }
+}
+
+fn lua_list(ids: &[String]) -> String {
+    let quoted: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
+    format!("ids = {{{}}}\n", quoted.join(","))
+}
+
+#[allow(clippy::too_many_lines)]
+async fn run(label: &str, store: Arc<dyn Store>, patients: usize, days: u32, seconds: u32) {
+    println!("\n## {label}\n");
+    let t = Instant::now();
+    let (n, lo, hi) = fill(&store, patients, days).await;
+    println!(
+        "filled {n} measurements of {patients} patients in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = FhirServer::new(store.clone())
+        .dashboard(None)
+        .config(ServerConfig::default());
+    tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
+    let base = format!("http://{addr}/fhir");
+
+    // Patient ids, as the API names them.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = reqwest::Client::new();
+    let body: Value = serde_json::from_str(
+        &http
+            .get(format!("{base}/Patient?_count=1000"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let ids: Vec<String> = body["entry"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no Patients listed: {body}"))
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .collect();
+    // A 30-day window in the middle of the data.
+    let mid = lo + (hi.duration_since(lo) / 2);
+    let from = mid.strftime("%Y-%m-%d").to_string();
+    let to = (mid + SignedDuration::from_hours(24 * 30))
+        .strftime("%Y-%m-%d")
+        .to_string();
+    let sample = http
+        .get(format!(
+            "{base}/Observation?patient={}&code=http://loinc.org|85354-9&date=ge{from}&date=lt{to}",
+            ids[0]
+        ))
+        .send()
+        .await
+        .unwrap();
+    let sample: Value = serde_json::from_str(&sample.text().await.unwrap()).unwrap();
+    println!(
+        "search sample: {} matches for one patient over 30 days ({from} to {to}); {} patients",
+        sample["total"],
+        ids.len()
+    );
+
+    let read = format!(
+        "{}request = function()\n  return wrk.format(\"GET\", \"/fhir/Patient/\" .. ids[math.random(#ids)])\nend\n",
+        lua_list(&ids)
+    );
+    let search = format!(
+        "{}request = function()\n  return wrk.format(\"GET\", \"/fhir/Observation?patient=\" .. ids[math.random(#ids)] .. \"&code=http%3A%2F%2Floinc.org%7C85354-9&date=ge{from}&date=lt{to}\")\nend\n",
+        lua_list(&ids)
+    );
+    let tx = r#"
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/fhir+json"
+wrk.headers["Prefer"] = "return=minimal"
+wrk.body = [[{"resourceType":"Bundle","type":"transaction","entry":[
+ {"fullUrl":"urn:uuid:0b9f1d8e-7c77-4a51-9e3b-2f1f5d6c0001","resource":{"resourceType":"Patient","name":[{"family":"Load","given":["Test"]}],"gender":"female","birthDate":"1950-01-01"},"request":{"method":"POST","url":"Patient"}},
+ {"fullUrl":"urn:uuid:0b9f1d8e-7c77-4a51-9e3b-2f1f5d6c0002","resource":{"resourceType":"Observation","status":"final",
+  "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],
+  "code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},
+  "subject":{"reference":"urn:uuid:0b9f1d8e-7c77-4a51-9e3b-2f1f5d6c0001"},
+  "effectiveDateTime":"2024-05-06T07:08:09+02:00",
+  "component":[
+   {"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}]},"valueQuantity":{"value":128,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}},
+   {"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}]},"valueQuantity":{"value":82,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}]},
+  "request":{"method":"POST","url":"Observation"}}]}]]
+"#;
+
+    println!("\n| shape | clients | requests/s | p50 ms | p99 ms | non-2xx |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let show = |name: &str, c: u32, w: &Wrk| {
+        println!(
+            "| {name} | {c} | {:.0} | {:.2} | {:.2} | {} |",
+            w.rps, w.p50_ms, w.p99_ms, w.non_2xx
+        );
+        let _ = std::io::stdout().flush();
+    };
+    let url = format!("http://{addr}/fhir");
+    for c in [32, 128] {
+        let w = wrk(&url, tx, c, seconds);
+        show("(a) transaction: Patient + BP Observation", c, &w);
+    }
+    let w = wrk(&format!("{url}/Patient"), &read, 32, seconds);
+    show("(b) read Patient", 32, &w);
+    let w = wrk(&format!("{url}/Observation"), &search, 32, seconds);
+    show("(c) search patient + code + date", 32, &w);
+
+    // The store alone, same work, one client.
+    println!("\nThe store alone, same run (one client, in-process):\n");
+    let subjects = store.list_subjects().await.unwrap();
+    let subject_ids: Vec<Identifier> = subjects.iter().map(|s| s.id.clone()).collect();
+    let k = 2_000;
+    let t = Instant::now();
+    for i in 0..k {
+        let s = &subject_ids[i % subject_ids.len()];
+        let _ = store.subject(s).await.unwrap();
+    }
+    let read_store = f64::from(k as u32) / t.elapsed().as_secs_f64();
+    let from_ts: Timestamp = format!("{from}T00:00:00Z").parse().unwrap();
+    let to_ts: Timestamp = format!("{to}T00:00:00Z").parse().unwrap();
+    let mut lat = Vec::with_capacity(k);
+    for i in 0..k {
+        let filter = Filter {
+            subject: Some(subject_ids[i % subject_ids.len()].clone()),
+            kinds: vec![KindId::from("blood-pressure")],
+            from: Bound::Included(from_ts),
+            to: Bound::Excluded(to_ts),
+        };
+        let t = Instant::now();
+        let _ = store.count(&filter).await.unwrap();
+        let _ = store.query(&Query::new(filter, 50)).await.unwrap();
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    lat.sort_by(f64::total_cmp);
+    let search_store = k as f64 / (lat.iter().sum::<f64>() / 1e3);
+    // A transaction's store work: one subject and one measurement, each committed.
+    let sample_m = store
+        .query(&Query::new(Filter::subject(subject_ids[0].clone()), 1))
+        .await
+        .unwrap()
+        .items;
+    let t = Instant::now();
+    let m = 500;
+    for i in 0..m {
+        let mut s = subjects[0].clone();
+        s.id = Identifier::new("urn:bench:tx", format!("p{i}"));
+        s.other_ids.clear();
+        store.put_subjects(&[s]).await.unwrap();
+        let mut x = sample_m[0].clone();
+        x.provenance.record_id = format!("bench-{i}");
+        x.id = x.provenance.measurement_id();
+        store.write(&[x], None).await.unwrap();
+    }
+    let tx_store = f64::from(m) / t.elapsed().as_secs_f64();
+    println!("| work | per second | p50 ms | p99 ms |");
+    println!("|---|---:|---:|---:|");
+    println!("| (a) put 1 subject + write 1 measurement | {tx_store:.0} | | |");
+    println!("| (b) subject by identifier | {read_store:.0} | | |");
+    println!(
+        "| (c) count + first page of 50 | {search_store:.0} | {:.2} | {:.2} |",
+        lat[lat.len() / 2],
+        lat[lat.len() * 99 / 100]
+    );
+}
+
+fn main() {
+    let mut patients = 1000;
+    let mut days = 228;
+    let mut seconds = 10;
+    let mut postgres_only = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || {
+            args.next()
+                .and_then(|v| v.parse::<u32>().ok())
+                .expect("a number")
+        };
+        match a.as_str() {
+            "--patients" => patients = value() as usize,
+            "--days" => days = value(),
+            "--seconds" => seconds = value(),
+            "--postgres-only" => postgres_only = true,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "# server-bench: {patients} patients x {days} days, {seconds} s per shape, {cores} cores (wrk and the server share them)"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if !postgres_only {
+            let dir = tempfile::tempdir().unwrap();
+            let store: Arc<dyn Store> = Arc::new(
+                healthanalyzer_store_sqlite::SqliteStore::open(dir.path().join("bench.db"))
+                    .await
+                    .unwrap(),
+            );
+            run("SQLite", store, patients, days, seconds).await;
+        }
+        match std::env::var("HEALTHANALYZER_POSTGRES_URL") {
+            Ok(url) => {
+                let store: Arc<dyn Store> = Arc::new(
+                    healthanalyzer_store_postgres::PostgresStore::connect(&url)
+                        .await
+                        .unwrap(),
+                );
+                run("PostgreSQL", store, patients, days, seconds).await;
+            }
+            Err(_) => println!("\n(PostgreSQL skipped: HEALTHANALYZER_POSTGRES_URL is not set)"),
+        }
+    });
+}
