@@ -21,7 +21,7 @@ use crate::http::{
 };
 use crate::patient::{format_of, logical_id_of, no_content, resolve_reference};
 use crate::resource::{
-    base_url, check_version, now_instant, parse_resource, stamp, valid_id, version_of,
+    base_url, check_version, now_instant, parse_resource, stamp, update_body, version_of,
 };
 use crate::search::{
     DateParam, count_param, max_lower, min_upper, params, query_string, searchset,
@@ -269,28 +269,7 @@ pub(crate) async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let limit = limited_to(&access);
-    if !valid_id(&id) {
-        return Err(ApiError::bad_request(format!(
-            "{id:?} is not a valid FHIR id"
-        )));
-    }
-    let text = json_body(&headers, &body)?;
-    let resource = parse_resource(&text, "Observation")?;
-    match resource.get("id").and_then(Value::as_str) {
-        Some(body_id) if body_id == id => {}
-        Some(body_id) => {
-            return Err(ApiError::bad_request(format!(
-                "the body's id ({body_id}) differs from the URL's ({id})"
-            ))
-            .at("Observation.id"));
-        }
-        None => {
-            return Err(
-                ApiError::bad_request("an update needs the resource's id in the body")
-                    .at("Observation.id"),
-            );
-        }
-    }
+    let resource = update_body(&headers, &body, "Observation", &id)?;
     let wanted = if_match(&headers)?;
     let base = base_url(&state, &headers);
     let _guard = state.write_lock.lock().await;

@@ -22,7 +22,7 @@ use crate::http::{
     check_format, fhir_response, if_match, json_body, prefer_return, read_response, write_response,
 };
 use crate::resource::{
-    base_url, check_version, now_instant, parse_resource, stamp, valid_id, version_of,
+    base_url, check_version, now_instant, parse_resource, stamp, update_body, valid_id, version_of,
 };
 use crate::search::{DateParam, count_param, params, query_string, searchset};
 use crate::state::AppState;
@@ -329,28 +329,7 @@ pub(crate) async fn update(
     body: Bytes,
 ) -> ApiResult<Response> {
     in_compartment(&access, &id)?;
-    if !valid_id(&id) {
-        return Err(ApiError::bad_request(format!(
-            "{id:?} is not a valid FHIR id ([A-Za-z0-9-.], at most 64)"
-        )));
-    }
-    let text = json_body(&headers, &body)?;
-    let resource = parse_resource(&text, "Patient")?;
-    match resource.get("id").and_then(Value::as_str) {
-        Some(body_id) if body_id == id => {}
-        Some(body_id) => {
-            return Err(ApiError::bad_request(format!(
-                "the body's id ({body_id}) differs from the URL's ({id})"
-            ))
-            .at("Patient.id"));
-        }
-        None => {
-            return Err(
-                ApiError::bad_request("an update needs the resource's id in the body")
-                    .at("Patient.id"),
-            );
-        }
-    }
+    let resource = update_body(&headers, &body, "Patient", &id)?;
     let wanted = if_match(&headers)?;
     let base = base_url(&state, &headers);
     let _guard = state.write_lock.lock().await;

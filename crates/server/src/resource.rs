@@ -60,6 +60,34 @@ pub(crate) fn parse_resource(text: &str, expected: &str) -> ApiResult<Map<String
     }
 }
 
+/// The body of an update (`PUT Type/{id}`): a valid id in the URL, a resource of the type,
+/// and the same id in the body.
+pub(crate) fn update_body(
+    headers: &axum::http::HeaderMap,
+    body: &axum::body::Bytes,
+    ty: &str,
+    id: &str,
+) -> ApiResult<Map<String, Value>> {
+    if !valid_id(id) {
+        return Err(ApiError::bad_request(format!(
+            "{id:?} is not a valid FHIR id ([A-Za-z0-9-.], at most 64)"
+        )));
+    }
+    let text = crate::http::json_body(headers, body)?;
+    let resource = parse_resource(&text, ty)?;
+    match resource.get("id").and_then(Value::as_str) {
+        Some(body_id) if body_id == id => Ok(resource),
+        Some(body_id) => Err(ApiError::bad_request(format!(
+            "the body's id ({body_id}) differs from the URL's ({id})"
+        ))
+        .at(format!("{ty}.id"))),
+        None => Err(
+            ApiError::bad_request("an update needs the resource's id in the body")
+                .at(format!("{ty}.id")),
+        ),
+    }
+}
+
 /// The version of a stored resource (`meta.versionId`; 1 when absent or not a number).
 pub(crate) fn version_of(resource: &Map<String, Value>) -> u64 {
     resource
