@@ -426,7 +426,7 @@ pub(crate) fn restrict_search(
     let Some(p) = compartment else { return Ok(()) };
     let mut named = false;
     for (k, v) in pairs.iter() {
-        if k == "patient" || k == "subject" {
+        if is_patient_param(k) {
             named = true;
             let id = v.rsplit_once("Patient/").map_or(v.as_str(), |(_, id)| id);
             if id != p {
@@ -438,6 +438,14 @@ pub(crate) fn restrict_search(
         pairs.push(("patient".into(), p.to_string()));
     }
     Ok(())
+}
+
+/// `patient`, `subject`, and the same with the `:Patient` type modifier.
+pub(crate) fn is_patient_param(name: &str) -> bool {
+    matches!(
+        name,
+        "patient" | "subject" | "patient:Patient" | "subject:Patient"
+    )
 }
 
 /// Checks that a subject is the compartment's Patient.

@@ -188,6 +188,31 @@ pub(crate) fn check_format(headers: &HeaderMap, format: Option<&str>) -> Result<
     Ok(())
 }
 
+/// With `Prefer: handling=strict`, search parameters the server does not know are an error
+/// (400) instead of being ignored.
+pub(crate) fn check_strict_handling(
+    headers: &HeaderMap,
+    ignored: &[String],
+) -> Result<(), ApiError> {
+    let strict = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == "handling=strict");
+    if strict && !ignored.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not-supported",
+            format!(
+                "unknown search parameters: {} (see /fhir/metadata); without Prefer: handling=strict they are ignored",
+                ignored.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Parses a request body as a JSON object, after checking its media type.
 pub(crate) fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<String, ApiError> {
     if let Some(ct) = headers

@@ -353,6 +353,8 @@ pub(crate) struct Spec {
     order: Order,
     /// The parameters applied, for the self and next links.
     applied: Vec<(String, String)>,
+    /// The parameters this server does not know (ignored, or 400 with `Prefer: handling=strict`).
+    ignored: Vec<String>,
 }
 
 /// The Observation search parameters this server supports (also in the CapabilityStatement).
@@ -407,6 +409,7 @@ impl Spec {
             identifier_record: None,
             order: Order::Ascending,
             applied: Vec::new(),
+            ignored: Vec::new(),
         };
         let mut kinds: Option<Vec<KindId>> = None;
         let restrict = |kinds: &mut Option<Vec<KindId>>, allowed: Vec<KindId>| {
@@ -417,12 +420,12 @@ impl Spec {
         };
         for (k, v) in pairs {
             match k.as_str() {
-                "patient" | "subject" => {
+                name if crate::auth::is_patient_param(name) => {
                     if v.contains(',') {
                         return Err(ApiError::bad_request(format!(
-                            "{k}: one Patient per search (no comma-separated list)"
+                            "{name}: one Patient per search (no comma-separated list)"
                         ))
-                        .at(k.clone()));
+                        .at(name.to_string()));
                     }
                     match resolve_reference(state, v).await? {
                         Some(r) => {
@@ -520,7 +523,11 @@ impl Spec {
                         }
                     };
                 }
-                _ => continue,
+                "_count" | "_page" | "_summary" | "_total" | "_format" => continue,
+                other => {
+                    spec.ignored.push(other.to_string());
+                    continue;
+                }
             }
             spec.applied.push((k.clone(), v.clone()));
         }
@@ -656,6 +663,7 @@ pub(crate) async fn search(
     restrict_search(&mut pairs, limited_to(&access).as_deref())?;
     let base = base_url(&state, &headers);
     let spec = Spec::parse(&state, &pairs, false).await?;
+    crate::http::check_strict_handling(&headers, &spec.ignored)?;
     let count = count_param(
         pairs
             .iter()

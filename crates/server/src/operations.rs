@@ -43,7 +43,7 @@ pub(crate) const STATISTICS: &[&str] = &[
 fn patient_param(pairs: &[(String, String)], op: &str) -> ApiResult<Vec<(String, String)>> {
     let who: Vec<(String, String)> = pairs
         .iter()
-        .filter(|(k, _)| k == "patient" || k == "subject")
+        .filter(|(k, _)| crate::auth::is_patient_param(k))
         .cloned()
         .collect();
     if who.is_empty() {

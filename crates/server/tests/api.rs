@@ -353,6 +353,37 @@ async fn observation_search_by_code_category_and_date_prefixes() {
         assert_eq!(a.status, 400, "{bad}: {}", a.text);
         a.outcome();
     }
+    // The type modifier on references.
+    assert_eq!(
+        ids(format!("Observation?subject:Patient={pid}"))
+            .await
+            .len(),
+        10
+    );
+    // Unknown parameters: ignored, or 400 when the client asks for strict handling.
+    let a = s
+        .send(
+            Method::GET,
+            &format!("Observation?{p}&value-quantity=gt100"),
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert!(a.outcome().contains("value-quantity"));
+    let a = s
+        .send(
+            Method::GET,
+            &format!("Observation?{p}&_count=2"),
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(
+        a.status, 200,
+        "known parameters pass under strict handling: {}",
+        a.text
+    );
     // The self link names what was applied, not what was ignored.
     let a = s.get(&format!("Observation?{p}&unknown-param=1")).await;
     let self_link = a.body["link"][0]["url"].as_str().unwrap();

@@ -242,6 +242,11 @@ async fn a_patient_token_sees_and_writes_only_its_own_compartment() {
             None,
         ),
         (
+            Method::GET,
+            format!("Observation?subject:Patient={}", w.b),
+            None,
+        ),
+        (
             Method::POST,
             "Observation".to_string(),
             Some(weight(&w.b, "2024-01-03T08:00:00Z", 80.0)),
