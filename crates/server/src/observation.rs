@@ -23,9 +23,7 @@ use crate::patient::{format_of, logical_id_of, no_content, resolve_reference};
 use crate::resource::{
     base_url, check_version, now_instant, parse_resource, stamp, update_body, version_of,
 };
-use crate::search::{
-    DateParam, count_param, max_lower, min_upper, params, query_string, searchset,
-};
+use crate::search::{DateParam, Paging, max_lower, min_upper, params, query_string, searchset};
 use crate::state::AppState;
 
 /// Patients created in the same transaction: `Patient/<id>` to their primary identifier.
@@ -664,23 +662,11 @@ pub(crate) async fn search(
     let base = base_url(&state, &headers);
     let spec = Spec::parse(&state, &pairs, false).await?;
     crate::http::check_strict_handling(&headers, &spec.ignored)?;
-    let count = count_param(
-        pairs
-            .iter()
-            .find(|(k, _)| k == "_count")
-            .map(|(_, v)| v.as_str()),
-        state.config.default_count,
-        state.config.max_count,
-    )?;
-    let token = pairs
-        .iter()
-        .find(|(k, _)| k == "_page")
-        .map(|(_, v)| v.clone());
-    let summary_count = pairs.iter().any(|(k, v)| k == "_summary" && v == "count");
-    let want_total = !pairs.iter().any(|(k, v)| k == "_total" && v == "none");
+    let paging = Paging::parse(&pairs, state.config.default_count, state.config.max_count)?;
+    let (count, token) = (paging.count, paging.page.clone());
     let mut self_pairs = spec.applied.clone();
     self_pairs.push(("_count".into(), count.to_string()));
-    if summary_count || count == 0 {
+    if paging.only_total {
         let total = spec.total(&state).await?;
         let self_link = format!("{base}/Observation?{}", query_string(&self_pairs));
         return Ok(fhir_response(
@@ -688,7 +674,7 @@ pub(crate) async fn search(
             &searchset(&self_link, None, total, Vec::new()),
         ));
     }
-    let total = if want_total && token.is_none() {
+    let total = if paging.want_total && token.is_none() {
         spec.total(&state).await?
     } else {
         None

@@ -24,7 +24,7 @@ use crate::http::{
 use crate::resource::{
     base_url, check_version, now_instant, parse_resource, stamp, update_body, valid_id, version_of,
 };
-use crate::search::{DateParam, count_param, params, query_string, searchset};
+use crate::search::{DateParam, Paging, params, query_string, searchset};
 use crate::state::AppState;
 
 /// The namespace of derived Patient ids.
@@ -558,19 +558,8 @@ pub(crate) async fn search(
     }
     check_format(&headers, format_of(&pairs))?;
     let base = base_url(&state, &headers);
-    let count = count_param(
-        pairs
-            .iter()
-            .find(|(k, _)| k == "_count")
-            .map(|(_, v)| v.as_str()),
-        state.config.default_count,
-        state.config.max_count,
-    )?;
-    let after = pairs
-        .iter()
-        .find(|(k, _)| k == "_page")
-        .map(|(_, v)| v.clone());
-    let summary_count = pairs.iter().any(|(k, v)| k == "_summary" && v == "count");
+    let paging = Paging::parse(&pairs, state.config.default_count, state.config.max_count)?;
+    let (count, after) = (paging.count, paging.page.clone());
     let applied: Vec<(String, String)> = pairs
         .iter()
         .filter(|(k, _)| {
@@ -590,7 +579,7 @@ pub(crate) async fn search(
     let total = found.len() as u64;
     let mut self_pairs = applied.clone();
     self_pairs.push(("_count".into(), count.to_string()));
-    if summary_count || count == 0 {
+    if paging.only_total {
         let self_link = format!("{base}/Patient?{}", query_string(&self_pairs));
         return Ok(fhir_response(
             StatusCode::OK,

@@ -238,12 +238,43 @@ pub(crate) fn min_upper(a: Bound<Timestamp>, b: Bound<Timestamp>) -> Bound<Times
 }
 
 /// `_count`: the default when absent, lowered to the maximum when above it.
-pub(crate) fn count_param(value: Option<&str>, default: usize, max: usize) -> ApiResult<usize> {
+fn count_param(value: Option<&str>, default: usize, max: usize) -> ApiResult<usize> {
     match value {
         None => Ok(default),
         Some(v) => v.parse::<usize>().map(|n| n.min(max)).map_err(|_| {
             ApiError::bad_request(format!("_count={v}: expected a whole number")).at("_count")
         }),
+    }
+}
+
+/// The result-control parameters every search takes.
+#[derive(Debug, Clone)]
+pub(crate) struct Paging {
+    /// `_count`: the default when absent, lowered to the maximum when above it.
+    pub(crate) count: usize,
+    /// `_page`: where the previous page ended.
+    pub(crate) page: Option<String>,
+    /// `_summary=count` (or `_count=0`): the total only.
+    pub(crate) only_total: bool,
+    /// Not `_total=none`.
+    pub(crate) want_total: bool,
+}
+
+impl Paging {
+    pub(crate) fn parse(pairs: &[(String, String)], default: usize, max: usize) -> ApiResult<Self> {
+        let value = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let count = count_param(value("_count"), default, max)?;
+        Ok(Self {
+            count,
+            page: value("_page").map(str::to_string),
+            only_total: count == 0 || value("_summary") == Some("count"),
+            want_total: value("_total") != Some("none"),
+        })
     }
 }
 
