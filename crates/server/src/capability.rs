@@ -84,6 +84,7 @@ pub(crate) fn capability_statement(base: &str) -> Value {
                     "conditionalCreate": true,
                     "conditionalUpdate": false,
                     "conditionalDelete": "not-supported",
+                    "searchInclude": ["Observation:subject", "Observation:patient"],
                     "searchParam": obs_params,
                     "operation": [
                         {"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"},

@@ -9,7 +9,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use healthanalyzer_fhir::{FHIR_JSON, ReadOptions, WriteOptions, check_strict, read_observation};
-use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Payload, Validator};
+use healthanalyzer_model::{
+    Identifier, KindId, Measurement, MeasurementId, Payload, Subject, Validator,
+};
 use healthanalyzer_store::{Filter, Order, PageToken, Query};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -353,6 +355,8 @@ pub(crate) struct Spec {
     applied: Vec<(String, String)>,
     /// The parameters this server does not know (ignored, or 400 with `Prefer: handling=strict`).
     ignored: Vec<String>,
+    /// `_include=Observation:subject` (or `:patient`): the page's Patients join the Bundle.
+    include_subject: bool,
 }
 
 /// The Observation search parameters this server supports (also in the CapabilityStatement).
@@ -408,6 +412,7 @@ impl Spec {
             order: Order::Ascending,
             applied: Vec::new(),
             ignored: Vec::new(),
+            include_subject: false,
         };
         let mut kinds: Option<Vec<KindId>> = None;
         let restrict = |kinds: &mut Option<Vec<KindId>>, allowed: Vec<KindId>| {
@@ -521,6 +526,16 @@ impl Spec {
                         }
                     };
                 }
+                "_include" => match v.as_str() {
+                    "Observation:subject"
+                    | "Observation:patient"
+                    | "Observation:subject:Patient"
+                    | "Observation:patient:Patient" => spec.include_subject = true,
+                    other => {
+                        spec.ignored.push(format!("_include={other}"));
+                        continue;
+                    }
+                },
                 "_count" | "_page" | "_summary" | "_total" | "_format" => continue,
                 other => {
                     spec.ignored.push(other.to_string());
@@ -696,8 +711,26 @@ pub(crate) async fn search(
             Value::Object(observation_json(&state, m)?),
         ));
     }
-    Ok(fhir_response(
-        StatusCode::OK,
-        &searchset(&self_link, next_link.as_deref(), total, entries),
-    ))
+    let mut bundle = searchset(&self_link, next_link.as_deref(), total, entries);
+    if spec.include_subject {
+        let mut seen = std::collections::HashSet::new();
+        let mut included = Vec::new();
+        for m in &items {
+            if !seen.insert(&m.subject) {
+                continue;
+            }
+            let subject = state
+                .store
+                .subject(&m.subject)
+                .await
+                .map_err(|e| ApiError::from_store(&e))?
+                .unwrap_or_else(|| Subject::new(m.subject.clone()));
+            included.push((
+                format!("{base}/Patient/{}", crate::patient::logical_id(&subject)),
+                Value::Object(crate::patient::patient_json(&subject)?),
+            ));
+        }
+        crate::search::add_included(&mut bundle, included);
+    }
+    Ok(fhir_response(StatusCode::OK, &bundle))
 }

@@ -287,6 +287,22 @@ pub(crate) fn query_string(pairs: &[(String, String)]) -> String {
     s.finish()
 }
 
+/// Adds `_include`d resources to a searchset (after the matches, `search.mode` include).
+pub(crate) fn add_included(bundle: &mut Value, included: Vec<(String, Value)>) {
+    if included.is_empty() {
+        return;
+    }
+    let Some(o) = bundle.as_object_mut() else {
+        return;
+    };
+    let entries = o.entry("entry").or_insert_with(|| Value::Array(Vec::new()));
+    if let Value::Array(list) = entries {
+        list.extend(included.into_iter().map(|(full_url, resource)| {
+            json!({"fullUrl": full_url, "resource": resource, "search": {"mode": "include"}})
+        }));
+    }
+}
+
 /// A searchset Bundle.
 pub(crate) fn searchset(
     self_link: &str,

@@ -1,0 +1,52 @@
+//! Scripted checks of a FHIR R4 data-exchange chain, for hackathons and for CI.
+//!
+//! A [`Scenario`] (TOML, described in `docs/scenarios.md` in the repository) is a list of
+//! steps: HTTP requests with expectations on the status, headers and FHIR body, commands (a
+//! sync, say), and comparisons between what two servers hold. A [`Runner`] runs scenarios
+//! against a FHIR base URL and never fails: everything that goes wrong is a [`Finding`] with a
+//! severity, the step, the request, the correlation id sent as `X-Request-Id`, the start of the
+//! answer, and a suggested [`Owner`] (sender, receiver or data) with the reason. The
+//! [`report`] module turns a [`Run`] into a console summary, JUnit XML and a Markdown triage
+//! report.
+//!
+//! Built-in suites ([`suites::builtin`]): `vital-signs` (each catalog kind created, read back
+//! equal, found by patient, code and date; paging; `$lastn`), `errors` (bad input gets 4xx with
+//! an OperationOutcome, unknown ids 404) and `chain` (source server -> sync -> receiving API,
+//! nothing lost, changed or doubled).
+//!
+//! ```no_run
+//! use healthanalyzer_check::{Runner, Scenario, report, suites};
+//!
+//! # async fn f() -> Result<(), healthanalyzer_check::Error> {
+//! let mine = Scenario::from_toml(r#"
+//!     name = "smoke"
+//!     [[steps]]
+//!     name = "metadata"
+//!     request = { url = "metadata" }
+//!     expect = { status = 200, resource_type = "CapabilityStatement" }
+//! "#, "inline")?;
+//! let runner = Runner::new("http://127.0.0.1:8080/fhir")?;
+//! let run = runner.run(&[mine, suites::builtin("errors")?]).await;
+//! std::fs::write("triage.md", report::markdown(&run)).ok();
+//! std::fs::write("junit.xml", report::junit(&run)).ok();
+//! assert!(!run.has_errors(), "{}", report::summary(&run));
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod path;
+pub mod report;
+mod run;
+mod scenario;
+pub mod suites;
+mod vars;
+
+pub use error::{Error, Result};
+pub use path::ElementPath;
+pub use run::{
+    Exchange, FeatureSupport, Finding, Outcome, Run, Runner, ScenarioResult, StepResult, declares,
+};
+pub use scenario::{
+    Body, Capture, Check, Command, CommandLine, Compare, Count, Expect, Owner, Phase, Request,
+    Scenario, Severity, StatusSpec, Step,
+};
