@@ -306,24 +306,43 @@ pub fn markdown(run: &Run) -> String {
         out.push('\n');
     }
 
-    let features: Vec<_> = run.scenarios.iter().flat_map(|s| &s.features).collect();
+    // One row per scenario and feature: declared or not, and how many of its steps passed.
+    let mut features: Vec<(&str, &str, Option<bool>, usize, usize)> = Vec::new();
+    for f in run.scenarios.iter().flat_map(|s| &s.features) {
+        match features
+            .iter_mut()
+            .find(|r| r.0 == f.scenario && r.1 == f.feature)
+        {
+            Some(row) => {
+                row.3 += usize::from(f.works);
+                row.4 += 1;
+            }
+            None => features.push((&f.scenario, &f.feature, f.declared, usize::from(f.works), 1)),
+        }
+    }
     if !features.is_empty() {
         let _ = writeln!(
             out,
-            "## Features\n\n| scenario | feature | declared in CapabilityStatement | works |\n|---|---|---|---|"
+            "## Features\n\n| scenario | feature | declared in CapabilityStatement | works (steps passed) |\n|---|---|---|---|"
         );
-        for f in features {
-            let declared = match f.declared {
+        for (scenario, feature, declared, ok, all) in features {
+            let declared = match declared {
                 Some(true) => "yes",
                 Some(false) => "no",
                 None => "unknown (no CapabilityStatement)",
             };
+            let works = if ok == all {
+                "yes"
+            } else if ok == 0 {
+                "no"
+            } else {
+                "partly"
+            };
             let _ = writeln!(
                 out,
-                "| {} | {} | {declared} | {} |",
-                cell(&f.scenario),
-                cell(&f.feature),
-                if f.works { "yes" } else { "no" }
+                "| {} | {} | {declared} | {works} ({ok}/{all}) |",
+                cell(scenario),
+                cell(feature)
             );
         }
         out.push('\n');
