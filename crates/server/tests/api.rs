@@ -1144,3 +1144,87 @@ async fn subjects_without_demographics_are_patients_too() {
         format!("Patient/{}", ids[0])
     );
 }
+
+#[tokio::test]
+async fn include_adds_the_patients_of_the_page_once() {
+    let s = common::start(ServerConfig::default()).await;
+    let anna = s.patient("Include").await;
+    let bo = s.patient("Other").await;
+    for (p, when) in [
+        (&anna, "2024-05-01T08:00:00Z"),
+        (&anna, "2024-05-02T08:00:00Z"),
+        (&bo, "2024-05-03T08:00:00Z"),
+    ] {
+        s.observation(&common::weight(p, when, 70.5)).await;
+    }
+    for include in ["Observation:subject", "Observation:patient"] {
+        let a = s
+            .get(&format!(
+                "Observation?code=29463-7&_include={include}&_count=10"
+            ))
+            .await;
+        assert_eq!(a.status, 200, "{}", a.text);
+        let entries = a.body["entry"].as_array().unwrap();
+        let modes: Vec<&str> = entries
+            .iter()
+            .map(|e| e["search"]["mode"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            modes,
+            ["match", "match", "match", "include", "include"],
+            "{}",
+            a.text
+        );
+        let mut included: Vec<&str> = entries[3..]
+            .iter()
+            .map(|e| e["resource"]["id"].as_str().unwrap())
+            .collect();
+        included.sort_unstable();
+        let mut want = vec![anna.as_str(), bo.as_str()];
+        want.sort_unstable();
+        assert_eq!(included, want);
+        assert_eq!(entries[3]["resource"]["resourceType"], "Patient");
+        // The matches' total does not count the included Patients.
+        assert_eq!(a.body["total"], 3, "{}", a.text);
+    }
+    // Paged: the next page includes its own Patients, and the next link keeps _include.
+    let first = s
+        .get(&format!(
+            "Observation?patient={anna}&_include=Observation:subject&_count=1"
+        ))
+        .await;
+    let next = first.body["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["relation"] == "next")
+        .and_then(|l| l["url"].as_str())
+        .unwrap()
+        .to_owned();
+    assert!(
+        next.contains("_include=Observation%3Asubject")
+            || next.contains("_include=Observation:subject"),
+        "{next}"
+    );
+    let second = s.get(&next).await;
+    let modes: Vec<&str> = second.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["search"]["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes, ["match", "include"]);
+    // An include this server does not do is ignored, or refused under strict handling.
+    let a = s.get("Observation?_include=Observation:performer").await;
+    assert_eq!(a.status, 200);
+    let a = s
+        .send(
+            reqwest::Method::GET,
+            "Observation?_include=Observation:performer",
+            None,
+            &[("Prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(a.status, 400, "{}", a.text);
+    assert!(a.outcome().contains("_include=Observation:performer"));
+}

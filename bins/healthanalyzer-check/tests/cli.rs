@@ -1,0 +1,161 @@
+//! The `healthanalyzer-check` binary: exit codes, the files it writes, its errors.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+
+use healthanalyzer_server::FhirServer;
+use healthanalyzer_store::Store;
+use healthanalyzer_store_sqlite::SqliteStore;
+
+struct Api {
+    base: String,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("t.db")).await.unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = FhirServer::new(store)
+            .serve(listener, async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Api {
+        base: format!("http://{addr}/fhir"),
+        _dir: dir,
+        _stop: tx,
+    }
+}
+
+async fn check(args: &[&str], cwd: &Path) -> Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_healthanalyzer-check"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("HEALTHANALYZER_CHECK_BASE")
+        .env_remove("HEALTHANALYZER_CHECK_TOKEN")
+        .output()
+        .await
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_run_exits_0_and_writes_junit_and_the_triage_report() {
+    let api = api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let o = check(
+        &[
+            "--base",
+            &api.base,
+            "--junit",
+            "out.xml",
+            "--report",
+            "triage.md",
+        ],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("vital-signs"), "{stdout}");
+    assert!(stdout.contains("0 errors, 0 warnings"), "{stdout}");
+    // Progress goes to stderr, one line a step, without identifiers or values.
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("step=create blood-pressure"), "{stderr}");
+    let junit = std::fs::read_to_string(dir.path().join("out.xml")).unwrap();
+    assert!(junit.contains("<testsuite name=\"vital-signs\""), "{junit}");
+    assert!(junit.contains("<testsuite name=\"errors\""), "{junit}");
+    let md = std::fs::read_to_string(dir.path().join("triage.md")).unwrap();
+    assert!(md.starts_with("# Triage report: http://127.0.0.1:"), "{md}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_finding_exits_1_and_a_bad_scenario_exits_2() {
+    let api = api().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mine.toml"),
+        r#"
+name = "mine"
+[[steps]]
+name = "metadata says R5"
+request = { url = "metadata" }
+expect = { status = 200, body = [{ path = "fhirVersion", equals = "5.0.0" }] }
+"#,
+    )
+    .unwrap();
+    let o = check(
+        &[
+            "--base",
+            &api.base,
+            "--scenario",
+            "mine.toml",
+            "--report",
+            "t.md",
+        ],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("ERROR mine / metadata says R5 [receiver] fhirVersion: expected \"5.0.0\", found \"4.0.1\""),
+        "{stdout}"
+    );
+    let md = std::fs::read_to_string(dir.path().join("t.md")).unwrap();
+    assert!(
+        md.contains("### E1. error · receiver · mine › metadata says R5"),
+        "{md}"
+    );
+
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "name = \"bad\"\n[[steps]]\nname = \"x\"\n",
+    )
+    .unwrap();
+    let o = check(&["--base", &api.base, "--scenario", "bad.toml"], dir.path()).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("bad.toml") && stderr.contains("step `x`"),
+        "{stderr}"
+    );
+    assert!(o.stdout.is_empty(), "nothing ran: {}", text(&o));
+
+    for args in [
+        vec!["--base", "ftp://x/fhir"],
+        vec!["--base", &api.base, "--suite", "nope"],
+        vec!["--base", &api.base, "--var", "novalue"],
+        vec!["--suite", "errors"],
+    ] {
+        let o = check(&args, dir.path()).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_names_the_suites() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = check(&["--list"], dir.path()).await;
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for name in ["vital-signs", "errors", "chain"] {
+        assert!(stdout.contains(name), "{stdout}");
+    }
+}
