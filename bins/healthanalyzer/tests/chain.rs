@@ -88,8 +88,8 @@ async fn our_server_to_sync_to_our_server_loses_changes_and_doubles_nothing() {
 async fn sekmet_to_sync_to_our_server_loses_changes_and_doubles_nothing() {
     let Ok(sekmet) = std::env::var("HEALTHANALYZER_FHIR_URL") else {
         assert!(
-            std::env::var("REQUIRE_FHIR").as_deref() != Ok("1"),
-            "REQUIRE_FHIR=1 but HEALTHANALYZER_FHIR_URL is not set"
+            std::env::var("HEALTHANALYZER_REQUIRE_FHIR").as_deref() != Ok("1"),
+            "HEALTHANALYZER_REQUIRE_FHIR=1 but HEALTHANALYZER_FHIR_URL is not set"
         );
         eprintln!("notice: HEALTHANALYZER_FHIR_URL is not set; the SEKMET chain is skipped");
         return;

@@ -523,7 +523,11 @@ fn check_check(c: &Check) -> std::result::Result<(), String> {
         ));
     }
     if let Some(r) = &c.matches {
-        regex::Regex::new(r).map_err(|e| format!("check on `{}`: {e}", c.path))?;
+        // Variables are substituted before the match: check the pattern with a stand-in.
+        let probe = regex::Regex::new(r"\$\{[^}]*\}")
+            .map(|v| v.replace_all(r, "x").into_owned())
+            .unwrap_or_else(|_| r.clone());
+        regex::Regex::new(&probe).map_err(|e| format!("check on `{}`: {e}", c.path))?;
     }
     if let Some(n) = &c.count {
         n.accepts(0)?;
@@ -606,6 +610,10 @@ expect = { status = "2xx", entries = ">=0", body = [{ path = "resourceType", equ
             (
                 ("regex = \"Patient/([^/]+)\"", "regex = \"(\""),
                 "capture `pid`",
+            ),
+            (
+                ("equals = \"Bundle\"", "matches = \"${x}(\""),
+                "regex parse error",
             ),
             (("follow_next = 10", "follow_next = -1"), "invalid value"),
         ] {

@@ -40,3 +40,27 @@ async fn every_builtin_suite_passes_against_our_server() {
     );
     common::validate_junit(&junit);
 }
+
+/// The complete example in `docs/scenarios.md` (when the crate is built inside the repository)
+/// runs clean against our server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_example_scenario_passes() {
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/scenarios.md");
+    let Ok(text) = std::fs::read_to_string(&doc) else {
+        eprintln!(
+            "notice: {} is not here; the documented example is not checked",
+            doc.display()
+        );
+        return;
+    };
+    let start = text.find("```toml\n").unwrap() + "```toml\n".len();
+    let end = start + text[start..].find("```").unwrap();
+    let scenario =
+        healthanalyzer_check::Scenario::from_toml(&text[start..end], "docs/scenarios.md").unwrap();
+    let own = common::own_server().await;
+    let run = Runner::new(&own.base).unwrap().run(&[scenario]).await;
+    assert_eq!(run.findings().count(), 0, "{}", report::summary(&run));
+    let steps = &run.scenarios[0].steps;
+    assert_eq!(steps.len(), 5);
+    assert!(steps.iter().all(|s| s.outcome == Outcome::Passed));
+}

@@ -14,8 +14,8 @@ fn sekmet() -> Option<String> {
         Ok(url) => Some(url),
         Err(_) => {
             assert!(
-                std::env::var("REQUIRE_FHIR").as_deref() != Ok("1"),
-                "REQUIRE_FHIR=1 but HEALTHANALYZER_FHIR_URL is not set"
+                std::env::var("HEALTHANALYZER_REQUIRE_FHIR").as_deref() != Ok("1"),
+                "HEALTHANALYZER_REQUIRE_FHIR=1 but HEALTHANALYZER_FHIR_URL is not set"
             );
             eprintln!("notice: HEALTHANALYZER_FHIR_URL is not set; the SEKMET checks are skipped");
             None

@@ -46,12 +46,12 @@ pub async fn own_server() -> OwnServer {
 
 /// Validates JUnit XML against the Jenkins JUnit schema that `.ci/run` fetches
 /// (`HEALTHANALYZER_JUNIT_XSD`), with xmllint. Skips with a notice when it is not set, unless
-/// `REQUIRE_JUNIT_XSD=1`.
+/// `HEALTHANALYZER_REQUIRE_JUNIT_XSD=1`.
 pub fn validate_junit(xml: &str) {
     let Ok(xsd) = std::env::var("HEALTHANALYZER_JUNIT_XSD") else {
         assert!(
-            std::env::var("REQUIRE_JUNIT_XSD").as_deref() != Ok("1"),
-            "REQUIRE_JUNIT_XSD=1 but HEALTHANALYZER_JUNIT_XSD is not set"
+            std::env::var("HEALTHANALYZER_REQUIRE_JUNIT_XSD").as_deref() != Ok("1"),
+            "HEALTHANALYZER_REQUIRE_JUNIT_XSD=1 but HEALTHANALYZER_JUNIT_XSD is not set"
         );
         eprintln!("notice: HEALTHANALYZER_JUNIT_XSD is not set; JUnit schema validation skipped");
         return;
