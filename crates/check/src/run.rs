@@ -738,11 +738,23 @@ pub(crate) fn excerpt(text: &str) -> String {
     }
 }
 
+/// A Bundle's matches: entries that `_include` added (`search.mode` include) or that carry an
+/// OperationOutcome (`outcome`) are not counted.
 fn entries_of(body: Option<&Value>) -> Vec<Value> {
     body.filter(|b| b.get("resourceType").and_then(Value::as_str) == Some("Bundle"))
         .and_then(|b| b.get("entry"))
         .and_then(Value::as_array)
-        .cloned()
+        .map(|list| {
+            list.iter()
+                .filter(|e| {
+                    !matches!(
+                        e.pointer("/search/mode").and_then(Value::as_str),
+                        Some("include" | "outcome")
+                    )
+                })
+                .cloned()
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -857,16 +869,8 @@ fn expect_response(ctx: &mut StepCtx<'_>, resp: &Response, vars: &BTreeMap<Strin
         let mut seen = HashSet::new();
         let mut doubled = Vec::new();
         for entry in &resp.entries {
-            let key = entry.get("resource").map(|r| {
-                format!(
-                    "{}/{}",
-                    r.get("resourceType").and_then(Value::as_str).unwrap_or("?"),
-                    r.get("id").and_then(Value::as_str).unwrap_or("?")
-                )
-            });
-            if let Some(k) = key
-                && !seen.insert(k.clone())
-            {
+            let k = ident(entry);
+            if !seen.insert(k.clone()) {
                 doubled.push(k);
             }
         }
@@ -1206,8 +1210,8 @@ fn compare(state: &State, c: &Compare, ctx: &mut StepCtx<'_>) {
         .iter()
         .filter_map(|k| ElementPath::parse(k).ok())
         .collect();
-    let key_of = |entry: &Value| -> String {
-        let r = entry.get("resource").unwrap_or(entry);
+    let key_of = |entry: &Value| -> Vec<String> {
+        let r = res(entry);
         keys.iter()
             .map(|k| {
                 k.eval(r)
@@ -1216,25 +1220,32 @@ fn compare(state: &State, c: &Compare, ctx: &mut StepCtx<'_>) {
                     .collect::<Vec<_>>()
                     .join(",")
             })
-            .collect::<Vec<_>>()
-            .join(" | ")
+            .collect()
     };
-    let mut want: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    let describe = |k: &[String]| -> String {
+        c.key
+            .iter()
+            .zip(k)
+            .map(|(path, v)| format!("{path} = {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut want: BTreeMap<Vec<String>, Vec<&Value>> = BTreeMap::new();
     for e in expected {
         want.entry(key_of(e)).or_default().push(e);
     }
-    let mut got: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    let mut got: BTreeMap<Vec<String>, Vec<&Value>> = BTreeMap::new();
     for e in actual {
         got.entry(key_of(e)).or_default().push(e);
     }
-    let key_names = c.key.join(" | ");
     for (k, w) in &want {
         let g = got.get(k).map_or(&[][..], Vec::as_slice);
         if g.is_empty() {
             ctx.finding(
                 format!(
-                    "Lost: `{}` has {key_names} = {k}; `{}` has none.",
-                    c.expected, c.actual
+                    "Lost: {} at the sender ({}) is not at the receiver.",
+                    ident(w[0]),
+                    describe(k)
                 ),
                 owner,
                 "The sender holds it and the receiver does not: it was lost on the way in.",
@@ -1245,8 +1256,10 @@ fn compare(state: &State, c: &Compare, ctx: &mut StepCtx<'_>) {
         if g.len() > w.len() {
             ctx.finding(
                 format!(
-                    "Doubled: {key_names} = {k} is there {} times, expected {}.",
+                    "Doubled: {} is at the receiver {} times ({}), expected {}.",
+                    describe(k),
                     g.len(),
+                    g.iter().map(|e| ident(e)).collect::<Vec<_>>().join(", "),
                     w.len()
                 ),
                 owner,
@@ -1262,10 +1275,13 @@ fn compare(state: &State, c: &Compare, ctx: &mut StepCtx<'_>) {
             if x != y {
                 ctx.finding(
                     format!(
-                        "Changed: {key_names} = {k}: {} is [{}] at the sender, [{}] at the receiver.",
+                        "Changed: {} is [{}] in {} at the sender and [{}] in {} at the receiver ({}).",
                         f.as_str(),
                         x.join(", "),
-                        y.join(", ")
+                        ident(w[0]),
+                        y.join(", "),
+                        ident(g[0]),
+                        describe(k)
                     ),
                     owner,
                     "The receiver serves a different value than the sender holds.",
@@ -1279,14 +1295,25 @@ fn compare(state: &State, c: &Compare, ctx: &mut StepCtx<'_>) {
             ctx.finding_with(
                 Severity::Warning,
                 format!(
-                    "Extra: the receiver has {key_names} = {k} ({} times) the sender does not.",
-                    g.len()
+                    "Extra: {} at the receiver ({}) is not at the sender.",
+                    g.iter().map(|e| ident(e)).collect::<Vec<_>>().join(", "),
+                    describe(k)
                 ),
                 owner,
                 "Left over from an earlier run, or made up on the way.",
             );
         }
     }
+}
+
+/// `Type/id` of an entry's resource, for messages.
+fn ident(entry: &Value) -> String {
+    let r = res(entry);
+    format!(
+        "{}/{}",
+        r.get("resourceType").and_then(Value::as_str).unwrap_or("?"),
+        r.get("id").and_then(Value::as_str).unwrap_or("?")
+    )
 }
 
 fn res(entry: &Value) -> &Value {
@@ -1406,6 +1433,103 @@ mod tests {
         assert!(!declares(&cap, "Patient:read"));
         assert!(declares(&cap, "transaction"));
         assert!(!declares(&cap, "batch"));
+    }
+
+    #[test]
+    fn compare_finds_lost_doubled_changed_and_extra() {
+        let step: Step = toml::from_str(
+            r#"
+name = "compare"
+compare = { expected = "a", actual = "b", key = ["code.coding[0].code", "effectiveDateTime"], fields = ["valueQuantity.value", "component.valueQuantity.value"] }
+"#,
+        )
+        .unwrap();
+        let obs = |id: &str, code: &str, when: &str, v: f64| {
+            json!({"resource": {"resourceType": "Observation", "id": id,
+                "code": {"coding": [{"code": code}]}, "effectiveDateTime": when,
+                "valueQuantity": {"value": v}}})
+        };
+        let sender = vec![
+            obs("s1", "29463-7", "2026-03-02T08:12:00+01:00", 81.35),
+            obs("s2", "8867-4", "2026-03-02T08:10:00+01:00", 72.0),
+            obs("s3", "59408-5", "2026-03-03T21:40:00+01:00", 94.0),
+        ];
+        let receiver = vec![
+            // The same weight, written differently: equal.
+            obs("r1", "29463-7", "2026-03-02T07:12:00Z", 81.350),
+            // The pulse twice, once changed.
+            obs("r2", "8867-4", "2026-03-02T07:10:00Z", 72.0),
+            obs("r3", "8867-4", "2026-03-02T07:10:00Z", 73.0),
+            // SpO2 lost; something the sender never had.
+            obs("r4", "2708-6", "2026-03-04T10:00:00Z", 95.0),
+        ];
+        let state = State {
+            vars: BTreeMap::new(),
+            passed: HashSet::new(),
+            entries: [("a".to_owned(), sender), ("b".to_owned(), receiver)].into(),
+        };
+        let mut ctx = StepCtx {
+            scenario: "chain",
+            step: &step,
+            owner: Owner::Receiver,
+            findings: Vec::new(),
+            exchange: Exchange::default(),
+            sent: None,
+        };
+        let Some(c) = &step.compare else { panic!() };
+        compare(&state, c, &mut ctx);
+        let messages: Vec<(Severity, &str)> = ctx
+            .findings
+            .iter()
+            .map(|f| (f.severity, f.message.as_str()))
+            .collect();
+        assert_eq!(messages.len(), 3, "{messages:#?}");
+        assert_eq!(messages[0].0, Severity::Error);
+        assert!(messages[1].1.starts_with("Doubled: code.coding[0].code = 8867-4, effectiveDateTime = 2026-03-02T07:10:00Z is at the receiver 2 times (Observation/r2, Observation/r3), expected 1."), "{messages:#?}");
+        assert!(
+            messages[0]
+                .1
+                .starts_with("Lost: Observation/s3 at the sender (code.coding[0].code = 59408-5"),
+            "{messages:#?}"
+        );
+        assert_eq!(messages[2].0, Severity::Warning);
+        assert!(
+            messages[2]
+                .1
+                .starts_with("Extra: Observation/r4 at the receiver"),
+            "{messages:#?}"
+        );
+        // Changed, when the receiver's only copy differs.
+        let mut state = state;
+        if let Some(b) = state.entries.get_mut("b") {
+            b.remove(1);
+        }
+        ctx.findings.clear();
+        compare(&state, c, &mut ctx);
+        let changed: Vec<&str> = ctx
+            .findings
+            .iter()
+            .map(|f| f.message.as_str())
+            .filter(|m| m.starts_with("Changed"))
+            .collect();
+        assert_eq!(
+            changed,
+            [
+                "Changed: valueQuantity.value is [72] in Observation/s2 at the sender and [73] in Observation/r3 at the receiver (code.coding[0].code = 8867-4, effectiveDateTime = 2026-03-02T07:10:00Z)."
+            ]
+        );
+    }
+
+    #[test]
+    fn only_matches_count_as_entries() {
+        let b = json!({"resourceType": "Bundle", "entry": [
+            {"resource": {"resourceType": "Observation", "id": "o1"}, "search": {"mode": "match"}},
+            {"resource": {"resourceType": "Observation", "id": "o2"}},
+            {"resource": {"resourceType": "Patient", "id": "p1"}, "search": {"mode": "include"}},
+            {"resource": {"resourceType": "OperationOutcome"}, "search": {"mode": "outcome"}}]});
+        let ids: Vec<String> = entries_of(Some(&b)).iter().map(ident).collect();
+        assert_eq!(ids, ["Observation/o1", "Observation/o2"]);
+        assert!(entries_of(Some(&json!({"resourceType": "Patient", "entry": [{}]}))).is_empty());
     }
 
     #[test]

@@ -218,7 +218,8 @@ pub struct Expect {
     /// A Bundle's `total`.
     #[serde(default)]
     pub total: Option<Count>,
-    /// The number of Bundle entries (of every page when `follow_next` is set).
+    /// The number of matches: Bundle entries that are not `_include`d resources or outcomes
+    /// (of every page when `follow_next` is set).
     #[serde(default)]
     pub entries: Option<Count>,
     /// No resource appears twice among the entries (by `resourceType/id`).
