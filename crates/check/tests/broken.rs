@@ -264,7 +264,11 @@ async fn each_fault_is_found_and_given_to_its_owner() {
         "component[code.coding.code=8480-6].valueQuantity.value: expected 128",
     );
     assert_owner(f, Owner::Receiver, Severity::Error);
-    assert!(f.message.contains("found nothing"), "{}", f.message);
+    assert!(
+        f.message.ends_with("expected 128, found nothing"),
+        "{}",
+        f.message
+    );
     // The next-link loop.
     let f = finding(
         &run,
@@ -272,6 +276,8 @@ async fn each_fault_is_found_and_given_to_its_owner() {
         "Paging loops: page 2's `next` link leads back to page 2",
     );
     assert_owner(f, Owner::Receiver, Severity::Error);
+    // One finding for the one fault: the short count is its consequence, not another fault.
+    assert_eq!(run.findings().filter(|f| f.step == "paging").count(), 1);
     // The stall: declared in the CapabilityStatement, so an error, not "not supported".
     let f = finding(&run, "lastn", "did not answer within 2 s");
     assert_owner(f, Owner::Receiver, Severity::Error);
