@@ -121,6 +121,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
     if let Some(t) = &args.token {
         runner = runner.header("Authorization", &format!("Bearer {t}"));
     }
+    runner.check_variables(&scenarios)?;
     let run = runner.run(&scenarios).await;
     if let Some(path) = &args.junit {
         write(path, &report::junit(&run))?;

@@ -143,10 +143,18 @@ expect = { status = 200, body = [{ path = "fhirVersion", equals = "5.0.0" }] }
         vec!["--base", &api.base, "--suite", "nope"],
         vec!["--base", &api.base, "--var", "novalue"],
         vec!["--suite", "errors"],
+        // The chain without its source: every step would be skipped, which must not pass.
+        vec!["--base", &api.base, "--suite", "chain"],
     ] {
         let o = check(&args, dir.path()).await;
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
     }
+    let o = check(&["--base", &api.base, "--suite", "chain"], dir.path()).await;
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("scenario chain needs `source`: pass --var NAME=VALUE"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

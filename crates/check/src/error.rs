@@ -34,6 +34,14 @@ pub enum Error {
     /// No built-in suite has that name.
     #[error("no built-in suite `{0}` (there are: vital-signs, errors, chain)")]
     UnknownSuite(String),
+    /// Scenarios use variables that nothing sets.
+    #[error("scenario {scenario} needs {}: pass --var NAME=VALUE", .names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))]
+    UnsetVariables {
+        /// The scenario.
+        scenario: String,
+        /// The variables.
+        names: Vec<String>,
+    },
     /// A `--var` argument is not `NAME=VALUE`.
     #[error("variable `{0}` is not NAME=VALUE")]
     BadVariable(String),

@@ -248,6 +248,23 @@ impl Runner {
         &self.run_id
     }
 
+    /// Fails when a scenario uses a variable that neither the scenario, a capture, nor this
+    /// runner (`var`, and the built-in `base` and `run`) sets: its steps would all be skipped,
+    /// and a run that skips everything must not look like a pass.
+    pub fn check_variables(&self, scenarios: &[Scenario]) -> Result<()> {
+        let given: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        for s in scenarios {
+            let names = s.unset_variables(&given);
+            if !names.is_empty() {
+                return Err(Error::UnsetVariables {
+                    scenario: s.name.clone(),
+                    names,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Runs the scenarios one after the other. Never fails: what goes wrong is a finding.
     pub async fn run(&self, scenarios: &[Scenario]) -> Run {
         let started = jiff::Timestamp::now();
@@ -349,6 +366,7 @@ impl Runner {
         };
         if let Some(dep) = step.depends_on.iter().find(|d| !state.passed.contains(*d)) {
             result.outcome = Outcome::Skipped(format!("step `{dep}` did not pass"));
+            info!(scenario = %s.name, step = %step.name, outcome = ?result.outcome, "step");
             return result;
         }
         let owner = step.owner.unwrap_or(Owner::Receiver);
@@ -426,6 +444,7 @@ impl Runner {
             Err(Stop::Skip(reason)) => {
                 result.outcome = Outcome::Skipped(reason);
                 result.elapsed = clock.elapsed();
+                info!(scenario = %s.name, step = %step.name, outcome = ?result.outcome, "step");
                 return result;
             }
             Err(Stop::Done) => {}

@@ -408,6 +408,57 @@ impl Scenario {
         Ok(s)
     }
 
+    /// The variables this scenario uses (`${name}` in URLs, headers, bodies, commands and
+    /// expected values) that neither its `[vars]`, nor a capture, nor `given` sets: each must
+    /// come from `--var`, or the steps that use it would be skipped.
+    pub fn unset_variables(&self, given: &[&str]) -> Vec<String> {
+        let mut used = std::collections::BTreeSet::new();
+        let mut set: HashSet<&str> = given.iter().copied().collect();
+        set.extend(self.vars.keys().map(String::as_str));
+        for (_, step) in self.all_steps() {
+            set.extend(step.capture.keys().map(String::as_str));
+            let mut texts: Vec<&str> = Vec::new();
+            if let Some(r) = &step.request {
+                texts.push(&r.url);
+                texts.extend(r.headers.values().map(String::as_str));
+                match &r.body {
+                    Some(Body::Text(t)) => texts.push(t),
+                    Some(Body::Json(j)) => json_strings(j, &mut texts),
+                    None => {}
+                }
+            }
+            if let Some(c) = &step.command {
+                match &c.run {
+                    CommandLine::Line(l) => texts.push(l),
+                    CommandLine::Args(a) => texts.extend(a.iter().map(String::as_str)),
+                }
+                texts.extend(c.env.values().map(String::as_str));
+            }
+            for c in step.expect.body.iter().chain(&step.expect.headers) {
+                texts.extend(c.contains.as_deref());
+                texts.extend(c.matches.as_deref());
+                if let Some(e) = &c.equals {
+                    json_strings(e, &mut texts);
+                }
+            }
+            for t in texts {
+                let mut rest = t;
+                while let Some(at) = rest.find("${") {
+                    let escaped = at > 0 && rest.as_bytes()[at - 1] == b'$';
+                    let tail = &rest[at + 2..];
+                    let Some(end) = tail.find('}') else { break };
+                    if !escaped {
+                        used.insert(tail[..end].trim().to_owned());
+                    }
+                    rest = &tail[end + 1..];
+                }
+            }
+        }
+        used.into_iter()
+            .filter(|v| !set.contains(v.as_str()))
+            .collect()
+    }
+
     /// Every step, in the order they run.
     pub fn all_steps(&self) -> impl Iterator<Item = (Phase, &Step)> {
         self.setup
@@ -507,6 +558,15 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+}
+
+fn json_strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+    match v {
+        Value::String(s) => out.push(s),
+        Value::Array(items) => items.iter().for_each(|i| json_strings(i, out)),
+        Value::Object(map) => map.values().for_each(|i| json_strings(i, out)),
+        _ => {}
     }
 }
 
@@ -629,6 +689,24 @@ expect = { status = "2xx", entries = ">=0", body = [{ path = "resourceType", equ
                 change.1
             );
         }
+    }
+
+    #[test]
+    fn unset_variables_are_named() {
+        let s = Scenario::from_toml(GOOD, "t").unwrap();
+        assert!(s.unset_variables(&[]).is_empty(), "pid is captured");
+        let s = Scenario::from_toml(
+            &GOOD.replace(
+                "Observation?patient=${pid}",
+                "${source}/Observation?patient=${pid}&x=$${not}",
+            ),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(s.unset_variables(&[]), ["source"]);
+        assert!(s.unset_variables(&["source"]).is_empty());
+        let chain = crate::suites::builtin("chain").unwrap();
+        assert_eq!(chain.unset_variables(&["base", "run"]), ["source"]);
     }
 
     #[test]
