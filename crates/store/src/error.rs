@@ -17,12 +17,16 @@ pub enum Error {
         /// What was looked for.
         what: String,
     },
-    /// The write conflicts with the stored state (e.g. a version check failed).
+    /// The write conflicts with itself (two subjects of one batch share an identifier).
     #[error("conflict: {reason}")]
     Conflict {
         /// Why.
         reason: String,
     },
+    /// A precondition of a write set failed against the stored state (a version, "must not
+    /// exist", an identifier another subject holds); nothing of the set was written.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(Box<crate::writeset::Conflict>),
     /// The store cannot be reached or is busy. Retry later when `retryable`.
     #[error("store unavailable ({}): {reason}", if *retryable { "retry later" } else { "check the configuration" })]
     Unavailable {
@@ -59,6 +63,14 @@ impl Error {
         Self::InvalidInput {
             field: field.into(),
             reason: reason.into(),
+        }
+    }
+
+    /// The conflict, when this is [`Error::PreconditionFailed`].
+    pub fn conflict(&self) -> Option<&crate::writeset::Conflict> {
+        match self {
+            Self::PreconditionFailed(c) => Some(c),
+            _ => None,
         }
     }
 

@@ -59,9 +59,14 @@ mod store;
 mod subject;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod writeset;
 
 pub use error::{BoxError, Error, Result};
 pub use memory::MemoryStore;
 pub use query::{Filter, Order, Page, PageToken, Query, SortKey, split_instant};
 pub use store::{Checkpoint, MeasurementStore, MeasurementStoreExt, WriteSummary, check_batch};
 pub use subject::{Store, SubjectStore, check_subjects, identifier_key, parse_identifier_key};
+pub use writeset::{
+    Applied, Conflict, ConflictReason, Deletion, MeasurementWrite, Precondition, RecordKey,
+    SubjectWrite, Versioned, WriteSet, WriteSetStore,
+};

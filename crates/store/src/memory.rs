@@ -11,15 +11,191 @@ use crate::error::{Error, Result};
 use crate::query::{Filter, Order, Page, PageToken, Query, SortKey};
 use crate::store::{Checkpoint, MeasurementStore, WriteSummary, check_batch};
 use crate::subject::{SubjectStore, check_subjects};
+use crate::writeset::{
+    Applied, Conflict, ConflictReason, Deletion, Precondition, RecordKey, Versioned, WriteSet,
+    WriteSetStore,
+};
 
 #[derive(Debug, Default)]
 struct State {
     rows: HashMap<MeasurementId, Measurement>,
     order: BTreeMap<SortKey, MeasurementId>,
+    measurement_versions: HashMap<MeasurementId, u64>,
     checkpoints: HashMap<String, Checkpoint>,
     subjects: HashMap<Identifier, Subject>,
+    subject_versions: HashMap<Identifier, u64>,
     /// Every identifier of a stored subject -> its primary identifier.
     aliases: HashMap<Identifier, Identifier>,
+}
+
+/// What to put back when a write set fails half-way.
+enum Undo {
+    Measurement(MeasurementId, Option<(Measurement, u64)>),
+    Subject(Identifier, Option<(Subject, u64)>),
+}
+
+impl State {
+    /// Replaces (or removes) a measurement; returns what was there.
+    fn set_measurement(
+        &mut self,
+        id: MeasurementId,
+        new: Option<(Measurement, u64)>,
+    ) -> Option<(Measurement, u64)> {
+        let old = self.rows.remove(&id).map(|old| {
+            self.order.remove(&SortKey::of(&old));
+            let v = self.measurement_versions.remove(&id).unwrap_or(1);
+            (old, v)
+        });
+        if let Some((m, v)) = new {
+            self.order.insert(SortKey::of(&m), id);
+            self.rows.insert(id, m);
+            self.measurement_versions.insert(id, v);
+        }
+        old
+    }
+
+    /// Replaces (or removes) a subject and its identifiers; returns what was there.
+    fn set_subject(
+        &mut self,
+        id: &Identifier,
+        new: Option<(Subject, u64)>,
+    ) -> Option<(Subject, u64)> {
+        let old = self.subjects.remove(id).map(|old| {
+            release_aliases(&mut self.aliases, &old);
+            let v = self.subject_versions.remove(id).unwrap_or(1);
+            (old, v)
+        });
+        if let Some((s, v)) = new {
+            for alias in std::iter::once(&s.id).chain(&s.other_ids) {
+                self.aliases.insert(alias.clone(), s.id.clone());
+            }
+            self.subject_versions.insert(s.id.clone(), v);
+            self.subjects.insert(s.id.clone(), s);
+        }
+        old
+    }
+
+    fn undo(&mut self, log: Vec<Undo>) {
+        for u in log.into_iter().rev() {
+            match u {
+                Undo::Measurement(id, old) => {
+                    self.set_measurement(id, old);
+                }
+                Undo::Subject(id, old) => {
+                    self.set_subject(&id, old);
+                }
+            }
+        }
+    }
+
+    /// Applies a write set: all of it, or (after undoing what it did) none of it.
+    fn apply(&mut self, set: &WriteSet) -> Result<Applied> {
+        set.check()?;
+        let mut log = Vec::new();
+        let out = self.apply_logged(set, &mut log);
+        if out.is_err() {
+            self.undo(log);
+        }
+        out
+    }
+
+    fn apply_logged(&mut self, set: &WriteSet, log: &mut Vec<Undo>) -> Result<Applied> {
+        let conflict = |c: Conflict| Error::PreconditionFailed(Box::new(c));
+        let mut applied = Applied::default();
+        for d in &set.deletions {
+            match &d.record {
+                RecordKey::Measurement(id) => {
+                    d.precondition
+                        .check(&d.record, self.measurement_versions.get(id).copied())
+                        .map_err(conflict)?;
+                    let old = self.set_measurement(*id, None);
+                    applied.deleted += u64::from(old.is_some());
+                    log.push(Undo::Measurement(*id, old));
+                }
+                RecordKey::Subject(id) => {
+                    d.precondition
+                        .check(&d.record, self.subject_versions.get(id).copied())
+                        .map_err(conflict)?;
+                    let old = self.set_subject(id, None);
+                    applied.deleted += u64::from(old.is_some());
+                    log.push(Undo::Subject(id.clone(), old));
+                }
+            }
+        }
+        // Identifiers are checked for the subjects together: one may give up an identifier that
+        // another of the same set takes.
+        let rewritten: std::collections::HashSet<&Identifier> =
+            set.subjects.iter().map(|w| &w.subject.id).collect();
+        for w in &set.subjects {
+            let s = &w.subject;
+            for alias in std::iter::once(&s.id).chain(&s.other_ids) {
+                if let Some(owner) = self.aliases.get(alias)
+                    && *owner != s.id
+                    && !rewritten.contains(owner)
+                {
+                    return Err(conflict(Conflict {
+                        record: RecordKey::Subject(s.id.clone()),
+                        reason: ConflictReason::IdentifierTaken {
+                            identifier: alias.clone(),
+                            owner: owner.clone(),
+                        },
+                    }));
+                }
+            }
+        }
+        for w in &set.subjects {
+            let s = &w.subject;
+            let key = RecordKey::Subject(s.id.clone());
+            let stored = self.subject_versions.get(&s.id).copied();
+            w.precondition.check(&key, stored).map_err(conflict)?;
+            let version = match (stored, self.subjects.get(&s.id)) {
+                (Some(v), Some(old)) if old == s => {
+                    applied.subjects.unchanged += 1;
+                    v
+                }
+                (Some(v), _) => {
+                    applied.subjects.updated += 1;
+                    v + 1
+                }
+                (None, _) => {
+                    applied.subjects.inserted += 1;
+                    1
+                }
+            };
+            let old = self.set_subject(&s.id, Some((s.clone(), version)));
+            log.push(Undo::Subject(s.id.clone(), old));
+            applied.subject_versions.push(version);
+        }
+        for w in &set.measurements {
+            let m = &w.measurement;
+            let key = RecordKey::Measurement(m.id);
+            let stored = self.measurement_versions.get(&m.id).copied();
+            w.precondition.check(&key, stored).map_err(conflict)?;
+            let version = match (stored, self.rows.get(&m.id)) {
+                // `==` ignores decimal scale (107.50 == 107.5); the SQL stores compare the
+                // stored text, so compare the full text form too, to count alike.
+                (Some(v), Some(old)) if old == m && format!("{old:?}") == format!("{m:?}") => {
+                    applied.measurements.unchanged += 1;
+                    v
+                }
+                (Some(v), _) => {
+                    applied.measurements.updated += 1;
+                    v + 1
+                }
+                (None, _) => {
+                    applied.measurements.inserted += 1;
+                    1
+                }
+            };
+            let old = self.set_measurement(m.id, Some((m.clone(), version)));
+            log.push(Undo::Measurement(m.id, old));
+            applied.measurement_versions.push(version);
+        }
+        if let Some(cp) = &set.checkpoint {
+            self.checkpoints.insert(cp.source_id.clone(), cp.clone());
+        }
+        Ok(applied)
+    }
 }
 
 /// A [`MeasurementStore`] and [`SubjectStore`] in memory. Every call is atomic under one lock; nothing survives the
@@ -53,6 +229,33 @@ fn poisoned() -> Error {
 }
 
 #[async_trait]
+impl WriteSetStore for MemoryStore {
+    async fn apply(&self, set: &WriteSet) -> Result<Applied> {
+        self.write_lock()?.apply(set)
+    }
+
+    async fn get_versioned(&self, id: &MeasurementId) -> Result<Option<Versioned<Measurement>>> {
+        let st = self.read()?;
+        Ok(st.rows.get(id).map(|m| Versioned {
+            value: m.clone(),
+            version: st.measurement_versions.get(id).copied().unwrap_or(1),
+        }))
+    }
+
+    async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>> {
+        let st = self.read()?;
+        Ok(st
+            .aliases
+            .get(id)
+            .and_then(|primary| st.subjects.get(primary))
+            .map(|s| Versioned {
+                value: s.clone(),
+                version: st.subject_versions.get(&s.id).copied().unwrap_or(1),
+            }))
+    }
+}
+
+#[async_trait]
 impl MeasurementStore for MemoryStore {
     async fn write(
         &self,
@@ -60,27 +263,10 @@ impl MeasurementStore for MemoryStore {
         checkpoint: Option<&Checkpoint>,
     ) -> Result<WriteSummary> {
         check_batch(batch)?;
-        let mut st = self.write_lock()?;
-        let mut summary = WriteSummary::default();
-        for m in batch {
-            match st.rows.insert(m.id, m.clone()) {
-                None => summary.inserted += 1,
-                // `==` ignores decimal scale (107.50 == 107.5); the SQL stores compare the
-                // stored text, so compare the full text form too, to count alike.
-                Some(old) if old == *m && format!("{old:?}") == format!("{m:?}") => {
-                    summary.unchanged += 1
-                }
-                Some(old) => {
-                    summary.updated += 1;
-                    st.order.remove(&SortKey::of(&old));
-                }
-            }
-            st.order.insert(SortKey::of(m), m.id);
-        }
-        if let Some(cp) = checkpoint {
-            st.checkpoints.insert(cp.source_id.clone(), cp.clone());
-        }
-        Ok(summary)
+        Ok(self
+            .apply(&WriteSet::batch(batch, checkpoint))
+            .await?
+            .measurements)
     }
 
     async fn get(&self, id: &MeasurementId) -> Result<Option<Measurement>> {
@@ -194,15 +380,17 @@ impl MeasurementStore for MemoryStore {
     }
 
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
-        let mut st = self.write_lock()?;
-        let mut n = 0;
-        for id in ids {
-            if let Some(old) = st.rows.remove(id) {
-                st.order.remove(&SortKey::of(&old));
-                n += 1;
-            }
-        }
-        Ok(n)
+        let set = WriteSet {
+            deletions: ids
+                .iter()
+                .map(|id| Deletion {
+                    record: RecordKey::Measurement(*id),
+                    precondition: Precondition::Any,
+                })
+                .collect(),
+            ..WriteSet::default()
+        };
+        Ok(self.apply(&set).await?.deleted)
     }
 
     async fn checkpoint(&self, source_id: &str) -> Result<Option<Checkpoint>> {
@@ -214,39 +402,7 @@ impl MeasurementStore for MemoryStore {
 impl SubjectStore for MemoryStore {
     async fn put_subjects(&self, subjects: &[Subject]) -> Result<WriteSummary> {
         check_subjects(subjects)?;
-        let mut st = self.write_lock()?;
-        let rewritten: std::collections::HashSet<&Identifier> =
-            subjects.iter().map(|s| &s.id).collect();
-        for (i, s) in subjects.iter().enumerate() {
-            for alias in std::iter::once(&s.id).chain(&s.other_ids) {
-                if let Some(owner) = st.aliases.get(alias)
-                    && *owner != s.id
-                    && !rewritten.contains(owner)
-                {
-                    return Err(Error::Conflict {
-                        reason: format!(
-                            "subjects[{i}]: identifier {} belongs to another stored subject; nothing was written",
-                            alias.redacted()
-                        ),
-                    });
-                }
-            }
-        }
-        let mut summary = WriteSummary::default();
-        for s in subjects {
-            match st.subjects.insert(s.id.clone(), s.clone()) {
-                None => summary.inserted += 1,
-                Some(old) if old == *s => summary.unchanged += 1,
-                Some(old) => {
-                    summary.updated += 1;
-                    release_aliases(&mut st.aliases, &old);
-                }
-            }
-            for alias in std::iter::once(&s.id).chain(&s.other_ids) {
-                st.aliases.insert(alias.clone(), s.id.clone());
-            }
-        }
-        Ok(summary)
+        Ok(self.apply(&WriteSet::subjects(subjects)).await?.subjects)
     }
 
     async fn subject(&self, id: &Identifier) -> Result<Option<Subject>> {
@@ -266,12 +422,8 @@ impl SubjectStore for MemoryStore {
     }
 
     async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
-        let mut st = self.write_lock()?;
-        let Some(old) = st.subjects.remove(id) else {
-            return Ok(false);
-        };
-        release_aliases(&mut st.aliases, &old);
-        Ok(true)
+        let set = WriteSet::new().delete_subject(id.clone(), Precondition::Any);
+        Ok(self.apply(&set).await?.deleted > 0)
     }
 }
 

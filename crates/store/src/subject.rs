@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, Subject};
 
 use crate::error::{Error, Result};
-use crate::store::{MeasurementStore, WriteSummary};
+use crate::store::WriteSummary;
+use crate::writeset::WriteSetStore;
 
 /// Stores subjects (the demographics behind a FHIR Patient), keyed by their primary identifier and
 /// found by any of their identifiers.
@@ -15,10 +16,13 @@ use crate::store::{MeasurementStore, WriteSummary};
 /// - **Upsert by primary id** ([`Subject::id`]): writing a subject whose primary id is stored
 ///   replaces it; identical content changes nothing. A batch is atomic.
 /// - **One person per identifier.** An identifier (primary or in `other_ids`) belongs to at most
-///   one stored subject; a write that would give an identifier to a second subject fails with
-///   [`Error::Conflict`] and writes nothing.
+///   one stored subject; a write that would give an identifier to a second stored subject fails
+///   with [`Error::PreconditionFailed`] ([`ConflictReason::IdentifierTaken`]), two subjects of
+///   one batch sharing one with [`Error::Conflict`], and either writes nothing.
+///
+/// [`ConflictReason::IdentifierTaken`]: crate::ConflictReason::IdentifierTaken
 /// - **Exactness**, **no unbounded blocking** and **retries are the caller's**, as on
-///   [`MeasurementStore`].
+///   [`MeasurementStore`](crate::MeasurementStore).
 ///
 /// Measurements refer to a subject by identifier only; a store keeps measurements whose subject
 /// it has no record of (a sync often brings measurements before demographics).
@@ -40,14 +44,20 @@ pub trait SubjectStore: Debug + Send + Sync + 'static {
     async fn delete_subject(&self, id: &Identifier) -> Result<bool>;
 }
 
-/// Both traits: what a server or a pipeline opens from a URL. Implemented for every type that
-/// implements both, so `Arc<dyn Store>` is the usual handle; it upcasts to either trait.
-pub trait Store: MeasurementStore + SubjectStore {}
+/// Every storage trait: what a server or a pipeline opens from a URL. Implemented for every type
+/// that implements [`WriteSetStore`] (and so both others), so `Arc<dyn Store>` is the usual
+/// handle; it upcasts to each trait.
+pub trait Store: WriteSetStore {}
 
-impl<T: MeasurementStore + SubjectStore + ?Sized> Store for T {}
+impl<T: WriteSetStore + ?Sized> Store for T {}
 
 /// Checks a subject batch for identifiers shared between two different subjects of the batch.
 pub fn check_subjects(subjects: &[Subject]) -> Result<()> {
+    let refs: Vec<&Subject> = subjects.iter().collect();
+    check_subject_refs(&refs)
+}
+
+pub(crate) fn check_subject_refs(subjects: &[&Subject]) -> Result<()> {
     let mut owner: std::collections::HashMap<&Identifier, &Identifier> =
         std::collections::HashMap::new();
     for (i, s) in subjects.iter().enumerate() {

@@ -18,8 +18,9 @@ use healthanalyzer_model::{
 };
 
 use crate::{
-    Checkpoint, Error, Filter, MeasurementStore, MeasurementStoreExt, Order, PageToken, Query,
-    SortKey, SubjectStore,
+    Checkpoint, Conflict, ConflictReason, Error, Filter, MeasurementStore, MeasurementStoreExt,
+    Order, PageToken, Precondition, Query, RecordKey, SortKey, SubjectStore, WriteSet,
+    WriteSetStore,
 };
 use healthanalyzer_model::{Gender, HumanName, Subject};
 
@@ -687,7 +688,14 @@ pub async fn subject_identifiers_are_unique(store: &dyn SubjectStore) {
         .put_subjects(&[bystander.clone(), thief.clone()])
         .await
         .expect_err("an identifier of another subject must be refused");
-    assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    assert!(
+        matches!(
+            err.conflict(),
+            Some(Conflict { record: RecordKey::Subject(id), reason: ConflictReason::IdentifierTaken { .. } })
+                if *id == thief.id
+        ),
+        "expected the thief's identifier conflict, got {err}"
+    );
     assert_eq!(
         store.subject(&bystander.id).await.expect("subject"),
         None,
@@ -732,4 +740,664 @@ pub async fn subject_identifiers_are_unique(store: &dyn SubjectStore) {
         store.subject(&thief.other_ids[0]).await.expect("subject"),
         Some(first)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Write sets
+
+/// Runs every check of a [`WriteSetStore`]. `replicas` are more handles on the same database
+/// (another connection pool, another open of the same file), so that the concurrency checks
+/// also run across handles, as separate processes would; pass `&[]` when there are none.
+/// `contention` is how long each concurrency check runs (the contract's checks use 5 s).
+pub async fn run_write_set_checks(
+    store: &dyn WriteSetStore,
+    replicas: &[&dyn WriteSetStore],
+    contention: std::time::Duration,
+) {
+    write_set_is_all_or_nothing(store).await;
+    versions_are_kept_by_the_store(store).await;
+    a_dropped_write_set_commits_all_or_none(store).await;
+    a_conflict_never_fails_another_set(store).await;
+    let mut handles = vec![store];
+    handles.extend_from_slice(replicas);
+    concurrent_compare_and_set_loses_nothing(&handles, 16, contention).await;
+    concurrent_conditional_creates_make_one_record(&handles, 16).await;
+}
+
+fn set_precondition_failed(err: &Error) -> Option<&Conflict> {
+    err.conflict()
+}
+
+/// A failed precondition in the middle of a set fails all of it, names the record, and writes
+/// nothing: neither the subject, the measurements before it, nor the checkpoint.
+pub async fn write_set_is_all_or_nothing(store: &dyn WriteSetStore) {
+    let (src, subj) = (ns("set-src"), ns("set-subj"));
+    let existing = heart_rate(&src, &subj, 0, 60);
+    let doomed = heart_rate(&src, &subj, 3, 63);
+    store
+        .apply(
+            &WriteSet::new()
+                .put_measurement(existing.clone(), Precondition::Absent)
+                .put_measurement(doomed.clone(), Precondition::Absent),
+        )
+        .await
+        .expect("creates of new records");
+    let fresh = heart_rate(&src, &subj, 1, 61);
+    let after = heart_rate(&src, &subj, 2, 62);
+    let missing = heart_rate(&src, &subj, 99, 1);
+    let person = Subject::new(Identifier::local(&subj));
+    // Three ways to fail in the middle, one per precondition.
+    let cases: Vec<(Precondition, Measurement, ConflictReason)> = vec![
+        (
+            Precondition::Absent,
+            heart_rate(&src, &subj, 0, 99),
+            ConflictReason::Exists { version: 1 },
+        ),
+        (
+            Precondition::Version(7),
+            heart_rate(&src, &subj, 0, 99),
+            ConflictReason::Version {
+                expected: 7,
+                found: 1,
+            },
+        ),
+        (
+            Precondition::Version(1),
+            missing.clone(),
+            ConflictReason::Missing,
+        ),
+    ];
+    for (pre, bad, reason) in cases {
+        let target = bad.id;
+        let set = WriteSet::new()
+            .delete_measurement(doomed.id, Precondition::Version(1))
+            .put_subject(person.clone(), Precondition::Absent)
+            .put_measurement(fresh.clone(), Precondition::Absent)
+            .put_measurement(bad, pre)
+            .put_measurement(after.clone(), Precondition::Any)
+            .checkpoint(Checkpoint::new(&src, "must-not-be-saved"));
+        let err = store
+            .apply(&set)
+            .await
+            .expect_err("a set with a failed precondition must fail");
+        let conflict = set_precondition_failed(&err)
+            .unwrap_or_else(|| panic!("expected Error::PreconditionFailed, got {err}"));
+        assert_eq!(conflict.record, RecordKey::Measurement(target), "{err}");
+        assert_eq!(conflict.reason, reason, "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&target.to_string()),
+            "the message names the record: {text}"
+        );
+        assert_eq!(
+            store.get(&fresh.id).await.expect("get"),
+            None,
+            "{pre:?}: a measurement before the failure was written"
+        );
+        assert_eq!(
+            store.get(&after.id).await.expect("get"),
+            None,
+            "{pre:?}: a measurement after the failure was written"
+        );
+        assert_eq!(
+            store.get(&missing.id).await.expect("get"),
+            None,
+            "{pre:?}: the failing measurement was written"
+        );
+        assert_eq!(
+            store.subject(&person.id).await.expect("subject"),
+            None,
+            "{pre:?}: the subject was written"
+        );
+        assert_eq!(
+            store.checkpoint(&src).await.expect("checkpoint"),
+            None,
+            "{pre:?}: the checkpoint moved"
+        );
+        let kept = store.get_versioned(&doomed.id).await.expect("get");
+        assert_eq!(
+            kept.map(|v| (v.value, v.version)),
+            Some((doomed.clone(), 1)),
+            "{pre:?}: the deletion of a failed set was kept"
+        );
+        let kept = store.get_versioned(&existing.id).await.expect("get");
+        assert_eq!(
+            kept.map(|v| (v.value, v.version)),
+            Some((existing.clone(), 1)),
+            "{pre:?}: the record of the failed precondition changed"
+        );
+    }
+    // A subject taking another subject's identifier fails the set too, naming the subject.
+    let owner = Subject {
+        other_ids: vec![Identifier::new("urn:kit:mrn", &subj)],
+        ..Subject::new(Identifier::local(ns("set-owner")))
+    };
+    store
+        .apply(&WriteSet::new().put_subject(owner.clone(), Precondition::Absent))
+        .await
+        .expect("owner");
+    let thief = Subject {
+        other_ids: owner.other_ids.clone(),
+        ..Subject::new(Identifier::local(ns("set-thief")))
+    };
+    let err = store
+        .apply(
+            &WriteSet::new()
+                .put_measurement(fresh.clone(), Precondition::Any)
+                .put_subject(thief.clone(), Precondition::Any),
+        )
+        .await
+        .expect_err("an identifier of another subject");
+    let conflict = set_precondition_failed(&err)
+        .unwrap_or_else(|| panic!("expected Error::PreconditionFailed, got {err}"));
+    assert_eq!(
+        conflict.record,
+        RecordKey::Subject(thief.id.clone()),
+        "{err}"
+    );
+    assert!(
+        matches!(&conflict.reason, ConflictReason::IdentifierTaken { owner: o, .. } if *o == owner.id),
+        "{err}"
+    );
+    assert_eq!(store.get(&fresh.id).await.expect("get"), None);
+    assert_eq!(store.subject(&thief.id).await.expect("subject"), None);
+    // The same set without the conflict commits whole.
+    let applied = store
+        .apply(
+            &WriteSet::new()
+                .put_subject(person.clone(), Precondition::Absent)
+                .put_measurement(fresh.clone(), Precondition::Absent)
+                .put_measurement(after.clone(), Precondition::Any)
+                .checkpoint(Checkpoint::new(&src, "saved")),
+        )
+        .await
+        .expect("a set whose preconditions hold");
+    assert_eq!(applied.measurements.inserted, 2);
+    assert_eq!(applied.subjects.inserted, 1);
+    assert_eq!(applied.measurement_versions, vec![1, 1]);
+    assert_eq!(applied.subject_versions, vec![1]);
+    assert_eq!(
+        store.get(&fresh.id).await.expect("get").as_ref(),
+        Some(&fresh)
+    );
+    assert_eq!(
+        store.subject(&person.id).await.expect("subject").as_ref(),
+        Some(&person)
+    );
+    assert_eq!(
+        store
+            .checkpoint(&src)
+            .await
+            .expect("checkpoint")
+            .map(|c| c.cursor),
+        Some("saved".into())
+    );
+}
+
+/// Versions start at 1, go up by one per changing write (whoever writes: a set, an upsert, a
+/// subject put), stay on an identical write, and a deletion under a version check needs the
+/// current one.
+pub async fn versions_are_kept_by_the_store(store: &dyn WriteSetStore) {
+    let (src, subj) = (ns("ver-src"), ns("ver-subj"));
+    let m1 = heart_rate(&src, &subj, 0, 60);
+    let version = |v: Option<crate::Versioned<Measurement>>| v.map(|v| v.version);
+    store
+        .write(std::slice::from_ref(&m1), None)
+        .await
+        .expect("write");
+    assert_eq!(
+        version(store.get_versioned(&m1.id).await.expect("get")),
+        Some(1)
+    );
+    store
+        .write(std::slice::from_ref(&m1), None)
+        .await
+        .expect("replay");
+    assert_eq!(
+        version(store.get_versioned(&m1.id).await.expect("get")),
+        Some(1),
+        "a replay changed the version"
+    );
+    let m2 = heart_rate(&src, &subj, 0, 61);
+    let applied = store
+        .apply(&WriteSet::new().put_measurement(m2.clone(), Precondition::Version(1)))
+        .await
+        .expect("update at version 1");
+    assert_eq!(applied.measurement_versions, vec![2]);
+    assert_eq!(applied.measurements.updated, 1);
+    let got = store
+        .get_versioned(&m2.id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!((got.value, got.version), (m2.clone(), 2));
+    let m3 = heart_rate(&src, &subj, 0, 62);
+    store
+        .write(std::slice::from_ref(&m3), None)
+        .await
+        .expect("upsert");
+    assert_eq!(
+        version(store.get_versioned(&m3.id).await.expect("get")),
+        Some(3),
+        "an upsert did not bump"
+    );
+    let err = store
+        .apply(&WriteSet::new().delete_measurement(m1.id, Precondition::Version(2)))
+        .await
+        .expect_err("a deletion at a stale version");
+    assert!(
+        matches!(
+            err.conflict(),
+            Some(Conflict {
+                reason: ConflictReason::Version {
+                    expected: 2,
+                    found: 3
+                },
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let applied = store
+        .apply(&WriteSet::new().delete_measurement(m1.id, Precondition::Version(3)))
+        .await
+        .expect("a deletion at the current version");
+    assert_eq!(applied.deleted, 1);
+    assert_eq!(store.get(&m1.id).await.expect("get"), None);
+    let applied = store
+        .apply(&WriteSet::new().put_measurement(m1.clone(), Precondition::Absent))
+        .await
+        .expect("written anew");
+    assert_eq!(
+        applied.measurement_versions,
+        vec![1],
+        "a record written anew starts at 1"
+    );
+    // Subjects the same way, found by any identifier.
+    let alias = Identifier::new("urn:kit:mrn", &subj);
+    let s1 = Subject {
+        other_ids: vec![alias.clone()],
+        ..Subject::new(Identifier::local(&subj))
+    };
+    store
+        .put_subjects(std::slice::from_ref(&s1))
+        .await
+        .expect("put");
+    let got = store
+        .subject_versioned(&alias)
+        .await
+        .expect("subject")
+        .expect("stored");
+    assert_eq!((got.value, got.version), (s1.clone(), 1));
+    store
+        .put_subjects(std::slice::from_ref(&s1))
+        .await
+        .expect("replay");
+    let s2 = Subject {
+        gender: Some(Gender::Female),
+        ..s1.clone()
+    };
+    let err = store
+        .apply(&WriteSet::new().put_subject(s2.clone(), Precondition::Version(2)))
+        .await
+        .expect_err("a subject at a version it is not at");
+    assert!(
+        matches!(err.conflict(), Some(Conflict { record: RecordKey::Subject(id), reason: ConflictReason::Version { expected: 2, found: 1 } }) if *id == s1.id),
+        "{err}"
+    );
+    let applied = store
+        .apply(&WriteSet::new().put_subject(s2.clone(), Precondition::Version(1)))
+        .await
+        .expect("subject update");
+    assert_eq!(applied.subject_versions, vec![2]);
+    let got = store
+        .subject_versioned(&s1.id)
+        .await
+        .expect("subject")
+        .expect("stored");
+    assert_eq!((got.value, got.version), (s2, 2));
+    assert_eq!(
+        store
+            .subject_versioned(&Identifier::local(ns("nobody")))
+            .await
+            .expect("subject"),
+        None
+    );
+    assert_eq!(
+        store
+            .get_versioned(&heart_rate(&src, &subj, 5, 1).id)
+            .await
+            .expect("get"),
+        None
+    );
+}
+
+/// Polls `fut` once, with a waker that does nothing.
+fn poll_once<F: std::future::Future + ?Sized>(fut: std::pin::Pin<&mut F>) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    fut.poll(&mut cx).is_ready()
+}
+
+/// A write set future dropped after 0, 1, 2 … polls (wherever that leaves it: queued, in the
+/// middle of its transaction, committing) leaves all of the set or none of it.
+pub async fn a_dropped_write_set_commits_all_or_none(store: &dyn WriteSetStore) {
+    let (src, subj) = (ns("drop-src"), ns("drop-subj"));
+    let mut sets = Vec::new();
+    for polls in 0..24usize {
+        let batch: Vec<Measurement> = (0..50)
+            .map(|i| heart_rate(&src, &subj, (polls * 100 + i) as i64, 70))
+            .collect();
+        let cursor = format!("after-{polls}");
+        let mut set = WriteSet::batch(
+            &batch,
+            Some(&Checkpoint::new(format!("{src}-{polls}"), &cursor)),
+        );
+        set.subjects.push(crate::SubjectWrite {
+            subject: Subject::new(Identifier::local(format!("{subj}-{polls}"))),
+            precondition: Precondition::Absent,
+        });
+        {
+            let mut fut = store.apply(&set);
+            for _ in 0..polls {
+                if poll_once(fut.as_mut()) {
+                    break;
+                }
+                // Give threads and sockets a moment between polls.
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        }
+        sets.push((polls, batch, set));
+    }
+    // Whatever a dropped future left running has finished once a later write has committed
+    // (stores commit in order) and a moment has passed.
+    for _ in 0..3 {
+        store
+            .apply(&WriteSet::new().checkpoint(Checkpoint::new(ns("drop-fence"), "x")))
+            .await
+            .expect("a later write");
+    }
+    let mut committed = 0;
+    for (polls, batch, set) in &sets {
+        let mut present = 0;
+        for m in batch {
+            present += usize::from(store.get(&m.id).await.expect("get").is_some());
+        }
+        let cp = store
+            .checkpoint(
+                &set.checkpoint
+                    .as_ref()
+                    .map(|c| c.source_id.clone())
+                    .unwrap_or_default(),
+            )
+            .await
+            .expect("checkpoint");
+        let subject = store
+            .subject(&set.subjects[0].subject.id)
+            .await
+            .expect("subject");
+        let all = present == batch.len() && cp.is_some() && subject.is_some();
+        let none = present == 0 && cp.is_none() && subject.is_none();
+        assert!(
+            all || none,
+            "a write set dropped after {polls} polls left part of itself: {present} of {} measurements, checkpoint {}, subject {}",
+            batch.len(),
+            if cp.is_some() { "saved" } else { "not saved" },
+            if subject.is_some() {
+                "stored"
+            } else {
+                "absent"
+            },
+        );
+        committed += usize::from(all);
+    }
+    let _ = committed;
+}
+
+/// Polls several futures together in this task until all are done (the kit needs no runtime
+/// of its own).
+async fn join_all<'a, T>(
+    futs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>>,
+) -> Vec<T> {
+    let mut futs: Vec<Option<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>>> =
+        futs.into_iter().map(Some).collect();
+    let mut out: Vec<Option<T>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, res) in futs.iter_mut().zip(out.iter_mut()) {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *res = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+/// Sets written at once, every other one with a failing precondition: each good set commits and
+/// each bad one fails alone (a store that commits sets together keeps their outcomes apart).
+pub async fn a_conflict_never_fails_another_set(store: &dyn WriteSetStore) {
+    let (src, subj) = (ns("group-src"), ns("group-subj"));
+    let taken = heart_rate(&src, &subj, 10_000, 60);
+    store
+        .write(std::slice::from_ref(&taken), None)
+        .await
+        .expect("write");
+    let mut futs = Vec::new();
+    let mut expect = Vec::new();
+    for i in 0..32i64 {
+        let good = i % 2 == 0;
+        let mut set =
+            WriteSet::new().put_measurement(heart_rate(&src, &subj, i, 70), Precondition::Absent);
+        if !good {
+            set = set.put_measurement(taken.clone(), Precondition::Absent);
+        }
+        expect.push((good, heart_rate(&src, &subj, i, 70).id));
+        futs.push(Box::pin(async move { store.apply(&set).await })
+            as std::pin::Pin<
+                Box<dyn std::future::Future<Output = crate::Result<crate::Applied>> + Send + '_>,
+            >);
+    }
+    let results = join_all(futs).await;
+    for ((good, id), r) in expect.iter().zip(results) {
+        match (good, r) {
+            (true, Ok(_)) => {}
+            (true, Err(e)) => panic!("a good set failed beside conflicting ones: {e}"),
+            (false, Err(e)) if e.conflict().is_some() => {}
+            (false, Err(e)) => panic!("a conflicting set failed with something else: {e}"),
+            (false, Ok(_)) => panic!("a set whose record exists was created again"),
+        }
+        let present = store.get(id).await.expect("get").is_some();
+        assert_eq!(present, *good, "measurement {id}");
+    }
+}
+
+/// `tasks` tasks (spread over the handles) read a record's version and write it back at that
+/// version, again and again for `duration`: the final version is one more than the successful
+/// writes, and no two writes succeeded on the same version.
+pub async fn concurrent_compare_and_set_loses_nothing(
+    handles: &[&dyn WriteSetStore],
+    tasks: usize,
+    duration: std::time::Duration,
+) {
+    let (src, subj) = (ns("cas-src"), ns("cas-subj"));
+    let first = heart_rate(&src, &subj, 0, 40);
+    handles[0]
+        .apply(&WriteSet::new().put_measurement(first.clone(), Precondition::Absent))
+        .await
+        .expect("create");
+    let deadline = std::time::Instant::now() + duration;
+    let mut futs = Vec::new();
+    for t in 0..tasks {
+        let store = handles[t % handles.len()];
+        let (src, subj) = (src.clone(), subj.clone());
+        futs.push(Box::pin(async move {
+            let mut won: Vec<u64> = Vec::new();
+            let mut lost = 0u64;
+            let mut n = 0i64;
+            while std::time::Instant::now() < deadline {
+                let current = store
+                    .get_versioned(&first_id(&src, &subj))
+                    .await
+                    .expect("get")
+                    .expect("the record exists");
+                n += 1;
+                let next = heart_rate(&src, &subj, 0, 40 + (t as i64 * 1000 + n) % 200);
+                match store
+                    .apply(
+                        &WriteSet::new()
+                            .put_measurement(next, Precondition::Version(current.version)),
+                    )
+                    .await
+                {
+                    Ok(applied) => {
+                        let v = applied.measurement_versions.first().copied().unwrap_or(0);
+                        // An identical value would leave the version; values vary per write.
+                        assert!(
+                            v == current.version + 1 || v == current.version,
+                            "a write at version {} left version {v}",
+                            current.version
+                        );
+                        if v == current.version + 1 {
+                            won.push(v);
+                        }
+                    }
+                    Err(e) if e.conflict().is_some() => lost += 1,
+                    Err(e) if e.is_retryable() => lost += 1,
+                    Err(e) => panic!("compare-and-set failed with {e}"),
+                }
+                // Let the other tasks of this thread run (a store that answers at once would
+                // otherwise never interleave them).
+                yield_now().await;
+            }
+            (won, lost)
+        })
+            as std::pin::Pin<
+                Box<dyn std::future::Future<Output = (Vec<u64>, u64)> + Send + '_>,
+            >);
+    }
+    let results = join_all(futs).await;
+    let mut won: Vec<u64> = results
+        .iter()
+        .flat_map(|(w, _)| w.iter().copied())
+        .collect();
+    let lost: u64 = results.iter().map(|(_, l)| l).sum();
+    let last = handles[0]
+        .get_versioned(&first.id)
+        .await
+        .expect("get")
+        .expect("stored")
+        .version;
+    won.sort_unstable();
+    let n = won.len();
+    won.dedup();
+    assert_eq!(won.len(), n, "two writes succeeded on the same version");
+    assert_eq!(
+        last,
+        1 + n as u64,
+        "lost updates: {n} compare-and-set writes succeeded ({lost} lost the race), but the record is at version {last}"
+    );
+    assert!(n > 0, "no compare-and-set write succeeded in {duration:?}");
+}
+
+fn first_id(src: &str, subj: &str) -> MeasurementId {
+    heart_rate(src, subj, 0, 0).id
+}
+
+/// A future that is pending once, so that other futures polled by the same task run.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// `tasks` concurrent creates of one measurement id, and of subjects sharing one identifier:
+/// exactly one of each succeeds; every other one fails with a conflict naming the record.
+pub async fn concurrent_conditional_creates_make_one_record(
+    handles: &[&dyn WriteSetStore],
+    tasks: usize,
+) {
+    let (src, subj) = (ns("once-src"), ns("once-subj"));
+    let shared = Identifier::new("urn:kit:mrn", ns("once-shared"));
+    let m = heart_rate(&src, &subj, 0, 70);
+    let mut futs = Vec::new();
+    for t in 0..tasks {
+        let store = handles[t % handles.len()];
+        let mut mine = m.clone();
+        mine.value = Value::quantity((60 + t as i64).into(), "/min");
+        let person = Subject {
+            other_ids: vec![shared.clone()],
+            ..Subject::new(Identifier::local(format!("{subj}-{t}")))
+        };
+        futs.push(Box::pin(async move {
+            let a = store
+                .apply(&WriteSet::new().put_measurement(mine, Precondition::Absent))
+                .await;
+            let b = store
+                .apply(&WriteSet::new().put_subject(person, Precondition::Absent))
+                .await;
+            (a, b)
+        })
+            as std::pin::Pin<
+                Box<
+                    dyn std::future::Future<
+                            Output = (crate::Result<crate::Applied>, crate::Result<crate::Applied>),
+                        > + Send
+                        + '_,
+                >,
+            >);
+    }
+    let results = join_all(futs).await;
+    let mut measurement_wins = 0;
+    let mut subject_wins = 0;
+    for (a, b) in results {
+        match a {
+            Ok(_) => measurement_wins += 1,
+            Err(e) => assert!(
+                matches!(e.conflict(), Some(Conflict { record: RecordKey::Measurement(id), reason: ConflictReason::Exists { .. } }) if *id == m.id),
+                "a losing create failed with something else: {e}"
+            ),
+        }
+        match b {
+            Ok(_) => subject_wins += 1,
+            Err(e) => assert!(
+                matches!(
+                    e.conflict(),
+                    Some(Conflict {
+                        reason: ConflictReason::IdentifierTaken { .. },
+                        ..
+                    })
+                ),
+                "a losing subject create failed with something else: {e}"
+            ),
+        }
+    }
+    assert_eq!(
+        measurement_wins, 1,
+        "{measurement_wins} concurrent creates of one measurement succeeded"
+    );
+    assert_eq!(
+        subject_wins, 1,
+        "{subject_wins} subjects were created with one shared identifier"
+    );
+    let holder = handles[0].subject(&shared).await.expect("subject");
+    assert!(holder.is_some(), "the winning subject holds the identifier");
 }

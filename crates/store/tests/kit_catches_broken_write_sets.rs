@@ -1,0 +1,227 @@
+//! The write-set checks of the conformance kit must fail stores that break that contract: a
+//! store that writes a set record by record, and one that checks preconditions with a read
+//! before it writes (what the server did with a process-wide lock, which another process does
+//! not share).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
+use healthanalyzer_store::{
+    Applied, Checkpoint, Filter, MeasurementStore, MemoryStore, Page, Precondition, Query,
+    RecordKey, Result, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, testkit,
+};
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// Applies each record as its own write: what came before a failed precondition stays.
+    RecordByRecord,
+    /// Reads the stored versions, yields, then writes unconditionally.
+    CheckThenWrite,
+}
+
+#[derive(Debug)]
+struct Broken {
+    inner: MemoryStore,
+    fault: Fault,
+}
+
+/// Pending once, so other futures of the task run between the check and the write.
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+}
+
+#[async_trait]
+impl WriteSetStore for Broken {
+    async fn apply(&self, set: &WriteSet) -> Result<Applied> {
+        match self.fault {
+            Fault::RecordByRecord => {
+                let mut applied = Applied::default();
+                for d in &set.deletions {
+                    let one = WriteSet {
+                        deletions: vec![d.clone()],
+                        ..WriteSet::default()
+                    };
+                    applied.deleted += self.inner.apply(&one).await?.deleted;
+                    yield_now().await;
+                }
+                for w in &set.subjects {
+                    let one = WriteSet::new().put_subject(w.subject.clone(), w.precondition);
+                    let a = self.inner.apply(&one).await?;
+                    applied.subject_versions.extend(a.subject_versions);
+                    yield_now().await;
+                }
+                for w in &set.measurements {
+                    let one =
+                        WriteSet::new().put_measurement(w.measurement.clone(), w.precondition);
+                    let a = self.inner.apply(&one).await?;
+                    applied.measurement_versions.extend(a.measurement_versions);
+                    yield_now().await;
+                }
+                if let Some(cp) = &set.checkpoint {
+                    self.inner
+                        .apply(&WriteSet::new().checkpoint(cp.clone()))
+                        .await?;
+                }
+                Ok(applied)
+            }
+            Fault::CheckThenWrite => {
+                for w in &set.measurements {
+                    let stored = self
+                        .inner
+                        .get_versioned(&w.measurement.id)
+                        .await?
+                        .map(|v| v.version);
+                    w.precondition
+                        .check(&RecordKey::Measurement(w.measurement.id), stored)
+                        .map_err(|c| {
+                            healthanalyzer_store::Error::PreconditionFailed(Box::new(c))
+                        })?;
+                }
+                for w in &set.subjects {
+                    let stored = self
+                        .inner
+                        .subject_versioned(&w.subject.id)
+                        .await?
+                        .map(|v| v.version);
+                    w.precondition
+                        .check(&RecordKey::Subject(w.subject.id.clone()), stored)
+                        .map_err(|c| {
+                            healthanalyzer_store::Error::PreconditionFailed(Box::new(c))
+                        })?;
+                }
+                yield_now().await;
+                let mut unchecked = set.clone();
+                for w in &mut unchecked.measurements {
+                    w.precondition = Precondition::Any;
+                }
+                for w in &mut unchecked.subjects {
+                    w.precondition = Precondition::Any;
+                }
+                self.inner.apply(&unchecked).await
+            }
+        }
+    }
+    async fn get_versioned(&self, id: &MeasurementId) -> Result<Option<Versioned<Measurement>>> {
+        self.inner.get_versioned(id).await
+    }
+    async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>> {
+        self.inner.subject_versioned(id).await
+    }
+}
+
+#[async_trait]
+impl MeasurementStore for Broken {
+    async fn write(&self, batch: &[Measurement], cp: Option<&Checkpoint>) -> Result<WriteSummary> {
+        self.inner.write(batch, cp).await
+    }
+    async fn get(&self, id: &MeasurementId) -> Result<Option<Measurement>> {
+        self.inner.get(id).await
+    }
+    async fn query(&self, q: &Query) -> Result<Page> {
+        self.inner.query(q).await
+    }
+    async fn count(&self, f: &Filter) -> Result<u64> {
+        self.inner.count(f).await
+    }
+    async fn latest(&self, s: &Identifier, k: &[KindId], n: usize) -> Result<Vec<Measurement>> {
+        self.inner.latest(s, k, n).await
+    }
+    async fn subjects(&self) -> Result<Vec<Identifier>> {
+        self.inner.subjects().await
+    }
+    async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
+        self.inner.delete(ids).await
+    }
+    async fn checkpoint(&self, s: &str) -> Result<Option<Checkpoint>> {
+        self.inner.checkpoint(s).await
+    }
+}
+
+#[async_trait]
+impl SubjectStore for Broken {
+    async fn put_subjects(&self, subjects: &[Subject]) -> Result<WriteSummary> {
+        self.inner.put_subjects(subjects).await
+    }
+    async fn subject(&self, id: &Identifier) -> Result<Option<Subject>> {
+        self.inner.subject(id).await
+    }
+    async fn list_subjects(&self) -> Result<Vec<Subject>> {
+        self.inner.list_subjects().await
+    }
+    async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
+        self.inner.delete_subject(id).await
+    }
+}
+
+fn broken(fault: Fault) -> Arc<Broken> {
+    Arc::new(Broken {
+        inner: MemoryStore::new(),
+        fault,
+    })
+}
+
+/// Runs one kit check on its own task and says whether it failed.
+async fn fails<F>(check: F) -> bool
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(check).await.is_err_and(|e| e.is_panic())
+}
+
+#[tokio::test]
+async fn a_set_written_record_by_record_fails_the_atomicity_checks() {
+    let s = broken(Fault::RecordByRecord);
+    let store = s.clone();
+    assert!(
+        fails(async move { testkit::write_set_is_all_or_nothing(&*store).await }).await,
+        "the kit accepted a store that keeps part of a failed set"
+    );
+    let store = s.clone();
+    assert!(
+        fails(async move { testkit::a_dropped_write_set_commits_all_or_none(&*store).await }).await,
+        "the kit accepted a store that keeps part of a dropped set"
+    );
+    // The same store passes what it does not break: its sets of one record are atomic.
+    testkit::concurrent_conditional_creates_make_one_record(&[&*s], 16).await;
+}
+
+#[tokio::test]
+async fn a_store_checking_before_it_writes_fails_the_concurrency_checks() {
+    let s = broken(Fault::CheckThenWrite);
+    let store = s.clone();
+    assert!(
+        fails(async move {
+            testkit::concurrent_compare_and_set_loses_nothing(
+                &[&*store],
+                16,
+                Duration::from_secs(1),
+            )
+            .await
+        })
+        .await,
+        "the kit accepted lost updates"
+    );
+    let store = s.clone();
+    assert!(
+        fails(async move {
+            testkit::concurrent_conditional_creates_make_one_record(&[&*store], 16).await
+        })
+        .await,
+        "the kit accepted duplicate creates"
+    );
+    // Without concurrency it looks right: the checks above are what catch it.
+    testkit::write_set_is_all_or_nothing(&*s).await;
+    testkit::versions_are_kept_by_the_store(&*s).await;
+}
