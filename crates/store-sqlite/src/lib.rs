@@ -59,6 +59,7 @@ mod error;
 mod rows;
 mod schema;
 mod store;
+mod writer;
 
 pub use error::SqliteError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};

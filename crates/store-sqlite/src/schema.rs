@@ -48,6 +48,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX subject_identifier_subject ON subject_identifier (subject);
     CREATE INDEX measurement_time ON measurement (t_s, t_ns, id);
     ",
+    // 3: versions kept by the store (ADR 0007). Records written through the FHIR API before
+    // carry their version in the kept resource's `meta.versionId`; it becomes the stored one,
+    // so versions never go back. Every other record starts at 1.
+    "
+    ALTER TABLE measurement ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE subject ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+    UPDATE measurement
+       SET version = max(1, CAST(json_extract(json_extract(body, '$.provenance.payload.content'), '$.meta.versionId') AS INTEGER))
+     WHERE instr(body, 'versionId') > 0
+       AND json_valid(json_extract(body, '$.provenance.payload.content'));
+    UPDATE subject
+       SET version = max(1, CAST(json_extract(json_extract(body, '$.payload.content'), '$.meta.versionId') AS INTEGER))
+     WHERE instr(body, 'versionId') > 0
+       AND json_valid(json_extract(body, '$.payload.content'));
+    ",
 ];
 
 /// The schema version this build writes.

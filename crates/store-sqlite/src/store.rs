@@ -1,6 +1,5 @@
 //! The store: connections, options, and the trait implementations.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -8,14 +7,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 use healthanalyzer_store::{
-    Checkpoint, Error, Filter, MeasurementStore, Page, Query, Result, SubjectStore, WriteSummary,
-    check_batch, check_subjects, identifier_key, parse_identifier_key,
+    Applied, Checkpoint, Deletion, Error, Filter, MeasurementStore, Page, Precondition, Query,
+    RecordKey, Result, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_batch,
+    check_subjects, identifier_key, parse_identifier_key,
 };
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::error::{SqliteError, bad_row, db};
-use crate::rows::{self, Row, Where, id_bytes};
+use crate::rows::{self, Where, id_bytes};
 use crate::schema::{self, Found, SCHEMA_VERSION};
+use crate::writer::{self, Job, Prepared};
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,6 +67,8 @@ struct Inner {
     location: Location,
     options: SqliteOptions,
     writer: Mutex<Connection>,
+    /// Write sets waiting for the writer (group commit, see `writer.rs`).
+    queue: Arc<Mutex<Vec<Job>>>,
     /// Idle reading connections (files only; an in-memory database has just the writer).
     readers: Mutex<Vec<Connection>>,
 }
@@ -137,23 +140,47 @@ impl SqliteStore {
                 location,
                 options,
                 writer: Mutex::new(writer),
+                queue: Arc::new(Mutex::new(Vec::new())),
                 readers: Mutex::new(Vec::new()),
             }),
         }
     }
 
-    /// Runs `f` with the writing connection on the blocking pool.
-    async fn with_writer<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
-    {
+    /// Applies a write set through the writer queue (group commit). The set is encoded and
+    /// queued on the blocking pool; the task that holds the writing connection commits it with
+    /// whatever else is waiting. Dropping this future before the commit leaves the set out.
+    async fn submit(&self, set: WriteSet) -> Result<Applied> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
         let inner = Arc::clone(&self.inner);
-        blocking(move || {
-            let mut conn = lock(&inner.writer)?;
-            f(&mut conn)
+        // Detached: it runs to its end even when this future is dropped, and then commits only
+        // the sets whose callers still wait.
+        drop(tokio::task::spawn_blocking(move || {
+            let prepared = match Prepared::of(set) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            };
+            match inner.queue.lock() {
+                Ok(mut q) => q.push(Job { prepared, reply }),
+                Err(_) => {
+                    let _ = reply.send(Err(Error::Unavailable {
+                        reason: "the write queue was poisoned by a panic in another task".into(),
+                        retryable: false,
+                        source: None,
+                    }));
+                    return;
+                }
+            }
+            writer::drain(&inner.writer, &inner.queue);
+        }));
+        answer.await.unwrap_or_else(|_| {
+            Err(Error::Backend {
+                backend: "sqlite",
+                source: "the writing task ended without an answer (it panicked)".into(),
+            })
         })
-        .await
     }
 
     /// Runs `f` with a reading connection on the blocking pool.
@@ -366,51 +393,11 @@ impl MeasurementStore for SqliteStore {
         batch: &[Measurement],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<WriteSummary> {
-        let batch = batch.to_vec();
-        let checkpoint = checkpoint.cloned();
-        self.with_writer(move |conn| {
-            check_batch(&batch)?;
-            let rows = batch.iter().map(Row::of).collect::<Result<Vec<_>>>()?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let mut summary = WriteSummary::default();
-            {
-                let mut insert = tx
-                    .prepare_cached(
-                        "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
-                    )
-                    .map_err(db)?;
-                let mut update = tx
-                    .prepare_cached(
-                        "UPDATE measurement SET subject = ?2, kind = ?3, t_s = ?4, t_ns = ?5, body = ?6
-                         WHERE id = ?1 AND body IS NOT ?6",
-                    )
-                    .map_err(db)?;
-                for r in &rows {
-                    let p = params![&r.id[..], r.subject, r.kind, r.t_s, r.t_ns, r.body];
-                    if insert.execute(p).map_err(db)? == 1 {
-                        summary.inserted += 1;
-                    } else if update.execute(p).map_err(db)? == 1 {
-                        summary.updated += 1;
-                    } else {
-                        summary.unchanged += 1;
-                    }
-                }
-                if let Some(cp) = &checkpoint {
-                    tx.prepare_cached(
-                        "INSERT INTO checkpoint (source_id, cursor) VALUES (?1, ?2)
-                         ON CONFLICT (source_id) DO UPDATE SET cursor = excluded.cursor",
-                    )
-                    .and_then(|mut s| s.execute(params![cp.source_id, cp.cursor]))
-                    .map_err(db)?;
-                }
-            }
-            tx.commit().map_err(db)?;
-            Ok(summary)
-        })
-        .await
+        check_batch(batch)?;
+        Ok(self
+            .submit(WriteSet::batch(batch, checkpoint))
+            .await?
+            .measurements)
     }
 
     async fn get(&self, id: &MeasurementId) -> Result<Option<Measurement>> {
@@ -517,24 +504,17 @@ impl MeasurementStore for SqliteStore {
     }
 
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
-        let ids: Vec<[u8; 16]> = ids.iter().map(id_bytes).collect();
-        self.with_writer(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let mut n = 0;
-            {
-                let mut del = tx
-                    .prepare_cached("DELETE FROM measurement WHERE id = ?1")
-                    .map_err(db)?;
-                for id in &ids {
-                    n += del.execute([&id[..]]).map_err(db)? as u64;
-                }
-            }
-            tx.commit().map_err(db)?;
-            Ok(n)
-        })
-        .await
+        let set = WriteSet {
+            deletions: ids
+                .iter()
+                .map(|id| Deletion {
+                    record: RecordKey::Measurement(*id),
+                    precondition: Precondition::Any,
+                })
+                .collect(),
+            ..WriteSet::default()
+        };
+        Ok(self.submit(set).await?.deleted)
     }
 
     async fn checkpoint(&self, source_id: &str) -> Result<Option<Checkpoint>> {
@@ -559,85 +539,8 @@ impl MeasurementStore for SqliteStore {
 #[async_trait]
 impl SubjectStore for SqliteStore {
     async fn put_subjects(&self, subjects: &[Subject]) -> Result<WriteSummary> {
-        let subjects = subjects.to_vec();
-        self.with_writer(move |conn| {
-            check_subjects(&subjects)?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db)?;
-            let mut summary = WriteSummary::default();
-            {
-                let rewritten: HashSet<String> =
-                    subjects.iter().map(|s| identifier_key(&s.id)).collect();
-                let mut owner = tx
-                    .prepare_cached("SELECT subject FROM subject_identifier WHERE identifier = ?1")
-                    .map_err(db)?;
-                for (i, s) in subjects.iter().enumerate() {
-                    let key = identifier_key(&s.id);
-                    for alias in std::iter::once(&s.id).chain(&s.other_ids) {
-                        let held: Option<String> = owner
-                            .query_row([identifier_key(alias)], |r| r.get(0))
-                            .optional()
-                            .map_err(db)?;
-                        if let Some(held) = held
-                            && held != key
-                            && !rewritten.contains(&held)
-                        {
-                            return Err(Error::Conflict {
-                                reason: format!(
-                                    "subjects[{i}]: identifier {} belongs to another stored subject; nothing was written",
-                                    alias.redacted()
-                                ),
-                            });
-                        }
-                    }
-                }
-                let mut current = tx
-                    .prepare_cached("SELECT body FROM subject WHERE key = ?1")
-                    .map_err(db)?;
-                let mut upsert = tx
-                    .prepare_cached(
-                        "INSERT INTO subject (key, body) VALUES (?1, ?2)
-                         ON CONFLICT (key) DO UPDATE SET body = excluded.body",
-                    )
-                    .map_err(db)?;
-                let mut release = tx
-                    .prepare_cached("DELETE FROM subject_identifier WHERE subject = ?1")
-                    .map_err(db)?;
-                let mut claim = tx
-                    .prepare_cached(
-                        "INSERT INTO subject_identifier (identifier, subject) VALUES (?1, ?2)
-                         ON CONFLICT (identifier) DO UPDATE SET subject = excluded.subject",
-                    )
-                    .map_err(db)?;
-                for s in &subjects {
-                    let key = identifier_key(&s.id);
-                    let body = rows::encode_subject(s)?;
-                    let old: Option<String> = current
-                        .query_row([&key], |r| r.get(0))
-                        .optional()
-                        .map_err(db)?;
-                    match old {
-                        Some(old) if old == body => {
-                            summary.unchanged += 1;
-                            continue;
-                        }
-                        Some(_) => summary.updated += 1,
-                        None => summary.inserted += 1,
-                    }
-                    upsert.execute(params![key, body]).map_err(db)?;
-                    release.execute([&key]).map_err(db)?;
-                    for alias in std::iter::once(&s.id).chain(&s.other_ids) {
-                        claim
-                            .execute(params![identifier_key(alias), key])
-                            .map_err(db)?;
-                    }
-                }
-            }
-            tx.commit().map_err(db)?;
-            Ok(summary)
-        })
-        .await
+        check_subjects(subjects)?;
+        Ok(self.submit(WriteSet::subjects(subjects)).await?.subjects)
     }
 
     async fn subject(&self, id: &Identifier) -> Result<Option<Subject>> {
@@ -671,18 +574,56 @@ impl SubjectStore for SqliteStore {
     }
 
     async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
+        let set = WriteSet::new().delete_subject(id.clone(), Precondition::Any);
+        Ok(self.submit(set).await?.deleted > 0)
+    }
+}
+
+#[async_trait]
+impl WriteSetStore for SqliteStore {
+    async fn apply(&self, set: &WriteSet) -> Result<Applied> {
+        set.check()?;
+        self.submit(set.clone()).await
+    }
+
+    async fn get_versioned(&self, id: &MeasurementId) -> Result<Option<Versioned<Measurement>>> {
+        let id = id_bytes(id);
+        self.with_reader(move |conn| {
+            let row: Option<(String, i64)> = conn
+                .prepare_cached("SELECT body, version FROM measurement WHERE id = ?1")
+                .and_then(|mut s| {
+                    s.query_row([&id[..]], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(db)?;
+            row.map(|(body, version)| {
+                Ok(Versioned {
+                    value: rows::decode(&body)?,
+                    version: version.max(1) as u64,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>> {
         let key = identifier_key(id);
-        self.with_writer(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
+        self.with_reader(move |conn| {
+            let row: Option<(String, i64)> = conn
+                .prepare_cached(
+                    "SELECT s.body, s.version FROM subject_identifier i JOIN subject s ON s.key = i.subject
+                     WHERE i.identifier = ?1",
+                )
+                .and_then(|mut s| s.query_row([&key], |r| Ok((r.get(0)?, r.get(1)?))).optional())
                 .map_err(db)?;
-            let n = tx
-                .execute("DELETE FROM subject WHERE key = ?1", [&key])
-                .map_err(db)?;
-            tx.execute("DELETE FROM subject_identifier WHERE subject = ?1", [&key])
-                .map_err(db)?;
-            tx.commit().map_err(db)?;
-            Ok(n > 0)
+            row.map(|(body, version)| {
+                Ok(Versioned {
+                    value: rows::decode_subject(&body)?,
+                    version: version.max(1) as u64,
+                })
+            })
+            .transpose()
         })
         .await
     }

@@ -1,5 +1,7 @@
 //! The SQLite store, on a real file and in memory, runs the whole conformance kit.
 
+use std::time::Duration;
+
 use healthanalyzer_store::testkit;
 use healthanalyzer_store_sqlite::SqliteStore;
 
@@ -11,6 +13,12 @@ async fn file_store_passes_the_conformance_kit() {
         .expect("open");
     testkit::run_all(&store).await;
     testkit::run_subject_checks(&store).await;
+    // A second open of the file has its own connections, as another process would: the
+    // concurrency checks run across both.
+    let other = SqliteStore::open(dir.path().join("kit.db"))
+        .await
+        .expect("second open");
+    testkit::run_write_set_checks(&store, &[&other], Duration::from_secs(5)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,6 +28,7 @@ async fn memory_store_passes_the_conformance_kit() {
         .expect("open");
     testkit::run_all(&store).await;
     testkit::run_subject_checks(&store).await;
+    testkit::run_write_set_checks(&store, &[], Duration::from_secs(2)).await;
 }
 
 #[tokio::test(flavor = "current_thread")]

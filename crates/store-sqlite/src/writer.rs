@@ -1,0 +1,449 @@
+//! The write path: write sets checked and applied inside one `BEGIN IMMEDIATE` transaction, and
+//! group commit.
+//!
+//! Every write of the store is a write set. A caller encodes its set on the blocking pool, puts
+//! it on the queue and then takes the writing connection; whoever holds the connection drains
+//! the queue and applies every waiting set in one transaction, each inside its own savepoint,
+//! so a set whose precondition fails is rolled back alone while its neighbours commit with one
+//! fsync between them. A set whose caller has gone (its future dropped, say by a request time
+//! limit) before the commit is left out: before committing, the transaction is rolled back and
+//! redone without it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use healthanalyzer_model::Identifier;
+use healthanalyzer_store::{
+    Applied, Conflict, ConflictReason, Error, Precondition, RecordKey, Result, WriteSet,
+    identifier_key, parse_identifier_key,
+};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::oneshot;
+
+use crate::error::{bad_row, db};
+use crate::rows::{self, Row, id_bytes};
+
+/// At most this many sets, or about this many records, go into one transaction.
+const GROUP_SETS: usize = 256;
+const GROUP_RECORDS: usize = 20_000;
+
+/// A write set with its rows encoded, ready for the transaction.
+pub(crate) struct Prepared {
+    set: WriteSet,
+    rows: Vec<Row>,
+    subject_keys: Vec<String>,
+    subject_bodies: Vec<String>,
+}
+
+impl Prepared {
+    pub(crate) fn of(set: WriteSet) -> Result<Self> {
+        set.check()?;
+        let rows = set
+            .measurements
+            .iter()
+            .map(|w| Row::of(&w.measurement))
+            .collect::<Result<Vec<_>>>()?;
+        let subject_keys = set
+            .subjects
+            .iter()
+            .map(|w| identifier_key(&w.subject.id))
+            .collect();
+        let subject_bodies = set
+            .subjects
+            .iter()
+            .map(|w| rows::encode_subject(&w.subject))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            set,
+            rows,
+            subject_keys,
+            subject_bodies,
+        })
+    }
+
+    fn records(&self) -> usize {
+        self.rows.len() + self.subject_keys.len() + self.set.deletions.len() + 1
+    }
+}
+
+/// A set waiting for the writer, and where its outcome goes.
+pub(crate) struct Job {
+    pub(crate) prepared: Prepared,
+    pub(crate) reply: oneshot::Sender<Result<Applied>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("records", &self.prepared.records())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Holds the writing connection and applies what is queued, until the queue is empty.
+pub(crate) fn drain(writer: &Mutex<Connection>, queue: &Arc<Mutex<Vec<Job>>>) {
+    let Ok(mut conn) = writer.lock() else {
+        fail_queued(
+            queue,
+            "a database connection was poisoned by a panic in another task",
+        );
+        return;
+    };
+    loop {
+        let jobs = {
+            let Ok(mut q) = queue.lock() else { return };
+            let mut records = 0;
+            let mut take = 0;
+            for job in q.iter() {
+                if take == GROUP_SETS
+                    || (take > 0 && records + job.prepared.records() > GROUP_RECORDS)
+                {
+                    break;
+                }
+                records += job.prepared.records();
+                take += 1;
+            }
+            q.drain(..take).collect::<Vec<_>>()
+        };
+        if jobs.is_empty() {
+            return;
+        }
+        run_group(&mut conn, jobs);
+    }
+}
+
+fn fail_queued(queue: &Mutex<Vec<Job>>, reason: &str) {
+    if let Ok(mut q) = queue.lock() {
+        for job in q.drain(..) {
+            let _ = job.reply.send(Err(Error::Unavailable {
+                reason: reason.into(),
+                retryable: false,
+                source: None,
+            }));
+        }
+    }
+}
+
+/// A copy of an error for every set of a failed group (store errors are not `Clone`).
+fn copy_of(e: &Error) -> Error {
+    match e {
+        Error::Unavailable {
+            reason, retryable, ..
+        } => Error::Unavailable {
+            reason: reason.clone(),
+            retryable: *retryable,
+            source: None,
+        },
+        other => Error::Backend {
+            backend: "sqlite",
+            source: other.to_string().into(),
+        },
+    }
+}
+
+fn run_group(conn: &mut Connection, mut jobs: Vec<Job>) {
+    // Callers that are gone are not written for.
+    jobs.retain(|j| !j.reply.is_closed());
+    while !jobs.is_empty() {
+        match try_group(conn, &jobs) {
+            Err(e) => {
+                for job in jobs {
+                    let _ = job.reply.send(Err(copy_of(&e)));
+                }
+                return;
+            }
+            Ok(None) => {
+                // A caller left while its set was applied: redo the group without it.
+                jobs.retain(|j| !j.reply.is_closed());
+            }
+            Ok(Some(results)) => {
+                for (job, r) in jobs.into_iter().zip(results) {
+                    let _ = job.reply.send(r);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// One transaction over `jobs`: `Ok(None)` when it was rolled back because a caller left.
+fn try_group(conn: &mut Connection, jobs: &[Job]) -> Result<Option<Vec<Result<Applied>>>> {
+    let mut tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let sp = tx.savepoint().map_err(db)?;
+        match apply_one(&sp, &job.prepared) {
+            Ok(applied) => {
+                sp.commit().map_err(db)?;
+                results.push(Ok(applied));
+            }
+            // Dropping the savepoint rolls back to it.
+            Err(e) => results.push(Err(e)),
+        }
+    }
+    let left = jobs
+        .iter()
+        .zip(&results)
+        .any(|(j, r)| r.is_ok() && j.reply.is_closed());
+    if left {
+        return Ok(None); // dropping `tx` rolls it back
+    }
+    tx.commit().map_err(db)?;
+    Ok(Some(results))
+}
+
+fn conflict(record: RecordKey, reason: ConflictReason) -> Error {
+    Error::PreconditionFailed(Box::new(Conflict { record, reason }))
+}
+
+fn failed(c: Conflict) -> Error {
+    Error::PreconditionFailed(Box::new(c))
+}
+
+fn version_of(conn: &Connection, sql: &str, key: &dyn rusqlite::ToSql) -> Result<Option<u64>> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.query_row([key], |r| r.get::<_, i64>(0)).optional())
+        .map(|v| v.map(|v| v.max(1) as u64))
+        .map_err(db)
+}
+
+const MEASUREMENT_VERSION: &str = "SELECT version FROM measurement WHERE id = ?1";
+const SUBJECT_VERSION: &str = "SELECT version FROM subject WHERE key = ?1";
+
+/// Applies one set in the current transaction (or savepoint).
+fn apply_one(conn: &Connection, p: &Prepared) -> Result<Applied> {
+    let set = &p.set;
+    let mut applied = Applied::default();
+    for d in &set.deletions {
+        match &d.record {
+            RecordKey::Measurement(id) => {
+                let id = id_bytes(id);
+                let stored = version_of(conn, MEASUREMENT_VERSION, &&id[..])?;
+                d.precondition.check(&d.record, stored).map_err(failed)?;
+                if stored.is_some() {
+                    conn.prepare_cached("DELETE FROM measurement WHERE id = ?1")
+                        .and_then(|mut s| s.execute([&id[..]]))
+                        .map_err(db)?;
+                    applied.deleted += 1;
+                }
+            }
+            RecordKey::Subject(primary) => {
+                let key = identifier_key(primary);
+                let stored = version_of(conn, SUBJECT_VERSION, &key)?;
+                d.precondition.check(&d.record, stored).map_err(failed)?;
+                if stored.is_some() {
+                    conn.prepare_cached("DELETE FROM subject WHERE key = ?1")
+                        .and_then(|mut s| s.execute([&key]))
+                        .map_err(db)?;
+                    conn.prepare_cached("DELETE FROM subject_identifier WHERE subject = ?1")
+                        .and_then(|mut s| s.execute([&key]))
+                        .map_err(db)?;
+                    applied.deleted += 1;
+                }
+            }
+        }
+    }
+    if !set.subjects.is_empty() {
+        put_subjects(conn, p, &mut applied)?;
+    }
+    put_measurements(conn, p, &mut applied)?;
+    if let Some(cp) = &set.checkpoint {
+        conn.prepare_cached(
+            "INSERT INTO checkpoint (source_id, cursor) VALUES (?1, ?2)
+             ON CONFLICT (source_id) DO UPDATE SET cursor = excluded.cursor",
+        )
+        .and_then(|mut s| s.execute(params![cp.source_id, cp.cursor]))
+        .map_err(db)?;
+    }
+    Ok(applied)
+}
+
+fn put_measurements(conn: &Connection, p: &Prepared, applied: &mut Applied) -> Result<()> {
+    if p.rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (id) DO NOTHING",
+        )
+        .map_err(db)?;
+    let mut update = conn
+        .prepare_cached(
+            "UPDATE measurement SET subject = ?2, kind = ?3, t_s = ?4, t_ns = ?5, body = ?6,
+                    version = version + 1
+             WHERE id = ?1 AND body IS NOT ?6 RETURNING version",
+        )
+        .map_err(db)?;
+    let mut update_at = conn
+        .prepare_cached(
+            "UPDATE measurement SET subject = ?2, kind = ?3, t_s = ?4, t_ns = ?5, body = ?6,
+                    version = version + (body IS NOT ?6)
+             WHERE id = ?1 AND version = ?7 RETURNING version",
+        )
+        .map_err(db)?;
+    applied.measurement_versions.reserve(p.rows.len());
+    for (w, r) in p.set.measurements.iter().zip(&p.rows) {
+        let record = || RecordKey::Measurement(w.measurement.id);
+        let row = params![&r.id[..], r.subject, r.kind, r.t_s, r.t_ns, r.body];
+        let version = match w.precondition {
+            Precondition::Any | Precondition::Absent => {
+                if insert.execute(row).map_err(db)? == 1 {
+                    applied.measurements.inserted += 1;
+                    1
+                } else if let Precondition::Absent = w.precondition {
+                    let found = version_of(conn, MEASUREMENT_VERSION, &&r.id[..])?.unwrap_or(1);
+                    return Err(conflict(
+                        record(),
+                        ConflictReason::Exists { version: found },
+                    ));
+                } else if let Some(v) = update
+                    .query_row(row, |x| x.get::<_, i64>(0))
+                    .optional()
+                    .map_err(db)?
+                {
+                    applied.measurements.updated += 1;
+                    v as u64
+                } else {
+                    applied.measurements.unchanged += 1;
+                    version_of(conn, MEASUREMENT_VERSION, &&r.id[..])?.unwrap_or(1)
+                }
+            }
+            Precondition::Version(want) => {
+                let wanted = i64::try_from(want).unwrap_or(i64::MAX);
+                let done = update_at
+                    .query_row(
+                        params![&r.id[..], r.subject, r.kind, r.t_s, r.t_ns, r.body, wanted],
+                        |x| x.get::<_, i64>(0),
+                    )
+                    .optional()
+                    .map_err(db)?;
+                match done {
+                    Some(v) if v as u64 == want => {
+                        applied.measurements.unchanged += 1;
+                        want
+                    }
+                    Some(v) => {
+                        applied.measurements.updated += 1;
+                        v as u64
+                    }
+                    None => {
+                        let stored = version_of(conn, MEASUREMENT_VERSION, &&r.id[..])?;
+                        return Err(failed(
+                            w.precondition
+                                .check(&record(), stored)
+                                .err()
+                                .unwrap_or(Conflict {
+                                    record: record(),
+                                    reason: ConflictReason::Missing,
+                                }),
+                        ));
+                    }
+                }
+            }
+        };
+        applied.measurement_versions.push(version);
+    }
+    Ok(())
+}
+
+fn put_subjects(conn: &Connection, p: &Prepared, applied: &mut Applied) -> Result<()> {
+    let set = &p.set;
+    // Identifiers first, for all subjects of the set together: one may hand an identifier to
+    // another.
+    let rewritten: HashSet<&str> = p.subject_keys.iter().map(String::as_str).collect();
+    {
+        let mut owner = conn
+            .prepare_cached("SELECT subject FROM subject_identifier WHERE identifier = ?1")
+            .map_err(db)?;
+        for (w, key) in set.subjects.iter().zip(&p.subject_keys) {
+            let s = &w.subject;
+            for alias in std::iter::once(&s.id).chain(&s.other_ids) {
+                let held: Option<String> = owner
+                    .query_row([identifier_key(alias)], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?;
+                if let Some(held) = held
+                    && held != *key
+                    && !rewritten.contains(held.as_str())
+                {
+                    let owner: Identifier =
+                        parse_identifier_key(&held).ok_or_else(|| bad_row("subject key", &held))?;
+                    return Err(conflict(
+                        RecordKey::Subject(s.id.clone()),
+                        ConflictReason::IdentifierTaken {
+                            identifier: alias.clone(),
+                            owner,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    let mut current = conn
+        .prepare_cached("SELECT body, version FROM subject WHERE key = ?1")
+        .map_err(db)?;
+    let mut upsert = conn
+        .prepare_cached(
+            "INSERT INTO subject (key, body, version) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET body = excluded.body, version = excluded.version",
+        )
+        .map_err(db)?;
+    let mut release = conn
+        .prepare_cached("DELETE FROM subject_identifier WHERE subject = ?1")
+        .map_err(db)?;
+    let mut claim = conn
+        .prepare_cached(
+            "INSERT INTO subject_identifier (identifier, subject) VALUES (?1, ?2)
+             ON CONFLICT (identifier) DO UPDATE SET subject = excluded.subject",
+        )
+        .map_err(db)?;
+    for ((w, key), body) in set
+        .subjects
+        .iter()
+        .zip(&p.subject_keys)
+        .zip(&p.subject_bodies)
+    {
+        let s = &w.subject;
+        let old: Option<(String, i64)> = current
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db)?;
+        let stored = old.as_ref().map(|(_, v)| (*v).max(1) as u64);
+        w.precondition
+            .check(&RecordKey::Subject(s.id.clone()), stored)
+            .map_err(failed)?;
+        let version = match (&old, stored) {
+            (Some((old, _)), Some(v)) if old == body => {
+                applied.subjects.unchanged += 1;
+                applied.subject_versions.push(v);
+                continue;
+            }
+            (_, Some(v)) => {
+                applied.subjects.updated += 1;
+                v + 1
+            }
+            (_, None) => {
+                applied.subjects.inserted += 1;
+                1
+            }
+        };
+        upsert
+            .execute(params![
+                key,
+                body,
+                i64::try_from(version).unwrap_or(i64::MAX)
+            ])
+            .map_err(db)?;
+        release.execute([key]).map_err(db)?;
+        for alias in std::iter::once(&s.id).chain(&s.other_ids) {
+            claim
+                .execute(params![identifier_key(alias), key])
+                .map_err(db)?;
+        }
+        applied.subject_versions.push(version);
+    }
+    Ok(())
+}
