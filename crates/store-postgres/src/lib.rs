@@ -37,6 +37,7 @@
 mod error;
 mod schema;
 mod store;
+mod writer;
 
 pub use error::PostgresError;
 pub use schema::SCHEMA_VERSION;

@@ -43,6 +43,25 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX subject_identifier_subject ON subject_identifier (subject);
     ",
+    // 2: versions kept by the store (ADR 0007). Records written through the FHIR API before
+    // carry their version in the kept resource's `meta.versionId`; it becomes the stored one,
+    // so versions never go back. Every other record starts at 1.
+    r#"
+    ALTER TABLE measurement ADD COLUMN version bigint NOT NULL DEFAULT 1;
+    ALTER TABLE subject ADD COLUMN version bigint NOT NULL DEFAULT 1;
+    UPDATE measurement
+       SET version = GREATEST(1, substring(body::jsonb #>> '{provenance,payload,content}'
+                                           FROM '"versionId"\s*:\s*"([0-9]{1,18})"')::bigint)
+     WHERE body LIKE '%versionId%'
+       AND substring(body::jsonb #>> '{provenance,payload,content}'
+                     FROM '"versionId"\s*:\s*"([0-9]{1,18})"') IS NOT NULL;
+    UPDATE subject
+       SET version = GREATEST(1, substring(body::jsonb #>> '{payload,content}'
+                                           FROM '"versionId"\s*:\s*"([0-9]{1,18})"')::bigint)
+     WHERE body LIKE '%versionId%'
+       AND substring(body::jsonb #>> '{payload,content}'
+                     FROM '"versionId"\s*:\s*"([0-9]{1,18})"') IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,6 +1,6 @@
 //! The store: pool, queries and the trait implementations.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ops::Bound;
 
 use async_trait::async_trait;
@@ -8,7 +8,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use healthanalyzer_model::jiff::Timestamp;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 use healthanalyzer_store::{
-    Checkpoint, Error, Filter, MeasurementStore, Order, Page, Query, Result, SortKey, SubjectStore,
+    Applied, Checkpoint, Deletion, Error, Filter, MeasurementStore, Order, Page, Precondition,
+    Query, RecordKey, Result, SortKey, SubjectStore, Versioned, WriteSet, WriteSetStore,
     WriteSummary, check_batch, check_subjects, identifier_key, parse_identifier_key, split_instant,
 };
 use tokio_postgres::types::ToSql;
@@ -17,9 +18,6 @@ use uuid::Uuid;
 
 use crate::error::{PostgresError, bad_row, db, pool};
 use crate::schema;
-
-/// Advisory lock key serialising subject writes (identifier ownership is checked, then claimed).
-const SUBJECT_LOCK: i64 = 0x4841_6e73;
 
 /// The PostgreSQL store. Cheap to clone; clones share the pool.
 #[derive(Clone)]
@@ -122,7 +120,7 @@ fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize), PostgresError
     Ok((config, max_size))
 }
 
-fn split_nanos(nanos: i128) -> (i64, i32) {
+pub(crate) fn split_nanos(nanos: i128) -> (i64, i32) {
     let (s, ns) = split_instant(nanos);
     (s, ns as i32) // below 1e9: fits
 }
@@ -209,19 +207,19 @@ fn decode(row: &Row) -> Result<Measurement> {
 
 /// The columns of a batch, one array per column, deduplicated by id (the last occurrence wins)
 /// and sorted by key, so concurrent writers lock rows in the same order.
-struct Columns {
-    subject: Vec<String>,
-    id: Vec<Uuid>,
-    kind: Vec<String>,
-    t_s: Vec<i64>,
-    t_ns: Vec<i32>,
-    body: Vec<String>,
+pub(crate) struct Columns {
+    pub(crate) subject: Vec<String>,
+    pub(crate) id: Vec<Uuid>,
+    pub(crate) kind: Vec<String>,
+    pub(crate) t_s: Vec<i64>,
+    pub(crate) t_ns: Vec<i32>,
+    pub(crate) body: Vec<String>,
     /// Earlier occurrences of a repeated id, dropped.
-    repeats: u64,
+    pub(crate) repeats: u64,
 }
 
 impl Columns {
-    fn of(batch: &[Measurement]) -> Result<Self> {
+    pub(crate) fn of(batch: &[Measurement]) -> Result<Self> {
         let mut last: HashMap<MeasurementId, usize> = HashMap::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
             last.insert(m.id, i);
@@ -260,63 +258,6 @@ impl Columns {
     }
 }
 
-/// Writes a batch in `tx`: rows whose subject changed are moved, then one UNNEST upsert.
-async fn upsert(tx: &deadpool_postgres::Transaction<'_>, c: &Columns) -> Result<WriteSummary> {
-    let mut summary = WriteSummary {
-        unchanged: c.repeats,
-        ..WriteSummary::default()
-    };
-    if c.id.is_empty() {
-        return Ok(summary);
-    }
-    // An id stored under another subject (a corrected subject) is moved, counted as an update.
-    // Prepared once per pooled connection.
-    let move_stmt = tx
-        .prepare_cached(
-            // `id = ANY` probes the id index (new ids find nothing); the pair test runs only
-            // on ids that exist.
-            "DELETE FROM measurement
-             WHERE id = ANY($1::uuid[])
-               AND (subject, id) NOT IN (SELECT * FROM UNNEST($2::text[], $1::uuid[]))",
-        )
-        .await
-        .map_err(db)?;
-    let upsert_stmt = tx
-        .prepare_cached(
-            "INSERT INTO measurement AS m (subject, id, kind, t_s, t_ns, body)
-             SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::int8[], $5::int4[], $6::text[])
-             ON CONFLICT (subject, id) DO UPDATE
-               SET kind = excluded.kind, t_s = excluded.t_s, t_ns = excluded.t_ns, body = excluded.body
-               WHERE m.body IS DISTINCT FROM excluded.body
-             RETURNING (xmax = 0) AS inserted",
-        )
-        .await
-        .map_err(db)?;
-    let moved = tx
-        .execute(&move_stmt, &[&c.id, &c.subject])
-        .await
-        .map_err(db)?;
-    let rows = tx
-        .query(
-            &upsert_stmt,
-            &[&c.subject, &c.id, &c.kind, &c.t_s, &c.t_ns, &c.body],
-        )
-        .await
-        .map_err(db)?;
-    for row in &rows {
-        if row.try_get::<_, bool>(0).map_err(db)? {
-            summary.inserted += 1;
-        } else {
-            summary.updated += 1;
-        }
-    }
-    // Moved rows were inserted anew under their new subject: they are updates.
-    summary.inserted = summary.inserted.saturating_sub(moved);
-    summary.updated += moved;
-    summary.unchanged += c.id.len() as u64 - rows.len() as u64;
-    Ok(summary)
-}
-
 #[async_trait]
 impl MeasurementStore for PostgresStore {
     async fn write(
@@ -325,22 +266,10 @@ impl MeasurementStore for PostgresStore {
         checkpoint: Option<&Checkpoint>,
     ) -> Result<WriteSummary> {
         check_batch(batch)?;
-        let columns = Columns::of(batch)?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let summary = upsert(&tx, &columns).await?;
-        if let Some(cp) = checkpoint {
-            tx.execute(
-                "INSERT INTO checkpoint (source_id, cursor) VALUES ($1, $2)
-                 ON CONFLICT (source_id) DO UPDATE SET cursor = excluded.cursor",
-                &[&cp.source_id, &cp.cursor],
-            )
-            .await
-            .map_err(db)?;
-        }
-        // Dropping this future before commit drops the transaction: PostgreSQL rolls it back.
-        tx.commit().await.map_err(db)?;
-        Ok(summary)
+        Ok(self
+            .apply(&WriteSet::batch(batch, checkpoint))
+            .await?
+            .measurements)
     }
 
     async fn get(&self, id: &MeasurementId) -> Result<Option<Measurement>> {
@@ -443,12 +372,17 @@ impl MeasurementStore for PostgresStore {
     }
 
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
-        let ids: Vec<Uuid> = ids.iter().map(uuid).collect();
-        let client = self.client().await?;
-        client
-            .execute("DELETE FROM measurement WHERE id = ANY($1)", &[&ids])
-            .await
-            .map_err(db)
+        let set = WriteSet {
+            deletions: ids
+                .iter()
+                .map(|id| Deletion {
+                    record: RecordKey::Measurement(*id),
+                    precondition: Precondition::Any,
+                })
+                .collect(),
+            ..WriteSet::default()
+        };
+        Ok(self.apply(&set).await?.deleted)
     }
 
     async fn checkpoint(&self, source_id: &str) -> Result<Option<Checkpoint>> {
@@ -474,78 +408,7 @@ impl MeasurementStore for PostgresStore {
 impl SubjectStore for PostgresStore {
     async fn put_subjects(&self, subjects: &[Subject]) -> Result<WriteSummary> {
         check_subjects(subjects)?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SUBJECT_LOCK])
-            .await
-            .map_err(db)?;
-        let rewritten: HashSet<String> = subjects.iter().map(|s| identifier_key(&s.id)).collect();
-        for (i, s) in subjects.iter().enumerate() {
-            let key = identifier_key(&s.id);
-            let aliases: Vec<String> = std::iter::once(&s.id)
-                .chain(&s.other_ids)
-                .map(identifier_key)
-                .collect();
-            let held = tx
-                .query(
-                    "SELECT subject FROM subject_identifier WHERE identifier = ANY($1)",
-                    &[&aliases],
-                )
-                .await
-                .map_err(db)?;
-            for row in &held {
-                let owner: String = row.try_get(0).map_err(db)?;
-                if owner != key && !rewritten.contains(&owner) {
-                    return Err(Error::Conflict {
-                        reason: format!(
-                            "subjects[{i}]: one of its identifiers belongs to another stored subject; nothing was written"
-                        ),
-                    });
-                }
-            }
-        }
-        let mut summary = WriteSummary::default();
-        for s in subjects {
-            let key = identifier_key(&s.id);
-            let body = serde_json::to_string(s)
-                .map_err(|e| Error::invalid("subject", format!("cannot be encoded: {e}")))?;
-            let old = tx
-                .query_opt("SELECT body FROM subject WHERE key = $1", &[&key])
-                .await
-                .map_err(db)?;
-            match old {
-                Some(row) if row.try_get::<_, &str>(0).map_err(db)? == body => {
-                    summary.unchanged += 1;
-                    continue;
-                }
-                Some(_) => summary.updated += 1,
-                None => summary.inserted += 1,
-            }
-            let aliases: Vec<String> = std::iter::once(&s.id)
-                .chain(&s.other_ids)
-                .map(identifier_key)
-                .collect();
-            tx.execute(
-                "INSERT INTO subject (key, body) VALUES ($1, $2)
-                 ON CONFLICT (key) DO UPDATE SET body = excluded.body",
-                &[&key, &body],
-            )
-            .await
-            .map_err(db)?;
-            tx.execute("DELETE FROM subject_identifier WHERE subject = $1", &[&key])
-                .await
-                .map_err(db)?;
-            tx.execute(
-                "INSERT INTO subject_identifier (identifier, subject)
-                 SELECT a, $2 FROM UNNEST($1::text[]) AS a
-                 ON CONFLICT (identifier) DO UPDATE SET subject = excluded.subject",
-                &[&aliases, &key],
-            )
-            .await
-            .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(summary)
+        Ok(self.apply(&WriteSet::subjects(subjects)).await?.subjects)
     }
 
     async fn subject(&self, id: &Identifier) -> Result<Option<Subject>> {
@@ -580,18 +443,56 @@ impl SubjectStore for PostgresStore {
     }
 
     async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
-        let key = identifier_key(id);
+        let set = WriteSet::new().delete_subject(id.clone(), Precondition::Any);
+        Ok(self.apply(&set).await?.deleted > 0)
+    }
+}
+
+#[async_trait]
+impl WriteSetStore for PostgresStore {
+    async fn apply(&self, set: &WriteSet) -> Result<Applied> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
-        let n = tx
-            .execute("DELETE FROM subject WHERE key = $1", &[&key])
+        crate::writer::apply(&mut client, set).await
+    }
+
+    async fn get_versioned(&self, id: &MeasurementId) -> Result<Option<Versioned<Measurement>>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT body, version FROM measurement WHERE id = $1",
+                &[&uuid(id)],
+            )
             .await
             .map_err(db)?;
-        tx.execute("DELETE FROM subject_identifier WHERE subject = $1", &[&key])
+        row.map(|r| {
+            let version: i64 = r.try_get(1).map_err(db)?;
+            Ok(Versioned {
+                value: decode(&r)?,
+                version: version.max(1) as u64,
+            })
+        })
+        .transpose()
+    }
+
+    async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT s.body, s.version FROM subject_identifier i JOIN subject s ON s.key = i.subject
+                 WHERE i.identifier = $1",
+                &[&identifier_key(id)],
+            )
             .await
             .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(n > 0)
+        row.map(|r| {
+            let body: &str = r.try_get(0).map_err(db)?;
+            let version: i64 = r.try_get(1).map_err(db)?;
+            Ok(Versioned {
+                value: serde_json::from_str(body).map_err(|e| bad_row("subject", e))?,
+                version: version.max(1) as u64,
+            })
+        })
+        .transpose()
     }
 }
 

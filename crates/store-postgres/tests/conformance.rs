@@ -17,6 +17,109 @@ async fn postgres_store_passes_the_conformance_kit() {
     // A second store on the same schema (another replica) finds it migrated and shares the data.
     let replica = PostgresStore::connect(&url).await.expect("replica");
     testkit::upsert_is_idempotent(&replica).await;
+    // Write sets, with the concurrency checks across both pools (as two server processes).
+    testkit::run_write_set_checks(&store, &[&replica], std::time::Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn versions_kept_in_fhir_payloads_become_stored_versions() {
+    use healthanalyzer_model::{Identifier, Payload, Subject};
+    use healthanalyzer_store::WriteSetStore;
+    let Some(url) = common::url("versions_kept_in_fhir_payloads_become_stored_versions") else {
+        return;
+    };
+    let url = common::fresh_schema(&url, "v1").await;
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    // The schema as a version-1 build made it, with rows it wrote.
+    client
+        .batch_execute(
+            "CREATE TABLE healthanalyzer_meta (key text PRIMARY KEY, value text NOT NULL);
+             INSERT INTO healthanalyzer_meta VALUES ('application', 'health-analyzer'), ('schema_version', '1');
+             CREATE TABLE measurement (subject text NOT NULL, id uuid NOT NULL, kind text NOT NULL,
+                 t_s bigint NOT NULL, t_ns int NOT NULL, body text NOT NULL, PRIMARY KEY (subject, id));
+             CREATE INDEX measurement_id ON measurement (id);
+             CREATE TABLE checkpoint (source_id text NOT NULL PRIMARY KEY, cursor text NOT NULL);
+             CREATE TABLE subject (key text NOT NULL PRIMARY KEY, body text NOT NULL);
+             CREATE TABLE subject_identifier (identifier text NOT NULL PRIMARY KEY, subject text NOT NULL);",
+        )
+        .await
+        .expect("a version-1 schema");
+    let payload = |v: &str| Payload {
+        media_type: "application/fhir+json".into(),
+        content: format!(r#"{{"resourceType":"Observation","meta":{{"versionId":"{v}"}}}}"#),
+    };
+    let mut api = testkit::heart_rate("fhir-api", "p", 1, 61);
+    api.provenance.payload = Some(payload("4"));
+    let plain = testkit::heart_rate("src", "p", 2, 62);
+    let mut not_json = testkit::heart_rate("src", "p", 3, 63);
+    not_json.provenance.payload = Some(Payload {
+        media_type: "text/csv".into(),
+        content: "versionId,7".into(),
+    });
+    for m in [&api, &plain, &not_json] {
+        client
+            .execute(
+                "INSERT INTO measurement (subject, id, kind, t_s, t_ns, body) VALUES ($1, $2, $3, $4, 0, $5)",
+                &[
+                    &healthanalyzer_store::identifier_key(&m.subject),
+                    m.id.as_uuid(),
+                    &m.kind.as_str(),
+                    &m.effective.instant().as_second(),
+                    &serde_json::to_string(m).expect("json"),
+                ],
+            )
+            .await
+            .expect("v1 row");
+    }
+    let subject = Subject {
+        payload: Some(Payload {
+            media_type: "application/fhir+json".into(),
+            content: r#"{"resourceType":"Patient","meta":{"versionId":"9"}}"#.into(),
+        }),
+        ..Subject::new(Identifier::local("p"))
+    };
+    let key = healthanalyzer_store::identifier_key(&subject.id);
+    client
+        .execute(
+            "INSERT INTO subject (key, body) VALUES ($1, $2)",
+            &[&key, &serde_json::to_string(&subject).expect("json")],
+        )
+        .await
+        .expect("v1 subject");
+    client
+        .execute(
+            "INSERT INTO subject_identifier (identifier, subject) VALUES ($1, $1)",
+            &[&key],
+        )
+        .await
+        .expect("v1 identifier");
+    let store = PostgresStore::connect(&url)
+        .await
+        .expect("connect migrates");
+    let version = |v: Option<
+        healthanalyzer_store::Versioned<healthanalyzer_model::Measurement>,
+    >| { v.map(|v| v.version) };
+    assert_eq!(
+        version(store.get_versioned(&api.id).await.expect("get")),
+        Some(4)
+    );
+    assert_eq!(
+        version(store.get_versioned(&plain.id).await.expect("get")),
+        Some(1)
+    );
+    assert_eq!(
+        version(store.get_versioned(&not_json.id).await.expect("get")),
+        Some(1)
+    );
+    let s = store
+        .subject_versioned(&subject.id)
+        .await
+        .expect("subject")
+        .expect("kept");
+    assert_eq!((s.value, s.version), (subject, 9));
 }
 
 #[tokio::test]
