@@ -7,8 +7,8 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::Response;
-use healthanalyzer_model::{Identifier, Measurement, MeasurementId, Subject};
-use healthanalyzer_store::Filter;
+use healthanalyzer_model::{Identifier, Measurement, MeasurementId};
+use healthanalyzer_store::{Applied, ConflictReason, Filter, Precondition, RecordKey, WriteSet};
 use serde_json::{Map, Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
@@ -16,9 +16,9 @@ use uuid::Uuid;
 use crate::auth::{Access, check_subject, compartment, outside_compartment};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{Return, fhir_response, json_body, prefer_return};
-use crate::observation::{API_SOURCE, Pending, get, observation_json, to_measurement};
-use crate::patient::{prepare_create, prepare_put, resolve};
-use crate::resource::{base_url, check_version, now_instant, parse_resource, stamp, version_of};
+use crate::observation::{API_SOURCE, Pending, get_versioned, to_measurement};
+use crate::patient::{WRITE_ATTEMPTS, lost_race, prepare_create, prepare_put, refused, resolve};
+use crate::resource::{base_url, check_version, now_instant, parse_resource, set_version, stamp};
 use crate::state::AppState;
 
 /// One entry of the request Bundle.
@@ -265,11 +265,15 @@ enum Planned {
         id: String,
         value: Value,
         created: bool,
+        /// Its place in the write set's subjects.
+        slot: usize,
     },
     Observation {
         id: String,
         value: Value,
         created: bool,
+        /// Its place in the write set's measurements.
+        slot: usize,
     },
     Deleted,
 }
@@ -290,18 +294,58 @@ fn in_entry(i: usize, mut e: ApiError) -> ApiError {
     e
 }
 
-/// A transaction: every entry is checked first (nothing is written when one fails), then
-/// Patients, Observations and deletes are written; if a write fails, what was written is
-/// undone.
+/// A transaction: every entry is checked and mapped first (a bad one fails the Bundle with
+/// nothing written), then the whole Bundle is **one write set**: every create "must not
+/// exist", every update and delete is at the version read. The store commits all of it or none
+/// of it, so a time limit, a dropped connection or a killed process leaves nothing half-done.
+/// When another writer changed a resource between the read and the commit, a Bundle without
+/// `If-Match` is read and tried again; with `If-Match`, the entry's conflict is the answer.
 async fn transaction(
     state: &AppState,
     access: &Access,
     headers: &HeaderMap,
     list: Vec<Entry>,
 ) -> ApiResult<Response> {
+    let retry = list.iter().all(|e| e.if_match.is_none());
+    let mut attempt = 0;
+    loop {
+        let (set, planned) = plan_transaction(state, access, headers, &list).await?;
+        match state.store.apply(&set).await {
+            Ok(applied) => return Ok(transaction_response(state, headers, planned, &applied)),
+            Err(e) if retry && lost_race(&e) && attempt + 1 < WRITE_ATTEMPTS => attempt += 1,
+            Err(e) => {
+                let entry = e
+                    .conflict()
+                    .and_then(|c| planned.records.get(&c.record).copied());
+                let err = match &e.conflict().map(|c| &c.reason) {
+                    Some(ConflictReason::IdentifierTaken { .. }) => refused(state, &e).await,
+                    _ => ApiError::from_store(&e),
+                };
+                return Err(match entry {
+                    Some(i) => in_entry(i, err),
+                    None => err,
+                });
+            }
+        }
+    }
+}
+
+/// A transaction checked and mapped: what to answer per entry once its write set committed.
+struct PlannedTransaction {
+    plans: Vec<Option<Planned>>,
+    now: String,
+    /// Which entry wrote which record (to name the entry of a conflict).
+    records: HashMap<RecordKey, usize>,
+}
+
+async fn plan_transaction(
+    state: &AppState,
+    access: &Access,
+    headers: &HeaderMap,
+    list: &[Entry],
+) -> ApiResult<(WriteSet, PlannedTransaction)> {
     let limit = compartment(Some(access));
-    let base = base_url(state, headers);
-    let _guard = state.write_lock.lock().await;
+    let _ = headers;
 
     // 1. Ids for the new resources, and fullUrl -> Type/id.
     let mut targets: Vec<(String, String)> = Vec::with_capacity(list.len());
@@ -393,10 +437,10 @@ async fn transaction(
         targets.push((ty, id));
     }
 
-    // 2. Check and map everything; nothing is written yet.
+    // 2. Check and map everything into one write set.
+    let mut set = WriteSet::new();
+    let mut records: HashMap<RecordKey, usize> = HashMap::new();
     let mut pending: Pending = HashMap::new();
-    let mut subjects: Vec<Subject> = Vec::new();
-    let mut undo_subjects: Vec<(Identifier, Option<Subject>)> = Vec::new();
     let mut plans: Vec<Option<Planned>> = (0..list.len()).map(|_| None).collect();
     let now = now_instant();
     // Patients first: Observations may refer to them.
@@ -420,11 +464,9 @@ async fn transaction(
         let Value::Object(mut resource) = v else {
             continue;
         };
-        let (subject, value, created) = if e.method == "POST" {
-            let (subject, value) = prepare_create(state, resource, id)
-                .await
-                .map_err(|x| in_entry(i, x))?;
-            (subject, value, true)
+        let (subject, value, created, precondition) = if e.method == "POST" {
+            let (subject, value) = prepare_create(resource, id).map_err(|x| in_entry(i, x))?;
+            (subject, value, true, Precondition::Absent)
         } else {
             if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
                 resource.insert("id".into(), Value::String(id.clone()));
@@ -432,37 +474,38 @@ async fn transaction(
             let put = prepare_put(state, id, resource, e.if_match.as_deref().map(trim_etag))
                 .await
                 .map_err(|x| in_entry(i, x))?;
-            undo_subjects.push((put.subject.id.clone(), put.before.clone()));
-            (put.subject, put.value, !put.existed)
+            (put.subject, put.value, !put.existed, put.precondition)
         };
-        if created {
-            undo_subjects.push((subject.id.clone(), None));
-        }
         pending.insert(format!("Patient/{id}"), subject.id.clone());
-        subjects.push(subject);
+        records.insert(RecordKey::Subject(subject.id.clone()), i);
         plans[i] = Some(Planned::Patient {
             id: id.clone(),
             value,
             created,
+            slot: set.subjects.len(),
         });
+        set = set.put_subject(subject, precondition);
     }
-    let mut measurements: Vec<Measurement> = Vec::new();
-    let mut undo_measurements: Vec<(MeasurementId, Option<Measurement>)> = Vec::new();
-    let mut delete_obs: Vec<MeasurementId> = Vec::new();
-    let mut delete_patients: Vec<(usize, Identifier, Option<Subject>)> = Vec::new();
+    let mut leaving: Vec<Measurement> = Vec::new();
+    let mut delete_patients: Vec<(usize, Identifier)> = Vec::new();
     for (i, e) in list.iter().enumerate() {
         let (ty, id) = &targets[i];
         if e.method == "DELETE" {
             if ty == "Observation" {
-                if let Some(old) = get(state, id).await.map_err(|x| in_entry(i, x))? {
-                    check_subject(state, limit.as_deref(), &old.subject)
+                if let Some(old) = get_versioned(state, id).await.map_err(|x| in_entry(i, x))? {
+                    check_subject(state, limit.as_deref(), &old.value.subject)
                         .await
                         .map_err(|x| in_entry(i, x))?;
-                    undo_measurements.push((old.id, Some(old.clone())));
-                    delete_obs.push(old.id);
+                    records.insert(RecordKey::Measurement(old.value.id), i);
+                    set = set.delete_measurement(old.value.id, Precondition::Version(old.version));
+                    leaving.push(old.value);
                 }
             } else if let Some(r) = resolve(state, id).await.map_err(|x| in_entry(i, x))? {
-                delete_patients.push((i, r.primary, r.subject));
+                if r.subject.is_some() {
+                    records.insert(RecordKey::Subject(r.primary.clone()), i);
+                    set = set.delete_subject(r.primary.clone(), Precondition::Version(r.version));
+                }
+                delete_patients.push((i, r.primary));
             }
             plans[i] = Some(Planned::Deleted);
             continue;
@@ -484,7 +527,7 @@ async fn transaction(
         let mut v = Value::Object(resource);
         rewrite_references(&mut v, &map);
         let Value::Object(resource) = v else { continue };
-        let (m, value, created) = if e.method == "POST" {
+        let (m, value, created, precondition) = if e.method == "POST" {
             let record = Uuid::new_v4().to_string();
             let mid = MeasurementId::from_source(API_SOURCE, &record);
             let id = mid.as_uuid().to_string();
@@ -493,173 +536,160 @@ async fn transaction(
             let (m, value) = to_measurement(state, stamped, API_SOURCE, &record, &pending)
                 .await
                 .map_err(|x| in_entry(i, x))?;
-            undo_measurements.push((m.id, None));
-            (m, value, true)
+            (m, value, true, Precondition::Absent)
         } else {
-            let old = get(state, id).await.map_err(|x| in_entry(i, x))?.ok_or_else(|| in_entry(i, ApiError::new(
+            let old = get_versioned(state, id).await.map_err(|x| in_entry(i, x))?.ok_or_else(|| in_entry(i, ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED, "not-supported",
                 format!("Observation/{id} does not exist and this server assigns Observation ids: create it with POST"))))?;
-            let current = version_of(&observation_json(state, &old)?);
             check_version(
                 e.if_match.as_deref().map(trim_etag),
-                current,
+                old.version,
                 &format!("Observation/{id}"),
             )
             .map_err(|x| in_entry(i, x))?;
-            let stamped = stamp(resource, id, current + 1, Some(&now));
+            let stamped = stamp(resource, id, old.version + 1, Some(&now));
             let (m, value) = to_measurement(
                 state,
                 stamped,
-                &old.provenance.source_id,
-                &old.provenance.record_id,
+                &old.value.provenance.source_id,
+                &old.value.provenance.record_id,
                 &pending,
             )
             .await
             .map_err(|x| in_entry(i, x))?;
-            undo_measurements.push((old.id, Some(old)));
-            (m, value, false)
+            check_subject(state, limit.as_deref(), &old.value.subject)
+                .await
+                .map_err(|x| in_entry(i, x))?;
+            (m, value, false, Precondition::Version(old.version))
         };
         check_subject(state, limit.as_deref(), &m.subject)
             .await
             .map_err(|x| in_entry(i, x))?;
-        measurements.push(m);
+        records.insert(RecordKey::Measurement(m.id), i);
         plans[i] = Some(Planned::Observation {
             id: targets[i].1.clone(),
             value,
             created,
+            slot: set.measurements.len(),
         });
+        set = set.put_measurement(m, precondition);
     }
-    for (i, primary, _) in &delete_patients {
+    for (i, primary) in &delete_patients {
         let n = state
             .store
             .count(&Filter::subject(primary.clone()))
             .await
             .map_err(|e| ApiError::from_store(&e))?;
-        let leaving = undo_measurements
+        let gone = leaving.iter().filter(|m| m.subject == *primary).count() as u64;
+        let arriving = set
+            .measurements
             .iter()
-            .filter(|(id, old)| {
-                delete_obs.contains(id) && old.as_ref().is_some_and(|m| m.subject == *primary)
-            })
-            .count() as u64;
-        let arriving = measurements.iter().any(|m| m.subject == *primary);
-        if n > leaving || arriving {
+            .any(|w| w.measurement.subject == *primary);
+        if n > gone || arriving {
             return Err(in_entry(
                 *i,
                 ApiError::conflict("the Patient has Observations; delete them first"),
             ));
         }
     }
+    Ok((
+        set,
+        PlannedTransaction {
+            plans,
+            now,
+            records,
+        },
+    ))
+}
 
-    // 3. Write, undoing on failure.
-    let store = &state.store;
-    if !subjects.is_empty() {
-        crate::patient::store_subjects(state, &subjects).await?;
-    }
-    if !measurements.is_empty()
-        && let Err(e) = store.write(&measurements, None).await
-    {
-        undo(state, &undo_subjects, &[]).await;
-        return Err(ApiError::from_store(&e));
-    }
-    if !delete_obs.is_empty()
-        && let Err(e) = store.delete(&delete_obs).await
-    {
-        undo(state, &undo_subjects, &undo_measurements).await;
-        return Err(ApiError::from_store(&e));
-    }
-    for (_, primary, _) in &delete_patients {
-        if let Err(e) = store.delete_subject(primary).await {
-            let mut all = undo_subjects.clone();
-            all.extend(
-                delete_patients
-                    .iter()
-                    .map(|(_, p, s)| (p.clone(), s.clone())),
-            );
-            undo(state, &all, &undo_measurements).await;
-            return Err(ApiError::from_store(&e));
-        }
-    }
-
-    // 4. The response, in the order of the request.
+/// The transaction-response, in the order of the request, with the versions the store gave.
+fn transaction_response(
+    state: &AppState,
+    headers: &HeaderMap,
+    planned: PlannedTransaction,
+    applied: &Applied,
+) -> Response {
+    let base = base_url(state, headers);
     let prefer = prefer_return(headers);
-    let mut out = Vec::with_capacity(list.len());
-    for plan in plans {
+    let now = planned.now;
+    let mut out = Vec::with_capacity(planned.plans.len());
+    for plan in planned.plans {
         let entry = match plan {
-            Some(Planned::Patient { id, value, created })
-            | Some(Planned::Observation { id, value, created }) => {
-                let ty = value
-                    .get("resourceType")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let version = value
-                    .get("meta")
-                    .and_then(|m| m.get("versionId"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("1")
-                    .to_string();
-                let mut entry = json!({
-                    "fullUrl": format!("{base}/{ty}/{id}"),
-                    "response": {
-                        "status": if created { "201 Created" } else { "200 OK" },
-                        "location": format!("{ty}/{id}/_history/{version}"),
-                        "etag": format!("W/\"{version}\""),
-                        "lastModified": now,
-                    }
-                });
-                if prefer == Return::Representation
-                    && let Some(o) = entry.as_object_mut()
-                {
-                    o.insert("resource".into(), value);
-                }
-                entry
-            }
+            Some(Planned::Patient {
+                id,
+                value,
+                created,
+                slot,
+            }) => entry_response(
+                &base,
+                "Patient",
+                &id,
+                value,
+                created,
+                applied.subject_versions.get(slot).copied(),
+                &now,
+                prefer,
+            ),
+            Some(Planned::Observation {
+                id,
+                value,
+                created,
+                slot,
+            }) => entry_response(
+                &base,
+                "Observation",
+                &id,
+                value,
+                created,
+                applied.measurement_versions.get(slot).copied(),
+                &now,
+                prefer,
+            ),
             Some(Planned::Deleted) => json!({"response": {"status": "204 No Content"}}),
             None => json!({"response": {"status": "200 OK"}}),
         };
         out.push(entry);
     }
     tracing::debug!(entries = out.len(), "transaction committed");
-    Ok(fhir_response(
+    fhir_response(
         StatusCode::OK,
         &response_bundle("transaction-response", out),
-    ))
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn entry_response(
+    base: &str,
+    ty: &str,
+    id: &str,
+    mut value: Value,
+    created: bool,
+    version: Option<u64>,
+    now: &str,
+    prefer: Return,
+) -> Value {
+    let version = version.unwrap_or(1);
+    if let Some(o) = value.as_object_mut() {
+        set_version(o, version);
+    }
+    let mut entry = json!({
+        "fullUrl": format!("{base}/{ty}/{id}"),
+        "response": {
+            "status": if created { "201 Created" } else { "200 OK" },
+            "location": format!("{ty}/{id}/_history/{version}"),
+            "etag": format!("W/\"{version}\""),
+            "lastModified": now,
+        }
+    });
+    if prefer == Return::Representation
+        && let Some(o) = entry.as_object_mut()
+    {
+        o.insert("resource".into(), value);
+    }
+    entry
 }
 
 fn trim_etag(s: &str) -> &str {
     let s = s.trim();
     s.strip_prefix("W/").unwrap_or(s).trim_matches('"')
-}
-
-/// Puts back what a failed transaction wrote (best effort; failures are logged).
-async fn undo(
-    state: &AppState,
-    subjects: &[(Identifier, Option<Subject>)],
-    measurements: &[(MeasurementId, Option<Measurement>)],
-) {
-    let store = &state.store;
-    let new: Vec<MeasurementId> = measurements
-        .iter()
-        .filter(|(_, old)| old.is_none())
-        .map(|(id, _)| *id)
-        .collect();
-    let old: Vec<Measurement> = measurements
-        .iter()
-        .filter_map(|(_, old)| old.clone())
-        .collect();
-    if !new.is_empty() && store.delete(&new).await.is_err() {
-        tracing::error!("transaction undo: new Observations could not be removed");
-    }
-    if !old.is_empty() && store.write(&old, None).await.is_err() {
-        tracing::error!("transaction undo: Observations could not be restored");
-    }
-    for (primary, before) in subjects {
-        let r = match before {
-            Some(s) => store.put_subjects(std::slice::from_ref(s)).await.map(drop),
-            None => store.delete_subject(primary).await.map(drop),
-        };
-        if r.is_err() {
-            tracing::error!("transaction undo: a Patient could not be restored");
-        }
-    }
 }

@@ -78,6 +78,16 @@ impl ApiError {
         use healthanalyzer_store::Error as S;
         match e {
             S::Conflict { reason } => Self::conflict(reason.clone()),
+            S::PreconditionFailed(c) => {
+                use healthanalyzer_store::ConflictReason as R;
+                match c.reason {
+                    // Another writer got there first: the client reads again and retries.
+                    R::Version { .. } | R::Missing => {
+                        Self::new(StatusCode::PRECONDITION_FAILED, "conflict", e.to_string())
+                    }
+                    _ => Self::new(StatusCode::CONFLICT, "duplicate", e.to_string()),
+                }
+            }
             S::NotFound { .. } => Self::not_found(e.to_string()),
             S::Unavailable { .. } => {
                 tracing::warn!(error = %e, "store unavailable");

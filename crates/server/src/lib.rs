@@ -119,7 +119,6 @@ impl FhirServer {
             store: self.store.clone(),
             catalog: self.catalog.clone(),
             config: Arc::new(self.config.clone()),
-            write_lock: Arc::new(tokio::sync::Mutex::new(())),
             derived_ids: Arc::new(RwLock::new(HashMap::new())),
             derived_listed: Arc::new(tokio::sync::Mutex::new(None)),
             api: Arc::new(std::sync::OnceLock::new()),

@@ -12,18 +12,22 @@ use healthanalyzer_fhir::{FHIR_JSON, ReadOptions, WriteOptions, check_strict, re
 use healthanalyzer_model::{
     Identifier, KindId, Measurement, MeasurementId, Payload, Subject, Validator,
 };
-use healthanalyzer_store::{Filter, Order, PageToken, Query};
+use healthanalyzer_store::{Filter, Order, PageToken, Precondition, Query, Versioned, WriteSet};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::auth::{Access, check_subject, limited_to, restrict_search};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{
-    check_format, fhir_response, if_match, json_body, prefer_return, read_response, write_response,
+    Return, check_format, fhir_response, if_match, json_body, prefer_return, read_response,
+    write_response,
 };
-use crate::patient::{format_of, logical_id_of, no_content, resolve_reference};
+use crate::patient::{
+    WRITE_ATTEMPTS, format_of, logical_id_of, lost_race, no_content, resolve_reference,
+};
 use crate::resource::{
-    base_url, check_version, now_instant, parse_resource, stamp, update_body, version_of,
+    base_url, check_version, now_instant, parse_resource, set_version, stamp, update_body,
+    version_of,
 };
 use crate::search::{DateParam, Paging, max_lower, min_upper, params, query_string, searchset};
 use crate::state::AppState;
@@ -153,31 +157,69 @@ pub(crate) async fn to_measurement(
     Ok((m, value))
 }
 
-pub(crate) async fn write(state: &AppState, m: &Measurement) -> ApiResult<()> {
-    state
-        .store
-        .write(std::slice::from_ref(m), None)
-        .await
-        .map(drop)
-        .map_err(|e| ApiError::from_store(&e))
-}
-
 fn parse_id(id: &str) -> Option<MeasurementId> {
     Uuid::parse_str(id).ok().map(MeasurementId::from_uuid)
 }
 
-pub(crate) async fn get(state: &AppState, id: &str) -> ApiResult<Option<Measurement>> {
+pub(crate) async fn get_versioned(
+    state: &AppState,
+    id: &str,
+) -> ApiResult<Option<Versioned<Measurement>>> {
     let Some(mid) = parse_id(id) else {
         return Ok(None);
     };
     state
         .store
-        .get(&mid)
+        .get_versioned(&mid)
         .await
         .map_err(|e| ApiError::from_store(&e))
 }
 
+/// The Observation of a stored measurement, at the store's version.
+pub(crate) fn versioned_json(
+    state: &AppState,
+    v: &Versioned<Measurement>,
+) -> ApiResult<Map<String, Value>> {
+    let mut o = observation_json(state, &v.value)?;
+    set_version(&mut o, v.version);
+    Ok(o)
+}
+
+/// The answer to a conditional create that found `found`.
+fn found_response(
+    state: &AppState,
+    base: &str,
+    found: &[Measurement],
+    prefer: Return,
+) -> ApiResult<Option<Response>> {
+    match found {
+        [] => Ok(None),
+        [m] => {
+            let o = observation_json(state, m)?;
+            Ok(Some(write_response(
+                StatusCode::OK,
+                &format!(
+                    "{base}/Observation/{}/_history/{}",
+                    m.id.as_uuid(),
+                    version_of(&o)
+                ),
+                &Value::Object(o),
+                prefer,
+            )))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "duplicate",
+            "If-None-Exist matches more than one Observation; make the condition specific",
+        )),
+    }
+}
+
 /// `POST /Observation` (with `If-None-Exist` for a conditional create).
+///
+/// One write set with "must not exist". A conditional create on an identifier stores under an
+/// id derived from it, so of concurrent creates of one identifier, in any number of processes,
+/// the store lets exactly one through; the others find it (200).
 pub(crate) async fn create(
     State(state): State<AppState>,
     access: Option<Extension<Access>>,
@@ -189,10 +231,10 @@ pub(crate) async fn create(
     let resource = parse_resource(&text, "Observation")?;
     let base = base_url(&state, &headers);
     let prefer = prefer_return(&headers);
-    let _guard = state.write_lock.lock().await;
     // The record id: from the condition's identifier for a conditional create (so the next
     // one with the same identifier finds it), else fresh: a plain POST always creates.
     let mut record: Option<String> = None;
+    let mut condition: Option<Spec> = None;
     if let Some(cond) = headers.get("if-none-exist") {
         let cond = cond
             .to_str()
@@ -202,29 +244,10 @@ pub(crate) async fn create(
         let spec = Spec::parse(&state, &pairs, true).await?;
         record = spec.identifier_record.clone();
         let found = spec.first(&state, 2).await?;
-        match found.as_slice() {
-            [] => {}
-            [m] => {
-                let o = observation_json(&state, m)?;
-                return Ok(write_response(
-                    StatusCode::OK,
-                    &format!(
-                        "{base}/Observation/{}/_history/{}",
-                        m.id.as_uuid(),
-                        version_of(&o)
-                    ),
-                    &Value::Object(o),
-                    prefer,
-                ));
-            }
-            _ => {
-                return Err(ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "duplicate",
-                    "If-None-Exist matches more than one Observation; make the condition specific",
-                ));
-            }
+        if let Some(r) = found_response(&state, &base, &found, prefer)? {
+            return Ok(r);
         }
+        condition = Some(spec);
     }
     let record = record.unwrap_or_else(|| Uuid::new_v4().to_string());
     let mid = MeasurementId::from_source(API_SOURCE, &record);
@@ -232,8 +255,21 @@ pub(crate) async fn create(
     let stamped = stamp(resource, &id, 1, Some(&now_instant()));
     let (m, value) = to_measurement(&state, stamped, API_SOURCE, &record, &Pending::new()).await?;
     check_subject(&state, limit.as_deref(), &m.subject).await?;
-    write(&state, &m).await?;
-    tracing::debug!(resource = "Observation", kind = %m.kind, "created");
+    let kind = m.kind.clone();
+    let set = WriteSet::new().put_measurement(m, Precondition::Absent);
+    if let Err(e) = state.store.apply(&set).await {
+        if let Some(spec) = &condition
+            && e.conflict().is_some()
+        {
+            // Created by another request since the search: that one is the answer.
+            let found = spec.first(&state, 2).await?;
+            if let Some(r) = found_response(&state, &base, &found, prefer)? {
+                return Ok(r);
+            }
+        }
+        return Err(ApiError::from_store(&e));
+    }
+    tracing::debug!(resource = "Observation", kind = %kind, "created");
     Ok(write_response(
         StatusCode::CREATED,
         &format!("{base}/Observation/{id}/_history/1"),
@@ -252,15 +288,16 @@ pub(crate) async fn read(
 ) -> ApiResult<Response> {
     let pairs = params(query.as_deref());
     check_format(&headers, format_of(&pairs))?;
-    let m = get(&state, &id).await?.ok_or_else(|| {
+    let v = get_versioned(&state, &id).await?.ok_or_else(|| {
         ApiError::not_found(format!("Observation/{id} is not known to this server"))
     })?;
-    check_subject(&state, limited_to(&access).as_deref(), &m.subject).await?;
-    Ok(read_response(&Value::Object(observation_json(&state, &m)?)))
+    check_subject(&state, limited_to(&access).as_deref(), &v.value.subject).await?;
+    Ok(read_response(&Value::Object(versioned_json(&state, &v)?)))
 }
 
 /// `PUT /Observation/{id}`: version + 1, `If-Match` honoured. The server assigns Observation
-/// ids, so an update of an unknown id is refused (405).
+/// ids, so an update of an unknown id is refused (405). One write set at the version read;
+/// without `If-Match`, a write that lost a race with another writer reads again and retries.
 pub(crate) async fn update(
     State(state): State<AppState>,
     access: Option<Extension<Access>>,
@@ -272,37 +309,50 @@ pub(crate) async fn update(
     let resource = update_body(&headers, &body, "Observation", &id)?;
     let wanted = if_match(&headers)?;
     let base = base_url(&state, &headers);
-    let _guard = state.write_lock.lock().await;
-    let Some(old) = get(&state, &id).await? else {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "not-supported",
-            format!(
-                "Observation/{id} does not exist and this server assigns Observation ids: create it with POST"
-            ),
-        ));
-    };
-    check_subject(&state, limit.as_deref(), &old.subject).await?;
-    let current = version_of(&observation_json(&state, &old)?);
-    check_version(wanted.as_deref(), current, &format!("Observation/{id}"))?;
-    let version = current + 1;
-    let stamped = stamp(resource, &id, version, Some(&now_instant()));
-    let (m, value) = to_measurement(
-        &state,
-        stamped,
-        &old.provenance.source_id,
-        &old.provenance.record_id,
-        &Pending::new(),
-    )
-    .await?;
-    check_subject(&state, limit.as_deref(), &m.subject).await?;
-    write(&state, &m).await?;
-    Ok(write_response(
-        StatusCode::OK,
-        &format!("{base}/Observation/{id}/_history/{version}"),
-        &value,
-        prefer_return(&headers),
-    ))
+    let mut attempt = 0;
+    loop {
+        let Some(old) = get_versioned(&state, &id).await? else {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "not-supported",
+                format!(
+                    "Observation/{id} does not exist and this server assigns Observation ids: create it with POST"
+                ),
+            ));
+        };
+        check_subject(&state, limit.as_deref(), &old.value.subject).await?;
+        check_version(wanted.as_deref(), old.version, &format!("Observation/{id}"))?;
+        let stamped = stamp(resource.clone(), &id, old.version + 1, Some(&now_instant()));
+        let (m, value) = to_measurement(
+            &state,
+            stamped,
+            &old.value.provenance.source_id,
+            &old.value.provenance.record_id,
+            &Pending::new(),
+        )
+        .await?;
+        check_subject(&state, limit.as_deref(), &m.subject).await?;
+        let set = WriteSet::new().put_measurement(m, Precondition::Version(old.version));
+        match state.store.apply(&set).await {
+            Ok(applied) => {
+                let version = applied
+                    .measurement_versions
+                    .first()
+                    .copied()
+                    .unwrap_or(old.version + 1);
+                return Ok(write_response(
+                    StatusCode::OK,
+                    &format!("{base}/Observation/{id}/_history/{version}"),
+                    &value,
+                    prefer_return(&headers),
+                ));
+            }
+            Err(e) if wanted.is_none() && lost_race(&e) && attempt + 1 < WRITE_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(ApiError::from_store(&e)),
+        }
+    }
 }
 
 /// `DELETE /Observation/{id}` (204, also when there was nothing to delete).
@@ -312,16 +362,20 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     if let Some(mid) = parse_id(&id) {
-        let _guard = state.write_lock.lock().await;
+        let mut precondition = Precondition::Any;
         if let Some(limit) = limited_to(&access) {
-            match get(&state, &id).await? {
-                Some(m) => check_subject(&state, Some(&limit), &m.subject).await?,
+            match get_versioned(&state, &id).await? {
+                Some(v) => {
+                    check_subject(&state, Some(&limit), &v.value.subject).await?;
+                    // Deleted only as checked: not after another writer moved it elsewhere.
+                    precondition = Precondition::Version(v.version);
+                }
                 None => return Ok(no_content()),
             }
         }
         state
             .store
-            .delete(&[mid])
+            .apply(&WriteSet::new().delete_measurement(mid, precondition))
             .await
             .map_err(|e| ApiError::from_store(&e))?;
     }

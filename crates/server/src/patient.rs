@@ -12,7 +12,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use healthanalyzer_fhir::{REFERENCE_SYSTEM, check_strict, read_patient, write_patient};
 use healthanalyzer_model::{Identifier, Subject};
-use healthanalyzer_store::{Filter, identifier_key};
+use healthanalyzer_store::{
+    Conflict, ConflictReason, Filter, Precondition, WriteSet, identifier_key,
+};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -22,7 +24,8 @@ use crate::http::{
     check_format, fhir_response, if_match, json_body, prefer_return, read_response, write_response,
 };
 use crate::resource::{
-    base_url, check_version, now_instant, parse_resource, stamp, update_body, valid_id, version_of,
+    base_url, check_version, now_instant, parse_resource, set_version, stamp, update_body,
+    valid_id, version_of,
 };
 use crate::search::{DateParam, Paging, params, query_string, searchset};
 use crate::state::AppState;
@@ -61,6 +64,8 @@ pub(crate) fn logical_id_of(id: &Identifier) -> String {
 pub(crate) struct Resolved {
     pub(crate) primary: Identifier,
     pub(crate) subject: Option<Subject>,
+    /// The store's version of the subject (1 when it has no record).
+    pub(crate) version: u64,
 }
 
 /// Finds the subject behind a Patient id.
@@ -74,14 +79,15 @@ pub(crate) async fn resolve(state: &AppState, logical: &str) -> ApiResult<Option
     }
     let store = &state.store;
     let alias = Identifier::new(REFERENCE_SYSTEM, format!("Patient/{logical}"));
-    if let Some(s) = store
-        .subject(&alias)
+    if let Some(v) = store
+        .subject_versioned(&alias)
         .await
         .map_err(|e| ApiError::from_store(&e))?
     {
         return Ok(Some(Resolved {
-            primary: s.id.clone(),
-            subject: Some(s),
+            primary: v.value.id.clone(),
+            subject: Some(v.value),
+            version: v.version,
         }));
     }
     if Uuid::parse_str(logical).is_err() {
@@ -129,14 +135,22 @@ async fn from_derived(state: &AppState, logical: &str) -> ApiResult<Option<Resol
     let Some(id) = cached else {
         return Ok(None);
     };
-    let subject = state
+    let found = state
         .store
-        .subject(&id)
+        .subject_versioned(&id)
         .await
         .map_err(|e| ApiError::from_store(&e))?;
-    Ok(Some(Resolved {
-        primary: subject.as_ref().map_or(id, |s| s.id.clone()),
-        subject,
+    Ok(Some(match found {
+        Some(v) => Resolved {
+            primary: v.value.id.clone(),
+            subject: Some(v.value),
+            version: v.version,
+        },
+        None => Resolved {
+            primary: id,
+            subject: None,
+            version: 1,
+        },
     }))
 }
 
@@ -186,51 +200,41 @@ fn subject_from(resource: Map<String, Value>) -> ApiResult<(Subject, Value)> {
     Ok((subject, value))
 }
 
-/// Refuses a Patient whose identifiers belong to another subject on this server (`owner` is
-/// the subject being updated, if any).
-async fn check_identifiers_free(
-    state: &AppState,
-    subject: &Subject,
-    owner: Option<&Identifier>,
-) -> ApiResult<()> {
-    for id in std::iter::once(&subject.id).chain(&subject.other_ids) {
-        if let Some(other) = state
-            .store
-            .subject(id)
-            .await
-            .map_err(|e| ApiError::from_store(&e))?
-            && owner != Some(&other.id)
-        {
-            return Err(ApiError::conflict(format!(
-                "Patient/{} already has this identifier; update that Patient, or create \
-                 conditionally with If-None-Exist: identifier=system|value",
-                logical_id(&other)
-            ))
-            .at("Patient.identifier"));
-        }
+/// How often a write without `If-Match` is retried when another writer changed the resource
+/// between its read and its commit.
+pub(crate) const WRITE_ATTEMPTS: usize = 8;
+
+/// The answer to a Patient write refused by the store: an identifier another Patient holds is
+/// 409 naming that Patient; a version another writer moved is 412.
+pub(crate) async fn refused(state: &AppState, e: &healthanalyzer_store::Error) -> ApiError {
+    if let Some(Conflict {
+        reason: ConflictReason::IdentifierTaken { owner, .. },
+        ..
+    }) = e.conflict()
+    {
+        let other = match state.store.subject(owner).await {
+            Ok(Some(s)) => logical_id(&s),
+            _ => logical_id_of(owner),
+        };
+        return ApiError::conflict(format!(
+            "Patient/{other} already has one of this Patient's identifiers; update that Patient, \
+             or create conditionally with If-None-Exist: identifier=system|value"
+        ))
+        .at("Patient.identifier");
     }
-    Ok(())
+    ApiError::from_store(e)
 }
 
-pub(crate) async fn store_subject(state: &AppState, subject: &Subject) -> ApiResult<()> {
-    store_subjects(state, std::slice::from_ref(subject)).await
-}
-
-/// Stores subjects in one write; an identifier held by another subject is 409.
-pub(crate) async fn store_subjects(state: &AppState, subjects: &[Subject]) -> ApiResult<()> {
-    state
-        .store
-        .put_subjects(subjects)
-        .await
-        .map(drop)
-        .map_err(|e| match e {
-            healthanalyzer_store::Error::Conflict { .. } => ApiError::conflict(
-                "another Patient on this server has one of this Patient's identifiers; \
-                 update that Patient instead (search Patient?identifier=system|value)",
-            )
-            .at("Patient.identifier"),
-            other => ApiError::from_store(&other),
-        })
+/// True when `e` is a lost race that a retry (reading again) can win.
+pub(crate) fn lost_race(e: &healthanalyzer_store::Error) -> bool {
+    matches!(
+        e.conflict().map(|c| &c.reason),
+        Some(
+            ConflictReason::Version { .. }
+                | ConflictReason::Missing
+                | ConflictReason::Exists { .. }
+        )
+    )
 }
 
 /// 403 unless a compartment token names this Patient (or the token has no compartment).
@@ -241,7 +245,40 @@ fn in_compartment(access: &Option<Extension<Access>>, id: &str) -> ApiResult<()>
     }
 }
 
+/// The answer to a conditional create that found `found`.
+fn found_response(
+    base: &str,
+    found: &[Subject],
+    headers: &HeaderMap,
+) -> ApiResult<Option<Response>> {
+    match found {
+        [] => Ok(None),
+        [one] => {
+            let p = patient_json(one)?;
+            let id = logical_id(one);
+            Ok(Some(write_response(
+                StatusCode::OK,
+                &format!("{base}/Patient/{id}/_history/{}", version_of(&p)),
+                &Value::Object(p),
+                prefer_return(headers),
+            )))
+        }
+        more => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "duplicate",
+            format!(
+                "If-None-Exist matches {} Patients; make the condition specific",
+                more.len()
+            ),
+        )),
+    }
+}
+
 /// `POST /Patient` (with `If-None-Exist: identifier=system|value` for a conditional create).
+///
+/// The create is one write set with "must not exist"; the store refuses an identifier another
+/// Patient holds, in this process or another one, so of concurrent conditional creates of one
+/// identifier exactly one creates and the others find it (200) or get 409.
 pub(crate) async fn create(
     State(state): State<AppState>,
     access: Option<Extension<Access>>,
@@ -254,37 +291,35 @@ pub(crate) async fn create(
     let text = json_body(&headers, &body)?;
     let resource = parse_resource(&text, "Patient")?;
     let base = base_url(&state, &headers);
-    let _guard = state.write_lock.lock().await;
-    if let Some(cond) = headers.get("if-none-exist") {
-        let cond = cond
-            .to_str()
-            .map_err(|_| ApiError::bad_request("If-None-Exist is not ASCII"))?;
-        let pairs = params(Some(cond.trim_start_matches('?')));
-        let found = search_subjects(&state, &pairs).await?;
-        match found.len() {
-            0 => {}
-            1 => {
-                let p = patient_json(&found[0])?;
-                let id = logical_id(&found[0]);
-                return Ok(write_response(
-                    StatusCode::OK,
-                    &format!("{base}/Patient/{id}/_history/{}", version_of(&p)),
-                    &Value::Object(p),
-                    prefer_return(&headers),
-                ));
-            }
-            n => {
-                return Err(ApiError::new(
-                    StatusCode::PRECONDITION_FAILED,
-                    "duplicate",
-                    format!("If-None-Exist matches {n} Patients; make the condition specific"),
-                ));
-            }
+    let condition = match headers.get("if-none-exist") {
+        Some(cond) => Some(params(Some(
+            cond.to_str()
+                .map_err(|_| ApiError::bad_request("If-None-Exist is not ASCII"))?
+                .trim_start_matches('?'),
+        ))),
+        None => None,
+    };
+    if let Some(pairs) = &condition {
+        let found = search_subjects(&state, pairs).await?;
+        if let Some(r) = found_response(&base, &found, &headers)? {
+            return Ok(r);
         }
     }
     let id = Uuid::new_v4().to_string();
-    let (subject, value) = prepare_create(&state, resource, &id).await?;
-    store_subject(&state, &subject).await?;
+    let (subject, value) = prepare_create(resource, &id)?;
+    let set = WriteSet::new().put_subject(subject, Precondition::Absent);
+    if let Err(e) = state.store.apply(&set).await {
+        // Another process created the Patient since the search: it is the one found.
+        if let Some(pairs) = &condition
+            && e.conflict().is_some()
+        {
+            let found = search_subjects(&state, pairs).await?;
+            if let Some(r) = found_response(&base, &found, &headers)? {
+                return Ok(r);
+            }
+        }
+        return Err(refused(&state, &e).await);
+    }
     tracing::debug!(resource = "Patient", "created");
     Ok(write_response(
         StatusCode::CREATED,
@@ -308,8 +343,11 @@ pub(crate) async fn read(
     let r = resolve(&state, &id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("Patient/{id} is not known to this server")))?;
+    let version = r.version;
     let subject = r.subject.unwrap_or_else(|| Subject::new(r.primary));
-    Ok(read_response(&Value::Object(patient_json(&subject)?)))
+    let mut p = patient_json(&subject)?;
+    set_version(&mut p, version);
+    Ok(read_response(&Value::Object(p)))
 }
 
 pub(crate) fn format_of(pairs: &[(String, String)]) -> Option<&str> {
@@ -320,7 +358,8 @@ pub(crate) fn format_of(pairs: &[(String, String)]) -> Option<&str> {
 }
 
 /// `PUT /Patient/{id}`: an update (version + 1, `If-Match` honoured), or a create with the
-/// client's id when the server has no such Patient.
+/// client's id when the server has no such Patient. One write set at the version read; without
+/// `If-Match`, a write that lost a race with another writer reads again and retries.
 pub(crate) async fn update(
     State(state): State<AppState>,
     access: Option<Extension<Access>>,
@@ -332,11 +371,26 @@ pub(crate) async fn update(
     let resource = update_body(&headers, &body, "Patient", &id)?;
     let wanted = if_match(&headers)?;
     let base = base_url(&state, &headers);
-    let _guard = state.write_lock.lock().await;
-    let put = prepare_put(&state, &id, resource, wanted.as_deref()).await?;
-    store_subject(&state, &put.subject).await?;
-    let (version, value, existing) = (put.version, put.value, put.existed);
-    let status = if !existing {
+    let mut attempt = 0;
+    let (put, version) = loop {
+        let put = prepare_put(&state, &id, resource.clone(), wanted.as_deref()).await?;
+        let set = WriteSet::new().put_subject(put.subject.clone(), put.precondition);
+        match state.store.apply(&set).await {
+            Ok(applied) => {
+                let v = applied
+                    .subject_versions
+                    .first()
+                    .copied()
+                    .unwrap_or(put.version);
+                break (put, v);
+            }
+            Err(e) if wanted.is_none() && lost_race(&e) && attempt + 1 < WRITE_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(refused(&state, &e).await),
+        }
+    };
+    let status = if !put.existed {
         StatusCode::CREATED
     } else {
         StatusCode::OK
@@ -344,7 +398,7 @@ pub(crate) async fn update(
     Ok(write_response(
         status,
         &format!("{base}/Patient/{id}/_history/{version}"),
-        &value,
+        &put.value,
         prefer_return(&headers),
     ))
 }
@@ -356,12 +410,12 @@ pub(crate) struct PreparedPut {
     pub(crate) version: u64,
     /// Whether the Patient existed (update) or not (create).
     pub(crate) existed: bool,
-    /// The subject as it was, for undoing.
-    pub(crate) before: Option<Subject>,
+    /// What the store must find: the subject at the version read, or none.
+    pub(crate) precondition: Precondition,
 }
 
-/// Checks a PUT of Patient `id`: `If-Match`, the version, identifiers free, the primary
-/// identifier kept.
+/// Checks a PUT of Patient `id` against the stored version (`If-Match`), and keeps the primary
+/// identifier of an existing Patient.
 pub(crate) async fn prepare_put(
     state: &AppState,
     id: &str,
@@ -369,14 +423,14 @@ pub(crate) async fn prepare_put(
     wanted: Option<&str>,
 ) -> ApiResult<PreparedPut> {
     let existing = resolve(state, id).await?;
-    let version = match &existing {
+    let (version, precondition) = match &existing {
         Some(r) => {
-            let current = match &r.subject {
-                Some(s) => version_of(&patient_json(s)?),
-                None => 1,
-            };
-            check_version(wanted, current, &format!("Patient/{id}"))?;
-            current + 1
+            check_version(wanted, r.version, &format!("Patient/{id}"))?;
+            match r.subject {
+                Some(_) => (r.version + 1, Precondition::Version(r.version)),
+                // Measurements without demographics: the record is new.
+                None => (1, Precondition::Absent),
+            }
         }
         None => {
             if wanted.is_some() {
@@ -386,7 +440,7 @@ pub(crate) async fn prepare_put(
                     format!("Patient/{id} does not exist, so If-Match cannot match"),
                 ));
             }
-            1
+            (1, Precondition::Absent)
         }
     };
     let stamped = stamp(resource, id, version, Some(&now_instant()));
@@ -400,26 +454,22 @@ pub(crate) async fn prepare_put(
             subject.other_ids = others;
         }
     }
-    check_identifiers_free(state, &subject, existing.as_ref().map(|o| &o.primary)).await?;
     Ok(PreparedPut {
         subject,
         value,
         version,
         existed: existing.is_some(),
-        before: existing.and_then(|e| e.subject),
+        precondition,
     })
 }
 
-/// A Patient create: a new id, checked and ready to store.
-pub(crate) async fn prepare_create(
-    state: &AppState,
+/// A Patient create: a new id, checked and ready to store (the store checks its identifiers).
+pub(crate) fn prepare_create(
     resource: Map<String, Value>,
     id: &str,
 ) -> ApiResult<(Subject, Value)> {
     let stamped = stamp(resource, id, 1, Some(&now_instant()));
-    let (subject, value) = subject_from(stamped)?;
-    check_identifiers_free(state, &subject, None).await?;
-    Ok((subject, value))
+    subject_from(stamped)
 }
 
 /// `DELETE /Patient/{id}`: refused with 409 while Observations refer to the Patient.
@@ -429,7 +479,6 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     in_compartment(&access, &id)?;
-    let _guard = state.write_lock.lock().await;
     let Some(r) = resolve(&state, &id).await? else {
         return Ok(no_content());
     };
@@ -445,7 +494,7 @@ pub(crate) async fn delete(
     }
     state
         .store
-        .delete_subject(&r.primary)
+        .apply(&WriteSet::new().delete_subject(r.primary, Precondition::Any))
         .await
         .map_err(|e| ApiError::from_store(&e))?;
     Ok(no_content())

@@ -98,6 +98,17 @@ pub(crate) fn version_of(resource: &Map<String, Value>) -> u64 {
         .unwrap_or(1)
 }
 
+/// Sets `meta.versionId` to the store's version of the resource.
+pub(crate) fn set_version(resource: &mut Map<String, Value>, version: u64) {
+    if let Some(Value::Object(meta)) = resource.get_mut("meta") {
+        meta.insert("versionId".into(), Value::String(version.to_string()));
+    } else {
+        let mut meta = Map::new();
+        meta.insert("versionId".into(), Value::String(version.to_string()));
+        resource.insert("meta".into(), Value::Object(meta));
+    }
+}
+
 /// Sets `id`, `meta.versionId` and `meta.lastUpdated`, keeping the rest of `meta` (profiles,
 /// tags, security labels) as the client sent it. `id` goes first, as FHIR writes it.
 pub(crate) fn stamp(

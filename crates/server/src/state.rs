@@ -49,9 +49,6 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) config: Arc<ServerConfig>,
-    /// Serialises the read-check-write sequences (versioned updates, conditional creates,
-    /// deletes) within this process.
-    pub(crate) write_lock: Arc<Mutex<()>>,
     /// Derived Patient ids (of subjects without a server-assigned id) to their identifiers.
     pub(crate) derived_ids: Arc<RwLock<HashMap<String, Identifier>>>,
     /// When the derived ids were last listed.

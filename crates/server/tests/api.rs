@@ -762,6 +762,32 @@ impl healthanalyzer_store::MeasurementStore for SlowStore {
 }
 
 #[async_trait::async_trait]
+impl healthanalyzer_store::WriteSetStore for SlowStore {
+    async fn apply(
+        &self,
+        set: &healthanalyzer_store::WriteSet,
+    ) -> healthanalyzer_store::Result<healthanalyzer_store::Applied> {
+        self.0.apply(set).await
+    }
+    async fn get_versioned(
+        &self,
+        id: &healthanalyzer_model::MeasurementId,
+    ) -> healthanalyzer_store::Result<
+        Option<healthanalyzer_store::Versioned<healthanalyzer_model::Measurement>>,
+    > {
+        self.0.get_versioned(id).await
+    }
+    async fn subject_versioned(
+        &self,
+        id: &healthanalyzer_model::Identifier,
+    ) -> healthanalyzer_store::Result<
+        Option<healthanalyzer_store::Versioned<healthanalyzer_model::Subject>>,
+    > {
+        self.0.subject_versioned(id).await
+    }
+}
+
+#[async_trait::async_trait]
 impl healthanalyzer_store::SubjectStore for SlowStore {
     async fn put_subjects(
         &self,
