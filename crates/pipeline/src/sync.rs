@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use healthanalyzer_model::{Catalog, Validator};
 use healthanalyzer_source::{Batch, Cursor, Rejected, RetryPolicy, Source};
-use healthanalyzer_store::{Checkpoint, Store, WriteSummary};
+use healthanalyzer_store::{Checkpoint, Precondition, Store, SubjectWrite, WriteSet, WriteSummary};
 
 /// How a sync runs.
 #[derive(Debug, Clone)]
@@ -299,17 +299,22 @@ async fn run(
     // ahead; the next sync pulls it again from the saved cursor.
     let mut ready = prepare(source, &cursor, size, options, on_event).await?;
     loop {
-        if !ready.subjects.is_empty() {
-            with_retry(options, id, on_event, || {
-                store.put_subjects(&ready.subjects)
-            })
-            .await
-            .map_err(|e| format!("storing patients: {e}"))?;
-        }
+        // Patients, measurements and the cursor: one write set, committed together.
         let checkpoint = Checkpoint::new(id, ready.cursor.as_str());
-        let write = with_retry(options, id, on_event, || {
-            store.write(&ready.good, Some(&checkpoint))
-        });
+        let mut set = WriteSet::batch(&ready.good, Some(&checkpoint));
+        set.subjects = ready
+            .subjects
+            .iter()
+            .map(|s| SubjectWrite {
+                subject: s.clone(),
+                precondition: Precondition::Any,
+            })
+            .collect();
+        let write = async {
+            with_retry(options, id, on_event, || store.apply(&set))
+                .await
+                .map(|applied| applied.measurements)
+        };
         let more = !ready.exhausted && !stop.is_stopped();
         let (write, next) = if more {
             let (w, n) = tokio::join!(
