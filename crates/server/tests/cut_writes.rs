@@ -128,7 +128,11 @@ async fn a_transaction_cut_by_the_time_limit_leaves_nothing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status().as_u16(), 503, "the request was not cut by the time limit");
+    assert_eq!(
+        res.status().as_u16(),
+        503,
+        "the request was not cut by the time limit"
+    );
     let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
     assert_eq!(body["issue"][0]["code"], "timeout");
     // The store frees up only now, with the write set still in its queue.
