@@ -11,7 +11,8 @@
 //! `wrk` and the server share this machine's cores: the figures are for the pair.
 //!
 //! `cargo run --release -p healthanalyzer-bench --bin server-bench -- [--patients N] [--days N]
-//! [--seconds N] [--postgres-only]`
+//! [--seconds N] [--postgres-only] [--tx-only]` (`--tx-only`: the transaction shape alone, with
+//! the store committing the same write sets beside it).
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
@@ -26,7 +27,7 @@ use healthanalyzer_model::{Identifier, KindId};
 use healthanalyzer_server::{FhirServer, ServerConfig};
 use healthanalyzer_source::{Cursor, Source};
 use healthanalyzer_source_sim::{SimConfig, SimSource};
-use healthanalyzer_store::{Filter, Query, Store};
+use healthanalyzer_store::{Filter, Precondition, Query, Store, WriteSet};
 use serde_json::Value;
 
 struct Wrk {
@@ -145,15 +146,96 @@ fn lua_list(ids: &[String]) -> String {
     format!("ids = {{{}}}\n", quoted.join(","))
 }
 
-#[allow(clippy::too_many_lines)]
-async fn run(label: &str, store: Arc<dyn Store>, patients: usize, days: u32, seconds: u32) {
-    println!("\n## {label}\n");
+/// The write set of one Blaze-shaped transaction: a new subject and a new blood-pressure
+/// measurement, each "must not exist", as the server builds it.
+fn tx_set(template: &healthanalyzer_model::Measurement, i: u64) -> WriteSet {
+    let subject = healthanalyzer_model::Subject::new(Identifier::new(
+        "urn:bench:tx",
+        format!("{}-{i}", std::process::id()),
+    ));
+    let mut m = template.clone();
+    m.subject = subject.id.clone();
+    m.provenance.record_id = format!("bench-{}-{i}", std::process::id());
+    m.id = m.provenance.measurement_id();
+    WriteSet::new()
+        .put_subject(subject, Precondition::Absent)
+        .put_measurement(m, Precondition::Absent)
+}
+
+/// The store alone committing transaction-shaped write sets: one client, then `clients`
+/// concurrent ones (what group commit can coalesce), each for `seconds`.
+async fn store_tx(store: &Arc<dyn Store>, clients: u32, seconds: u32) -> (f64, f64) {
+    let template = healthanalyzer_source_sim::SimSource::new(SimConfig {
+        patients: 1,
+        days: 1,
+        ..SimConfig::default()
+    })
+    .unwrap()
+    .pull(&Cursor::start(), 10)
+    .await
+    .unwrap()
+    .measurements
+    .into_iter()
+    .find(|m| m.kind.as_str() == "blood-pressure")
+    .unwrap();
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let one = {
+        let deadline = Instant::now() + std::time::Duration::from_secs(u64::from(seconds));
+        let t = Instant::now();
+        let mut n = 0u64;
+        while Instant::now() < deadline {
+            let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            store.apply(&tx_set(&template, i)).await.unwrap();
+            n += 1;
+        }
+        n as f64 / t.elapsed().as_secs_f64()
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(u64::from(seconds));
     let t = Instant::now();
-    let (n, lo, hi) = fill(&store, patients, days).await;
-    println!(
-        "filled {n} measurements of {patients} patients in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (store, counter, template) = (store.clone(), counter.clone(), template.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                store.apply(&tx_set(&template, i)).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut n = 0;
+    for task in tasks {
+        n += task.await.unwrap();
+    }
+    (one, n as f64 / t.elapsed().as_secs_f64())
+}
+
+#[allow(clippy::too_many_lines)]
+async fn run(
+    label: &str,
+    store: Arc<dyn Store>,
+    patients: usize,
+    days: u32,
+    seconds: u32,
+    tx_only: bool,
+) {
+    println!("\n## {label}\n");
+    let (n, lo, hi) = if tx_only {
+        // A few patients only: the transaction shape does not read the data.
+        fill(&store, 10, 1).await
+    } else {
+        let t = Instant::now();
+        let filled = fill(&store, patients, days).await;
+        println!(
+            "filled {} measurements of {patients} patients in {:.1} s",
+            filled.0,
+            t.elapsed().as_secs_f64()
+        );
+        filled
+    };
+    let _ = n;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -239,9 +321,24 @@ wrk.body = [[{"resourceType":"Bundle","type":"transaction","entry":[
         let _ = std::io::stdout().flush();
     };
     let url = format!("http://{addr}/fhir");
+    let mut tx_rps = f64::NAN;
     for c in [32, 128] {
         let w = wrk(&url, tx, c, seconds);
         show("(a) transaction: Patient + BP Observation", c, &w);
+        if c == 32 {
+            tx_rps = w.rps;
+        }
+    }
+    let (one, many) = store_tx(&store, 32, seconds).await;
+    println!(
+        "\nThe store alone committing the same write sets (1 subject + 1 measurement, each must not \
+         exist), same run: 1 client {one:.0}/s, 32 clients {many:.0}/s (group commit). \
+         The server at 32 clients: {:.2} of the store's 32-client rate, {:.1}x its 1-client rate.",
+        tx_rps / many,
+        tx_rps / one
+    );
+    if tx_only {
+        return;
     }
     let w = wrk(&format!("{url}/Patient"), &read, 32, seconds);
     show("(b) read Patient", 32, &w);
@@ -276,28 +373,8 @@ wrk.body = [[{"resourceType":"Bundle","type":"transaction","entry":[
     }
     lat.sort_by(f64::total_cmp);
     let search_store = k as f64 / (lat.iter().sum::<f64>() / 1e3);
-    // A transaction's store work: one subject and one measurement, each committed.
-    let sample_m = store
-        .query(&Query::new(Filter::subject(subject_ids[0].clone()), 1))
-        .await
-        .unwrap()
-        .items;
-    let t = Instant::now();
-    let m = 500;
-    for i in 0..m {
-        let mut s = subjects[0].clone();
-        s.id = Identifier::new("urn:bench:tx", format!("p{i}"));
-        s.other_ids.clear();
-        store.put_subjects(&[s]).await.unwrap();
-        let mut x = sample_m[0].clone();
-        x.provenance.record_id = format!("bench-{i}");
-        x.id = x.provenance.measurement_id();
-        store.write(&[x], None).await.unwrap();
-    }
-    let tx_store = f64::from(m) / t.elapsed().as_secs_f64();
     println!("| work | per second | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|");
-    println!("| (a) put 1 subject + write 1 measurement | {tx_store:.0} | | |");
     println!("| (b) subject by identifier | {read_store:.0} | | |");
     println!(
         "| (c) count + first page of 50 | {search_store:.0} | {:.2} | {:.2} |",
@@ -311,6 +388,7 @@ fn main() {
     let mut days = 228;
     let mut seconds = 10;
     let mut postgres_only = false;
+    let mut tx_only = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -323,6 +401,7 @@ fn main() {
             "--days" => days = value(),
             "--seconds" => seconds = value(),
             "--postgres-only" => postgres_only = true,
+            "--tx-only" => tx_only = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -342,7 +421,7 @@ fn main() {
                     .await
                     .unwrap(),
             );
-            run("SQLite", store, patients, days, seconds).await;
+            run("SQLite", store, patients, days, seconds, tx_only).await;
         }
         match std::env::var("HEALTHANALYZER_POSTGRES_URL") {
             Ok(url) => {
@@ -351,7 +430,7 @@ fn main() {
                         .await
                         .unwrap(),
                 );
-                run("PostgreSQL", store, patients, days, seconds).await;
+                run("PostgreSQL", store, patients, days, seconds, tx_only).await;
             }
             Err(_) => println!("\n(PostgreSQL skipped: HEALTHANALYZER_POSTGRES_URL is not set)"),
         }
