@@ -216,6 +216,7 @@ async fn store_tx(store: &Arc<dyn Store>, clients: u32, seconds: u32) -> (f64, f
 async fn run(
     label: &str,
     store: Arc<dyn Store>,
+    sqlite: Option<healthanalyzer_store_sqlite::SqliteStore>,
     patients: usize,
     days: u32,
     seconds: u32,
@@ -322,14 +323,26 @@ wrk.body = [[{"resourceType":"Bundle","type":"transaction","entry":[
     };
     let url = format!("http://{addr}/fhir");
     let mut tx_rps = f64::NAN;
+    let groups = |before: (u64, u64)| {
+        sqlite.as_ref().map_or(String::new(), |s| {
+            let (t, n) = s.commit_stats();
+            let (t, n) = (t - before.0, n - before.1);
+            format!(" ({n} write sets in {t} commits: {:.1} per commit)", n as f64 / t.max(1) as f64)
+        })
+    };
+    let stats = || sqlite.as_ref().map_or((0, 0), healthanalyzer_store_sqlite::SqliteStore::commit_stats);
     for c in [32, 128] {
+        let before = stats();
         let w = wrk(&url, tx, c, seconds);
         show("(a) transaction: Patient + BP Observation", c, &w);
+        println!("{}", groups(before));
         if c == 32 {
             tx_rps = w.rps;
         }
     }
+    let before = stats();
     let (one, many) = store_tx(&store, 32, seconds).await;
+    println!("store alone{}", groups(before));
     println!(
         "\nThe store alone committing the same write sets (1 subject + 1 measurement, each must not \
          exist), same run: 1 client {one:.0}/s, 32 clients {many:.0}/s (group commit). \
@@ -416,12 +429,11 @@ fn main() {
     rt.block_on(async {
         if !postgres_only {
             let dir = tempfile::tempdir().unwrap();
-            let store: Arc<dyn Store> = Arc::new(
-                healthanalyzer_store_sqlite::SqliteStore::open(dir.path().join("bench.db"))
-                    .await
-                    .unwrap(),
-            );
-            run("SQLite", store, patients, days, seconds, tx_only).await;
+            let sqlite = healthanalyzer_store_sqlite::SqliteStore::open(dir.path().join("bench.db"))
+                .await
+                .unwrap();
+            let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+            run("SQLite", store, Some(sqlite), patients, days, seconds, tx_only).await;
         }
         match std::env::var("HEALTHANALYZER_POSTGRES_URL") {
             Ok(url) => {
@@ -430,7 +442,7 @@ fn main() {
                         .await
                         .unwrap(),
                 );
-                run("PostgreSQL", store, patients, days, seconds, tx_only).await;
+                run("PostgreSQL", store, None, patients, days, seconds, tx_only).await;
             }
             Err(_) => println!("\n(PostgreSQL skipped: HEALTHANALYZER_POSTGRES_URL is not set)"),
         }

@@ -69,6 +69,7 @@ struct Inner {
     writer: Mutex<Connection>,
     /// Write sets waiting for the writer (group commit, see `writer.rs`).
     queue: Arc<Mutex<Vec<Job>>>,
+    stats: writer::Stats,
     /// Idle reading connections (files only; an in-memory database has just the writer).
     readers: Mutex<Vec<Connection>>,
 }
@@ -126,6 +127,16 @@ impl SqliteStore {
         }
     }
 
+    /// How many transactions this handle's writer has committed, and how many write sets they
+    /// held together (group commit: the second is the larger under concurrent writes).
+    pub fn commit_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.inner.stats.transactions.load(Relaxed),
+            self.inner.stats.sets.load(Relaxed),
+        )
+    }
+
     /// The file behind the store (`None` for an in-memory database).
     pub fn path(&self) -> Option<&Path> {
         match &self.inner.location {
@@ -141,6 +152,7 @@ impl SqliteStore {
                 options,
                 writer: Mutex::new(writer),
                 queue: Arc::new(Mutex::new(Vec::new())),
+                stats: writer::Stats::default(),
                 readers: Mutex::new(Vec::new()),
             }),
         }
@@ -173,7 +185,7 @@ impl SqliteStore {
                     return;
                 }
             }
-            writer::drain(&inner.writer, &inner.queue);
+            writer::drain(&inner.writer, &inner.queue, &inner.stats);
         }));
         answer.await.unwrap_or_else(|_| {
             Err(Error::Backend {

@@ -80,8 +80,15 @@ impl std::fmt::Debug for Job {
     }
 }
 
+/// How many transactions the writer committed and how many write sets they held.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    pub(crate) transactions: std::sync::atomic::AtomicU64,
+    pub(crate) sets: std::sync::atomic::AtomicU64,
+}
+
 /// Holds the writing connection and applies what is queued, until the queue is empty.
-pub(crate) fn drain(writer: &Mutex<Connection>, queue: &Arc<Mutex<Vec<Job>>>) {
+pub(crate) fn drain(writer: &Mutex<Connection>, queue: &Arc<Mutex<Vec<Job>>>, stats: &Stats) {
     let Ok(mut conn) = writer.lock() else {
         fail_queued(
             queue,
@@ -108,7 +115,11 @@ pub(crate) fn drain(writer: &Mutex<Connection>, queue: &Arc<Mutex<Vec<Job>>>) {
         if jobs.is_empty() {
             return;
         }
-        run_group(&mut conn, jobs);
+        let n = jobs.len() as u64;
+        if run_group(&mut conn, jobs) {
+            stats.transactions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            stats.sets.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
@@ -141,7 +152,8 @@ fn copy_of(e: &Error) -> Error {
     }
 }
 
-fn run_group(conn: &mut Connection, mut jobs: Vec<Job>) {
+/// Applies a group; true when it committed.
+fn run_group(conn: &mut Connection, mut jobs: Vec<Job>) -> bool {
     // Callers that are gone are not written for.
     jobs.retain(|j| !j.reply.is_closed());
     while !jobs.is_empty() {
@@ -150,7 +162,7 @@ fn run_group(conn: &mut Connection, mut jobs: Vec<Job>) {
                 for job in jobs {
                     let _ = job.reply.send(Err(copy_of(&e)));
                 }
-                return;
+                return false;
             }
             Ok(None) => {
                 // A caller left while its set was applied: redo the group without it.
@@ -160,10 +172,11 @@ fn run_group(conn: &mut Connection, mut jobs: Vec<Job>) {
                 for (job, r) in jobs.into_iter().zip(results) {
                     let _ = job.reply.send(r);
                 }
-                return;
+                return true;
             }
         }
     }
+    false
 }
 
 /// One transaction over `jobs`: `Ok(None)` when it was rolled back because a caller left.

@@ -19,12 +19,23 @@ enum Fault {
     RecordByRecord,
     /// Reads the stored versions, yields, then writes unconditionally.
     CheckThenWrite,
+    /// A naive group commit: sets waiting together are merged into one, so one set's conflict
+    /// fails all of them.
+    SharedFate,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    next: u64,
+    waiting: Vec<(u64, WriteSet)>,
+    outcomes: std::collections::HashMap<u64, std::result::Result<(), healthanalyzer_store::Conflict>>,
 }
 
 #[derive(Debug)]
 struct Broken {
     inner: MemoryStore,
     fault: Fault,
+    group: std::sync::Mutex<Group>,
 }
 
 /// Pending once, so other futures of the task run between the check and the write.
@@ -75,6 +86,46 @@ impl WriteSetStore for Broken {
                         .await?;
                 }
                 Ok(applied)
+            }
+            Fault::SharedFate => {
+                let me = {
+                    let mut g = self.group.lock().unwrap();
+                    g.next += 1;
+                    let me = g.next;
+                    g.waiting.push((me, set.clone()));
+                    me
+                };
+                yield_now().await;
+                loop {
+                    let taken = std::mem::take(&mut self.group.lock().unwrap().waiting);
+                    if let [(id, alone)] = taken.as_slice()
+                        && *id == me
+                    {
+                        return self.inner.apply(alone).await;
+                    }
+                    if !taken.is_empty() {
+                        let mut merged = WriteSet::new();
+                        for (_, s) in &taken {
+                            merged.deletions.extend(s.deletions.iter().cloned());
+                            merged.subjects.extend(s.subjects.iter().cloned());
+                            merged.measurements.extend(s.measurements.iter().cloned());
+                        }
+                        let outcome = match self.inner.apply(&merged).await {
+                            Ok(_) => Ok(()),
+                            Err(e) => Err(e.conflict().cloned().expect("a conflict")),
+                        };
+                        let mut g = self.group.lock().unwrap();
+                        for (id, _) in taken {
+                            g.outcomes.insert(id, outcome.clone());
+                        }
+                    }
+                    if let Some(outcome) = self.group.lock().unwrap().outcomes.remove(&me) {
+                        return outcome
+                            .map(|()| Applied::default())
+                            .map_err(|c| healthanalyzer_store::Error::PreconditionFailed(Box::new(c)));
+                    }
+                    yield_now().await;
+                }
             }
             Fault::CheckThenWrite => {
                 for w in &set.measurements {
@@ -169,6 +220,7 @@ fn broken(fault: Fault) -> Arc<Broken> {
     Arc::new(Broken {
         inner: MemoryStore::new(),
         fault,
+        group: std::sync::Mutex::default(),
     })
 }
 
@@ -224,4 +276,16 @@ async fn a_store_checking_before_it_writes_fails_the_concurrency_checks() {
     // Without concurrency it looks right: the checks above are what catch it.
     testkit::write_set_is_all_or_nothing(&*s).await;
     testkit::versions_are_kept_by_the_store(&*s).await;
+}
+
+#[tokio::test]
+async fn a_group_commit_that_fails_neighbours_fails_the_independence_check() {
+    let s = broken(Fault::SharedFate);
+    let store = s.clone();
+    assert!(
+        fails(async move { testkit::a_conflict_never_fails_another_set(&*store).await }).await,
+        "the kit accepted a store where one set's conflict failed its neighbours"
+    );
+    // Alone, each set keeps its own outcome.
+    testkit::write_set_is_all_or_nothing(&*s).await;
 }
