@@ -327,10 +327,18 @@ wrk.body = [[{"resourceType":"Bundle","type":"transaction","entry":[
         sqlite.as_ref().map_or(String::new(), |s| {
             let (t, n) = s.commit_stats();
             let (t, n) = (t - before.0, n - before.1);
-            format!(" ({n} write sets in {t} commits: {:.1} per commit)", n as f64 / t.max(1) as f64)
+            format!(
+                " ({n} write sets in {t} commits: {:.1} per commit)",
+                n as f64 / t.max(1) as f64
+            )
         })
     };
-    let stats = || sqlite.as_ref().map_or((0, 0), healthanalyzer_store_sqlite::SqliteStore::commit_stats);
+    let stats = || {
+        sqlite.as_ref().map_or(
+            (0, 0),
+            healthanalyzer_store_sqlite::SqliteStore::commit_stats,
+        )
+    };
     for c in [32, 128] {
         let before = stats();
         let w = wrk(&url, tx, c, seconds);
@@ -429,11 +437,21 @@ fn main() {
     rt.block_on(async {
         if !postgres_only {
             let dir = tempfile::tempdir().unwrap();
-            let sqlite = healthanalyzer_store_sqlite::SqliteStore::open(dir.path().join("bench.db"))
-                .await
-                .unwrap();
+            let sqlite =
+                healthanalyzer_store_sqlite::SqliteStore::open(dir.path().join("bench.db"))
+                    .await
+                    .unwrap();
             let store: Arc<dyn Store> = Arc::new(sqlite.clone());
-            run("SQLite", store, Some(sqlite), patients, days, seconds, tx_only).await;
+            run(
+                "SQLite",
+                store,
+                Some(sqlite),
+                patients,
+                days,
+                seconds,
+                tx_only,
+            )
+            .await;
         }
         match std::env::var("HEALTHANALYZER_POSTGRES_URL") {
             Ok(url) => {

@@ -67,6 +67,13 @@ pub enum SqliteError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The store's writer thread could not be started (the system is out of threads or memory).
+    #[error("cannot start the SQLite store's writer thread: {source}")]
+    Writer {
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// A schema migration failed; it was rolled back and the file keeps its previous version.
     #[error("migrating {path} to schema version {version} failed (rolled back): {source}")]
     Migrate {

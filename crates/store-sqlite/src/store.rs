@@ -1,7 +1,7 @@
 //! The store: connections, options, and the trait implementations.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,7 +16,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use crate::error::{SqliteError, bad_row, db};
 use crate::rows::{self, Where, id_bytes};
 use crate::schema::{self, Found, SCHEMA_VERSION};
-use crate::writer::{self, Job, Prepared};
+use crate::writer::{self, Request};
 
 /// How hard SQLite works to make a commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,10 +66,12 @@ enum Location {
 struct Inner {
     location: Location,
     options: SqliteOptions,
-    writer: Mutex<Connection>,
-    /// Write sets waiting for the writer (group commit, see `writer.rs`).
-    queue: Arc<Mutex<Vec<Job>>>,
-    stats: writer::Stats,
+    /// The writing connection: the writer thread's (and, for an in-memory database, the
+    /// readers' too).
+    writer: Arc<Mutex<Connection>>,
+    /// Where write sets go: the writer thread (group commit, see `writer.rs`).
+    jobs: mpsc::Sender<Request>,
+    stats: Arc<writer::Stats>,
     /// Idle reading connections (files only; an in-memory database has just the writer).
     readers: Mutex<Vec<Connection>>,
 }
@@ -109,11 +111,7 @@ impl SqliteStore {
             source,
         })?;
         schema::migrate(&mut conn, &path, SCHEMA_VERSION)?;
-        Ok(Self::from_parts(
-            Location::Memory,
-            SqliteOptions::default(),
-            conn,
-        ))
+        Self::from_parts(Location::Memory, SqliteOptions::default(), conn)
     }
 
     /// Opens a store from a URL: `sqlite:path`, `sqlite://path`, `sqlite:///abs/path` or
@@ -145,52 +143,43 @@ impl SqliteStore {
         }
     }
 
-    fn from_parts(location: Location, options: SqliteOptions, writer: Connection) -> Self {
-        Self {
+    fn from_parts(
+        location: Location,
+        options: SqliteOptions,
+        writer: Connection,
+    ) -> Result<Self, SqliteError> {
+        let writer = Arc::new(Mutex::new(writer));
+        let stats = Arc::new(writer::Stats::default());
+        let jobs = writer::spawn(Arc::clone(&writer), Arc::clone(&stats))
+            .map_err(|source| SqliteError::Writer { source })?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 location,
                 options,
-                writer: Mutex::new(writer),
-                queue: Arc::new(Mutex::new(Vec::new())),
-                stats: writer::Stats::default(),
+                writer,
+                jobs,
+                stats,
                 readers: Mutex::new(Vec::new()),
             }),
-        }
+        })
     }
 
-    /// Applies a write set through the writer queue (group commit). The set is encoded and
-    /// queued on the blocking pool; the task that holds the writing connection commits it with
+    /// Applies a write set through the writer thread (group commit): it commits the set with
     /// whatever else is waiting. Dropping this future before the commit leaves the set out.
     async fn submit(&self, set: WriteSet) -> Result<Applied> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let inner = Arc::clone(&self.inner);
-        // Detached: it runs to its end even when this future is dropped, and then commits only
-        // the sets whose callers still wait.
-        drop(tokio::task::spawn_blocking(move || {
-            let prepared = match Prepared::of(set) {
-                Ok(p) => p,
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    return;
-                }
-            };
-            match inner.queue.lock() {
-                Ok(mut q) => q.push(Job { prepared, reply }),
-                Err(_) => {
-                    let _ = reply.send(Err(Error::Unavailable {
-                        reason: "the write queue was poisoned by a panic in another task".into(),
-                        retryable: false,
-                        source: None,
-                    }));
-                    return;
-                }
-            }
-            writer::drain(&inner.writer, &inner.queue, &inner.stats);
-        }));
+        self.inner
+            .jobs
+            .send(Request { set, reply })
+            .map_err(|_| Error::Unavailable {
+                reason: "the store's writer thread has stopped (it panicked)".into(),
+                retryable: false,
+                source: None,
+            })?;
         answer.await.unwrap_or_else(|_| {
             Err(Error::Backend {
                 backend: "sqlite",
-                source: "the writing task ended without an answer (it panicked)".into(),
+                source: "the writer thread ended without an answer (it panicked)".into(),
             })
         })
     }
@@ -297,7 +286,7 @@ fn open_file(
     conn.pragma_update(None, "synchronous", sync)
         .map_err(open_err)?;
     schema::migrate(&mut conn, &path, target)?;
-    Ok(SqliteStore::from_parts(Location::File(path), options, conn))
+    SqliteStore::from_parts(Location::File(path), options, conn)
 }
 
 /// Creates (or migrates) a database file at exactly schema `version`, for migration tests.

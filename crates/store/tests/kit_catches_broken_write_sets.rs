@@ -28,7 +28,8 @@ enum Fault {
 struct Group {
     next: u64,
     waiting: Vec<(u64, WriteSet)>,
-    outcomes: std::collections::HashMap<u64, std::result::Result<(), healthanalyzer_store::Conflict>>,
+    outcomes:
+        std::collections::HashMap<u64, std::result::Result<(), healthanalyzer_store::Conflict>>,
 }
 
 #[derive(Debug)]
@@ -120,9 +121,9 @@ impl WriteSetStore for Broken {
                         }
                     }
                     if let Some(outcome) = self.group.lock().unwrap().outcomes.remove(&me) {
-                        return outcome
-                            .map(|()| Applied::default())
-                            .map_err(|c| healthanalyzer_store::Error::PreconditionFailed(Box::new(c)));
+                        return outcome.map(|()| Applied::default()).map_err(|c| {
+                            healthanalyzer_store::Error::PreconditionFailed(Box::new(c))
+                        });
                     }
                     yield_now().await;
                 }
