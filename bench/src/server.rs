@@ -30,6 +30,10 @@ use healthanalyzer_source_sim::{SimConfig, SimSource};
 use healthanalyzer_store::{Filter, Precondition, Query, Store, WriteSet};
 use serde_json::Value;
 
+/// The allocator the server binary uses (see `bins/healthanalyzer-server`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Wrk {
     rps: f64,
     p50_ms: f64,

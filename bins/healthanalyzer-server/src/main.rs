@@ -88,6 +88,11 @@ fn auth_config(cli: &Cli) -> Result<Option<AuthConfig>, String> {
     Ok(auth)
 }
 
+/// mimalloc: the server makes many small allocations per request (JSON values, FHIR elements);
+/// in `server-bench` it raised the transaction shape from 2,593 to 3,060 tx/s.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

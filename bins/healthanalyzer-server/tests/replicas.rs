@@ -106,6 +106,9 @@ async fn send(
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// The answers to conditional creates, per shared identifier: status and resource id.
+type Answers = HashMap<String, Vec<(u16, String)>>;
+
 fn heart_rate(patient: &str, bpm: u64) -> Value {
     json!({
         "resourceType": "Observation", "status": "final",
@@ -162,7 +165,7 @@ async fn no_lost_update_across_processes(db: &str) {
     }
     let resources = Arc::new(resources);
     let wins: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let created: Arc<Mutex<HashMap<String, Vec<(u16, String)>>>> = Arc::default();
+    let created: Arc<Mutex<Answers>> = Arc::default();
     let counter = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut tasks = Vec::new();
@@ -177,7 +180,7 @@ async fn no_lost_update_across_processes(db: &str) {
             owner.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (t + 1) * 0x2545_f491);
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((t + 1) * 0x2545_f491));
             while Instant::now() < deadline {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let read_at = &bases[rng.below(2)];
@@ -332,7 +335,7 @@ async fn sigkill_leaves_whole_transactions(db: &str) {
                     let k = tried.fetch_add(1, Ordering::Relaxed);
                     let bundle = storm_bundle(run, k);
                     let sent = http
-                        .post(format!("{base}"))
+                        .post(base.as_str())
                         .header("content-type", "application/fhir+json")
                         .body(bundle.to_string())
                         .send()

@@ -177,8 +177,7 @@ async fn delete(tx: &Tx<'_>, set: &WriteSet, applied: &mut Applied) -> Result<()
             RecordKey::Measurement(id) => {
                 let stored = measurement_version(tx, *id.as_uuid()).await?;
                 d.precondition
-                    .check(&d.record, stored.as_ref().map(|s| s.1))
-                    .map_err(failed)?;
+                    .check(&d.record, stored.as_ref().map(|s| s.1))?;
                 if stored.is_some() {
                     applied.deleted += tx
                         .execute("DELETE FROM measurement WHERE id = $1", &[id.as_uuid()])
@@ -190,8 +189,7 @@ async fn delete(tx: &Tx<'_>, set: &WriteSet, applied: &mut Applied) -> Result<()
                 let key = identifier_key(primary);
                 let stored = subject_version(tx, &key).await?;
                 d.precondition
-                    .check(&d.record, stored.as_ref().map(|s| s.1))
-                    .map_err(failed)?;
+                    .check(&d.record, stored.as_ref().map(|s| s.1))?;
                 if stored.is_some() {
                     applied.deleted += tx
                         .execute("DELETE FROM subject WHERE key = $1", &[&key])
@@ -257,8 +255,7 @@ async fn put_subjects(tx: &Tx<'_>, set: &WriteSet, applied: &mut Applied) -> Res
             .map_err(|e| Error::invalid("subject", format!("cannot be encoded: {e}")))?;
         let old = subject_version(tx, key).await?;
         w.precondition
-            .check(&RecordKey::Subject(s.id.clone()), old.as_ref().map(|o| o.1))
-            .map_err(failed)?;
+            .check(&RecordKey::Subject(s.id.clone()), old.as_ref().map(|o| o.1))?;
         let version = match &old {
             Some((old_body, v)) if *old_body == body => {
                 applied.subjects.unchanged += 1;
@@ -332,8 +329,7 @@ async fn put_measurements(
         let id = *m.id.as_uuid();
         let stored = measurement_version(tx, id).await?;
         w.precondition
-            .check(&record, stored.as_ref().map(|s| s.1))
-            .map_err(failed)?;
+            .check(&record, stored.as_ref().map(|s| s.1))?;
         let subject = identifier_key(&m.subject);
         let body = serde_json::to_string(m)
             .map_err(|e| Error::invalid("measurement", format!("cannot be encoded: {e}")))?;

@@ -168,6 +168,7 @@ impl SqliteStore {
     /// whatever else is waiting. Dropping this future before the commit leaves the set out.
     async fn submit(&self, set: WriteSet) -> Result<Applied> {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let set = writer::Unprepared::of(set)?;
         self.inner
             .jobs
             .send(Request { set, reply })
@@ -583,7 +584,7 @@ impl SubjectStore for SqliteStore {
 #[async_trait]
 impl WriteSetStore for SqliteStore {
     async fn apply(&self, set: &WriteSet) -> Result<Applied> {
-        set.check()?;
+        // Checked where it is encoded (`Prepared::of`).
         self.submit(set.clone()).await
     }
 

@@ -68,8 +68,42 @@ impl Prepared {
 
 /// A set sent to the writer, and where its outcome goes.
 pub(crate) struct Request {
-    pub(crate) set: WriteSet,
+    pub(crate) set: Unprepared,
     pub(crate) reply: oneshot::Sender<Result<Applied>>,
+}
+
+/// A set as it reaches the writer: small ones are encoded by their caller (in parallel with the
+/// writer), large ones by the writer (an import batch should not hold up an async worker).
+pub(crate) enum Unprepared {
+    Set(WriteSet),
+    Ready(Prepared),
+}
+
+/// Sets of at most this many records are encoded by their caller.
+pub(crate) const CALLER_ENCODES: usize = 64;
+
+impl Unprepared {
+    pub(crate) fn of(set: WriteSet) -> Result<Self> {
+        if size(&set) <= CALLER_ENCODES {
+            Ok(Self::Ready(Prepared::of(set)?))
+        } else {
+            Ok(Self::Set(set))
+        }
+    }
+
+    fn size(&self) -> usize {
+        match self {
+            Self::Set(s) => size(s),
+            Self::Ready(p) => size(&p.set),
+        }
+    }
+
+    fn prepare(self) -> Result<Prepared> {
+        match self {
+            Self::Set(s) => Prepared::of(s),
+            Self::Ready(p) => Ok(p),
+        }
+    }
 }
 
 /// A set encoded by the writer, ready for a group.
@@ -113,16 +147,16 @@ fn run(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Request>, stats: &Stats) {
             },
         };
         // Everything waiting, up to the group's bounds.
-        let mut records = size(&first.set);
+        let mut records = first.set.size();
         let mut group = vec![first];
         while group.len() < GROUP_SETS {
             match rx.try_recv() {
-                Ok(r) if records + size(&r.set) > GROUP_RECORDS => {
+                Ok(r) if records + r.set.size() > GROUP_RECORDS => {
                     carried = Some(r);
                     break;
                 }
                 Ok(r) => {
-                    records += size(&r.set);
+                    records += r.set.size();
                     group.push(r);
                 }
                 Err(_) => break,
@@ -133,7 +167,7 @@ fn run(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Request>, stats: &Stats) {
             if r.reply.is_closed() {
                 continue; // its caller is gone: nothing to write for it
             }
-            match Prepared::of(r.set) {
+            match r.set.prepare() {
                 Ok(prepared) => jobs.push(Job {
                     prepared,
                     reply: r.reply,
@@ -210,19 +244,28 @@ fn run_group(conn: &mut Connection, mut jobs: Vec<Job>) -> bool {
 
 /// One transaction over `jobs`: `Ok(None)` when it was rolled back because a caller left.
 fn try_group(conn: &mut Connection, jobs: &[Job]) -> Result<Option<Vec<Result<Applied>>>> {
-    let mut tx = conn
+    let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db)?;
     let mut results = Vec::with_capacity(jobs.len());
+    // Savepoints by cached statements (rusqlite's `Savepoint` parses its SQL every time).
+    let run = |sql: &str| {
+        tx.prepare_cached(sql)
+            .and_then(|mut s| s.execute([]))
+            .map_err(db)
+    };
     for job in jobs {
-        let sp = tx.savepoint().map_err(db)?;
-        match apply_one(&sp, &job.prepared) {
+        run("SAVEPOINT write_set")?;
+        match apply_one(&tx, &job.prepared) {
             Ok(applied) => {
-                sp.commit().map_err(db)?;
+                run("RELEASE write_set")?;
                 results.push(Ok(applied));
             }
-            // Dropping the savepoint rolls back to it.
-            Err(e) => results.push(Err(e)),
+            Err(e) => {
+                run("ROLLBACK TO write_set")?;
+                run("RELEASE write_set")?;
+                results.push(Err(e));
+            }
         }
     }
     let left = jobs
@@ -238,10 +281,6 @@ fn try_group(conn: &mut Connection, jobs: &[Job]) -> Result<Option<Vec<Result<Ap
 
 fn conflict(record: RecordKey, reason: ConflictReason) -> Error {
     Error::PreconditionFailed(Box::new(Conflict { record, reason }))
-}
-
-fn failed(c: Conflict) -> Error {
-    Error::PreconditionFailed(Box::new(c))
 }
 
 fn version_of(conn: &Connection, sql: &str, key: &dyn rusqlite::ToSql) -> Result<Option<u64>> {
@@ -263,7 +302,7 @@ fn apply_one(conn: &Connection, p: &Prepared) -> Result<Applied> {
             RecordKey::Measurement(id) => {
                 let id = id_bytes(id);
                 let stored = version_of(conn, MEASUREMENT_VERSION, &&id[..])?;
-                d.precondition.check(&d.record, stored).map_err(failed)?;
+                d.precondition.check(&d.record, stored)?;
                 if stored.is_some() {
                     conn.prepare_cached("DELETE FROM measurement WHERE id = ?1")
                         .and_then(|mut s| s.execute([&id[..]]))
@@ -274,7 +313,7 @@ fn apply_one(conn: &Connection, p: &Prepared) -> Result<Applied> {
             RecordKey::Subject(primary) => {
                 let key = identifier_key(primary);
                 let stored = version_of(conn, SUBJECT_VERSION, &key)?;
-                d.precondition.check(&d.record, stored).map_err(failed)?;
+                d.precondition.check(&d.record, stored)?;
                 if stored.is_some() {
                     conn.prepare_cached("DELETE FROM subject WHERE key = ?1")
                         .and_then(|mut s| s.execute([&key]))
@@ -373,15 +412,11 @@ fn put_measurements(conn: &Connection, p: &Prepared, applied: &mut Applied) -> R
                     }
                     None => {
                         let stored = version_of(conn, MEASUREMENT_VERSION, &&r.id[..])?;
-                        return Err(failed(
-                            w.precondition
-                                .check(&record(), stored)
-                                .err()
-                                .unwrap_or(Conflict {
-                                    record: record(),
-                                    reason: ConflictReason::Missing,
-                                }),
-                        ));
+                        return Err(w
+                            .precondition
+                            .check(&record(), stored)
+                            .err()
+                            .unwrap_or_else(|| conflict(record(), ConflictReason::Missing)));
                     }
                 }
             }
@@ -455,8 +490,7 @@ fn put_subjects(conn: &Connection, p: &Prepared, applied: &mut Applied) -> Resul
             .map_err(db)?;
         let stored = old.as_ref().map(|(_, v)| (*v).max(1) as u64);
         w.precondition
-            .check(&RecordKey::Subject(s.id.clone()), stored)
-            .map_err(failed)?;
+            .check(&RecordKey::Subject(s.id.clone()), stored)?;
         let version = match (&old, stored) {
             (Some((old, _)), Some(v)) if old == body => {
                 applied.subjects.unchanged += 1;

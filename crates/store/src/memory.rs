@@ -30,8 +30,8 @@ struct State {
 
 /// What to put back when a write set fails half-way.
 enum Undo {
-    Measurement(MeasurementId, Option<(Measurement, u64)>),
-    Subject(Identifier, Option<(Subject, u64)>),
+    Measurement(MeasurementId, Option<Box<(Measurement, u64)>>),
+    Subject(Identifier, Option<Box<(Subject, u64)>>),
 }
 
 impl State {
@@ -79,10 +79,10 @@ impl State {
         for u in log.into_iter().rev() {
             match u {
                 Undo::Measurement(id, old) => {
-                    self.set_measurement(id, old);
+                    self.set_measurement(id, old.map(|b| *b));
                 }
                 Undo::Subject(id, old) => {
-                    self.set_subject(&id, old);
+                    self.set_subject(&id, old.map(|b| *b));
                 }
             }
         }
@@ -106,19 +106,17 @@ impl State {
             match &d.record {
                 RecordKey::Measurement(id) => {
                     d.precondition
-                        .check(&d.record, self.measurement_versions.get(id).copied())
-                        .map_err(conflict)?;
+                        .check(&d.record, self.measurement_versions.get(id).copied())?;
                     let old = self.set_measurement(*id, None);
                     applied.deleted += u64::from(old.is_some());
-                    log.push(Undo::Measurement(*id, old));
+                    log.push(Undo::Measurement(*id, old.map(Box::new)));
                 }
                 RecordKey::Subject(id) => {
                     d.precondition
-                        .check(&d.record, self.subject_versions.get(id).copied())
-                        .map_err(conflict)?;
+                        .check(&d.record, self.subject_versions.get(id).copied())?;
                     let old = self.set_subject(id, None);
                     applied.deleted += u64::from(old.is_some());
-                    log.push(Undo::Subject(id.clone(), old));
+                    log.push(Undo::Subject(id.clone(), old.map(Box::new)));
                 }
             }
         }
@@ -147,7 +145,7 @@ impl State {
             let s = &w.subject;
             let key = RecordKey::Subject(s.id.clone());
             let stored = self.subject_versions.get(&s.id).copied();
-            w.precondition.check(&key, stored).map_err(conflict)?;
+            w.precondition.check(&key, stored)?;
             let version = match (stored, self.subjects.get(&s.id)) {
                 (Some(v), Some(old)) if old == s => {
                     applied.subjects.unchanged += 1;
@@ -163,14 +161,14 @@ impl State {
                 }
             };
             let old = self.set_subject(&s.id, Some((s.clone(), version)));
-            log.push(Undo::Subject(s.id.clone(), old));
+            log.push(Undo::Subject(s.id.clone(), old.map(Box::new)));
             applied.subject_versions.push(version);
         }
         for w in &set.measurements {
             let m = &w.measurement;
             let key = RecordKey::Measurement(m.id);
             let stored = self.measurement_versions.get(&m.id).copied();
-            w.precondition.check(&key, stored).map_err(conflict)?;
+            w.precondition.check(&key, stored)?;
             let version = match (stored, self.rows.get(&m.id)) {
                 // `==` ignores decimal scale (107.50 == 107.5); the SQL stores compare the
                 // stored text, so compare the full text form too, to count alike.
@@ -188,7 +186,7 @@ impl State {
                 }
             };
             let old = self.set_measurement(m.id, Some((m.clone(), version)));
-            log.push(Undo::Measurement(m.id, old));
+            log.push(Undo::Measurement(m.id, old.map(Box::new)));
             applied.measurement_versions.push(version);
         }
         if let Some(cp) = &set.checkpoint {

@@ -35,12 +35,9 @@ pub enum Precondition {
 }
 
 impl Precondition {
-    /// Checks the precondition against the stored version (`None`: the record is absent).
-    pub fn check(
-        self,
-        record: &RecordKey,
-        stored: Option<u64>,
-    ) -> std::result::Result<(), Conflict> {
+    /// Checks the precondition against the stored version (`None`: the record is absent): a
+    /// failure is [`Error::PreconditionFailed`](crate::Error::PreconditionFailed) naming `record`.
+    pub fn check(self, record: &RecordKey, stored: Option<u64>) -> Result<()> {
         let reason = match (self, stored) {
             (Self::Any, _) | (Self::Absent, None) => return Ok(()),
             (Self::Version(v), Some(found)) if v == found => return Ok(()),
@@ -48,10 +45,10 @@ impl Precondition {
             (Self::Version(_), None) => ConflictReason::Missing,
             (Self::Version(expected), Some(found)) => ConflictReason::Version { expected, found },
         };
-        Err(Conflict {
+        Err(crate::Error::PreconditionFailed(Box::new(Conflict {
             record: record.clone(),
             reason,
-        })
+        })))
     }
 }
 

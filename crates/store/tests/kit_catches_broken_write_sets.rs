@@ -90,7 +90,7 @@ impl WriteSetStore for Broken {
             }
             Fault::SharedFate => {
                 let me = {
-                    let mut g = self.group.lock().unwrap();
+                    let mut g = self.group.lock().expect("group lock");
                     g.next += 1;
                     let me = g.next;
                     g.waiting.push((me, set.clone()));
@@ -98,7 +98,7 @@ impl WriteSetStore for Broken {
                 };
                 yield_now().await;
                 loop {
-                    let taken = std::mem::take(&mut self.group.lock().unwrap().waiting);
+                    let taken = std::mem::take(&mut self.group.lock().expect("group lock").waiting);
                     if let [(id, alone)] = taken.as_slice()
                         && *id == me
                     {
@@ -115,12 +115,14 @@ impl WriteSetStore for Broken {
                             Ok(_) => Ok(()),
                             Err(e) => Err(e.conflict().cloned().expect("a conflict")),
                         };
-                        let mut g = self.group.lock().unwrap();
+                        let mut g = self.group.lock().expect("group lock");
                         for (id, _) in taken {
                             g.outcomes.insert(id, outcome.clone());
                         }
                     }
-                    if let Some(outcome) = self.group.lock().unwrap().outcomes.remove(&me) {
+                    if let Some(outcome) =
+                        self.group.lock().expect("group lock").outcomes.remove(&me)
+                    {
                         return outcome.map(|()| Applied::default()).map_err(|c| {
                             healthanalyzer_store::Error::PreconditionFailed(Box::new(c))
                         });
@@ -136,10 +138,7 @@ impl WriteSetStore for Broken {
                         .await?
                         .map(|v| v.version);
                     w.precondition
-                        .check(&RecordKey::Measurement(w.measurement.id), stored)
-                        .map_err(|c| {
-                            healthanalyzer_store::Error::PreconditionFailed(Box::new(c))
-                        })?;
+                        .check(&RecordKey::Measurement(w.measurement.id), stored)?;
                 }
                 for w in &set.subjects {
                     let stored = self
@@ -148,10 +147,7 @@ impl WriteSetStore for Broken {
                         .await?
                         .map(|v| v.version);
                     w.precondition
-                        .check(&RecordKey::Subject(w.subject.id.clone()), stored)
-                        .map_err(|c| {
-                            healthanalyzer_store::Error::PreconditionFailed(Box::new(c))
-                        })?;
+                        .check(&RecordKey::Subject(w.subject.id.clone()), stored)?;
                 }
                 yield_now().await;
                 let mut unchecked = set.clone();
