@@ -261,21 +261,24 @@ fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
 
 /// What a transaction entry will do once everything is checked.
 enum Planned {
-    Patient {
-        id: String,
-        value: Value,
-        created: bool,
-        /// Its place in the write set's subjects.
-        slot: usize,
-    },
-    Observation {
-        id: String,
-        value: Value,
-        created: bool,
-        /// Its place in the write set's measurements.
-        slot: usize,
-    },
+    /// A Patient or an Observation written.
+    Written(Written),
     Deleted,
+}
+
+/// A resource a transaction writes, and where the store reports its version.
+struct Written {
+    ty: &'static str,
+    id: String,
+    value: Value,
+    created: bool,
+    slot: Slot,
+}
+
+/// A write's place in the write set.
+enum Slot {
+    Subject(usize),
+    Measurement(usize),
 }
 
 fn in_entry(i: usize, mut e: ApiError) -> ApiError {
@@ -478,12 +481,13 @@ async fn plan_transaction(
         };
         pending.insert(format!("Patient/{id}"), subject.id.clone());
         records.insert(RecordKey::Subject(subject.id.clone()), i);
-        plans[i] = Some(Planned::Patient {
+        plans[i] = Some(Planned::Written(Written {
+            ty: "Patient",
             id: id.clone(),
             value,
             created,
-            slot: set.subjects.len(),
-        });
+            slot: Slot::Subject(set.subjects.len()),
+        }));
         set = set.put_subject(subject, precondition);
     }
     let mut leaving: Vec<Measurement> = Vec::new();
@@ -566,12 +570,13 @@ async fn plan_transaction(
             .await
             .map_err(|x| in_entry(i, x))?;
         records.insert(RecordKey::Measurement(m.id), i);
-        plans[i] = Some(Planned::Observation {
+        plans[i] = Some(Planned::Written(Written {
+            ty: "Observation",
             id: targets[i].1.clone(),
             value,
             created,
-            slot: set.measurements.len(),
-        });
+            slot: Slot::Measurement(set.measurements.len()),
+        }));
         set = set.put_measurement(m, precondition);
     }
     for (i, primary) in &delete_patients {
@@ -615,36 +620,13 @@ fn transaction_response(
     let mut out = Vec::with_capacity(planned.plans.len());
     for plan in planned.plans {
         let entry = match plan {
-            Some(Planned::Patient {
-                id,
-                value,
-                created,
-                slot,
-            }) => entry_response(
-                &base,
-                "Patient",
-                &id,
-                value,
-                created,
-                applied.subject_versions.get(slot).copied(),
-                &now,
-                prefer,
-            ),
-            Some(Planned::Observation {
-                id,
-                value,
-                created,
-                slot,
-            }) => entry_response(
-                &base,
-                "Observation",
-                &id,
-                value,
-                created,
-                applied.measurement_versions.get(slot).copied(),
-                &now,
-                prefer,
-            ),
+            Some(Planned::Written(w)) => {
+                let version = match w.slot {
+                    Slot::Subject(i) => applied.subject_versions.get(i),
+                    Slot::Measurement(i) => applied.measurement_versions.get(i),
+                };
+                entry_response(&base, w, version.copied(), &now, prefer)
+            }
             Some(Planned::Deleted) => json!({"response": {"status": "204 No Content"}}),
             None => json!({"response": {"status": "200 OK"}}),
         };
@@ -657,17 +639,20 @@ fn transaction_response(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn entry_response(
     base: &str,
-    ty: &str,
-    id: &str,
-    mut value: Value,
-    created: bool,
+    written: Written,
     version: Option<u64>,
     now: &str,
     prefer: Return,
 ) -> Value {
+    let Written {
+        ty,
+        id,
+        mut value,
+        created,
+        ..
+    } = written;
     let version = version.unwrap_or(1);
     if let Some(o) = value.as_object_mut() {
         set_version(o, version);

@@ -8,9 +8,9 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use healthanalyzer_model::jiff::Timestamp;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 use healthanalyzer_store::{
-    Applied, Checkpoint, Deletion, Error, Filter, MeasurementStore, Order, Page, Precondition,
-    Query, RecordKey, Result, SortKey, SubjectStore, Versioned, WriteSet, WriteSetStore,
-    WriteSummary, check_batch, check_subjects, identifier_key, parse_identifier_key, split_instant,
+    Applied, Checkpoint, Error, Filter, MeasurementStore, Order, Page, Precondition, Query, Result,
+    SortKey, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_batch,
+    check_subjects, identifier_key, parse_identifier_key, split_instant,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -372,16 +372,7 @@ impl MeasurementStore for PostgresStore {
     }
 
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
-        let set = WriteSet {
-            deletions: ids
-                .iter()
-                .map(|id| Deletion {
-                    record: RecordKey::Measurement(*id),
-                    precondition: Precondition::Any,
-                })
-                .collect(),
-            ..WriteSet::default()
-        };
+        let set = WriteSet::delete_measurements(ids);
         Ok(self.apply(&set).await?.deleted)
     }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 use healthanalyzer_store::{
-    Applied, Checkpoint, Deletion, Error, Filter, MeasurementStore, Page, Precondition, Query,
-    RecordKey, Result, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_batch,
-    check_subjects, identifier_key, parse_identifier_key,
+    Applied, Checkpoint, Error, Filter, MeasurementStore, Page, Precondition, Query, Result,
+    SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_batch, check_subjects,
+    identifier_key, parse_identifier_key,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
@@ -506,16 +506,7 @@ impl MeasurementStore for SqliteStore {
     }
 
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
-        let set = WriteSet {
-            deletions: ids
-                .iter()
-                .map(|id| Deletion {
-                    record: RecordKey::Measurement(*id),
-                    precondition: Precondition::Any,
-                })
-                .collect(),
-            ..WriteSet::default()
-        };
+        let set = WriteSet::delete_measurements(ids);
         Ok(self.submit(set).await?.deleted)
     }
 

@@ -12,8 +12,7 @@ use crate::query::{Filter, Order, Page, PageToken, Query, SortKey};
 use crate::store::{Checkpoint, MeasurementStore, WriteSummary, check_batch};
 use crate::subject::{SubjectStore, check_subjects};
 use crate::writeset::{
-    Applied, Conflict, ConflictReason, Deletion, Precondition, RecordKey, Versioned, WriteSet,
-    WriteSetStore,
+    Applied, Conflict, ConflictReason, Precondition, RecordKey, Versioned, WriteSet, WriteSetStore,
 };
 
 #[derive(Debug, Default)]
@@ -378,16 +377,7 @@ impl MeasurementStore for MemoryStore {
     }
 
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
-        let set = WriteSet {
-            deletions: ids
-                .iter()
-                .map(|id| Deletion {
-                    record: RecordKey::Measurement(*id),
-                    precondition: Precondition::Any,
-                })
-                .collect(),
-            ..WriteSet::default()
-        };
+        let set = WriteSet::delete_measurements(ids);
         Ok(self.apply(&set).await?.deleted)
     }
 

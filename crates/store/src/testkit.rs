@@ -1314,8 +1314,9 @@ fn first_id(src: &str, subj: &str) -> MeasurementId {
     heart_rate(src, subj, 0, 0).id
 }
 
-/// A future that is pending once, so that other futures polled by the same task run.
-async fn yield_now() {
+/// A future that is pending once, so that other futures polled by the same task run (for a
+/// store under test that wants to give way between two steps, as a real one waits on I/O).
+pub async fn yield_now() {
     let mut yielded = false;
     std::future::poll_fn(|cx| {
         if yielded {

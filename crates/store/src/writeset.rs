@@ -212,6 +212,21 @@ impl WriteSet {
         }
     }
 
+    /// Deletions of measurements, whether or not they exist (what
+    /// [`MeasurementStore::delete`] does).
+    pub fn delete_measurements(ids: &[MeasurementId]) -> Self {
+        Self {
+            deletions: ids
+                .iter()
+                .map(|id| Deletion {
+                    record: RecordKey::Measurement(*id),
+                    precondition: Precondition::Any,
+                })
+                .collect(),
+            ..Self::default()
+        }
+    }
+
     /// Adds a subject.
     pub fn put_subject(mut self, subject: Subject, precondition: Precondition) -> Self {
         self.subjects.push(SubjectWrite {

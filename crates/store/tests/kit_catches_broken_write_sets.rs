@@ -39,20 +39,7 @@ struct Broken {
     group: std::sync::Mutex<Group>,
 }
 
-/// Pending once, so other futures of the task run between the check and the write.
-async fn yield_now() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-}
+use testkit::yield_now;
 
 #[async_trait]
 impl WriteSetStore for Broken {
