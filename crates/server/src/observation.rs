@@ -189,19 +189,19 @@ pub(crate) fn versioned_json(
 fn found_response(
     state: &AppState,
     base: &str,
-    found: &[Measurement],
+    found: &[Versioned<Measurement>],
     prefer: Return,
 ) -> ApiResult<Option<Response>> {
     match found {
         [] => Ok(None),
-        [m] => {
-            let o = observation_json(state, m)?;
+        [v] => {
+            let o = versioned_json(state, v)?;
             Ok(Some(write_response(
                 StatusCode::OK,
                 &format!(
                     "{base}/Observation/{}/_history/{}",
-                    m.id.as_uuid(),
-                    version_of(&o)
+                    v.value.id.as_uuid(),
+                    v.version
                 ),
                 &Value::Object(o),
                 prefer,
@@ -644,30 +644,34 @@ impl Spec {
     }
 
     /// Up to `n` matches from the start (for conditional creates).
-    pub(crate) async fn first(&self, state: &AppState, n: usize) -> ApiResult<Vec<Measurement>> {
+    pub(crate) async fn first(
+        &self,
+        state: &AppState,
+        n: usize,
+    ) -> ApiResult<Vec<Versioned<Measurement>>> {
         let (items, _) = self.page(state, n, None).await?;
         Ok(items)
     }
 
-    /// One page of matches and the token of the next.
+    /// One page of matches, each with the store's version, and the token of the next.
     async fn page(
         &self,
         state: &AppState,
         count: usize,
         token: Option<String>,
-    ) -> ApiResult<(Vec<Measurement>, Option<PageToken>)> {
+    ) -> ApiResult<(Vec<Versioned<Measurement>>, Option<PageToken>)> {
         if self.empty {
             return Ok((Vec::new(), None));
         }
         if let Some(mid) = &self.by_identifier {
             let m = state
                 .store
-                .get(mid)
+                .get_versioned(mid)
                 .await
                 .map_err(|e| ApiError::from_store(&e))?;
             let items = m
                 .into_iter()
-                .filter(|m| self.filter.matches(m) && self.keep(m))
+                .filter(|v| self.filter.matches(&v.value) && self.keep(&v.value))
                 .take(count)
                 .collect();
             return Ok((items, None));
@@ -681,7 +685,19 @@ impl Spec {
             .at("_page"),
             other => ApiError::from_store(&other),
         })?;
-        let items = page.items.into_iter().filter(|m| self.keep(m)).collect();
+        let versions = page.versions;
+        let mut items = Vec::with_capacity(page.items.len());
+        for (i, m) in page.items.into_iter().enumerate() {
+            if !self.keep(&m) {
+                continue;
+            }
+            // A store that keeps no versions: the one in the kept resource, else 1.
+            let version = match versions.get(i) {
+                Some(v) => *v,
+                None => version_of(&observation_json(state, &m)?),
+            };
+            items.push(Versioned { value: m, version });
+        }
         Ok((items, page.next))
     }
 
@@ -759,17 +775,17 @@ pub(crate) async fn search(
     }
     let self_link = format!("{base}/Observation?{}", query_string(&self_pairs));
     let mut entries = Vec::with_capacity(items.len());
-    for m in &items {
+    for v in &items {
         entries.push((
-            format!("{base}/Observation/{}", m.id.as_uuid()),
-            Value::Object(observation_json(&state, m)?),
+            format!("{base}/Observation/{}", v.value.id.as_uuid()),
+            Value::Object(versioned_json(&state, v)?),
         ));
     }
     let mut bundle = searchset(&self_link, next_link.as_deref(), total, entries);
     if spec.include_subject {
         let mut seen = std::collections::HashSet::new();
         let mut included = Vec::new();
-        for m in &items {
+        for m in items.iter().map(|v| &v.value) {
             if !seen.insert(&m.subject) {
                 continue;
             }

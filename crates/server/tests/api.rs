@@ -1254,3 +1254,62 @@ async fn include_adds_the_patients_of_the_page_once() {
     assert_eq!(a.status, 400, "{}", a.text);
     assert!(a.outcome().contains("_include=Observation:performer"));
 }
+
+/// A sync rewrites an Observation the API created, with a payload that carries its source
+/// server's `versionId`: reads, searches and `If-Match` all go by the store's version.
+#[tokio::test]
+async fn reads_searches_and_if_match_use_the_store_version() {
+    let s = start(ServerConfig::default()).await;
+    let p = s.patient("Versions").await;
+    let id = s
+        .observation(&weight(&p, "2024-03-01T08:00:00Z", 70.5))
+        .await;
+    let mid = healthanalyzer_model::MeasurementId::from_uuid(id.parse().unwrap());
+    let mut m = s.store.get(&mid).await.unwrap().unwrap();
+    let payload = m.provenance.payload.as_mut().unwrap();
+    assert!(
+        payload.content.contains(r#""versionId":"1""#),
+        "{}",
+        payload.content
+    );
+    payload.content = payload
+        .content
+        .replace(r#""versionId":"1""#, r#""versionId":"7""#)
+        .replace("70.5", "71.5");
+    m.value = healthanalyzer_model::Value::quantity(
+        healthanalyzer_model::parse_decimal("71.5").unwrap(),
+        "kg",
+    );
+    s.store.write(&[m], None).await.unwrap();
+    let read = s.get(&format!("Observation/{id}")).await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body["meta"]["versionId"], "2", "{}", read.text);
+    assert_eq!(read.header("etag"), Some("W/\"2\""));
+    let found = s.get(&format!("Observation?patient={p}")).await;
+    assert_eq!(
+        found.body["entry"][0]["resource"]["meta"]["versionId"], "2",
+        "{}",
+        found.text
+    );
+    let mut body = read.body.clone();
+    body["valueQuantity"]["value"] = json!(72.0);
+    let stale = s
+        .send(
+            Method::PUT,
+            &format!("Observation/{id}"),
+            Some(&body),
+            &[("if-match", "W/\"7\"")],
+        )
+        .await;
+    assert_eq!(stale.status, 412, "{}", stale.text);
+    let ok = s
+        .send(
+            Method::PUT,
+            &format!("Observation/{id}"),
+            Some(&body),
+            &[("if-match", "W/\"2\"")],
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{}", ok.text);
+    assert_eq!(ok.body["meta"]["versionId"], "3");
+}

@@ -293,14 +293,20 @@ impl MeasurementStore for PostgresStore {
         };
         let limit = query.limit;
         let sql = format!(
-            "SELECT body FROM measurement{}{order} LIMIT {}",
+            "SELECT body, version FROM measurement{}{order} LIMIT {}",
             w.sql,
             limit.saturating_add(1).min(i64::MAX as usize)
         );
         let client = self.client().await?;
         let rows = client.query(&sql, &w.refs()).await.map_err(db)?;
-        let items = rows.iter().map(decode).collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch(items, limit, query.order))
+        let items = rows
+            .iter()
+            .map(|r| {
+                let version: i64 = r.try_get(1).map_err(db)?;
+                Ok((decode(r)?, version.max(1) as u64))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page::from_overfetch_versioned(items, limit, query.order))
     }
 
     async fn count(&self, filter: &Filter) -> Result<u64> {

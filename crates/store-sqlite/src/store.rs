@@ -423,14 +423,23 @@ impl MeasurementStore for SqliteStore {
         let limit = query.limit;
         let order = query.order;
         let sql = format!(
-            "SELECT body FROM measurement{}{} LIMIT {}",
+            "SELECT body, version FROM measurement{}{} LIMIT {}",
             w.sql,
             rows::order_by(order),
             limit.saturating_add(1).min(i64::MAX as usize)
         );
         self.with_reader(move |conn| {
-            let items = read_measurements(conn, &sql, &w.params)?;
-            Ok(Page::from_overfetch(items, limit, order))
+            let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+            let mut found = stmt
+                .query(rusqlite::params_from_iter(w.params.iter()))
+                .map_err(db)?;
+            let mut items = Vec::new();
+            while let Some(row) = found.next().map_err(db)? {
+                let body: String = row.get(0).map_err(db)?;
+                let version: i64 = row.get(1).map_err(db)?;
+                items.push((rows::decode(&body)?, version.max(1) as u64));
+            }
+            Ok(Page::from_overfetch_versioned(items, limit, order))
         })
         .await
     }

@@ -308,6 +308,7 @@ impl MeasurementStore for MemoryStore {
             Order::Descending => Box::new(range.rev()),
         };
         let mut items = Vec::with_capacity(query.limit.min(1024));
+        let mut versions = Vec::with_capacity(query.limit.min(1024));
         let mut more = false;
         for (key, id) in keys {
             if Some(*key) == start {
@@ -324,6 +325,7 @@ impl MeasurementStore for MemoryStore {
                 break;
             }
             items.push(m.clone());
+            versions.push(st.measurement_versions.get(id).copied().unwrap_or(1));
         }
         let next = if more {
             items
@@ -332,7 +334,11 @@ impl MeasurementStore for MemoryStore {
         } else {
             None
         };
-        Ok(Page { items, next })
+        Ok(Page {
+            items,
+            next,
+            versions,
+        })
     }
 
     async fn count(&self, filter: &Filter) -> Result<u64> {

@@ -239,6 +239,9 @@ pub struct Page {
     pub items: Vec<Measurement>,
     /// The token for the next page; `None` when this is the last.
     pub next: Option<PageToken>,
+    /// The store's version of each item, in the same order (see
+    /// [`WriteSetStore`](crate::WriteSetStore)); empty from a store that keeps no versions.
+    pub versions: Vec<u64>,
 }
 
 impl Page {
@@ -253,7 +256,23 @@ impl Page {
         } else {
             None
         };
-        Self { items, next }
+        Self {
+            items,
+            next,
+            versions: Vec::new(),
+        }
+    }
+
+    /// As [`from_overfetch`](Self::from_overfetch), with each row's version.
+    pub fn from_overfetch_versioned(
+        rows: Vec<(Measurement, u64)>,
+        limit: usize,
+        order: Order,
+    ) -> Self {
+        let (items, mut versions): (Vec<Measurement>, Vec<u64>) = rows.into_iter().unzip();
+        let page = Self::from_overfetch(items, limit, order);
+        versions.truncate(page.items.len());
+        Self { versions, ..page }
     }
 }
 
