@@ -1,7 +1,7 @@
 //! The store: connections, options, and the trait implementations.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -70,7 +70,7 @@ struct Inner {
     /// readers' too).
     writer: Arc<Mutex<Connection>>,
     /// Where write sets go: the writer thread (group commit, see `writer.rs`).
-    jobs: mpsc::Sender<Request>,
+    jobs: writer::Writer,
     stats: Arc<writer::Stats>,
     /// Idle reading connections (files only; an in-memory database has just the writer).
     readers: Mutex<Vec<Connection>>,
@@ -169,14 +169,13 @@ impl SqliteStore {
     async fn submit(&self, set: WriteSet) -> Result<Applied> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let set = writer::Unprepared::of(set)?;
-        self.inner
-            .jobs
-            .send(Request { set, reply })
-            .map_err(|_| Error::Unavailable {
+        if !self.inner.jobs.send(Request { set, reply }) {
+            return Err(Error::Unavailable {
                 reason: "the store's writer thread has stopped (it panicked)".into(),
                 retryable: false,
                 source: None,
-            })?;
+            });
+        }
         answer.await.unwrap_or_else(|_| {
             Err(Error::Backend {
                 backend: "sqlite",

@@ -125,15 +125,47 @@ pub(crate) struct Stats {
 
 /// Starts the writer thread of a store: it applies what arrives on the returned channel, and
 /// ends when every sender is gone (the store is dropped).
-pub(crate) fn spawn(
-    conn: Arc<Mutex<Connection>>,
-    stats: Arc<Stats>,
-) -> std::io::Result<mpsc::Sender<Request>> {
+pub(crate) fn spawn(conn: Arc<Mutex<Connection>>, stats: Arc<Stats>) -> std::io::Result<Writer> {
     let (tx, rx) = mpsc::channel::<Request>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("healthanalyzer-sqlite-writer".into())
         .spawn(move || run(&conn, &rx, &stats))?;
-    Ok(tx)
+    Ok(Writer {
+        jobs: Some(tx),
+        thread: Some(thread),
+    })
+}
+
+/// The handle of a writer thread. Dropping it stops the thread after the sets already sent and
+/// waits for it, so that once a store is dropped its file is closed (another program may then
+/// open it exclusively).
+pub(crate) struct Writer {
+    jobs: Option<mpsc::Sender<Request>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("running", &self.jobs.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Sends a set to the thread; `false` when the thread is gone.
+    pub(crate) fn send(&self, request: Request) -> bool {
+        self.jobs.as_ref().is_some_and(|j| j.send(request).is_ok())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.jobs.take()); // the thread's `recv` now ends
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn run(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Request>, stats: &Stats) {
