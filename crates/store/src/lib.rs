@@ -1,8 +1,10 @@
 //! Storage traits of [Health Analyzer](https://github.com/os2health/health-analyzer).
 //!
 //! A store keeps measurements, each source's sync checkpoint and subjects' demographics. This crate
-//! is light (no database driver, no runtime): it holds the [`MeasurementStore`] and
-//! [`SubjectStore`] traits with their contracts ([`Store`] is both), the query and page types, an in-memory store ([`MemoryStore`]), and, behind the `testkit` feature, the
+//! is light (no database driver, no runtime): it holds the [`MeasurementStore`],
+//! [`SubjectStore`] and [`WriteSetStore`] traits with their contracts ([`Store`] is all three;
+//! a [`WriteSet`] commits records under preconditions, all or nothing), the query and page
+//! types, an in-memory store ([`MemoryStore`]), and, behind the `testkit` feature, the
 //! **conformance kit** that every implementation runs, ours (memory, SQLite, PostgreSQL) and
 //! yours.
 //!
@@ -30,6 +32,41 @@
 //! assert_eq!(page.items, vec![m]);
 //! # Ok(()) }
 //! # fn main() { let _ = demo; }
+//! ```
+//!
+//! # Write sets
+//!
+//! Everything a request or a sync batch writes goes into one [`WriteSet`], each record under a
+//! [`Precondition`]; the store checks them inside its transaction, so they hold against every
+//! other writer, and commits all of it or nothing:
+//!
+//! ```
+//! use healthanalyzer_model::{DateTime, Identifier, Measurement, Provenance, Subject, Value, parse_decimal};
+//! use healthanalyzer_store::{ConflictReason, MemoryStore, Precondition, WriteSet, WriteSetStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = MemoryStore::new();
+//! let who = Subject::new(Identifier::new("urn:oid:1.2.208.176.1.2", "0101709995"));
+//! let m = Measurement::new(
+//!     Provenance::new("scale", "r1"),
+//!     who.id.clone(),
+//!     "body-weight",
+//!     Value::quantity(parse_decimal("72.40")?, "kg"),
+//!     DateTime::parse("2024-03-31T08:15:00+02:00")?,
+//! );
+//! let create = WriteSet::new()
+//!     .put_subject(who, Precondition::Absent)
+//!     .put_measurement(m.clone(), Precondition::Absent);
+//! let applied = store.apply(&create).await?;
+//! assert_eq!(applied.measurement_versions, vec![1]);
+//!
+//! // An update at a version that is no longer current fails, naming the record; nothing changes.
+//! let stale = WriteSet::new().put_measurement(m.clone(), Precondition::Version(7));
+//! let err = store.apply(&stale).await.unwrap_err();
+//! let conflict = err.conflict().expect("a precondition failure");
+//! assert_eq!(conflict.reason, ConflictReason::Version { expected: 7, found: 1 });
+//! # Ok(()) }
 //! ```
 //!
 //! # Feature flags
