@@ -23,8 +23,6 @@ async fn postgres_store_passes_the_conformance_kit() {
 
 #[tokio::test]
 async fn versions_kept_in_fhir_payloads_become_stored_versions() {
-    use healthanalyzer_model::{Identifier, Payload, Subject};
-    use healthanalyzer_store::WriteSetStore;
     let Some(url) = common::url("versions_kept_in_fhir_payloads_become_stored_versions") else {
         return;
     };
@@ -47,19 +45,8 @@ async fn versions_kept_in_fhir_payloads_become_stored_versions() {
         )
         .await
         .expect("a version-1 schema");
-    let payload = |v: &str| Payload {
-        media_type: "application/fhir+json".into(),
-        content: format!(r#"{{"resourceType":"Observation","meta":{{"versionId":"{v}"}}}}"#),
-    };
-    let mut api = testkit::heart_rate("fhir-api", "p", 1, 61);
-    api.provenance.payload = Some(payload("4"));
-    let plain = testkit::heart_rate("src", "p", 2, 62);
-    let mut not_json = testkit::heart_rate("src", "p", 3, 63);
-    not_json.provenance.payload = Some(Payload {
-        media_type: "text/csv".into(),
-        content: "versionId,7".into(),
-    });
-    for m in [&api, &plain, &not_json] {
+    let legacy = testkit::legacy_records();
+    for (m, _) in &legacy.measurements {
         client
             .execute(
                 "INSERT INTO measurement (subject, id, kind, t_s, t_ns, body) VALUES ($1, $2, $3, $4, 0, $5)",
@@ -74,18 +61,12 @@ async fn versions_kept_in_fhir_payloads_become_stored_versions() {
             .await
             .expect("v1 row");
     }
-    let subject = Subject {
-        payload: Some(Payload {
-            media_type: "application/fhir+json".into(),
-            content: r#"{"resourceType":"Patient","meta":{"versionId":"9"}}"#.into(),
-        }),
-        ..Subject::new(Identifier::local("p"))
-    };
+    let subject = &legacy.subject.0;
     let key = healthanalyzer_store::identifier_key(&subject.id);
     client
         .execute(
             "INSERT INTO subject (key, body) VALUES ($1, $2)",
-            &[&key, &serde_json::to_string(&subject).expect("json")],
+            &[&key, &serde_json::to_string(subject).expect("json")],
         )
         .await
         .expect("v1 subject");
@@ -99,27 +80,7 @@ async fn versions_kept_in_fhir_payloads_become_stored_versions() {
     let store = PostgresStore::connect(&url)
         .await
         .expect("connect migrates");
-    let version = |v: Option<
-        healthanalyzer_store::Versioned<healthanalyzer_model::Measurement>,
-    >| { v.map(|v| v.version) };
-    assert_eq!(
-        version(store.get_versioned(&api.id).await.expect("get")),
-        Some(4)
-    );
-    assert_eq!(
-        version(store.get_versioned(&plain.id).await.expect("get")),
-        Some(1)
-    );
-    assert_eq!(
-        version(store.get_versioned(&not_json.id).await.expect("get")),
-        Some(1)
-    );
-    let s = store
-        .subject_versioned(&subject.id)
-        .await
-        .expect("subject")
-        .expect("kept");
-    assert_eq!((s.value, s.version), (subject, 9));
+    testkit::migrated_versions_are_kept(&store).await;
 }
 
 #[tokio::test]

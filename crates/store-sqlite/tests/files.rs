@@ -113,34 +113,14 @@ async fn an_older_schema_migrates_on_open_and_keeps_its_rows() {
 
 #[tokio::test]
 async fn versions_kept_in_fhir_payloads_become_stored_versions() {
-    use healthanalyzer_model::Payload;
-    use healthanalyzer_store::WriteSetStore;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("v2.db");
     create_at_version(&path, 2).expect("v2 file");
-    let payload = |v: &str| Payload {
-        media_type: "application/fhir+json".into(),
-        content: format!(r#"{{"resourceType":"Observation","meta":{{"versionId":"{v}"}}}}"#),
-    };
-    let mut api = testkit::heart_rate("fhir-api", "p", 1, 61);
-    api.provenance.payload = Some(payload("4"));
-    let plain = testkit::heart_rate("src", "p", 2, 62);
-    let mut not_json = testkit::heart_rate("src", "p", 3, 63);
-    not_json.provenance.payload = Some(Payload {
-        media_type: "text/csv".into(),
-        content: "versionId,7".into(),
-    });
-    let subject = Subject {
-        payload: Some(Payload {
-            media_type: "application/fhir+json".into(),
-            content: r#"{"resourceType":"Patient","meta":{"versionId":"9"}}"#.into(),
-        }),
-        ..Subject::new(Identifier::local("p"))
-    };
+    let legacy = testkit::legacy_records();
     {
         // Rows as a version-2 build wrote them.
         let conn = rusqlite::Connection::open(&path).expect("raw open");
-        for m in [&api, &plain, &not_json] {
+        for (m, _) in &legacy.measurements {
             conn.execute(
                 "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
                 rusqlite::params![
@@ -153,10 +133,11 @@ async fn versions_kept_in_fhir_payloads_become_stored_versions() {
             )
             .expect("v2 row");
         }
+        let subject = &legacy.subject.0;
         let key = healthanalyzer_store::identifier_key(&subject.id);
         conn.execute(
             "INSERT INTO subject (key, body) VALUES (?1, ?2)",
-            rusqlite::params![key, serde_json::to_string(&subject).expect("json")],
+            rusqlite::params![key, serde_json::to_string(subject).expect("json")],
         )
         .expect("v2 subject");
         conn.execute(
@@ -166,27 +147,7 @@ async fn versions_kept_in_fhir_payloads_become_stored_versions() {
         .expect("v2 identifier");
     }
     let store = SqliteStore::open(&path).await.expect("open migrates");
-    let version = |v: Option<
-        healthanalyzer_store::Versioned<healthanalyzer_model::Measurement>,
-    >| { v.map(|v| v.version) };
-    assert_eq!(
-        version(store.get_versioned(&api.id).await.expect("get")),
-        Some(4)
-    );
-    assert_eq!(
-        version(store.get_versioned(&plain.id).await.expect("get")),
-        Some(1)
-    );
-    assert_eq!(
-        version(store.get_versioned(&not_json.id).await.expect("get")),
-        Some(1)
-    );
-    let s = store
-        .subject_versioned(&subject.id)
-        .await
-        .expect("subject")
-        .expect("kept");
-    assert_eq!((s.value, s.version), (subject, 9));
+    testkit::migrated_versions_are_kept(&store).await;
 }
 
 #[tokio::test]

@@ -1402,3 +1402,63 @@ pub async fn concurrent_conditional_creates_make_one_record(
     let holder = handles[0].subject(&shared).await.expect("subject");
     assert!(holder.is_some(), "the winning subject holds the identifier");
 }
+
+/// Records as a build before store-kept versions wrote them (ADR 0007), for a store's migration
+/// test: write them with the old schema, migrate, then call [`migrated_versions_are_kept`].
+/// One measurement written through the FHIR API at version 4 (its kept resource says so), two
+/// without a version (no payload; a payload that is not JSON), and a subject at version 9.
+#[derive(Debug, Clone)]
+pub struct LegacyRecords {
+    /// The measurements, each with the version it must have after the migration.
+    pub measurements: Vec<(Measurement, u64)>,
+    /// The subject, with the version it must have after the migration.
+    pub subject: (Subject, u64),
+}
+
+/// The records of [`LegacyRecords`].
+pub fn legacy_records() -> LegacyRecords {
+    use healthanalyzer_model::Payload;
+    let mut api = heart_rate("fhir-api", "p", 1, 61);
+    api.provenance.payload = Some(Payload {
+        media_type: "application/fhir+json".into(),
+        content: r#"{"resourceType":"Observation","meta":{"versionId":"4"}}"#.into(),
+    });
+    let plain = heart_rate("src", "p", 2, 62);
+    let mut not_json = heart_rate("src", "p", 3, 63);
+    not_json.provenance.payload = Some(Payload {
+        media_type: "text/csv".into(),
+        content: "versionId,7".into(),
+    });
+    let subject = Subject {
+        payload: Some(Payload {
+            media_type: "application/fhir+json".into(),
+            content: r#"{"resourceType":"Patient","meta":{"versionId":"9"}}"#.into(),
+        }),
+        ..Subject::new(Identifier::local("p"))
+    };
+    LegacyRecords {
+        measurements: vec![(api, 4), (plain, 1), (not_json, 1)],
+        subject: (subject, 9),
+    }
+}
+
+/// After a migration, every record of [`legacy_records`] reads back whole at its version.
+pub async fn migrated_versions_are_kept(store: &dyn WriteSetStore) {
+    let legacy = legacy_records();
+    for (m, version) in &legacy.measurements {
+        let got = store.get_versioned(&m.id).await.expect("get");
+        assert_eq!(
+            got.map(|v| (v.value, v.version)),
+            Some((m.clone(), *version)),
+            "measurement {} after the migration",
+            m.id
+        );
+    }
+    let (subject, version) = &legacy.subject;
+    let got = store.subject_versioned(&subject.id).await.expect("subject");
+    assert_eq!(
+        got.map(|v| (v.value, v.version)),
+        Some((subject.clone(), *version)),
+        "the subject after the migration"
+    );
+}
