@@ -227,7 +227,7 @@ async fn run(
     tx_only: bool,
 ) {
     println!("\n## {label}\n");
-    let (n, lo, hi) = if tx_only {
+    let (_, lo, hi) = if tx_only {
         // A few patients only: the transaction shape does not read the data.
         fill(&store, 10, 1).await
     } else {
@@ -240,7 +240,6 @@ async fn run(
         );
         filled
     };
-    let _ = n;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -324,7 +324,7 @@ async fn sigkill_leaves_whole_transactions(db: &str) {
     let run = std::process::id();
     let tried = Arc::new(AtomicU64::new(0));
     let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(run));
-    for round in 0..10 {
+    for _ in 0..10 {
         let server = start(db);
         let base = server.base.clone();
         let mut tasks = Vec::new();
@@ -353,7 +353,6 @@ async fn sigkill_leaves_whole_transactions(db: &str) {
         for t in tasks {
             t.await.unwrap();
         }
-        let _ = round;
     }
     let server = start(db);
     let attempted = tried.load(Ordering::Relaxed);

@@ -312,7 +312,7 @@ async fn transaction(
     let retry = list.iter().all(|e| e.if_match.is_none());
     let mut attempt = 0;
     loop {
-        let (set, planned) = plan_transaction(state, access, headers, &list).await?;
+        let (set, planned) = plan_transaction(state, access, &list).await?;
         match state.store.apply(&set).await {
             Ok(applied) => return Ok(transaction_response(state, headers, planned, &applied)),
             Err(e) if retry && lost_race(&e) && attempt + 1 < WRITE_ATTEMPTS => attempt += 1,
@@ -344,11 +344,9 @@ struct PlannedTransaction {
 async fn plan_transaction(
     state: &AppState,
     access: &Access,
-    headers: &HeaderMap,
     list: &[Entry],
 ) -> ApiResult<(WriteSet, PlannedTransaction)> {
     let limit = compartment(Some(access));
-    let _ = headers;
 
     // 1. Ids for the new resources, and fullUrl -> Type/id.
     let mut targets: Vec<(String, String)> = Vec::with_capacity(list.len());

@@ -9,8 +9,8 @@ use healthanalyzer_model::jiff::Timestamp;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 use healthanalyzer_store::{
     Applied, Checkpoint, Error, Filter, MeasurementStore, Order, Page, Precondition, Query, Result,
-    SortKey, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_batch,
-    check_subjects, identifier_key, parse_identifier_key, split_instant,
+    SortKey, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_subjects,
+    identifier_key, parse_identifier_key, split_instant,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -265,7 +265,7 @@ impl MeasurementStore for PostgresStore {
         batch: &[Measurement],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<WriteSummary> {
-        check_batch(batch)?;
+        // The write set checks ids against provenance where it is encoded (`WriteSet::check`).
         Ok(self
             .apply(&WriteSet::batch(batch, checkpoint))
             .await?

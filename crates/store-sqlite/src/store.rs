@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 use healthanalyzer_store::{
     Applied, Checkpoint, Error, Filter, MeasurementStore, Page, Precondition, Query, Result,
-    SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_batch, check_subjects,
-    identifier_key, parse_identifier_key,
+    SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_subjects, identifier_key,
+    parse_identifier_key,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
@@ -394,7 +394,7 @@ impl MeasurementStore for SqliteStore {
         batch: &[Measurement],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<WriteSummary> {
-        check_batch(batch)?;
+        // The write set checks ids against provenance where it is encoded (`WriteSet::check`).
         Ok(self
             .submit(WriteSet::batch(batch, checkpoint))
             .await?

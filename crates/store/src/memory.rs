@@ -9,7 +9,7 @@ use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subje
 
 use crate::error::{Error, Result};
 use crate::query::{Filter, Order, Page, PageToken, Query, SortKey};
-use crate::store::{Checkpoint, MeasurementStore, WriteSummary, check_batch};
+use crate::store::{Checkpoint, MeasurementStore, WriteSummary};
 use crate::subject::{SubjectStore, check_subjects};
 use crate::writeset::{
     Applied, Conflict, ConflictReason, Precondition, RecordKey, Versioned, WriteSet, WriteSetStore,
@@ -259,7 +259,7 @@ impl MeasurementStore for MemoryStore {
         batch: &[Measurement],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<WriteSummary> {
-        check_batch(batch)?;
+        // The write set checks ids against provenance where it is encoded (`WriteSet::check`).
         Ok(self
             .apply(&WriteSet::batch(batch, checkpoint))
             .await?

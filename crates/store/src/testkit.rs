@@ -764,10 +764,6 @@ pub async fn run_write_set_checks(
     concurrent_conditional_creates_make_one_record(&handles, 16).await;
 }
 
-fn set_precondition_failed(err: &Error) -> Option<&Conflict> {
-    err.conflict()
-}
-
 /// A failed precondition in the middle of a set fails all of it, names the record, and writes
 /// nothing: neither the subject, the measurements before it, nor the checkpoint.
 pub async fn write_set_is_all_or_nothing(store: &dyn WriteSetStore) {
@@ -820,7 +816,8 @@ pub async fn write_set_is_all_or_nothing(store: &dyn WriteSetStore) {
             .apply(&set)
             .await
             .expect_err("a set with a failed precondition must fail");
-        let conflict = set_precondition_failed(&err)
+        let conflict = err
+            .conflict()
             .unwrap_or_else(|| panic!("expected Error::PreconditionFailed, got {err}"));
         assert_eq!(conflict.record, RecordKey::Measurement(target), "{err}");
         assert_eq!(conflict.reason, reason, "{err}");
@@ -888,7 +885,8 @@ pub async fn write_set_is_all_or_nothing(store: &dyn WriteSetStore) {
         )
         .await
         .expect_err("an identifier of another subject");
-    let conflict = set_precondition_failed(&err)
+    let conflict = err
+        .conflict()
         .unwrap_or_else(|| panic!("expected Error::PreconditionFailed, got {err}"));
     assert_eq!(
         conflict.record,
@@ -1116,7 +1114,6 @@ pub async fn a_dropped_write_set_commits_all_or_none(store: &dyn WriteSetStore) 
             .await
             .expect("a later write");
     }
-    let mut committed = 0;
     for (polls, batch, set) in &sets {
         let mut present = 0;
         for m in batch {
@@ -1148,9 +1145,7 @@ pub async fn a_dropped_write_set_commits_all_or_none(store: &dyn WriteSetStore) 
                 "absent"
             },
         );
-        committed += usize::from(all);
     }
-    let _ = committed;
 }
 
 /// Polls several futures together in this task until all are done (the kit needs no runtime
