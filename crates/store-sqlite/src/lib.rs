@@ -55,6 +55,7 @@
 
 #![warn(missing_docs)]
 
+mod codec;
 mod error;
 mod rows;
 mod schema;

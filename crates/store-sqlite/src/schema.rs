@@ -15,8 +15,15 @@ use crate::error::{SqliteError, is_corrupt};
 /// `PRAGMA application_id` of a Health Analyzer database: `"HAnl"` in ASCII.
 pub const APPLICATION_ID: i32 = 0x4841_6e6c;
 
+/// One schema step: SQL, or Rust where rows must be re-encoded.
+enum Step {
+    Sql(&'static str),
+    Rust(fn(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>),
+}
+
 /// The migrations, in order: migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Step] = &[
+    Step::Sql(
     // 1: measurements and checkpoints.
     "
     PRAGMA application_id = 1212247660;
@@ -34,9 +41,9 @@ const MIGRATIONS: &[&str] = &[
         source_id TEXT NOT NULL PRIMARY KEY,
         cursor    TEXT NOT NULL
     ) WITHOUT ROWID;
-    ",
+    "),
     // 2: subjects, and queries across subjects by time.
-    "
+    Step::Sql("
     CREATE TABLE subject (
         key  TEXT NOT NULL PRIMARY KEY,   -- identifier_key of the primary identifier
         body TEXT NOT NULL                -- the subject as JSON
@@ -47,11 +54,11 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX subject_identifier_subject ON subject_identifier (subject);
     CREATE INDEX measurement_time ON measurement (t_s, t_ns, id);
-    ",
+    "),
     // 3: versions kept by the store (ADR 0007). Records written through the FHIR API before
     // carry their version in the kept resource's `meta.versionId`; it becomes the stored one,
     // so versions never go back. Every other record starts at 1.
-    "
+    Step::Sql("
     ALTER TABLE measurement ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE subject ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
     UPDATE measurement
@@ -62,8 +69,105 @@ const MIGRATIONS: &[&str] = &[
        SET version = max(1, CAST(json_extract(json_extract(body, '$.payload.content'), '$.meta.versionId') AS INTEGER))
      WHERE instr(body, 'versionId') > 0
        AND json_valid(json_extract(body, '$.payload.content'));
-    ",
+    "),
+    // 4: the layout for throughput (ADR 0008): subjects and kinds as small integers from
+    // dictionaries, the kept record apart from the body, both compressed.
+    Step::Rust(to_v4),
 ];
+
+/// Schema 4's tables and indexes.
+const V4: &str = "
+    CREATE TABLE series (
+        n   INTEGER PRIMARY KEY,
+        key TEXT    NOT NULL UNIQUE       -- healthanalyzer_store::identifier_key of the subject
+    );
+    CREATE TABLE kind_name (
+        n    INTEGER PRIMARY KEY,
+        name TEXT    NOT NULL UNIQUE
+    );
+    CREATE TABLE measurement_v4 (
+        id           BLOB    NOT NULL UNIQUE,  -- 16 bytes, big-endian: byte order is id order
+        subject      INTEGER NOT NULL,         -- series.n
+        kind         INTEGER NOT NULL,         -- kind_name.n
+        t_s          INTEGER NOT NULL,         -- effective instant: whole seconds (floor) ...
+        t_ns         INTEGER NOT NULL,         -- ... and nanoseconds 0..1e9
+        version      INTEGER NOT NULL DEFAULT 1,
+        body         BLOB    NOT NULL,         -- the measurement without its kept record, packed
+        payload_type TEXT,                     -- the kept record's media type ...
+        payload      BLOB                      -- ... and its bytes, packed (codec.rs)
+    );
+";
+
+const V4_INDEXES: &str = "
+    CREATE INDEX measurement_subject_kind_time ON measurement (subject, kind, t_s, t_ns, id);
+    CREATE INDEX measurement_subject_time ON measurement (subject, t_s, t_ns, id);
+    CREATE INDEX measurement_time ON measurement (t_s, t_ns, id);
+";
+
+/// Schema 3 to 4: every row re-encoded into the new table, which then takes the old one's name.
+fn to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    use std::collections::HashMap;
+    tx.execute_batch(V4)?;
+    let mut keys: HashMap<String, i64> = HashMap::new();
+    let mut kinds: HashMap<String, i64> = HashMap::new();
+    {
+        let mut read = tx.prepare(
+            "SELECT id, subject, kind, t_s, t_ns, version, body FROM measurement ORDER BY rowid",
+        )?;
+        let mut write = tx.prepare(
+            "INSERT INTO measurement_v4 (id, subject, kind, t_s, t_ns, version, body, payload_type, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut series = tx.prepare("INSERT INTO series (key) VALUES (?1) RETURNING n")?;
+        let mut kind_name = tx.prepare("INSERT INTO kind_name (name) VALUES (?1) RETURNING n")?;
+        let mut rows = read.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: Vec<u8> = r.get(0)?;
+            let subject: String = r.get(1)?;
+            let kind: String = r.get(2)?;
+            let body: String = r.get(6)?;
+            let s = match keys.get(&subject) {
+                Some(n) => *n,
+                None => {
+                    let n: i64 = series.query_row([&subject], |x| x.get(0))?;
+                    keys.insert(subject, n);
+                    n
+                }
+            };
+            let k = match kinds.get(&kind) {
+                Some(n) => *n,
+                None => {
+                    let n: i64 = kind_name.query_row([&kind], |x| x.get(0))?;
+                    kinds.insert(kind, n);
+                    n
+                }
+            };
+            // A body this build cannot read is kept as it was (packed raw), never dropped: it
+            // reads back as the same damaged row it was before.
+            let (body, payload_type, payload) =
+                match serde_json::from_str::<healthanalyzer_model::Measurement>(&body)
+                    .ok()
+                    .and_then(|mut m| crate::rows::encode_parts(&mut m).ok())
+                {
+                    Some(parts) => parts,
+                    None => (crate::codec::pack(body.as_bytes()), None, None),
+                };
+            write.execute(rusqlite::params![
+                id,
+                s,
+                k,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+                body,
+                payload_type,
+                payload
+            ])?;
+        }
+    }
+    tx.execute_batch("DROP TABLE measurement; ALTER TABLE measurement_v4 RENAME TO measurement;")?;
+    tx.execute_batch(V4_INDEXES)
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -194,13 +298,16 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path, target: i64) -> Result
             });
         };
         let next = version + 1;
-        tx.execute_batch(step)
-            .and_then(|()| tx.pragma_update(None, "user_version", next))
-            .and_then(|()| tx.commit())
-            .map_err(|source| SqliteError::Migrate {
-                path: path.into(),
-                version: next,
-                source,
-            })?;
+        match step {
+            Step::Sql(sql) => tx.execute_batch(sql),
+            Step::Rust(f) => f(&tx),
+        }
+        .and_then(|()| tx.pragma_update(None, "user_version", next))
+        .and_then(|()| tx.commit())
+        .map_err(|source| SqliteError::Migrate {
+            path: path.into(),
+            version: next,
+            source,
+        })?;
     }
 }

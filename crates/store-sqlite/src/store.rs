@@ -168,7 +168,11 @@ impl SqliteStore {
     /// whatever else is waiting. Dropping this future before the commit leaves the set out.
     async fn submit(&self, set: WriteSet) -> Result<Applied> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let set = writer::Unprepared::of(set)?;
+        let set = if set.measurements.len() + set.subjects.len() <= writer::CALLER_ENCODES {
+            writer::Prepared::of(set)?
+        } else {
+            blocking(move || writer::Prepared::of(set)).await?
+        };
         if !self.inner.jobs.send(Request { set, reply }) {
             return Err(Error::Unavailable {
                 reason: "the store's writer thread has stopped (it panicked)".into(),
@@ -370,6 +374,20 @@ fn parse_url(url: &str) -> Result<(Option<PathBuf>, SqliteOptions), SqliteError>
     Ok((Some(PathBuf::from(target)), options))
 }
 
+/// The measurement of a row whose first columns are `body, payload_type, payload`.
+fn decode_row(row: &rusqlite::Row<'_>) -> Result<Measurement> {
+    let body = row.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(db)?;
+    let payload_type: Option<String> = row.get(1).map_err(db)?;
+    let payload = row
+        .get_ref(2)
+        .and_then(|v| Ok(v.as_blob_or_null()?))
+        .map_err(db)?;
+    rows::decode(body, payload_type, payload)
+}
+
+/// The measurement columns a read selects, in [`decode_row`]'s order.
+const COLUMNS: &str = "body, payload_type, payload";
+
 fn read_measurements(
     conn: &Connection,
     sql: &str,
@@ -381,8 +399,7 @@ fn read_measurements(
         .map_err(db)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(db)? {
-        let body: String = row.get(0).map_err(db)?;
-        out.push(rows::decode(&body)?);
+        out.push(decode_row(row)?);
     }
     Ok(out)
 }
@@ -404,11 +421,11 @@ impl MeasurementStore for SqliteStore {
     async fn get(&self, id: &MeasurementId) -> Result<Option<Measurement>> {
         let id = id_bytes(id);
         self.with_reader(move |conn| {
-            let body: Option<String> = conn
-                .prepare_cached("SELECT body FROM measurement WHERE id = ?1")
-                .and_then(|mut s| s.query_row([&id[..]], |r| r.get(0)).optional())
+            let mut stmt = conn
+                .prepare_cached("SELECT body, payload_type, payload FROM measurement WHERE id = ?1")
                 .map_err(db)?;
-            body.as_deref().map(rows::decode).transpose()
+            let mut found = stmt.query([&id[..]]).map_err(db)?;
+            found.next().map_err(db)?.map(decode_row).transpose()
         })
         .await
     }
@@ -422,7 +439,7 @@ impl MeasurementStore for SqliteStore {
         let limit = query.limit;
         let order = query.order;
         let sql = format!(
-            "SELECT body, version FROM measurement{}{} LIMIT {}",
+            "SELECT {COLUMNS}, version FROM measurement{}{} LIMIT {}",
             w.sql,
             rows::order_by(order),
             limit.saturating_add(1).min(i64::MAX as usize)
@@ -434,9 +451,8 @@ impl MeasurementStore for SqliteStore {
                 .map_err(db)?;
             let mut items = Vec::new();
             while let Some(row) = found.next().map_err(db)? {
-                let body: String = row.get(0).map_err(db)?;
-                let version: i64 = row.get(1).map_err(db)?;
-                items.push((rows::decode(&body)?, version.max(1) as u64));
+                let version: i64 = row.get(3).map_err(db)?;
+                items.push((decode_row(row)?, version.max(1) as u64));
             }
             Ok(Page::from_overfetch_versioned(items, limit, order))
         })
@@ -470,7 +486,11 @@ impl MeasurementStore for SqliteStore {
         self.with_reader(move |conn| {
             let kinds = if kinds.is_empty() {
                 conn.prepare_cached(
-                    "SELECT DISTINCT kind FROM measurement WHERE subject = ?1 ORDER BY kind",
+                    "SELECT k.name FROM kind_name k
+                     WHERE EXISTS (SELECT 1 FROM measurement m
+                                   WHERE m.subject = (SELECT n FROM series WHERE key = ?1)
+                                     AND m.kind = k.n)
+                     ORDER BY k.name",
                 )
                 .and_then(|mut s| {
                     s.query_map([&key], |r| r.get::<_, String>(0))?
@@ -484,7 +504,9 @@ impl MeasurementStore for SqliteStore {
             for kind in kinds {
                 out.extend(read_measurements(
                     conn,
-                    "SELECT body FROM measurement WHERE subject = ?1 AND kind = ?2
+                    "SELECT body, payload_type, payload FROM measurement
+                     WHERE subject = (SELECT n FROM series WHERE key = ?1)
+                       AND kind = (SELECT n FROM kind_name WHERE name = ?2)
                      ORDER BY t_s DESC, t_ns DESC, id DESC LIMIT ?3",
                     &[key.clone().into(), kind.into(), n.into()],
                 )?);
@@ -497,7 +519,10 @@ impl MeasurementStore for SqliteStore {
     async fn subjects(&self) -> Result<Vec<Identifier>> {
         self.with_reader(|conn| {
             let keys = conn
-                .prepare_cached("SELECT DISTINCT subject FROM measurement")
+                .prepare_cached(
+                    "SELECT key FROM series s
+                     WHERE EXISTS (SELECT 1 FROM measurement m WHERE m.subject = s.n)",
+                )
                 .and_then(|mut s| {
                     s.query_map([], |r| r.get::<_, String>(0))?
                         .collect::<rusqlite::Result<Vec<_>>>()
@@ -530,10 +555,10 @@ impl MeasurementStore for SqliteStore {
         .await
     }
 
-    /// 10,000: every commit rewrites the index pages it touched, and the id index is random, so
+    /// 25,000: every commit rewrites the index pages it touched, and the id index is random, so
     /// small commits cost SQLite more than the rows do (see `docs/benchmarks.md`).
     fn preferred_batch_size(&self) -> usize {
-        10_000
+        25_000
     }
 }
 
@@ -590,20 +615,23 @@ impl WriteSetStore for SqliteStore {
     async fn get_versioned(&self, id: &MeasurementId) -> Result<Option<Versioned<Measurement>>> {
         let id = id_bytes(id);
         self.with_reader(move |conn| {
-            let row: Option<(String, i64)> = conn
-                .prepare_cached("SELECT body, version FROM measurement WHERE id = ?1")
-                .and_then(|mut s| {
-                    s.query_row([&id[..]], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
-                })
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT body, payload_type, payload, version FROM measurement WHERE id = ?1",
+                )
                 .map_err(db)?;
-            row.map(|(body, version)| {
-                Ok(Versioned {
-                    value: rows::decode(&body)?,
-                    version: version.max(1) as u64,
+            let mut found = stmt.query([&id[..]]).map_err(db)?;
+            found
+                .next()
+                .map_err(db)?
+                .map(|row| {
+                    let version: i64 = row.get(3).map_err(db)?;
+                    Ok(Versioned {
+                        value: decode_row(row)?,
+                        version: version.max(1) as u64,
+                    })
                 })
-            })
-            .transpose()
+                .transpose()
         })
         .await
     }

@@ -12,7 +12,7 @@
 //! blocking pool. Under 32 concurrent writers the pool's threads all waited on the connection,
 //! new sets waited ~10 ms for a thread, and commits held 1.2 sets on average: no grouping.)
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -29,7 +29,7 @@ use crate::rows::{self, Row, id_bytes};
 
 /// At most this many sets, or about this many records, go into one transaction.
 const GROUP_SETS: usize = 256;
-const GROUP_RECORDS: usize = 20_000;
+const GROUP_RECORDS: usize = 100_000;
 
 /// A write set with its rows encoded, ready for the transaction.
 pub(crate) struct Prepared {
@@ -40,12 +40,12 @@ pub(crate) struct Prepared {
 }
 
 impl Prepared {
-    pub(crate) fn of(set: WriteSet) -> Result<Self> {
+    pub(crate) fn of(mut set: WriteSet) -> Result<Self> {
         set.check()?;
         let rows = set
             .measurements
-            .iter()
-            .map(|w| Row::of(&w.measurement))
+            .iter_mut()
+            .map(|w| Row::of(&mut w.measurement))
             .collect::<Result<Vec<_>>>()?;
         let subject_keys = set
             .subjects
@@ -66,47 +66,24 @@ impl Prepared {
     }
 }
 
-/// A set sent to the writer, and where its outcome goes.
+/// A set sent to the writer, encoded by its caller (so that encoding, compression above all,
+/// runs beside the writer rather than on it), and where its outcome goes.
 pub(crate) struct Request {
-    pub(crate) set: Unprepared,
+    pub(crate) set: Prepared,
     pub(crate) reply: oneshot::Sender<Result<Applied>>,
 }
 
-/// A set as it reaches the writer: small ones are encoded by their caller (in parallel with the
-/// writer), large ones by the writer (an import batch should not hold up an async worker).
-pub(crate) enum Unprepared {
-    Set(WriteSet),
-    Ready(Prepared),
-}
-
-/// Sets of at most this many records are encoded by their caller.
+/// Sets of at most this many records are encoded on the caller's thread; larger ones on the
+/// blocking pool (an import batch should not hold up an async worker).
 pub(crate) const CALLER_ENCODES: usize = 64;
 
-impl Unprepared {
-    pub(crate) fn of(set: WriteSet) -> Result<Self> {
-        if size(&set) <= CALLER_ENCODES {
-            Ok(Self::Ready(Prepared::of(set)?))
-        } else {
-            Ok(Self::Set(set))
-        }
-    }
-
-    fn size(&self) -> usize {
-        match self {
-            Self::Set(s) => size(s),
-            Self::Ready(p) => size(&p.set),
-        }
-    }
-
-    fn prepare(self) -> Result<Prepared> {
-        match self {
-            Self::Set(s) => Prepared::of(s),
-            Self::Ready(p) => Ok(p),
-        }
+impl Prepared {
+    pub(crate) fn size(&self) -> usize {
+        size(&self.set)
     }
 }
 
-/// A set encoded by the writer, ready for a group.
+/// A set in a group.
 struct Job {
     prepared: Prepared,
     reply: oneshot::Sender<Result<Applied>>,
@@ -170,6 +147,7 @@ impl Drop for Writer {
 
 fn run(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Request>, stats: &Stats) {
     let mut carried: Option<Request> = None;
+    let mut keys = Keys::default();
     loop {
         let first = match carried.take() {
             Some(r) => r,
@@ -199,15 +177,10 @@ fn run(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Request>, stats: &Stats) {
             if r.reply.is_closed() {
                 continue; // its caller is gone: nothing to write for it
             }
-            match r.set.prepare() {
-                Ok(prepared) => jobs.push(Job {
-                    prepared,
-                    reply: r.reply,
-                }),
-                Err(e) => {
-                    let _ = r.reply.send(Err(e));
-                }
-            }
+            jobs.push(Job {
+                prepared: r.set,
+                reply: r.reply,
+            });
         }
         if jobs.is_empty() {
             continue;
@@ -223,7 +196,7 @@ fn run(conn: &Mutex<Connection>, rx: &mpsc::Receiver<Request>, stats: &Stats) {
             }
             continue;
         };
-        if run_group(&mut conn, jobs) {
+        if run_group(&mut conn, jobs, &mut keys) {
             stats.transactions.fetch_add(1, Ordering::Relaxed);
             stats.sets.fetch_add(n, Ordering::Relaxed);
         }
@@ -248,11 +221,11 @@ fn copy_of(e: &Error) -> Error {
 }
 
 /// Applies a group; true when it committed.
-fn run_group(conn: &mut Connection, mut jobs: Vec<Job>) -> bool {
+fn run_group(conn: &mut Connection, mut jobs: Vec<Job>, keys: &mut Keys) -> bool {
     // Callers that are gone are not written for.
     jobs.retain(|j| !j.reply.is_closed());
     while !jobs.is_empty() {
-        match try_group(conn, &jobs) {
+        match try_group(conn, &jobs, keys) {
             Err(e) => {
                 for job in jobs {
                     let _ = job.reply.send(Err(copy_of(&e)));
@@ -275,7 +248,11 @@ fn run_group(conn: &mut Connection, mut jobs: Vec<Job>) -> bool {
 }
 
 /// One transaction over `jobs`: `Ok(None)` when it was rolled back because a caller left.
-fn try_group(conn: &mut Connection, jobs: &[Job]) -> Result<Option<Vec<Result<Applied>>>> {
+fn try_group(
+    conn: &mut Connection,
+    jobs: &[Job],
+    keys: &mut Keys,
+) -> Result<Option<Vec<Result<Applied>>>> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db)?;
@@ -286,11 +263,15 @@ fn try_group(conn: &mut Connection, jobs: &[Job]) -> Result<Option<Vec<Result<Ap
             .and_then(|mut s| s.execute([]))
             .map_err(db)
     };
+    let mut added = NewKeys::default();
     for job in jobs {
         run("SAVEPOINT write_set")?;
-        match apply_one(&tx, &job.prepared) {
+        let mut new = NewKeys::default();
+        match apply_one(&tx, &job.prepared, keys, &mut new) {
             Ok(applied) => {
                 run("RELEASE write_set")?;
+                added.series.extend(new.series);
+                added.kinds.extend(new.kinds);
                 results.push(Ok(applied));
             }
             Err(e) => {
@@ -308,6 +289,7 @@ fn try_group(conn: &mut Connection, jobs: &[Job]) -> Result<Option<Vec<Result<Ap
         return Ok(None); // dropping `tx` rolls it back
     }
     tx.commit().map_err(db)?;
+    keys.absorb(added);
     Ok(Some(results))
 }
 
@@ -326,7 +308,7 @@ const MEASUREMENT_VERSION: &str = "SELECT version FROM measurement WHERE id = ?1
 const SUBJECT_VERSION: &str = "SELECT version FROM subject WHERE key = ?1";
 
 /// Applies one set in the current transaction (or savepoint).
-fn apply_one(conn: &Connection, p: &Prepared) -> Result<Applied> {
+fn apply_one(conn: &Connection, p: &Prepared, keys: &Keys, new: &mut NewKeys) -> Result<Applied> {
     let set = &p.set;
     let mut applied = Applied::default();
     for d in &set.deletions {
@@ -361,7 +343,7 @@ fn apply_one(conn: &Connection, p: &Prepared) -> Result<Applied> {
     if !set.subjects.is_empty() {
         put_subjects(conn, p, &mut applied)?;
     }
-    put_measurements(conn, p, &mut applied)?;
+    put_measurements(conn, p, &mut applied, keys, new)?;
     if let Some(cp) = &set.checkpoint {
         conn.prepare_cached(
             "INSERT INTO checkpoint (source_id, cursor) VALUES (?1, ?2)
@@ -373,34 +355,109 @@ fn apply_one(conn: &Connection, p: &Prepared) -> Result<Applied> {
     Ok(applied)
 }
 
-fn put_measurements(conn: &Connection, p: &Prepared, applied: &mut Applied) -> Result<()> {
+/// The numbers of `series` and `kind_name` keys that are committed (those rows are never changed
+/// or deleted, so a committed number stays right, also across processes).
+#[derive(Default)]
+struct Keys {
+    series: HashMap<String, i64>,
+    kinds: HashMap<String, i64>,
+}
+
+/// Keys a set added, kept apart until its transaction commits: a set rolled back to its
+/// savepoint takes its new dictionary rows with it.
+#[derive(Default)]
+struct NewKeys {
+    series: HashMap<String, i64>,
+    kinds: HashMap<String, i64>,
+}
+
+impl Keys {
+    fn absorb(&mut self, new: NewKeys) {
+        self.series.extend(new.series);
+        self.kinds.extend(new.kinds);
+    }
+}
+
+/// The number of `key` in a dictionary table (`series` or `kind_name`), added when new.
+fn key_number(
+    conn: &Connection,
+    committed: &HashMap<String, i64>,
+    new: &mut HashMap<String, i64>,
+    table: &str,
+    key: &str,
+) -> Result<i64> {
+    if let Some(n) = committed.get(key).or_else(|| new.get(key)) {
+        return Ok(*n);
+    }
+    let column = if table == "series" { "key" } else { "name" };
+    let found: Option<i64> = conn
+        .prepare_cached(&format!("SELECT n FROM {table} WHERE {column} = ?1"))
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .map_err(db)?;
+    let n = match found {
+        Some(n) => n,
+        None => conn
+            .prepare_cached(&format!(
+                "INSERT INTO {table} ({column}) VALUES (?1) RETURNING n"
+            ))
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)))
+            .map_err(db)?,
+    };
+    new.insert(key.to_string(), n);
+    Ok(n)
+}
+
+fn put_measurements(
+    conn: &Connection,
+    p: &Prepared,
+    applied: &mut Applied,
+    keys: &Keys,
+    new: &mut NewKeys,
+) -> Result<()> {
     if p.rows.is_empty() {
         return Ok(());
     }
     let mut insert = conn
         .prepare_cached(
-            "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload_type, payload, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1) ON CONFLICT (id) DO NOTHING",
         )
         .map_err(db)?;
+    // Unchanged: the same columns. Packing is deterministic (one dictionary, one level), so
+    // equal records have equal bytes.
     let mut update = conn
         .prepare_cached(
             "UPDATE measurement SET subject = ?2, kind = ?3, t_s = ?4, t_ns = ?5, body = ?6,
-                    version = version + 1
-             WHERE id = ?1 AND body IS NOT ?6 RETURNING version",
+                    payload_type = ?7, payload = ?8, version = version + 1
+             WHERE id = ?1 AND (body IS NOT ?6 OR payload IS NOT ?8 OR payload_type IS NOT ?7
+                                OR subject IS NOT ?2 OR kind IS NOT ?3 OR t_s IS NOT ?4 OR t_ns IS NOT ?5)
+             RETURNING version",
         )
         .map_err(db)?;
     let mut update_at = conn
         .prepare_cached(
             "UPDATE measurement SET subject = ?2, kind = ?3, t_s = ?4, t_ns = ?5, body = ?6,
-                    version = version + (body IS NOT ?6)
-             WHERE id = ?1 AND version = ?7 RETURNING version",
+                    payload_type = ?7, payload = ?8,
+                    version = version + (body IS NOT ?6 OR payload IS NOT ?8 OR payload_type IS NOT ?7
+                                         OR subject IS NOT ?2 OR kind IS NOT ?3 OR t_s IS NOT ?4 OR t_ns IS NOT ?5)
+             WHERE id = ?1 AND version = ?9 RETURNING version",
         )
         .map_err(db)?;
     applied.measurement_versions.reserve(p.rows.len());
     for (w, r) in p.set.measurements.iter().zip(&p.rows) {
         let record = || RecordKey::Measurement(w.measurement.id);
-        let row = params![&r.id[..], r.subject, r.kind, r.t_s, r.t_ns, r.body];
+        let subject = key_number(conn, &keys.series, &mut new.series, "series", &r.subject)?;
+        let kind = key_number(conn, &keys.kinds, &mut new.kinds, "kind_name", &r.kind)?;
+        let row = params![
+            &r.id[..],
+            subject,
+            kind,
+            r.t_s,
+            r.t_ns,
+            r.body,
+            r.payload_type,
+            r.payload
+        ];
         let version = match w.precondition {
             Precondition::Any | Precondition::Absent => {
                 if insert.execute(row).map_err(db)? == 1 {
@@ -428,7 +485,17 @@ fn put_measurements(conn: &Connection, p: &Prepared, applied: &mut Applied) -> R
                 let wanted = i64::try_from(want).unwrap_or(i64::MAX);
                 let done = update_at
                     .query_row(
-                        params![&r.id[..], r.subject, r.kind, r.t_s, r.t_ns, r.body, wanted],
+                        params![
+                            &r.id[..],
+                            subject,
+                            kind,
+                            r.t_s,
+                            r.t_ns,
+                            r.body,
+                            r.payload_type,
+                            r.payload,
+                            wanted
+                        ],
                         |x| x.get::<_, i64>(0),
                     )
                     .optional()

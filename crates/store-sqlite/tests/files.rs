@@ -282,3 +282,118 @@ async fn two_handles_on_one_file_write_and_read_concurrently() {
     reader.await.expect("reader");
     assert_eq!(b.count(&Filter::default()).await.expect("count"), 20_000);
 }
+
+/// Schema 3 kept each measurement as one JSON text (the kept record escaped inside it) under
+/// text subject and kind keys. Schema 4 re-encodes every row: the records read back exactly,
+/// queries by subject and kind find them, and the kept record is stored compressed apart.
+#[tokio::test]
+async fn a_schema_3_file_is_re_encoded_and_reads_back_exactly() {
+    use healthanalyzer_model::Payload;
+    use healthanalyzer_store::{Query, WriteSetStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v3.db");
+    create_at_version(&path, 3).expect("v3 file");
+    let mut rows = Vec::new();
+    for i in 0..50 {
+        let mut m = testkit::heart_rate("fhir-api", if i % 2 == 0 { "a" } else { "b" }, i, 60 + i);
+        m.provenance.payload = Some(Payload {
+            media_type: "application/fhir+json".into(),
+            content: format!(
+                r#"{{"resourceType":"Observation","id":"hr-{i}","status":"final","category":[{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}}]}}],"code":{{"coding":[{{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}}]}},"subject":{{"reference":"Patient/a"}},"valueQuantity":{{"value":{},"unit":"beats/minute","system":"http://unitsofmeasure.org","code":"/min"}}}}"#,
+                60 + i
+            ),
+        });
+        rows.push((m, 1 + (i as u64 % 3)));
+    }
+    // One row whose body this build cannot read: it must survive the migration untouched.
+    let damaged_id = [7u8; 16];
+    {
+        let conn = rusqlite::Connection::open(&path).expect("raw open");
+        for (m, version) in &rows {
+            let nanos = m.effective.instant().as_nanosecond();
+            conn.execute(
+                "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                rusqlite::params![
+                    &m.id.as_uuid().as_u128().to_be_bytes()[..],
+                    healthanalyzer_store::identifier_key(&m.subject),
+                    m.kind.as_str(),
+                    nanos.div_euclid(1_000_000_000) as i64,
+                    nanos.rem_euclid(1_000_000_000) as i64,
+                    serde_json::to_string(m).expect("json"),
+                    *version as i64,
+                ],
+            )
+            .expect("v3 row");
+        }
+        conn.execute(
+            "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body) VALUES (?1, ?2, 'heart-rate', 0, 0, '{not json')",
+            rusqlite::params![
+                &damaged_id[..],
+                healthanalyzer_store::identifier_key(&Identifier::local("x"))
+            ],
+        )
+        .expect("damaged row");
+    }
+    let store = SqliteStore::open(&path).await.expect("open migrates");
+    for (m, version) in &rows {
+        let got = store
+            .get_versioned(&m.id)
+            .await
+            .expect("get")
+            .expect("kept");
+        assert_eq!((&got.value, got.version), (m, *version));
+    }
+    let page = store
+        .query(&Query::new(
+            Filter::subject(Identifier::local("a")).kinds([m_kind(&rows)]),
+            100,
+        ))
+        .await
+        .expect("query");
+    let want: Vec<_> = rows
+        .iter()
+        .map(|(m, _)| m.clone())
+        .filter(|m| m.subject == Identifier::local("a"))
+        .collect();
+    assert_eq!(page.items, want);
+    assert_eq!(
+        store.subjects().await.expect("subjects").len(),
+        3,
+        "a, b and the damaged row's subject"
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let (kept, stored): (i64, i64) = conn
+        .query_row(
+            "SELECT sum(length(payload)), count(*) FROM measurement WHERE payload IS NOT NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("sizes");
+    let original: usize = rows
+        .iter()
+        .map(|(m, _)| m.provenance.payload.as_ref().map_or(0, |p| p.content.len()))
+        .sum();
+    assert_eq!(stored, 50);
+    assert!(
+        (kept as usize) * 2 < original,
+        "{kept} bytes kept for {original} bytes of records"
+    );
+    let damaged: Vec<u8> = conn
+        .query_row(
+            "SELECT body FROM measurement WHERE id = ?1",
+            [&damaged_id[..]],
+            |r| r.get(0),
+        )
+        .expect("damaged row kept");
+    assert_eq!(
+        &damaged[1..],
+        b"{not json",
+        "kept as it was, behind the raw tag"
+    );
+}
+
+fn m_kind(rows: &[(healthanalyzer_model::Measurement, u64)]) -> healthanalyzer_model::KindId {
+    rows[0].0.kind.clone()
+}
