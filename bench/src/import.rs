@@ -38,6 +38,51 @@ fn peak_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// The peer: Python's `fhir.resources` (R4 models, from `../shared/tools/setup.sh`) parsing the
+/// first `lines` Observations of `file`; returns (seconds, parsed), or `None` when it is not
+/// installed.
+fn fhir_resources(file: &Path, lines: usize) -> Option<(f64, u64)> {
+    let home = std::env::var("FHIR_TOOLS_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/fhir-tools")
+        });
+    let python = home.join("venv-r4/bin/python");
+    if !python.exists() {
+        println!(
+            "(fhir.resources not installed at {}: run ../shared/tools/setup.sh for the peer)",
+            python.display()
+        );
+        return None;
+    }
+    let script = r#"
+import sys, time
+from fhir.resources.observation import Observation
+path, limit = sys.argv[1], int(sys.argv[2])
+lines = []
+with open(path) as f:
+    for line in f:
+        if '"Observation"' in line:
+            lines.append(line)
+            if len(lines) >= limit:
+                break
+t = time.perf_counter()
+for line in lines:
+    Observation.parse_raw(line)
+print(time.perf_counter() - t, len(lines))
+"#;
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .arg(file)
+        .arg(lines.to_string())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut parts = text.split_whitespace();
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 /// Runs the import; returns (wall time, peak RSS in kB, imported count).
 fn import(bin: &Path, db: &Path, file: &Path) -> (Duration, u64, u64) {
     let _ = std::fs::remove_file(db);
@@ -173,6 +218,7 @@ async fn main() {
     let ceiling = ceilings[0].1;
     drop(rows);
 
+    let peer = fhir_resources(&full, 100_000);
     let (t_q, peak_q, n_q) = import(&bin, &dir.path().join("q.db"), &quarter);
     let (t_f, peak_f, n_f) = import(&bin, &dir.path().join("f.db"), &full);
     assert_eq!(n_f, n);
@@ -214,6 +260,17 @@ async fn main() {
             "| in-process, store only: the same rows into SQLite, cache {cache} MiB | {n} | {:.1} | {:.0} | |",
             d.as_secs_f64(),
             rate(n, *d)
+        );
+    }
+    if let Some((secs, k)) = peer {
+        println!(
+            "| peer: Python fhir.resources 6.4.0 parsing the first {k} Observations (parse only) | {k} | {secs:.1} | {:.0} | |",
+            k as f64 / secs
+        );
+        println!();
+        println!(
+            "import (end to end, whole file) / fhir.resources parse alone: {:.1}x",
+            rate(n_f, t_f) / (k as f64 / secs)
         );
     }
     println!();

@@ -154,18 +154,31 @@ fn sqlite_raw(path: &std::path::Path, rows: &[RawRow], per_tx: usize) -> Result<
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -32_768)?;
     conn.pragma_update(None, "wal_autocheckpoint", 8_192)?;
+    // Schema 4 keys subjects and kinds by dictionary numbers (ADR 0008); the ceiling gets them
+    // precomputed, like the rest of each row.
+    let mut numbers = std::collections::HashMap::new();
+    let keys: Vec<(i64, i64)> = rows
+        .iter()
+        .map(|r| {
+            let mut number = |k: &str| {
+                let n = numbers.len() as i64;
+                *numbers.entry(k.to_string()).or_insert(n)
+            };
+            (number(&r.subject), number(&r.kind))
+        })
+        .collect();
     let t = Instant::now();
-    for chunk in rows.chunks(per_tx) {
+    for (chunk, keys) in rows.chunks(per_tx).zip(keys.chunks(per_tx)) {
         let tx = conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            for r in chunk {
+            for (r, (subject, kind)) in chunk.iter().zip(keys) {
                 stmt.execute(rusqlite::params![
                     &r.id.as_u128().to_be_bytes()[..],
-                    r.subject,
-                    r.kind,
+                    subject,
+                    kind,
                     r.t_s,
                     r.t_ns,
                     r.body

@@ -194,6 +194,11 @@ impl From<healthanalyzer_store::Error> for Failure {
 
 type Result<T> = std::result::Result<T, Failure>;
 
+/// mimalloc: an import allocates and frees a few strings per record; with the system allocator
+/// malloc and free took 12 % of an import's profile (`docs/benchmarks.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
