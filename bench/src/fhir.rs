@@ -105,6 +105,21 @@ fn main() {
     let write_fresh = best(rounds, || {
         std::hint::black_box(write_ndjson(&[], &fresh, &WriteOptions::new(catalog)).unwrap());
     });
+    // The path NDJSON took before the text writer: a `serde_json::Value` per Observation.
+    let write_fresh_value = best(rounds, || {
+        let options = WriteOptions::new(catalog);
+        let mut out = String::new();
+        for m in &fresh {
+            out.push_str(&healthanalyzer_fhir::write_observation(m, &options).unwrap().to_string());
+            out.push('\n');
+        }
+        std::hint::black_box(out);
+    });
+    let write_back_ndjson = best(rounds, || {
+        std::hint::black_box(
+            write_ndjson(&[], &contents.measurements, &WriteOptions::new(catalog)).unwrap(),
+        );
+    });
     let value = best(rounds, || {
         let v: serde_json::Value = serde_json::from_str(&bundle).unwrap();
         std::hint::black_box(v);
@@ -127,7 +142,12 @@ fn main() {
         ("ours: read Bundle (parse + map)", ours_bundle),
         ("ours: read NDJSON (parse + map)", ours_ndjson),
         ("ours: write Bundle back (from payload)", write_back),
-        ("ours: write NDJSON fresh (from the model)", write_fresh),
+        ("ours: write NDJSON back (kept payloads spliced)", write_back_ndjson),
+        ("ours: write NDJSON fresh (from the model, text writer)", write_fresh),
+        (
+            "ours: write NDJSON fresh through serde_json::Value (the previous path)",
+            write_fresh_value,
+        ),
         ("serde_json::Value parse only", value),
         (
             "fhirbolt strict parse only (each Observation as R4 Resource)",

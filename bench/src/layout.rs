@@ -185,9 +185,10 @@ struct Encoded {
 }
 
 fn encode(rows: &[Measurement], encoding: Encoding, dict: Option<&[u8]>) -> Vec<Encoded> {
+    let dict = dict.unwrap_or(&[]);
     let mut subjects: HashMap<String, i64> = HashMap::new();
     let mut kinds: HashMap<String, i64> = HashMap::new();
-    let mut compressor = dict.map(|d| zstd::bulk::Compressor::with_dictionary(1, d).unwrap());
+    let mut compressor = Some(zstd::bulk::Compressor::with_dictionary(1, dict).unwrap());
     let mut plain = zstd::bulk::Compressor::new(1).unwrap();
     rows.iter()
         .map(|m| {
@@ -318,6 +319,7 @@ async fn main() {
     let mut from = 0;
     let mut sorted = false;
     let mut cache: i64 = 32;
+    let mut migration = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -333,6 +335,7 @@ async fn main() {
             "--from" => from = value() as usize,
             "--sorted" => sorted = value() == 1,
             "--cache" => cache = value(),
+            "--migration" => migration = value() == 1,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -376,6 +379,57 @@ async fn main() {
             break;
         }
     }
+    if migration {
+        // A schema 3 file holding these rows, as the previous release wrote them, opened by
+        // this build: the time of the migration to schema 4.
+        let path = dir.path().join("v3.db");
+        healthanalyzer_store_sqlite::create_at_version(&path, 3).unwrap();
+        let encoded = encode(&rows, Encoding::Text, None);
+        let t = Instant::now();
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            {
+                let mut s = tx
+                    .prepare("INSERT INTO measurement (id, subject, kind, t_s, t_ns, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                    .unwrap();
+                for r in &encoded {
+                    s.execute(params![
+                        &r.id[..],
+                        r.subject,
+                        r.kind,
+                        r.t_s,
+                        r.t_ns,
+                        std::str::from_utf8(&r.body).unwrap()
+                    ])
+                    .unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let filled = t.elapsed();
+        let before = std::fs::metadata(&path).unwrap().len();
+        let t = Instant::now();
+        let store = healthanalyzer_store_sqlite::SqliteStore::open(&path)
+            .await
+            .unwrap();
+        let took = t.elapsed();
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch("VACUUM").unwrap();
+        drop(conn);
+        let after = std::fs::metadata(&path).unwrap().len();
+        println!(
+            "migration of a schema 3 file of {} rows ({:.0} MB, filled in {:.1} s) to schema 4: {:.1} s, {:.0} rows/s; {:.0} MB after VACUUM",
+            rows.len(),
+            before as f64 / 1e6,
+            filled.as_secs_f64(),
+            took.as_secs_f64(),
+            rows.len() as f64 / took.as_secs_f64(),
+            after as f64 / 1e6
+        );
+        return;
+    }
     let samples: Vec<&[u8]> = rows
         .iter()
         .step_by((rows.len() / 2000).max(1))
@@ -399,7 +453,7 @@ async fn main() {
             continue;
         }
         let t = Instant::now();
-        let encoded = encode(&rows, layout.encoding, Some(&dict));
+        let encoded = encode(&rows, layout.encoding, Some(&dict[..]));
         let enc = t.elapsed();
         let path = dir.path().join(format!("l{i}.db"));
         let took = insert(&path, layout, &encoded, batch, sorted, cache);

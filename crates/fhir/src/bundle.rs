@@ -13,6 +13,7 @@ use crate::device::{merge, read_device, write_device};
 use crate::error::{Error, Result, expect_type};
 use crate::observation::{
     REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, map_observation, reference_json, write_observation,
+    write_observation_text,
 };
 use crate::patient::{read_patient, write_patient};
 use crate::profile::{Profile, WriteOptions, phd_identifier};
@@ -492,6 +493,15 @@ fn ensure_identifier(resource: &mut Json, own: &str) {
     }
 }
 
+/// Whether a resource's JSON text has a top-level `id` (scanned, not built).
+fn has_id(text: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Top {
+        id: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Top>(text).is_ok_and(|t| t.id.is_some())
+}
+
 /// Writes Patients then Observations as NDJSON, one resource per line.
 pub fn write_ndjson(
     subjects: &[Subject],
@@ -504,14 +514,19 @@ pub fn write_ndjson(
         out.push('\n');
     }
     for m in measurements {
-        let mut r = write_observation(m, options)?;
-        // Every NDJSON resource needs an id (there is no fullUrl to stand in for it).
-        if let Json::Object(o) = &mut r
-            && !o.contains_key("id")
-        {
-            o.insert("id".into(), m.id.to_string().into());
+        let text = write_observation_text(m, options)?;
+        // Every NDJSON resource needs an id (there is no fullUrl to stand in for it). A fresh
+        // Observation has one; a kept payload may not.
+        if m.provenance.payload.is_some() && !has_id(&text) {
+            let mut r: Json = serde_json::from_str(&text)
+                .map_err(|e| crate::Error::value("Observation", e.to_string()))?;
+            if let Json::Object(o) = &mut r {
+                o.insert("id".into(), m.id.to_string().into());
+            }
+            out.push_str(&r.to_string());
+        } else {
+            out.push_str(&text);
         }
-        out.push_str(&r.to_string());
         out.push('\n');
     }
     Ok(out)

@@ -706,3 +706,382 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog, profile: Profile) -> Re
     }
     Ok(Json::Object(o))
 }
+
+/// The Observation of `m` as compact JSON text: equal, as JSON, to
+/// [`write_observation`]`(m, options)`, and written without building a `serde_json::Value`.
+///
+/// - A fresh Observation (no kept FHIR payload) in the vital-signs profile is written straight
+///   from the model, byte for byte what `write_observation(..).to_string()` gives.
+/// - A kept FHIR payload that still says what the measurement says is spliced in as its source
+///   wrote it (line breaks between tokens removed, so it stays one NDJSON line): its numbers,
+///   escapes and key order are the source's own.
+/// - Anything else (a changed measurement over a kept payload, a national profile) takes the
+///   `write_observation` path.
+///
+/// ```
+/// use healthanalyzer_fhir::{WriteOptions, write_observation, write_observation_text};
+/// use healthanalyzer_model::{Catalog, DateTime, Identifier, Measurement, Provenance, Value, parse_decimal};
+///
+/// let m = Measurement::new(
+///     Provenance::new("scale", "r1"),
+///     Identifier::local("p1"),
+///     "body-weight",
+///     Value::quantity(parse_decimal("72.40")?, "kg"),
+///     DateTime::parse("2024-03-31T08:15:00+02:00")?,
+/// );
+/// let options = WriteOptions::new(Catalog::builtin());
+/// let text = write_observation_text(&m, &options)?;
+/// assert_eq!(text, write_observation(&m, &options)?.to_string());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn write_observation_text(m: &Measurement, options: &WriteOptions<'_>) -> Result<String> {
+    if let Some(p) = &m.provenance.payload
+        && p.media_type == FHIR_JSON
+    {
+        if options.profile == Profile::VitalSigns
+            && let Some(text) = splice(m, &p.content, options.catalog)
+        {
+            return Ok(text);
+        }
+        return Ok(write_observation(m, options)?.to_string());
+    }
+    if options.profile != Profile::VitalSigns {
+        return Ok(write_observation(m, options)?.to_string());
+    }
+    let mut w = JsonText::with_capacity(1024);
+    fresh_text(&mut w, m, options.catalog)?;
+    Ok(w.0)
+}
+
+/// The kept payload as one line, when it is an Observation object that reads back to `m`.
+fn splice(m: &Measurement, content: &str, catalog: &Catalog) -> Option<String> {
+    let options = ReadOptions {
+        catalog,
+        source_id: &m.provenance.source_id,
+    };
+    let before = read_observation(content, &options, Some(&m.provenance.record_id)).ok()?;
+    if !(same_content(&before, m) && before.subject == m.subject) {
+        return None;
+    }
+    let trimmed = content.trim();
+    if !trimmed.starts_with('{') {
+        return None;
+    }
+    // JSON strings cannot hold a raw line break, so every one is whitespace between tokens.
+    Some(if trimmed.contains(['\n', '\r']) {
+        trimmed
+            .chars()
+            .filter(|c| !matches!(c, '\n' | '\r'))
+            .collect()
+    } else {
+        trimmed.to_string()
+    })
+}
+
+/// A JSON text being written; strings are escaped as serde_json escapes them.
+struct JsonText(String);
+
+impl JsonText {
+    fn with_capacity(n: usize) -> Self {
+        Self(String::with_capacity(n))
+    }
+
+    fn raw(&mut self, s: &str) {
+        self.0.push_str(s);
+    }
+
+    fn string(&mut self, s: &str) {
+        self.0.push('"');
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let escape = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.push_str(&s[start..i]);
+            if escape.is_empty() {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                self.0.push_str("\\u00");
+                self.0.push(HEX[usize::from(b >> 4)] as char);
+                self.0.push(HEX[usize::from(b & 0xf)] as char);
+            } else {
+                self.0.push_str(escape);
+            }
+            start = i + 1;
+        }
+        self.0.push_str(&s[start..]);
+        self.0.push('"');
+    }
+
+    /// `"key":` after a `{` or a `,` the caller wrote.
+    fn key(&mut self, k: &str) {
+        self.string(k);
+        self.0.push(':');
+    }
+
+    fn field(&mut self, k: &str, v: &str) {
+        self.key(k);
+        self.string(v);
+    }
+
+    fn display(&mut self, v: &dyn std::fmt::Display) {
+        use std::fmt::Write;
+        self.0.push('"');
+        let start = self.0.len();
+        let _ = write!(self.0, "{v}");
+        if self.0[start..]
+            .bytes()
+            .any(|b| b == b'"' || b == b'\\' || b < 0x20)
+        {
+            let s = self.0.split_off(start);
+            self.0.pop();
+            self.string(&s);
+        } else {
+            self.0.push('"');
+        }
+    }
+}
+
+/// A decimal's JSON number text, or the error `number` gives for it.
+fn number_text(d: &healthanalyzer_model::Decimal) -> Result<String> {
+    let s = d.to_string();
+    let digits = s.strip_prefix('-').unwrap_or(&s);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, "1"));
+    let valid = !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && (int == "0" || !int.starts_with('0'))
+        && !frac.is_empty()
+        && frac.bytes().all(|b| b.is_ascii_digit());
+    if valid {
+        Ok(s)
+    } else {
+        number(d).map(|n| n.to_string())
+    }
+}
+
+fn coding_text(w: &mut JsonText, system: &str, code: &str, display: Option<&str>) {
+    w.raw("{");
+    w.field("system", system);
+    w.raw(",");
+    w.field("code", code);
+    if let Some(d) = display {
+        w.raw(",");
+        w.field("display", d);
+    }
+    w.raw("}");
+}
+
+fn codeable_text(w: &mut JsonText, codings: &[healthanalyzer_model::Coding], text: &str) {
+    let mut seen: Vec<&str> = Vec::new();
+    w.raw("{\"coding\":[");
+    let mut first = true;
+    for c in codings {
+        let new = !seen.contains(&&*c.system);
+        seen.push(&c.system);
+        if !(new || Profile::VitalSigns.wants_coding(c)) {
+            continue;
+        }
+        if !first {
+            w.raw(",");
+        }
+        first = false;
+        coding_text(w, &c.system, &c.code, c.display.as_deref());
+    }
+    w.raw("],");
+    w.field("text", text);
+    w.raw("}");
+}
+
+fn quantity_text(w: &mut JsonText, o: &Observed) -> Result<()> {
+    let q = o.original.as_ref().unwrap_or(&o.quantity);
+    w.raw("{\"value\":");
+    w.raw(&number_text(&q.value)?);
+    w.raw(",");
+    w.field("unit", q.unit.as_str());
+    w.raw(",");
+    w.field("system", systems::UCUM);
+    w.raw(",");
+    w.field("code", q.unit.as_str());
+    w.raw("}");
+    Ok(())
+}
+
+fn absent_text(w: &mut JsonText, r: &AbsentReason) {
+    w.raw("{\"coding\":[");
+    coding_text(w, ABSENT_SYSTEM, r.as_str(), None);
+    w.raw("]}");
+}
+
+/// [`fresh_observation`] in the vital-signs profile, written as text in the same order.
+fn fresh_text(w: &mut JsonText, m: &Measurement, catalog: &Catalog) -> Result<()> {
+    let kind = catalog.kind(m.kind.as_str()).ok_or_else(|| {
+        Error::unsupported(
+            "Observation.code",
+            format!("unknown kind {}", m.kind.as_str()),
+        )
+    })?;
+    w.raw("{\"resourceType\":\"Observation\",\"id\":");
+    w.display(&m.id);
+    let profiles = Profile::VitalSigns.observation_profiles(kind);
+    if !profiles.is_empty() {
+        w.raw(",\"meta\":{\"profile\":[");
+        for (i, p) in profiles.iter().enumerate() {
+            if i > 0 {
+                w.raw(",");
+            }
+            w.string(p);
+        }
+        w.raw("]}");
+    }
+    w.raw(",\"identifier\":[{");
+    w.field("system", URI_SYSTEM);
+    w.raw(",\"value\":");
+    w.display(&format_args!("urn:uuid:{}", m.id));
+    w.raw("}],");
+    w.field("status", m.status.as_str());
+    w.raw(",\"category\":[{\"coding\":[");
+    let display = match &*kind.category {
+        "vital-signs" => Some("Vital Signs"),
+        "laboratory" => Some("Laboratory"),
+        "activity" => Some("Activity"),
+        "survey" => Some("Survey"),
+        "exam" => Some("Exam"),
+        _ => None,
+    };
+    coding_text(w, OBS_CATEGORY, &kind.category, display);
+    w.raw("]");
+    if let Some(d) = display {
+        w.raw(",");
+        w.field("text", d);
+    }
+    w.raw("}],\"code\":");
+    codeable_text(w, &kind.codings, &kind.display);
+    w.raw(",\"subject\":");
+    match (&m.subject.system, m.subject.value.as_str()) {
+        (Some(s), v) if s == REFERENCE_SYSTEM => {
+            w.raw("{");
+            w.field("reference", v);
+            w.raw("}");
+        }
+        (Some(s), v) => {
+            w.raw("{\"identifier\":{");
+            w.field("system", s);
+            w.raw(",");
+            w.field("value", v);
+            w.raw("}}");
+        }
+        (None, v) => {
+            w.raw("{\"identifier\":{");
+            w.field("value", v);
+            w.raw("}}");
+        }
+    }
+    match &m.effective {
+        Effective::At(t) => {
+            w.raw(",\"effectiveDateTime\":");
+            w.display(t);
+        }
+        Effective::Period { start, end } => {
+            w.raw(",\"effectivePeriod\":{\"start\":");
+            w.display(start);
+            if let Some(e) = end {
+                w.raw(",\"end\":");
+                w.display(e);
+            }
+            w.raw("}");
+        }
+    }
+    if let Some(issued) = &m.issued {
+        w.raw(",\"issued\":");
+        w.display(issued);
+    }
+    match &m.value {
+        Value::Quantity(q) => {
+            w.raw(",\"valueQuantity\":");
+            quantity_text(w, q)?;
+        }
+        Value::Absent(r) => {
+            w.raw(",\"dataAbsentReason\":");
+            absent_text(w, r);
+        }
+        Value::Components(cs) => {
+            w.raw(",\"component\":[");
+            for (i, c) in cs.iter().enumerate() {
+                let def = kind.component(c.id.as_str()).ok_or_else(|| {
+                    Error::unsupported(
+                        "Observation.component.code",
+                        format!("{} has no component {}", kind.id.as_str(), c.id.as_str()),
+                    )
+                })?;
+                if i > 0 {
+                    w.raw(",");
+                }
+                w.raw("{\"code\":");
+                codeable_text(w, &def.codings, &def.display);
+                match &c.value {
+                    ComponentValue::Quantity(q) => {
+                        w.raw(",\"valueQuantity\":");
+                        quantity_text(w, q)?;
+                    }
+                    ComponentValue::Absent(r) => {
+                        w.raw(",\"dataAbsentReason\":");
+                        absent_text(w, r);
+                    }
+                }
+                w.raw("}");
+            }
+            w.raw("]");
+        }
+    }
+    if let Some(site) = &m.context.site {
+        w.raw(",\"bodySite\":{");
+        w.field("text", site.as_str());
+        w.raw("}");
+    }
+    if let Some(method) = &m.context.method {
+        w.raw(",\"method\":{");
+        w.field("text", method.as_str());
+        w.raw("}");
+    }
+    if let Some(d) = &m.device
+        && (d.reference.is_some() || d.identifier.is_some() || d.display.is_some())
+    {
+        w.raw(",\"device\":{");
+        let mut first = true;
+        let mut sep = |w: &mut JsonText| {
+            if !first {
+                w.raw(",");
+            }
+            first = false;
+        };
+        if let Some(reference) = &d.reference {
+            sep(w);
+            w.field("reference", reference.as_str());
+        }
+        if let Some(id) = &d.identifier {
+            sep(w);
+            w.raw("\"identifier\":{");
+            if let Some(s) = &id.system {
+                w.field("system", s.as_str());
+                w.raw(",");
+            }
+            w.field("value", id.value.as_str());
+            w.raw("}");
+        }
+        if let Some(display) = &d.display {
+            sep(w);
+            w.field("display", display.as_str());
+        }
+        w.raw("}");
+    }
+    w.raw("}");
+    Ok(())
+}

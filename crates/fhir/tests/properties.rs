@@ -2,6 +2,7 @@
 
 use healthanalyzer_fhir::{
     EUI64_SYSTEM, Profile, ReadOptions, WriteOptions, read_observation, write_observation,
+    write_observation_text,
 };
 use healthanalyzer_model::jiff::{Timestamp, tz};
 use healthanalyzer_model::{
@@ -94,5 +95,77 @@ proptest! {
         prop_assert_eq!(format!("{:?}", back.issued), format!("{:?}", m.issued));
         prop_assert_eq!(back.status, m.status);
         prop_assert_eq!(&back.device, &m.device);
+    }
+}
+
+/// A device reference with any of its parts, and text that needs escaping.
+fn device() -> impl Strategy<Value = Option<DeviceRef>> {
+    prop::option::of(
+        (
+            prop::option::of("Device/[a-z0-9]{1,8}"),
+            prop::option::of((prop::option::of("[a-z:./]{1,12}"), "[ -~]{1,12}")),
+            prop::option::of("[ -~\t\n\u{1}\u{7f}é\\\\\"]{0,12}"),
+        )
+            .prop_map(|(reference, identifier, display)| DeviceRef {
+                reference,
+                identifier: identifier.map(|(system, value)| match system {
+                    Some(s) => Identifier::new(s, value),
+                    None => Identifier {
+                        system: None,
+                        value,
+                    },
+                }),
+                display,
+                ..DeviceRef::default()
+            }),
+    )
+}
+
+proptest! {
+    /// The text writer writes what the `Value` writer writes, byte for byte, for fresh
+    /// Observations; and for every profile the two are equal as JSON.
+    #[test]
+    fn the_text_writer_writes_what_the_value_writer_writes(
+        mut m in measurement(),
+        device in device(),
+        profile in prop::sample::select(Profile::ALL.to_vec()),
+        method in prop::option::of("[ -~\"\\\\]{1,10}"),
+    ) {
+        let catalog = Catalog::builtin();
+        m.device = device;
+        m.context.method = method;
+        let options = WriteOptions::new(catalog).with_profile(profile);
+        let value = write_observation(&m, &options).expect("value writer");
+        let text = write_observation_text(&m, &options).expect("text writer");
+        if profile == Profile::VitalSigns {
+            prop_assert_eq!(&text, &value.to_string());
+        }
+        let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        prop_assert_eq!(parsed, value);
+    }
+
+    /// A kept payload that still says what the measurement says is spliced in as its source
+    /// wrote it, on one line; a changed measurement is written anew, like the `Value` writer.
+    #[test]
+    fn kept_payloads_are_spliced_only_while_unchanged(m in measurement(), change in any::<bool>()) {
+        let catalog = Catalog::builtin();
+        let options = WriteOptions::new(catalog);
+        let fresh = write_observation(&m, &options).expect("write");
+        // As another system might send it: indented, over several lines.
+        let sent = serde_json::to_string_pretty(&fresh).expect("pretty");
+        let read = ReadOptions { catalog, source_id: "p" };
+        let mut kept = read_observation(&sent, &read, None).expect("read");
+        prop_assert!(kept.provenance.payload.is_some());
+        if change {
+            kept.status = if kept.status == Status::Final { Status::Amended } else { Status::Final };
+        }
+        let text = write_observation_text(&kept, &options).expect("text writer");
+        prop_assert!(!text.contains('\n'));
+        let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        prop_assert_eq!(&parsed, &write_observation(&kept, &options).expect("value writer"));
+        if !change {
+            let one_line: String = sent.chars().filter(|c| *c != '\n').collect();
+            prop_assert_eq!(text, one_line);
+        }
     }
 }

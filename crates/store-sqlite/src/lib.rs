@@ -12,6 +12,9 @@
 //! - **Versioned schema**: a file of an older version migrates on open, one transaction per
 //!   step. A file that is not ours, is corrupt, or is newer than this build is refused with a
 //!   clear [`SqliteError`] and never modified.
+//! - **Compact rows** (schema 4, ADR 0008): subjects and kinds as dictionary numbers, the kept
+//!   original record apart from the body, both compressed with zstd and a dictionary trained on
+//!   FHIR Observations. The original reads back byte for byte.
 //! - **Off the executor**: every call runs on Tokio's blocking pool, so it needs a Tokio runtime.
 //!
 //! # Quick start
