@@ -110,7 +110,11 @@ fn main() {
         let options = WriteOptions::new(catalog);
         let mut out = String::new();
         for m in &fresh {
-            out.push_str(&healthanalyzer_fhir::write_observation(m, &options).unwrap().to_string());
+            out.push_str(
+                &healthanalyzer_fhir::write_observation(m, &options)
+                    .unwrap()
+                    .to_string(),
+            );
             out.push('\n');
         }
         std::hint::black_box(out);
@@ -142,8 +146,14 @@ fn main() {
         ("ours: read Bundle (parse + map)", ours_bundle),
         ("ours: read NDJSON (parse + map)", ours_ndjson),
         ("ours: write Bundle back (from payload)", write_back),
-        ("ours: write NDJSON back (kept payloads spliced)", write_back_ndjson),
-        ("ours: write NDJSON fresh (from the model, text writer)", write_fresh),
+        (
+            "ours: write NDJSON back (kept payloads spliced)",
+            write_back_ndjson,
+        ),
+        (
+            "ours: write NDJSON fresh (from the model, text writer)",
+            write_fresh,
+        ),
         (
             "ours: write NDJSON fresh through serde_json::Value (the previous path)",
             write_fresh_value,

@@ -120,8 +120,8 @@ pub use bundle::{
 pub use device::{read_device, write_device};
 pub use error::{Error, Result, operation_outcome};
 pub use observation::{
-    FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, read_observation,
-    write_observation, write_observation_text,
+    FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM, ReadOptions, Served, URI_SYSTEM,
+    read_observation, write_observation, write_observation_text, write_served_observation_text,
 };
 pub use patient::{read_patient, write_patient};
 pub use profile::{EUI64_SYSTEM, Profile, WriteOptions, phd_identifier};

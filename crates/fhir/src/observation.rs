@@ -749,8 +749,41 @@ pub fn write_observation_text(m: &Measurement, options: &WriteOptions<'_>) -> Re
         return Ok(write_observation(m, options)?.to_string());
     }
     let mut w = JsonText::with_capacity(1024);
-    fresh_text(&mut w, m, options.catalog)?;
+    fresh_text(&mut w, m, options.catalog, None)?;
     Ok(w.0)
+}
+
+/// What a FHIR server adds to an Observation it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served<'a> {
+    /// `meta.versionId`, after the profiles in `meta`.
+    pub version: u64,
+    /// A literal reference (`Patient/<id>`) added after the subject's identifier, when the
+    /// subject is known by an identifier only.
+    pub subject_reference: Option<&'a str>,
+}
+
+/// A fresh Observation in the vital-signs profile as a server serves it: the text
+/// [`write_observation_text`] writes, with `meta.versionId` after the profiles and the
+/// subject's literal reference after its identifier, in one pass. `None` when `m` is not
+/// written fresh (it keeps a FHIR payload, or the profile is a national one): the caller then
+/// stamps the [`write_observation`] value itself.
+pub fn write_served_observation_text(
+    m: &Measurement,
+    options: &WriteOptions<'_>,
+    served: Served<'_>,
+) -> Result<Option<String>> {
+    if options.profile != Profile::VitalSigns
+        || m.provenance
+            .payload
+            .as_ref()
+            .is_some_and(|p| p.media_type == FHIR_JSON)
+    {
+        return Ok(None);
+    }
+    let mut w = JsonText::with_capacity(1024);
+    fresh_text(&mut w, m, options.catalog, Some(served))?;
+    Ok(Some(w.0))
 }
 
 /// The kept payload as one line, when it is an Observation object that reads back to `m`.
@@ -921,7 +954,12 @@ fn absent_text(w: &mut JsonText, r: &AbsentReason) {
 }
 
 /// [`fresh_observation`] in the vital-signs profile, written as text in the same order.
-fn fresh_text(w: &mut JsonText, m: &Measurement, catalog: &Catalog) -> Result<()> {
+fn fresh_text(
+    w: &mut JsonText,
+    m: &Measurement,
+    catalog: &Catalog,
+    served: Option<Served<'_>>,
+) -> Result<()> {
     let kind = catalog.kind(m.kind.as_str()).ok_or_else(|| {
         Error::unsupported(
             "Observation.code",
@@ -931,15 +969,26 @@ fn fresh_text(w: &mut JsonText, m: &Measurement, catalog: &Catalog) -> Result<()
     w.raw("{\"resourceType\":\"Observation\",\"id\":");
     w.display(&m.id);
     let profiles = Profile::VitalSigns.observation_profiles(kind);
-    if !profiles.is_empty() {
-        w.raw(",\"meta\":{\"profile\":[");
-        for (i, p) in profiles.iter().enumerate() {
-            if i > 0 {
+    if !profiles.is_empty() || served.is_some() {
+        w.raw(",\"meta\":{");
+        if !profiles.is_empty() {
+            w.raw("\"profile\":[");
+            for (i, p) in profiles.iter().enumerate() {
+                if i > 0 {
+                    w.raw(",");
+                }
+                w.string(p);
+            }
+            w.raw("]");
+        }
+        if let Some(s) = served {
+            if !profiles.is_empty() {
                 w.raw(",");
             }
-            w.string(p);
+            w.raw("\"versionId\":");
+            w.display(&s.version);
         }
-        w.raw("]}");
+        w.raw("}");
     }
     w.raw(",\"identifier\":[{");
     w.field("system", URI_SYSTEM);
@@ -971,17 +1020,19 @@ fn fresh_text(w: &mut JsonText, m: &Measurement, catalog: &Catalog) -> Result<()
             w.field("reference", v);
             w.raw("}");
         }
-        (Some(s), v) => {
+        (system, v) => {
             w.raw("{\"identifier\":{");
-            w.field("system", s);
-            w.raw(",");
+            if let Some(s) = system {
+                w.field("system", s);
+                w.raw(",");
+            }
             w.field("value", v);
-            w.raw("}}");
-        }
-        (None, v) => {
-            w.raw("{\"identifier\":{");
-            w.field("value", v);
-            w.raw("}}");
+            w.raw("}");
+            if let Some(r) = served.and_then(|s| s.subject_reference) {
+                w.raw(",");
+                w.field("reference", r);
+            }
+            w.raw("}");
         }
     }
     match &m.effective {

@@ -37,6 +37,19 @@ pub(crate) fn fhir_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
+/// A FHIR JSON response of bytes already serialised.
+pub(crate) fn fhir_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/fhir+json; charset=utf-8"),
+        )],
+        bytes,
+    )
+        .into_response()
+}
+
 fn usable_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     (!s.is_empty() && s.len() <= 200 && s.bytes().all(|b| b.is_ascii_graphic()))

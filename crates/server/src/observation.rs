@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use healthanalyzer_fhir::{FHIR_JSON, ReadOptions, WriteOptions, check_strict, read_observation};
 use healthanalyzer_model::{
-    Identifier, KindId, Measurement, MeasurementId, Payload, Subject, Validator,
+    Catalog, Identifier, KindId, Measurement, MeasurementId, Payload, Subject, Validator,
 };
 use healthanalyzer_store::{Filter, Order, PageToken, Precondition, Query, Versioned, WriteSet};
 use serde_json::{Map, Value};
@@ -45,6 +45,10 @@ pub(crate) fn token_record(system: &str, value: &str) -> String {
 /// The Observation of a measurement: the resource as the client sent it (with the server's id
 /// and meta), or one written from the measurement.
 pub(crate) fn observation_json(state: &AppState, m: &Measurement) -> ApiResult<Map<String, Value>> {
+    observation_json_with(&state.catalog, m)
+}
+
+fn observation_json_with(catalog: &Catalog, m: &Measurement) -> ApiResult<Map<String, Value>> {
     let id = m.id.as_uuid().to_string();
     if let Some(p) = &m.provenance.payload
         && p.media_type == FHIR_JSON
@@ -57,7 +61,7 @@ pub(crate) fn observation_json(state: &AppState, m: &Measurement) -> ApiResult<M
         }
         return Ok(stamp(o, &id, 1, None));
     }
-    let written = healthanalyzer_fhir::write_observation(m, &WriteOptions::new(&state.catalog))
+    let written = healthanalyzer_fhir::write_observation(m, &WriteOptions::new(catalog))
         .map_err(|e| ApiError::from_fhir(&e))?;
     let Value::Object(mut o) = written else {
         return Err(ApiError::new(
@@ -180,9 +184,36 @@ pub(crate) fn versioned_json(
     state: &AppState,
     v: &Versioned<Measurement>,
 ) -> ApiResult<Map<String, Value>> {
-    let mut o = observation_json(state, &v.value)?;
+    versioned_json_with(&state.catalog, v)
+}
+
+fn versioned_json_with(
+    catalog: &Catalog,
+    v: &Versioned<Measurement>,
+) -> ApiResult<Map<String, Value>> {
+    let mut o = observation_json_with(catalog, &v.value)?;
     set_version(&mut o, v.version);
     Ok(o)
+}
+
+/// [`versioned_json`] as JSON text: a fresh Observation is written straight from the model
+/// (no `Value`, ADR 0008's companion in `docs/benchmarks.md`), anything else is stamped and
+/// serialised. The two give the same text (tested below).
+pub(crate) fn versioned_text(catalog: &Catalog, v: &Versioned<Measurement>) -> ApiResult<String> {
+    let m = &v.value;
+    let reference = (m.subject.system.as_deref() != Some(healthanalyzer_fhir::REFERENCE_SYSTEM))
+        .then(|| format!("Patient/{}", logical_id_of(&m.subject)));
+    let served = healthanalyzer_fhir::Served {
+        version: v.version,
+        subject_reference: reference.as_deref(),
+    };
+    if let Some(text) =
+        healthanalyzer_fhir::write_served_observation_text(m, &WriteOptions::new(catalog), served)
+            .map_err(|e| ApiError::from_fhir(&e))?
+    {
+        return Ok(text);
+    }
+    Ok(Value::Object(versioned_json_with(catalog, v)?).to_string())
 }
 
 /// The answer to a conditional create that found `found`.
@@ -774,17 +805,19 @@ pub(crate) async fn search(
         self_pairs.push(("_page".into(), t));
     }
     let self_link = format!("{base}/Observation?{}", query_string(&self_pairs));
+    // The matches are written as text and spliced into the Bundle: building a `Value` per
+    // Observation and serialising it was most of a search's time (`docs/benchmarks.md`).
     let mut entries = Vec::with_capacity(items.len());
     for v in &items {
         entries.push((
             format!("{base}/Observation/{}", v.value.id.as_uuid()),
-            Value::Object(versioned_json(&state, v)?),
+            versioned_text(&state.catalog, v)?,
         ));
     }
-    let mut bundle = searchset(&self_link, next_link.as_deref(), total, entries);
+    let bundle = searchset(&self_link, next_link.as_deref(), total, Vec::new());
+    let mut included = Vec::new();
     if spec.include_subject {
         let mut seen = std::collections::HashSet::new();
-        let mut included = Vec::new();
         for m in items.iter().map(|v| &v.value) {
             if !seen.insert(&m.subject) {
                 continue;
@@ -797,10 +830,94 @@ pub(crate) async fn search(
                 .unwrap_or_else(|| Subject::new(m.subject.clone()));
             included.push((
                 format!("{base}/Patient/{}", crate::patient::logical_id(&subject)),
-                Value::Object(crate::patient::patient_json(&subject)?),
+                Value::Object(crate::patient::patient_json(&subject)?).to_string(),
             ));
         }
-        crate::search::add_included(&mut bundle, included);
     }
-    Ok(fhir_response(StatusCode::OK, &bundle))
+    Ok(crate::http::fhir_bytes(
+        StatusCode::OK,
+        crate::search::splice_entries(&bundle, &entries, &included),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use healthanalyzer_model::{DateTime, DeviceRef, Payload, Provenance, parse_decimal};
+
+    fn measurement(
+        kind: &str,
+        value: healthanalyzer_model::Value,
+        subject: Identifier,
+    ) -> Measurement {
+        Measurement::new(
+            Provenance::new("src", format!("r-{kind}")),
+            subject,
+            kind,
+            value,
+            DateTime::parse("2024-03-31T08:15:00.250+02:00").unwrap_or_else(|_| unreachable!()),
+        )
+    }
+
+    /// The text a search writes for an Observation is the stamped value's text, byte for
+    /// byte, for fresh Observations of every shape and for kept payloads alike.
+    #[test]
+    fn versioned_text_is_the_stamped_value() {
+        let catalog = Catalog::builtin();
+        let q = |s: &str, u: &str| {
+            healthanalyzer_model::Value::quantity(parse_decimal(s).unwrap_or_default(), u)
+        };
+        let mut cases = vec![
+            measurement(
+                "heart-rate",
+                q("61", "/min"),
+                Identifier::new("urn:oid:1.2.3", "p\"1"),
+            ),
+            measurement("steps", q("9000", "{steps}"), Identifier::local("p2")),
+            measurement(
+                "blood-pressure",
+                healthanalyzer_model::Value::blood_pressure(
+                    parse_decimal("121").unwrap_or_default(),
+                    parse_decimal("79.5").unwrap_or_default(),
+                ),
+                Identifier::new(healthanalyzer_fhir::REFERENCE_SYSTEM, "Patient/p3"),
+            ),
+        ];
+        let mut with_device = cases[0].clone();
+        with_device.device = Some(DeviceRef {
+            display: Some("cuff".into()),
+            ..DeviceRef::default()
+        });
+        with_device.context.method = Some("seated".into());
+        cases.push(with_device);
+        let mut csv = cases[1].clone();
+        csv.provenance.payload = Some(Payload {
+            media_type: "text/csv".into(),
+            content: "p2,9000".into(),
+        });
+        cases.push(csv);
+        let mut kept = cases[0].clone();
+        kept.provenance.payload = Some(Payload {
+            media_type: healthanalyzer_fhir::FHIR_JSON.into(),
+            content: r#"{"resourceType":"Observation","status":"final","code":{"text":"x"}}"#
+                .into(),
+        });
+        cases.push(kept);
+        for (i, m) in cases.into_iter().enumerate() {
+            for version in [1, 7] {
+                let v = Versioned {
+                    value: m.clone(),
+                    version,
+                };
+                let text = versioned_text(catalog, &v).unwrap_or_else(|e| panic!("{i}: {e:?}"));
+                let value =
+                    versioned_json_with(catalog, &v).unwrap_or_else(|e| panic!("{i}: {e:?}"));
+                assert_eq!(
+                    text,
+                    Value::Object(value).to_string(),
+                    "case {i}, version {version}"
+                );
+            }
+        }
+    }
 }

@@ -288,6 +288,7 @@ pub(crate) fn query_string(pairs: &[(String, String)]) -> String {
 }
 
 /// Adds `_include`d resources to a searchset (after the matches, `search.mode` include).
+#[cfg(test)]
 pub(crate) fn add_included(bundle: &mut Value, included: Vec<(String, Value)>) {
     if included.is_empty() {
         return;
@@ -301,6 +302,39 @@ pub(crate) fn add_included(bundle: &mut Value, included: Vec<(String, Value)>) {
             json!({"fullUrl": full_url, "resource": resource, "search": {"mode": "include"}})
         }));
     }
+}
+
+/// `bundle` (a searchset without entries) serialised with `matches` and then `included` as its
+/// entries, each resource given as JSON text: what [`searchset`] and [`add_included`] build,
+/// without a `Value` per resource.
+pub(crate) fn splice_entries(
+    bundle: &Value,
+    matches: &[(String, String)],
+    included: &[(String, String)],
+) -> Vec<u8> {
+    let mut out = serde_json::to_vec(bundle).unwrap_or_default();
+    if (matches.is_empty() && included.is_empty()) || out.pop() != Some(b'}') {
+        return serde_json::to_vec(bundle).unwrap_or_default();
+    }
+    out.extend_from_slice(b",\"entry\":[");
+    let all = matches
+        .iter()
+        .map(|e| (e, "match"))
+        .chain(included.iter().map(|e| (e, "include")));
+    for (i, ((url, resource), mode)) in all.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"fullUrl\":");
+        out.extend_from_slice(&serde_json::to_vec(url).unwrap_or_default());
+        out.extend_from_slice(b",\"resource\":");
+        out.extend_from_slice(resource.as_bytes());
+        out.extend_from_slice(b",\"search\":{\"mode\":\"");
+        out.extend_from_slice(mode.as_bytes());
+        out.extend_from_slice(b"\"}}");
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 /// A searchset Bundle.
@@ -343,6 +377,54 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::ops::RangeBounds;
+
+    #[test]
+    fn spliced_entries_are_the_bundle_that_values_build() {
+        let resource = |i: u32| json!({"resourceType": "Observation", "id": format!("o{i}"), "note": [{"text": "a \"quoted\" \\ note"}]});
+        let matches: Vec<(String, Value)> = (0..3)
+            .map(|i| (format!("http://x/Observation/o{i}?a=\"b\""), resource(i)))
+            .collect();
+        let included = [(
+            "http://x/Patient/p".to_string(),
+            json!({"resourceType": "Patient", "id": "p"}),
+        )];
+        let text = |list: &[(String, Value)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(u, r)| (u.clone(), r.to_string()))
+                .collect()
+        };
+        for (m, inc) in [
+            (&matches[..], &included[..]),
+            (&matches[..], &[][..]),
+            (&[][..], &included[..]),
+            (&[][..], &[][..]),
+        ] {
+            let empty = searchset(
+                "http://x/Observation?_count=3",
+                Some("http://x/next"),
+                Some(7),
+                Vec::new(),
+            );
+            let mut built = searchset(
+                "http://x/Observation?_count=3",
+                Some("http://x/next"),
+                Some(7),
+                m.to_vec(),
+            );
+            add_included(&mut built, inc.to_vec());
+            // The Bundle's own id and time differ between two calls: take them from `empty`.
+            built["id"] = empty["id"].clone();
+            built["meta"] = empty["meta"].clone();
+            let spliced = splice_entries(&empty, &text(m), &text(inc));
+            assert_eq!(
+                String::from_utf8(spliced).expect("utf-8"),
+                built.to_string(),
+                "{} matches, {} included",
+                m.len(),
+                inc.len()
+            );
+        }
+    }
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap_or(Timestamp::UNIX_EPOCH)
