@@ -83,13 +83,18 @@ print(time.perf_counter() - t, len(lines))
     Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
-/// Runs the import; returns (wall time, peak RSS in kB, imported count).
+/// Runs the import into SQLite; returns (wall time, peak RSS in kB, imported count).
 fn import(bin: &Path, db: &Path, file: &Path) -> (Duration, u64, u64) {
     let _ = std::fs::remove_file(db);
+    import_url(bin, &format!("sqlite:{}", db.display()), file)
+}
+
+/// Runs the import into the store at `url`; returns (wall time, peak RSS in kB, imported count).
+fn import_url(bin: &Path, url: &str, file: &Path) -> (Duration, u64, u64) {
     let t = Instant::now();
     let mut child = Command::new(bin)
         .arg("--db")
-        .arg(format!("sqlite:{}", db.display()))
+        .arg(url)
         .arg("--json")
         .arg("import")
         .arg(file)
@@ -221,6 +226,27 @@ async fn main() {
     let peer = fhir_resources(&full, 100_000);
     let (t_q, peak_q, n_q) = import(&bin, &dir.path().join("q.db"), &quarter);
     let (t_f, peak_f, n_f) = import(&bin, &dir.path().join("f.db"), &full);
+    // PostgreSQL, when a server is given (`.ci/start-postgres` makes a throwaway one): a fresh
+    // schema, so the import starts from an empty store as the SQLite one does.
+    let postgres = match std::env::var("HEALTHANALYZER_POSTGRES_URL") {
+        Ok(url) => {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .batch_execute("DROP SCHEMA IF EXISTS import_bench CASCADE; CREATE SCHEMA import_bench")
+                .await
+                .unwrap();
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let url = format!("{url}{sep}options=-csearch_path%3Dimport_bench");
+            Some(import_url(&bin, &url, &full))
+        }
+        Err(_) => {
+            println!("(PostgreSQL skipped: HEALTHANALYZER_POSTGRES_URL is not set)");
+            None
+        }
+    };
     assert_eq!(n_f, n);
     let rate = |k: u64, d: Duration| k as f64 / d.as_secs_f64();
     println!(
@@ -245,6 +271,14 @@ async fn main() {
         rate(n_f, t_f),
         peak_f as f64 / 1024.0
     );
+    if let Some((t_p, peak_p, n_p)) = postgres {
+        println!(
+            "| `healthanalyzer import` into PostgreSQL, whole file | {n_p} | {:.1} | {:.0} | {:.1} |",
+            t_p.as_secs_f64(),
+            rate(n_p, t_p),
+            peak_p as f64 / 1024.0
+        );
+    }
     println!(
         "| in-process, parse only (the NDJSON file source) | {n} | {:.1} | {:.0} | |",
         parse.as_secs_f64(),
