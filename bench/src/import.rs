@@ -235,7 +235,9 @@ async fn main() {
                 .unwrap();
             tokio::spawn(conn);
             client
-                .batch_execute("DROP SCHEMA IF EXISTS import_bench CASCADE; CREATE SCHEMA import_bench")
+                .batch_execute(
+                    "DROP SCHEMA IF EXISTS import_bench CASCADE; CREATE SCHEMA import_bench",
+                )
                 .await
                 .unwrap();
             let sep = if url.contains('?') { '&' } else { '?' };
