@@ -397,3 +397,55 @@ async fn a_schema_3_file_is_re_encoded_and_reads_back_exactly() {
 fn m_kind(rows: &[(healthanalyzer_model::Measurement, u64)]) -> healthanalyzer_model::KindId {
     rows[0].0.kind.clone()
 }
+
+/// A set that fails after it added a new subject to the `series` dictionary is rolled back
+/// with that row: the writer must not keep the number it was given, or the next write for the
+/// subject would store rows under a number no key owns, and queries by the subject would not
+/// find them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_set_leaves_no_dictionary_number_behind() {
+    use healthanalyzer_store::{Precondition, Query, WriteSet, WriteSetStore};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("dict.db");
+    let store = SqliteStore::open(&path).await.expect("open");
+    // Another subject first, so that the rolled-back number is not simply reused.
+    store
+        .write(&[testkit::heart_rate("src", "first", 1, 60)], None)
+        .await
+        .expect("first subject");
+    let fresh = testkit::heart_rate("src", "newcomer", 2, 61);
+    let missing = testkit::heart_rate("src", "newcomer", 3, 62);
+    let failed = WriteSet::new()
+        .put_measurement(fresh.clone(), Precondition::Any)
+        .put_measurement(missing, Precondition::Version(5));
+    assert!(
+        store.apply(&failed).await.is_err(),
+        "the second record is not at version 5"
+    );
+    // A third subject takes the number the failed set had been given.
+    store
+        .write(&[testkit::heart_rate("src", "third", 4, 63)], None)
+        .await
+        .expect("third subject");
+    store
+        .write(std::slice::from_ref(&fresh), None)
+        .await
+        .expect("write again");
+    let page = store
+        .query(&Query::new(
+            Filter::subject(Identifier::local("newcomer")),
+            10,
+        ))
+        .await
+        .expect("query");
+    assert_eq!(
+        page.items,
+        vec![fresh],
+        "the newcomer's row is found by its subject"
+    );
+    let third = store
+        .query(&Query::new(Filter::subject(Identifier::local("third")), 10))
+        .await
+        .expect("query");
+    assert_eq!(third.items.len(), 1, "the third subject keeps its own rows");
+}
