@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use healthanalyzer_fhir::{WriteOptions, write_observation};
 use healthanalyzer_model::{Catalog, Measurement};
-use healthanalyzer_source::{Cursor, Source};
+use healthanalyzer_source::Cursor;
+use healthanalyzer_source::testkit::pull_all;
 use healthanalyzer_source_sim::{SimConfig, SimSource};
 use healthanalyzer_store::identifier_key;
 use rusqlite::{Connection, params};
@@ -52,6 +53,17 @@ const V3_DDL: &str = "
     CREATE INDEX m_st ON measurement (subject, t_s, t_ns, id);
     CREATE INDEX m_t ON measurement (t_s, t_ns, id);";
 
+/// Schema 3's indexes over a table whose payload is a column of its own.
+const SPLIT_DDL: &str = "
+    CREATE TABLE measurement (id BLOB NOT NULL UNIQUE, subject TEXT NOT NULL, kind TEXT NOT NULL,
+        t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);
+    CREATE INDEX m_skt ON measurement (subject, kind, t_s, t_ns, id);
+    CREATE INDEX m_st ON measurement (subject, t_s, t_ns, id);
+    CREATE INDEX m_t ON measurement (t_s, t_ns, id);";
+
+/// The insert of every layout with a payload column.
+const INSERT: &str = "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
 fn layouts() -> Vec<Layout> {
     vec![
         Layout {
@@ -63,34 +75,22 @@ fn layouts() -> Vec<Layout> {
         },
         Layout {
             name: "v3 indexes, payload in its own column, uncompressed",
-            ddl: "CREATE TABLE measurement (id BLOB NOT NULL UNIQUE, subject TEXT NOT NULL, kind TEXT NOT NULL,
-                t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);
-                CREATE INDEX m_skt ON measurement (subject, kind, t_s, t_ns, id);
-                CREATE INDEX m_st ON measurement (subject, t_s, t_ns, id);
-                CREATE INDEX m_t ON measurement (t_s, t_ns, id);",
-            insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            ddl: SPLIT_DDL,
+            insert: INSERT,
             encoding: Encoding::Split,
             dict: false,
         },
         Layout {
             name: "v3 indexes, payload zstd",
-            ddl: "CREATE TABLE measurement (id BLOB NOT NULL UNIQUE, subject TEXT NOT NULL, kind TEXT NOT NULL,
-                t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);
-                CREATE INDEX m_skt ON measurement (subject, kind, t_s, t_ns, id);
-                CREATE INDEX m_st ON measurement (subject, t_s, t_ns, id);
-                CREATE INDEX m_t ON measurement (t_s, t_ns, id);",
-            insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            ddl: SPLIT_DDL,
+            insert: INSERT,
             encoding: Encoding::Zstd,
             dict: false,
         },
         Layout {
             name: "v3 indexes, payload zstd with a trained dictionary",
-            ddl: "CREATE TABLE measurement (id BLOB NOT NULL UNIQUE, subject TEXT NOT NULL, kind TEXT NOT NULL,
-                t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);
-                CREATE INDEX m_skt ON measurement (subject, kind, t_s, t_ns, id);
-                CREATE INDEX m_st ON measurement (subject, t_s, t_ns, id);
-                CREATE INDEX m_t ON measurement (t_s, t_ns, id);",
-            insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            ddl: SPLIT_DDL,
+            insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: false,
         },
@@ -101,7 +101,7 @@ fn layouts() -> Vec<Layout> {
                 CREATE INDEX m_skt ON measurement (subject, kind, t_s, t_ns, id);
                 CREATE INDEX m_st ON measurement (subject, t_s, t_ns, id);
                 CREATE INDEX m_t ON measurement (t_s, t_ns, id);",
-            insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
         },
@@ -111,7 +111,7 @@ fn layouts() -> Vec<Layout> {
                 t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);
                 CREATE INDEX m_skt ON measurement (subject, kind, t_s, t_ns, id);
                 CREATE INDEX m_t ON measurement (t_s, t_ns, id);",
-            insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
         },
@@ -122,7 +122,7 @@ fn layouts() -> Vec<Layout> {
                 version INTEGER NOT NULL DEFAULT 1, PRIMARY KEY (subject, kind, t_s, t_ns, id)) WITHOUT ROWID;
                 CREATE UNIQUE INDEX m_id ON measurement (id);
                 CREATE INDEX m_t ON measurement (t_s, t_ns, id);",
-            insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
         },
@@ -130,7 +130,7 @@ fn layouts() -> Vec<Layout> {
             name: "no secondary index at all (diagnostic: the row bytes alone)",
             ddl: "CREATE TABLE measurement (id BLOB NOT NULL, subject INTEGER NOT NULL, kind INTEGER NOT NULL,
                 t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);",
-            insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
         },
@@ -138,7 +138,7 @@ fn layouts() -> Vec<Layout> {
             name: "diagnostic: the id index alone",
             ddl: "CREATE TABLE measurement (id BLOB NOT NULL UNIQUE, subject INTEGER NOT NULL, kind INTEGER NOT NULL,
                 t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);",
-            insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
         },
@@ -147,7 +147,7 @@ fn layouts() -> Vec<Layout> {
             ddl: "CREATE TABLE measurement (id BLOB NOT NULL, subject INTEGER NOT NULL, kind INTEGER NOT NULL,
                 t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);
                 CREATE INDEX m_skt ON measurement (subject, kind, t_s, t_ns, id);",
-            insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
         },
@@ -156,7 +156,7 @@ fn layouts() -> Vec<Layout> {
             ddl: "CREATE TABLE measurement (id BLOB NOT NULL, subject INTEGER NOT NULL, kind INTEGER NOT NULL,
                 t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);
                 CREATE INDEX m_t ON measurement (t_s, t_ns, id);",
-            insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
         },
@@ -349,15 +349,9 @@ async fn main() {
     let options = WriteOptions::new(Catalog::builtin());
     let file = dir.path().join("all.ndjson");
     let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-    let mut cursor = Cursor::start();
-    loop {
-        let b = sim.pull(&cursor, 10_000).await.unwrap();
+    for b in pull_all(&sim, &Cursor::start(), 10_000).await {
         for m in &b.measurements {
             writeln!(w, "{}", write_observation(m, &options).unwrap()).unwrap();
-        }
-        cursor = b.cursor;
-        if b.exhausted {
-            break;
         }
     }
     w.flush().unwrap();
@@ -369,16 +363,11 @@ async fn main() {
         healthanalyzer_source_files::FileOptions::new(healthanalyzer_model::Identifier::local("x")),
     )
     .unwrap();
-    let mut rows = Vec::new();
-    let mut cursor = Cursor::start();
-    loop {
-        let b = source.pull(&cursor, 10_000).await.unwrap();
-        rows.extend(b.measurements);
-        cursor = b.cursor;
-        if b.exhausted {
-            break;
-        }
-    }
+    let rows: Vec<Measurement> = pull_all(&source, &Cursor::start(), 10_000)
+        .await
+        .into_iter()
+        .flat_map(|b| b.measurements)
+        .collect();
     if migration {
         // A schema 3 file holding these rows, as the previous release wrote them, opened by
         // this build: the time of the migration to schema 4.

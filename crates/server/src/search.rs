@@ -313,9 +313,10 @@ pub(crate) fn splice_entries(
     included: &[(String, String)],
 ) -> Vec<u8> {
     let mut out = serde_json::to_vec(bundle).unwrap_or_default();
-    if (matches.is_empty() && included.is_empty()) || out.pop() != Some(b'}') {
-        return serde_json::to_vec(bundle).unwrap_or_default();
+    if (matches.is_empty() && included.is_empty()) || out.last() != Some(&b'}') {
+        return out;
     }
+    out.pop();
     out.extend_from_slice(b",\"entry\":[");
     let all = matches
         .iter()

@@ -47,11 +47,10 @@ pub(crate) fn pack(bytes: &[u8]) -> Vec<u8> {
                 *c = zstd::bulk::Compressor::with_prepared_dictionary(encoder()).ok();
             }
             let c = c.as_mut()?;
+            // zstd writes from the start of the buffer: the tag goes in front afterwards.
             let mut out = Vec::with_capacity(1 + zstd::zstd_safe::compress_bound(bytes.len()));
-            out.push(ZSTD_V1);
-            let mut body = Vec::with_capacity(zstd::zstd_safe::compress_bound(bytes.len()));
-            c.compress_to_buffer(bytes, &mut body).ok()?;
-            out.extend_from_slice(&body);
+            c.compress_to_buffer(bytes, &mut out).ok()?;
+            out.insert(0, ZSTD_V1);
             Some(out)
         });
         if let Some(out) = compressed

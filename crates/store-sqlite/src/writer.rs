@@ -423,14 +423,14 @@ fn put_measurements(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1) ON CONFLICT (id) DO NOTHING",
         )
         .map_err(db)?;
-    // Unchanged: the same columns. Packing is deterministic (one dictionary, one level), so
+    // Unchanged: the same body and kept record (the body holds the subject, kind and time the
+    // other columns are made from). Packing is deterministic (one dictionary, one level), so
     // equal records have equal bytes.
     let mut update = conn
         .prepare_cached(
             "UPDATE measurement SET subject = ?2, kind = ?3, t_s = ?4, t_ns = ?5, body = ?6,
                     payload_type = ?7, payload = ?8, version = version + 1
-             WHERE id = ?1 AND (body IS NOT ?6 OR payload IS NOT ?8 OR payload_type IS NOT ?7
-                                OR subject IS NOT ?2 OR kind IS NOT ?3 OR t_s IS NOT ?4 OR t_ns IS NOT ?5)
+             WHERE id = ?1 AND (body IS NOT ?6 OR payload_type IS NOT ?7 OR payload IS NOT ?8)
              RETURNING version",
         )
         .map_err(db)?;
@@ -438,8 +438,7 @@ fn put_measurements(
         .prepare_cached(
             "UPDATE measurement SET subject = ?2, kind = ?3, t_s = ?4, t_ns = ?5, body = ?6,
                     payload_type = ?7, payload = ?8,
-                    version = version + (body IS NOT ?6 OR payload IS NOT ?8 OR payload_type IS NOT ?7
-                                         OR subject IS NOT ?2 OR kind IS NOT ?3 OR t_s IS NOT ?4 OR t_ns IS NOT ?5)
+                    version = version + (body IS NOT ?6 OR payload_type IS NOT ?7 OR payload IS NOT ?8)
              WHERE id = ?1 AND version = ?9 RETURNING version",
         )
         .map_err(db)?;
