@@ -75,11 +75,12 @@ async fn main() -> ExitCode {
 
 async fn run(args: Args) -> Result<ExitCode, Error> {
     if args.list {
-        #[allow(clippy::print_stdout)]
+        let mut text = String::new();
         for name in suites::SUITES {
             let s = suites::builtin(name)?;
-            println!("{name:<12} {}", s.description);
+            text.push_str(&format!("{name:<12} {}\n", s.description));
         }
+        print_out(&text);
         return Ok(ExitCode::SUCCESS);
     }
     let base = args
@@ -129,10 +130,7 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
     if let Some(path) = &args.report {
         write(path, &report::markdown(&run))?;
     }
-    #[allow(clippy::print_stdout)]
-    {
-        print!("{}", report::summary(&run));
-    }
+    print_out(&report::summary(&run));
     Ok(if run.has_errors() {
         ExitCode::FAILURE
     } else {
@@ -145,4 +143,13 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), Error> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error, the exit code stays the run's.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    // A closed pipe is ignored; a failure of another kind leaves the written report files as
+    // the record of the run.
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

@@ -25,6 +25,13 @@ use healthanalyzer_source_files::FileOptions;
 use healthanalyzer_store::{Filter, Store};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+/// `println!` that survives a closed pipe: `healthanalyzer patients | head` ends quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        print_line(format_args!($($arg)*))
+    };
+}
+
 /// Where the demo writes its rules (unless the file exists).
 const DEMO_RULES_FILE: &str = "healthanalyzer-demo-rules.toml";
 
@@ -33,7 +40,11 @@ Exit codes:
   0    done
   1    something failed at run time (a source, the store, a server); what was stored stays
   2    bad usage or configuration; nothing was written
+  3    import or sync: records were refused (the summary and --json list them); the valid ones
+       are stored. --accept-partial makes this 0
   130  interrupted (Ctrl-C): every source stored the batch in hand and its cursor; run again to go on
+
+A closed stdout (`| head`) is not an error: the command ends with the exit code it would have had.
 
 The store is --db, else $HEALTHANALYZER_DB, else `store` in healthanalyzer.toml, else
 sqlite:healthanalyzer.db in the working directory.";
@@ -71,7 +82,11 @@ enum Command {
         out: PathBuf,
     },
     /// Pull every source of the configuration into the store (resumes where the last sync stopped).
-    Sync,
+    Sync {
+        /// Exit 0 even when records were refused (default: exit 3).
+        #[arg(long)]
+        accept_partial: bool,
+    },
     /// Import files (format detected, or given) into the store; importing a file again adds nothing.
     Import {
         /// The files.
@@ -89,6 +104,9 @@ enum Command {
         /// The source id (default `file:<file name>`); part of every measurement id.
         #[arg(long)]
         source_id: Option<String>,
+        /// Exit 0 even when records were refused (default: exit 3, with the valid ones stored).
+        #[arg(long)]
+        accept_partial: bool,
     },
     /// Export measurements as FHIR (a Bundle or NDJSON), to a file, stdout, or a FHIR server.
     Export {
@@ -172,6 +190,8 @@ enum Failure {
     Usage(String),
     /// A run-time failure (exit 1).
     Run(String),
+    /// Records were refused; the valid ones are stored (exit 3).
+    Refused(u64),
     /// Interrupted (exit 130).
     Interrupted,
 }
@@ -211,6 +231,13 @@ async fn main() -> ExitCode {
         Err(Failure::Run(m)) => {
             eprintln!("error: {m}");
             ExitCode::from(1)
+        }
+        Err(Failure::Refused(n)) => {
+            eprintln!(
+                "error: {n} record{} refused (listed above); the valid ones are stored. Fix the input, or pass --accept-partial to accept a partial import",
+                if n == 1 { " was" } else { "s were" }
+            );
+            ExitCode::from(3)
         }
         Err(Failure::Interrupted) => ExitCode::from(130),
     }
@@ -257,7 +284,7 @@ async fn run(cli: Cli) -> Result<()> {
             days,
             out,
         } => demo(&cli, &config, *patients, *days, out).await,
-        Command::Sync => {
+        Command::Sync { accept_partial } => {
             if config.sources.is_empty() {
                 return Err(Failure::Usage(
                     "no sources to sync: write [[source]] tables in healthanalyzer.toml (see docs/configuration.md), or try `healthanalyzer demo`".into(),
@@ -279,7 +306,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let store = store(&cli, &config).await?;
             let summaries = sync(&cli, &config, store, &sources).await;
-            finish(&cli, &summaries)
+            finish(&cli, &summaries, *accept_partial)
         }
         Command::Import {
             files,
@@ -287,6 +314,7 @@ async fn run(cli: Cli) -> Result<()> {
             subject,
             time_zone,
             source_id,
+            accept_partial,
         } => {
             let mut options = FileOptions::new(identifier(subject.as_deref().unwrap_or("unknown")));
             options.zone = match time_zone {
@@ -321,7 +349,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             let store = store(&cli, &config).await?;
             let summaries = sync(&cli, &config, store, &sources).await;
-            finish(&cli, &summaries)
+            finish(&cli, &summaries, *accept_partial)
         }
         Command::Export {
             format,
@@ -395,12 +423,12 @@ async fn run(cli: Cli) -> Result<()> {
                     .await
                     .map_err(|e| Failure::Run(format!("pushing to {url}: {e}")))?;
                 if cli.json {
-                    println!(
+                    out!(
                         "{}",
                         serde_json::json!({"created": pushed.created, "existing": pushed.existing, "bundles": pushed.bundles})
                     );
                 } else {
-                    println!(
+                    out!(
                         "pushed {} patients and {} measurements to {url}: {} created, {} already there ({} transactions)",
                         subjects.len(),
                         measurements.len(),
@@ -504,10 +532,10 @@ async fn run(cli: Cli) -> Result<()> {
                     .collect();
                 emit(&serde_json::Value::Array(v).to_string());
             } else if rows.is_empty() {
-                println!("no patients yet: run `healthanalyzer demo`, `import` or `sync`");
+                out!("no patients yet: run `healthanalyzer demo`, `import` or `sync`");
             } else {
                 for (k, n, c) in rows {
-                    println!(
+                    out!(
                         "{c:>9}  {k}{}",
                         n.map(|n| format!("  ({n})")).unwrap_or_default()
                     );
@@ -535,15 +563,30 @@ fn write_out(path: Option<&Path>, text: &str) -> Result<()> {
 
 /// Writes `text` and a newline to stdout; a closed pipe (`| head`) ends the program quietly.
 fn emit(text: &str) {
+    print_line(format_args!("{text}"));
+}
+
+/// Set once stdout is found closed: nothing more is written to it.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes a line to stdout. After a closed pipe (`| head`) the rest of the output is dropped
+/// quietly and the command goes on to the exit code it would have had; any other failure to
+/// write is exit 1.
+fn print_line(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = out
-        .write_all(text.as_bytes())
+        .write_fmt(line)
         .and_then(|()| out.write_all(b"\n"))
         .and_then(|()| out.flush())
     {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            return;
         }
         eprintln!("error: writing to stdout: {e}");
         std::process::exit(1);
@@ -603,10 +646,10 @@ fn print_alerts(cli: &Cli, report: &Report) {
         return;
     }
     if alerts.is_empty() {
-        println!("no alerts");
+        out!("no alerts");
     }
     for (p, a) in alerts {
-        println!(
+        out!(
             "{:<6}  {}  {}  {}: {}",
             a.severity.as_str().to_uppercase(),
             &a.at[..a.at.len().min(16)],
@@ -762,8 +805,9 @@ fn outcome_text(o: &Outcome) -> String {
     }
 }
 
-/// Prints the summaries; the exit status follows the worst outcome.
-fn finish(cli: &Cli, summaries: &[SourceSummary]) -> Result<()> {
+/// Prints the summaries; the exit status follows the worst outcome: a failed source, then an
+/// interruption, then refused records (unless `accept_partial`).
+fn finish(cli: &Cli, summaries: &[SourceSummary], accept_partial: bool) -> Result<()> {
     if cli.json {
         let v: Vec<_> = summaries
             .iter()
@@ -782,7 +826,7 @@ fn finish(cli: &Cli, summaries: &[SourceSummary]) -> Result<()> {
         emit(&serde_json::Value::Array(v).to_string());
     } else {
         for s in summaries {
-            println!(
+            out!(
                 "{} ({}): {} pulled, {} new, {} changed, {} unchanged, {} rejected in {:.1} s; {}",
                 s.source,
                 s.kind,
@@ -795,10 +839,10 @@ fn finish(cli: &Cli, summaries: &[SourceSummary]) -> Result<()> {
                 outcome_text(&s.outcome)
             );
             for r in s.rejected.iter().take(5) {
-                println!("  rejected {}: {}", r.location, r.reason);
+                out!("  rejected {}: {}", r.location, r.reason);
             }
             if s.rejected_count > 5 {
-                println!(
+                out!(
                     "  … {} more rejected (--json lists the first 100)",
                     s.rejected_count - 5
                 );
@@ -813,6 +857,10 @@ fn finish(cli: &Cli, summaries: &[SourceSummary]) -> Result<()> {
     }
     if summaries.iter().any(|s| s.outcome == Outcome::Stopped) {
         return Err(Failure::Interrupted);
+    }
+    let refused: u64 = summaries.iter().map(|s| s.rejected_count).sum();
+    if refused > 0 && !accept_partial {
+        return Err(Failure::Refused(refused));
     }
     Ok(())
 }
@@ -830,7 +878,7 @@ async fn demo(cli: &Cli, config: &Config, patients: usize, days: u32, out: &Path
         .iter()
         .any(|s| !matches!(s.outcome, Outcome::Complete))
     {
-        return finish(cli, &summaries);
+        return finish(cli, &summaries, false);
     }
     let rules = RuleSet::from_toml(healthanalyzer_pipeline::DEMO_RULES)
         .map_err(|e| Failure::Run(e.to_string()))?;
@@ -851,7 +899,7 @@ async fn demo(cli: &Cli, config: &Config, patients: usize, days: u32, out: &Path
     let total = store.count(&Filter::default()).await?;
     let s = &summaries[0];
     if cli.json {
-        println!(
+        out!(
             "{}",
             serde_json::json!({
                 "store": url, "measurements": total, "new": s.inserted, "patients": report.totals.patients,
@@ -861,17 +909,22 @@ async fn demo(cli: &Cli, config: &Config, patients: usize, days: u32, out: &Path
         );
         return Ok(());
     }
-    println!(
+    out!(
         "Simulated {patients} patients over {days} days: {} measurements, {} new, {} changed, {} already stored, in {url} ({total} in all).",
-        s.pulled, s.inserted, s.updated, s.unchanged
+        s.pulled,
+        s.inserted,
+        s.updated,
+        s.unchanged
     );
-    println!(
+    out!(
         "Analysed with the demo rules: {} red, {} yellow, {} without alerts.",
-        report.totals.red, report.totals.yellow, report.totals.ok
+        report.totals.red,
+        report.totals.yellow,
+        report.totals.ok
     );
     for p in report.patients.iter().filter(|p| !p.alerts.is_empty()) {
         if let Some(a) = p.alerts.first() {
-            println!(
+            out!(
                 "  {:<6} {}: {}",
                 p.status.as_str().to_uppercase(),
                 p.subject,
@@ -879,12 +932,12 @@ async fn demo(cli: &Cli, config: &Config, patients: usize, days: u32, out: &Path
             );
         }
     }
-    println!(
+    out!(
         "Report: {} (open it in a browser). Done in {:.1} s.",
         absolute(out).display(),
         started.elapsed().as_secs_f64()
     );
-    println!(
+    out!(
         "Next: `healthanalyzer patients`, `healthanalyzer alerts --rules {DEMO_RULES_FILE}`, `healthanalyzer export --format ndjson --out demo.ndjson`."
     );
     Ok(())

@@ -459,3 +459,151 @@ fn push_to_a_fhir_server_and_sync_back_round_trips() {
         );
     }
 }
+
+/// One valid Observation and, per `bad`, one that is refused (an effective time that is no
+/// date-time).
+fn ndjson_with(bad: usize) -> String {
+    let mut lines = vec![
+        r#"{"resourceType":"Observation","id":"ok-1","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2025-03-01T08:00:00Z","valueQuantity":{"value":61,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}"#.to_owned(),
+    ];
+    for i in 0..bad {
+        lines.push(format!(
+            r#"{{"resourceType":"Observation","id":"bad-{i}","status":"final","code":{{"coding":[{{"system":"http://loinc.org","code":"8867-4"}}]}},"subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"yesterday","valueQuantity":{{"value":61,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}}}"#
+        ));
+    }
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn an_import_with_refused_records_exits_3_unless_partial_imports_are_accepted() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("mixed.ndjson"), ndjson_with(2)).expect("file");
+    std::fs::write(dir.path().join("clean.ndjson"), ndjson_with(0)).expect("file");
+
+    let o = run(
+        dir.path(),
+        &["--db", "sqlite:a.db", "--json", "import", "mixed.ndjson"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v[0]["rejected"], 2, "{v}");
+    assert_eq!(v[0]["inserted"], 1, "{v}");
+    assert_eq!(v[0]["rejections"].as_array().map(Vec::len), Some(2), "{v}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--accept-partial"),
+        "{}",
+        text(&o)
+    );
+    // The valid record is stored all the same.
+    assert_eq!(stored(dir.path(), "sqlite:a.db"), 1);
+
+    let o = run(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:b.db",
+            "import",
+            "--accept-partial",
+            "mixed.ndjson",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("2 rejected"),
+        "{}",
+        text(&o)
+    );
+
+    let o = run(
+        dir.path(),
+        &["--db", "sqlite:c.db", "import", "clean.ndjson"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // A file of which every record is refused stores nothing and is no success.
+    let all_bad: String = ndjson_with(3)
+        .lines()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.path().join("bad.ndjson"), all_bad).expect("file");
+    let o = run(dir.path(), &["--db", "sqlite:d.db", "import", "bad.ndjson"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(stored(dir.path(), "sqlite:d.db"), 0);
+    let help = run(dir.path(), &["--help"]);
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("  3    import or sync"),
+        "{}",
+        text(&help)
+    );
+}
+
+/// Runs the binary with its stdout a pipe whose reading end is already closed.
+fn run_into_closed_pipe(dir: &Path, args: &[&str]) -> Output {
+    let mut child = bin()
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    child.wait_with_output().expect("wait")
+}
+
+#[test]
+fn every_command_survives_a_closed_pipe() {
+    let dir = tempfile::tempdir().expect("dir");
+    let o = run(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:p.db",
+            "demo",
+            "--patients",
+            "6",
+            "--days",
+            "5",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(dir.path().join("mixed.ndjson"), ndjson_with(1)).expect("file");
+    let cases: &[(&[&str], i32)] = &[
+        (&["--db", "sqlite:p.db", "patients"], 0),
+        (&["--db", "sqlite:p.db", "--json", "patients"], 0),
+        (
+            &[
+                "--db",
+                "sqlite:p.db",
+                "alerts",
+                "--rules",
+                "healthanalyzer-demo-rules.toml",
+            ],
+            0,
+        ),
+        (&["--db", "sqlite:p.db", "report", "--format", "md"], 0),
+        (&["--db", "sqlite:p.db", "export", "--format", "ndjson"], 0),
+        (&["--db", "sqlite:p.db", "export", "--format", "bundle"], 0),
+        // The exit code is the one the command would have had.
+        (&["--db", "sqlite:q.db", "import", "mixed.ndjson"], 3),
+        (
+            &[
+                "--db",
+                "sqlite:p.db",
+                "demo",
+                "--patients",
+                "2",
+                "--days",
+                "2",
+            ],
+            0,
+        ),
+    ];
+    for (args, code) in cases {
+        let o = run_into_closed_pipe(dir.path(), args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {}", text(&o));
+        assert!(!err.contains("Broken pipe"), "{args:?}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(*code), "{args:?}: {}", text(&o));
+    }
+}
