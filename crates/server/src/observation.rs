@@ -487,6 +487,7 @@ impl Spec {
         pairs: &[(String, String)],
         conditional: bool,
     ) -> ApiResult<Self> {
+        crate::search::refuse_unsupported_modifiers(pairs)?;
         let mut spec = Spec {
             filter: Filter::default(),
             empty: false,

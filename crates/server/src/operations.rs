@@ -64,6 +64,7 @@ pub(crate) async fn lastn(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let mut pairs = params(query.as_deref());
+    crate::search::refuse_unsupported_modifiers(&pairs)?;
     restrict_search(&mut pairs, limited_to(&access).as_deref())?;
     check_format(&headers, format_of(&pairs))?;
     let base = base_url(&state, &headers);
@@ -121,6 +122,7 @@ pub(crate) async fn stats(
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
     let mut pairs = params(query.as_deref());
+    crate::search::refuse_unsupported_modifiers(&pairs)?;
     restrict_search(&mut pairs, limited_to(&access).as_deref())?;
     check_format(&headers, format_of(&pairs))?;
     let mut use_pairs = patient_param(&pairs, "$stats")?;

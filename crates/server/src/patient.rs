@@ -508,6 +508,7 @@ pub(crate) fn no_content() -> Response {
 
 /// The subjects matching Patient search parameters (`identifier`, `name`, `birthdate`, `_id`).
 async fn search_subjects(state: &AppState, pairs: &[(String, String)]) -> ApiResult<Vec<Subject>> {
+    crate::search::refuse_unsupported_modifiers(pairs)?;
     let mut identifiers: Vec<Vec<Identifier>> = Vec::new();
     let mut names: Vec<Vec<String>> = Vec::new();
     let mut births: Vec<DateParam> = Vec::new();
@@ -609,16 +610,27 @@ pub(crate) async fn search(
     let base = base_url(&state, &headers);
     let paging = Paging::parse(&pairs, state.config.default_count, state.config.max_count)?;
     let (count, after) = (paging.count, paging.page.clone());
-    let applied: Vec<(String, String)> = pairs
+    crate::search::refuse_unsupported_modifiers(&pairs)?;
+    let known = |k: &str| {
+        matches!(
+            k,
+            "identifier" | "name" | "family" | "given" | "birthdate" | "_id"
+        )
+    };
+    let ignored: Vec<String> = pairs
         .iter()
-        .filter(|(k, _)| {
-            matches!(
-                k.as_str(),
-                "identifier" | "name" | "family" | "given" | "birthdate" | "_id"
-            )
+        .map(|(k, _)| k)
+        .filter(|k| {
+            !known(k)
+                && !matches!(
+                    k.as_str(),
+                    "_count" | "_page" | "_summary" | "_total" | "_format"
+                )
         })
         .cloned()
         .collect();
+    crate::http::check_strict_handling(&headers, &ignored)?;
+    let applied: Vec<(String, String)> = pairs.iter().filter(|(k, _)| known(k)).cloned().collect();
     let mut found: Vec<(String, Subject)> = search_subjects(&state, &applied)
         .await?
         .into_iter()

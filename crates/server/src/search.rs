@@ -18,6 +18,49 @@ pub(crate) fn params(raw: Option<&str>) -> Vec<(String, String)> {
     .unwrap_or_default()
 }
 
+/// Parameter names with a modifier that this server supports: the `Patient` type of a
+/// reference, which says no more than the parameter itself.
+const SUPPORTED_MODIFIED: &[&str] = &["patient:Patient", "subject:Patient"];
+
+/// Refuses a search parameter with a modifier (`patient:identifier`, `code:text`,
+/// `date:missing`), a chain (`subject.identifier`, `patient.name`) or a reverse chain (`_has:…`)
+/// that this server does not support: 400 with an OperationOutcome naming it. Dropping such a
+/// parameter would answer a wider search than the one asked, across patients (R4's own
+/// example OperationOutcome `searchfail` is the answer FHIR gives instead).
+pub(crate) fn refuse_unsupported_modifiers(pairs: &[(String, String)]) -> ApiResult<()> {
+    for (name, _) in pairs {
+        if SUPPORTED_MODIFIED.contains(&name.as_str()) {
+            continue;
+        }
+        let what = if name.starts_with("_has") {
+            Some(format!(
+                "the reverse chain {name:?} is not supported by this server"
+            ))
+        } else if let Some((base, modifier)) = name.split_once(':') {
+            Some(format!(
+                "the {base:?} parameter has the modifier {modifier:?} which is not supported by this server"
+            ))
+        } else if let Some((base, chain)) = name.split_once('.') {
+            Some(format!(
+                "the {base:?} parameter is chained ({chain:?}), which is not supported by this server; search by the plain parameter (for a Patient by identifier: patient=system|value)"
+            ))
+        } else {
+            None
+        };
+        if let Some(what) = what {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "not-supported",
+                format!(
+                    "{what}; the search was not run (see /fhir/metadata for what is supported)"
+                ),
+            )
+            .at(format!("http.{name}")));
+        }
+    }
+    Ok(())
+}
+
 /// The prefixes of FHIR date search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Prefix {

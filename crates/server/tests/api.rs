@@ -1313,3 +1313,78 @@ async fn reads_searches_and_if_match_use_the_store_version() {
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert_eq!(ok.body["meta"]["versionId"], "3");
 }
+
+#[tokio::test]
+async fn a_modifier_or_chain_the_server_does_not_support_is_a_400_never_a_wider_search() {
+    let s = start(ServerConfig::default()).await;
+    let a = s.patient("Asked").await;
+    let b = s.patient("Other").await;
+    s.observation(&weight(&a, "2024-05-03T08:00:00Z", 70.0))
+        .await;
+    s.observation(&weight(&b, "2024-05-03T08:00:00Z", 90.0))
+        .await;
+    let refused = [
+        (
+            "Observation?patient:identifier=urn:oid:1.2.208.176.1.2|0101011234",
+            "patient:identifier",
+        ),
+        ("Observation?patient:missing=true", "patient:missing"),
+        (
+            "Observation?subject.identifier=urn:oid:1.2.208.176.1.2|0101011234",
+            "subject.identifier",
+        ),
+        ("Observation?patient.name=Asked", "patient.name"),
+        ("Observation?code:text=weight", "code:text"),
+        ("Observation?date:missing=false", "date:missing"),
+        (
+            "Observation?_has:Device:patient:type=x",
+            "_has:Device:patient:type",
+        ),
+        ("Patient?identifier:of-type=x", "identifier:of-type"),
+        ("Patient?name:exact=Asked", "name:exact"),
+        (
+            "Observation/$lastn?patient:identifier=x",
+            "patient:identifier",
+        ),
+        (
+            "Observation/$stats?patient:missing=true&code=http://loinc.org|29463-7&statistic=average",
+            "patient:missing",
+        ),
+    ];
+    for (query, name) in refused {
+        let r = s.get(query).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text);
+        assert_eq!(r.body["resourceType"], "OperationOutcome", "{query}");
+        assert_eq!(r.body["issue"][0]["code"], "not-supported", "{query}");
+        assert_eq!(
+            r.body["issue"][0]["expression"][0],
+            format!("http.{name}"),
+            "{query}"
+        );
+        assert!(r.outcome().contains("not supported"), "{query}: {}", r.text);
+    }
+    // The Patient type modifier says no more than the plain parameter.
+    let (ids, _) = s
+        .search_ids(&format!("Observation?patient:Patient={a}"))
+        .await;
+    assert_eq!(ids.len(), 1);
+    let (ids, _) = s
+        .search_ids(&format!("Observation?subject:Patient=Patient/{b}"))
+        .await;
+    assert_eq!(ids.len(), 1);
+    // An unknown plain parameter stays lenient, and strict on request.
+    let (ids, _) = s
+        .search_ids(&format!("Observation?patient={a}&foo=1"))
+        .await;
+    assert_eq!(ids.len(), 1);
+    let r = s
+        .send(
+            Method::GET,
+            "Patient?foo=1",
+            None,
+            &[("prefer", "handling=strict")],
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.outcome().contains("foo"), "{}", r.text);
+}
