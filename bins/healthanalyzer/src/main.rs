@@ -107,6 +107,11 @@ enum Command {
         /// Exit 0 even when records were refused (default: exit 3, with the valid ones stored).
         #[arg(long)]
         accept_partial: bool,
+        /// How much of each FHIR resource is checked: `strict`, the whole R4 model as the server
+        /// checks it (an element R4 does not define refuses the resource), or `lenient`, only
+        /// what is mapped (faster; for sources trusted to send valid R4).
+        #[arg(long, default_value = "strict", value_parser = ["strict", "lenient"])]
+        validation: String,
     },
     /// Export measurements as FHIR (a Bundle or NDJSON), to a file, stdout, or a FHIR server.
     Export {
@@ -315,8 +320,12 @@ async fn run(cli: Cli) -> Result<()> {
             time_zone,
             source_id,
             accept_partial,
+            validation,
         } => {
             let mut options = FileOptions::new(identifier(subject.as_deref().unwrap_or("unknown")));
+            options.validation = validation
+                .parse()
+                .map_err(|e: healthanalyzer_fhir::Error| Failure::Usage(e.to_string()))?;
             options.zone = match time_zone {
                 Some(_) => zone(time_zone.as_deref())?,
                 None => TimeZone::UTC,

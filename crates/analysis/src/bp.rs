@@ -45,15 +45,19 @@ fn mean(pairs: &[(f64, f64)]) -> Option<Pressure> {
     })
 }
 
-/// Home blood pressure from the systolic and diastolic series of one subject (paired by
-/// measurement), in the subject's time zone.
+/// Home blood pressure from the systolic and diastolic series of one subject, in the subject's
+/// time zone. A systolic value is paired with the diastolic value of the same measurement, or,
+/// for lone component readings (systolic and diastolic sent as two Observations, ADR 0009),
+/// with the diastolic value taken at the same instant.
 pub fn home_bp(systolic: &[Point], diastolic: &[Point], tz: &TimeZone) -> Option<HomeBp> {
-    let dia: BTreeMap<_, f64> = diastolic.iter().map(|p| (p.id, p.value)).collect();
+    let by_id: BTreeMap<_, f64> = diastolic.iter().map(|p| (p.id, p.value)).collect();
+    let by_time: BTreeMap<_, f64> = diastolic.iter().map(|p| (p.at, p.value)).collect();
+    let dia = |s: &Point| by_id.get(&s.id).or_else(|| by_time.get(&s.at));
     let mut morning = Vec::new();
     let mut evening = Vec::new();
     let mut days = BTreeSet::new();
     for s in systolic {
-        let Some(d) = dia.get(&s.id) else { continue };
+        let Some(d) = dia(s) else { continue };
         if !s.value.is_finite() || !d.is_finite() {
             continue;
         }

@@ -157,6 +157,48 @@ fn home_blood_pressure_averages_mornings_and_evenings() {
     assert_eq!(a.days_short, vec![civil::date(2024, 5, 3)]);
 }
 
+/// A lone component reading: a systolic or a diastolic pressure sent on its own.
+fn lone(at: &str, component: &str, v: i64) -> Measurement {
+    Measurement::new(
+        healthanalyzer_model::Provenance::new("t", format!("{at}-{component}")),
+        healthanalyzer_model::Identifier::local("p1"),
+        "blood-pressure",
+        Value::Components(vec![healthanalyzer_model::Component {
+            id: healthanalyzer_model::ComponentId::new(component),
+            value: healthanalyzer_model::ComponentValue::Quantity(
+                healthanalyzer_model::Quantity::new(v.into(), "mm[Hg]").into(),
+            ),
+        }]),
+        healthanalyzer_model::DateTime::parse(at).expect("time"),
+    )
+}
+
+#[test]
+fn lone_systolic_and_diastolic_readings_pair_up_by_time() {
+    let data = [
+        lone("2024-05-01T07:00:00+02:00", "systolic", 140),
+        lone("2024-05-01T07:00:00+02:00", "diastolic", 90),
+        lone("2024-05-01T21:00:00+02:00", "systolic", 130),
+        lone("2024-05-01T21:00:00+02:00", "diastolic", 80),
+        // A systolic reading without its diastolic one is in the systolic series only.
+        lone("2024-05-02T07:00:00+02:00", "systolic", 150),
+    ];
+    let s = series(&data, Catalog::builtin());
+    let key = |c: &str| {
+        s.iter()
+            .find(|(k, _)| k.component.as_deref() == Some(c))
+            .map(|(_, v)| v.clone())
+            .expect("series")
+    };
+    assert_eq!(key("systolic").len(), 3);
+    assert_eq!(key("diastolic").len(), 2);
+    let h = home_bp(&key("systolic"), &key("diastolic"), &cph()).expect("home bp");
+    assert_eq!(
+        (h.overall.systolic, h.overall.diastolic, h.overall.readings),
+        (135.0, 85.0, 2)
+    );
+}
+
 const RULES: &str = r#"
 [[threshold]]
 kind = "oxygen-saturation"

@@ -460,10 +460,7 @@ mod tests {
             .filter(|st| st.name.starts_with("create "))
             .collect();
         assert_eq!(creates.len(), catalog.kinds().len());
-        let options = ReadOptions {
-            catalog,
-            source_id: "check",
-        };
+        let options = ReadOptions::new(catalog, "check");
         for st in creates {
             let Some(crate::scenario::Body::Json(body)) = &st.request.as_ref().unwrap().body else {
                 panic!("{} has no JSON body", st.name);

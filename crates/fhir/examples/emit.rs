@@ -44,10 +44,7 @@ fn main() -> Result<(), Error> {
     let out = PathBuf::from(out);
     std::fs::create_dir_all(&out)?;
     let catalog = Catalog::builtin();
-    let options = ReadOptions {
-        catalog,
-        source_id: "hl7-examples",
-    };
+    let options = ReadOptions::new(catalog, "hl7-examples");
     let write = |name: String, v: &serde_json::Value| -> Result<(), Error> {
         std::fs::write(out.join(name), serde_json::to_string_pretty(v)?)?;
         Ok(())

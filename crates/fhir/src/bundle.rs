@@ -12,12 +12,13 @@ use serde_json::{Value as Json, json};
 use crate::device::{merge, read_device, write_device};
 use crate::error::{Error, Result, expect_type};
 use crate::observation::{
-    REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, map_observation, reference_json, write_observation,
-    write_observation_text,
+    REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, Validation, map_observation, reference_json,
+    write_observation, write_observation_text,
 };
 use crate::patient::{read_patient, write_patient};
 use crate::profile::{Profile, WriteOptions, phd_identifier};
 use crate::raw::{RawObservation, Text};
+use crate::strict::check_strict;
 
 /// The largest Bundle or NDJSON text accepted, in bytes.
 pub const MAX_BUNDLE_BYTES: usize = 512 * 1024 * 1024;
@@ -105,7 +106,7 @@ pub fn read_bundle(json: &str, options: &ReadOptions<'_>) -> Result<Contents> {
         .enumerate()
         .filter_map(|(i, e)| e.resource.map(|r| (i, e.full_url.as_deref(), r.get())))
         .collect();
-    read_items(&items, options, &mut out, 0);
+    read_items(&items, options, &mut out, Layout::Entries { depth: 0 });
     Ok(out)
 }
 
@@ -129,11 +130,23 @@ pub fn read_ndjson(text: &str, options: &ReadOptions<'_>) -> Result<Contents> {
         .map(|(i, line)| (i + 1, None, line.trim()))
         .filter(|(_, _, line)| !line.is_empty())
         .collect();
-    read_items(&items, options, &mut out, 0);
+    read_items(&items, options, &mut out, Layout::Lines);
     Ok(out)
 }
 
-fn prefixed(e: Error, index: usize) -> EntryError {
+/// Where the items read come from: a Bundle's entries (errors are `entry[i].resource.…`, and
+/// how deep the Bundle is nested), or NDJSON lines (errors are the resource's own path; the
+/// caller names the line).
+#[derive(Clone, Copy)]
+enum Layout {
+    Entries { depth: usize },
+    Lines,
+}
+
+fn prefixed(e: Error, index: usize, layout: Layout) -> EntryError {
+    if matches!(layout, Layout::Lines) {
+        return EntryError { index, error: e };
+    }
     let error = match e {
         Error::Structure { path, reason } => Error::Structure {
             path: format!("entry[{index}].resource.{path}"),
@@ -165,8 +178,13 @@ fn read_items(
     items: &[(usize, Option<&str>, &str)],
     options: &ReadOptions<'_>,
     out: &mut Contents,
-    depth: usize,
+    layout: Layout,
 ) {
+    let depth = match layout {
+        Layout::Entries { depth } => depth,
+        Layout::Lines => 0,
+    };
+    let strict = options.validation == Validation::Strict;
     // Patients and Devices first: every name an Observation may use for one. Each entry is parsed once as
     // an Observation (the common case); other resources are told apart by the type that parse
     // found, or, when it failed, by a second look at `resourceType` alone.
@@ -188,12 +206,22 @@ fn read_items(
                 }
                 Ok(p) => (p.resource_type, p.id),
                 Err(e) => {
-                    out.errors
-                        .push(prefixed(Error::structure("resourceType", e.to_string()), i));
+                    out.errors.push(prefixed(
+                        Error::structure("resourceType", e.to_string()),
+                        i,
+                        layout,
+                    ));
                     continue;
                 }
             },
         };
+        if strict
+            && matches!(&*resource_type, "Patient" | "Device")
+            && let Err(e) = check_strict(text)
+        {
+            out.errors.push(prefixed(e, i, layout));
+            continue;
+        }
         match &*resource_type {
             "Patient" => match read_patient(text) {
                 Ok(s) => {
@@ -205,7 +233,7 @@ fn read_items(
                     }
                     out.subjects.push(s);
                 }
-                Err(e) => out.errors.push(prefixed(e, i)),
+                Err(e) => out.errors.push(prefixed(e, i, layout)),
             },
             "Device" => match read_device(text) {
                 Ok(d) => {
@@ -217,7 +245,7 @@ fn read_items(
                     }
                     out.devices.push(d);
                 }
-                Err(e) => out.errors.push(prefixed(e, i)),
+                Err(e) => out.errors.push(prefixed(e, i, layout)),
             },
             // A Bundle of Bundles (a batch of documents, say): read each in turn.
             "Bundle" if depth < MAX_NESTING => match serde_json::from_str::<RawBundle<'_>>(text) {
@@ -231,24 +259,41 @@ fn read_items(
                         })
                         .collect();
                     let mut nested = Contents::default();
-                    read_items(&items, options, &mut nested, depth + 1);
+                    read_items(
+                        &items,
+                        options,
+                        &mut nested,
+                        Layout::Entries { depth: depth + 1 },
+                    );
                     out.measurements.extend(nested.measurements);
                     out.subjects.extend(nested.subjects);
                     out.devices.extend(nested.devices);
                     out.skipped
                         .extend(nested.skipped.into_iter().map(|(_, t)| (i, t)));
-                    out.errors
-                        .extend(nested.errors.into_iter().map(|e| prefixed(e.error, i)));
+                    out.errors.extend(
+                        nested
+                            .errors
+                            .into_iter()
+                            .map(|e| prefixed(e.error, i, layout)),
+                    );
                 }
-                Err(e) => out
-                    .errors
-                    .push(prefixed(Error::structure("Bundle", e.to_string()), i)),
+                Err(e) => out.errors.push(prefixed(
+                    Error::structure("Bundle", e.to_string()),
+                    i,
+                    layout,
+                )),
             },
             other => out.skipped.push((i, other.to_string())),
         }
     }
     for (i, full_url, text, raw) in observations {
-        let parsed = raw.and_then(|r| map_observation(&r, text, options, full_url));
+        let parsed = raw.and_then(|r| {
+            let m = map_observation(&r, text, options, full_url)?;
+            if strict {
+                check_strict(text)?;
+            }
+            Ok(m)
+        });
         match parsed {
             Ok(mut m) => {
                 if m.subject.system.as_deref() == Some(REFERENCE_SYSTEM) {
@@ -281,7 +326,7 @@ fn read_items(
                 }
                 out.measurements.push(m);
             }
-            Err(e) => out.errors.push(prefixed(e, i)),
+            Err(e) => out.errors.push(prefixed(e, i, layout)),
         }
     }
 }

@@ -40,7 +40,7 @@
 //!    "subject": {"reference": "urn:uuid:0b3f0c5e-0000-4000-8000-000000000001"},
 //!    "effectiveDateTime": "2024-05-01T07:31:00+02:00",
 //!    "valueQuantity": {"value": 64, "system": "http://unitsofmeasure.org", "code": "/min"}}}]}"#;
-//! let options = ReadOptions { catalog: Catalog::builtin(), source_id: "clinic" };
+//! let options = ReadOptions::new(Catalog::builtin(), "clinic");
 //! let contents = read_bundle(bundle, &options)?;
 //! assert!(contents.errors.is_empty());
 //! // The reference between entries resolved to the Patient's CPR number.
@@ -64,7 +64,7 @@
 //! #    "subject": {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": "0101701234"}},
 //! #    "effectiveDateTime": "2024-05-01T07:31:00+02:00",
 //! #    "valueQuantity": {"value": 64, "system": "http://unitsofmeasure.org", "code": "/min"}}}]}"#;
-//! # let contents = read_bundle(bundle, &ReadOptions { catalog: Catalog::builtin(), source_id: "clinic" })?;
+//! # let contents = read_bundle(bundle, &ReadOptions::new(Catalog::builtin(), "clinic"))?;
 //! use healthanalyzer_fhir::{BundleKind, Profile, WriteOptions, write_bundle};
 //!
 //! let options = WriteOptions::new(Catalog::builtin()).with_profile(Profile::DkCore);
@@ -92,7 +92,7 @@
 //!   "subject": {"reference": "Patient/p1"},
 //!   "effectiveDateTime": "2024-03-31T08:15:00+02:00",
 //!   "valueQuantity": {"value": 72.40, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}}"#;
-//! let options = ReadOptions { catalog: Catalog::builtin(), source_id: "clinic" };
+//! let options = ReadOptions::new(Catalog::builtin(), "clinic");
 //! let m = read_observation(json, &options, None)?;
 //! assert_eq!(m.kind, "body-weight");
 //! assert_eq!(m.value.as_quantity().unwrap().value.to_string(), "72.40");
@@ -120,7 +120,7 @@ pub use bundle::{
 pub use device::{read_device, write_device};
 pub use error::{Error, Result, operation_outcome};
 pub use observation::{
-    FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM, ReadOptions, Served, URI_SYSTEM,
+    FHIR_JSON, MAX_RESOURCE_BYTES, REFERENCE_SYSTEM, ReadOptions, Served, URI_SYSTEM, Validation,
     read_observation, write_observation, write_observation_text, write_served_observation_text,
 };
 pub use patient::{read_patient, write_patient};

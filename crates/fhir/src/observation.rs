@@ -34,6 +34,58 @@ pub struct ReadOptions<'c> {
     pub catalog: &'c Catalog,
     /// The id of the source the resource came from (part of the measurement's identity).
     pub source_id: &'c str,
+    /// How much of each resource is checked ([`Validation::Strict`] unless asked).
+    pub validation: Validation,
+}
+
+impl<'c> ReadOptions<'c> {
+    /// Options for a source, with the default [`Validation::Strict`].
+    pub fn new(catalog: &'c Catalog, source_id: &'c str) -> Self {
+        Self {
+            catalog,
+            source_id,
+            validation: Validation::Strict,
+        }
+    }
+
+    /// The same options with another validation policy.
+    pub fn with_validation(mut self, validation: Validation) -> Self {
+        self.validation = validation;
+        self
+    }
+}
+
+/// How much of a resource is checked before it is mapped: one policy for every entry point
+/// (the server, `import`, `sync`, the checker), so the same resource gets the same verdict.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Validation {
+    /// The whole resource against the FHIR R4 model ([`check_strict`](crate::check_strict)):
+    /// an element R4 does not define, a wrong type or a wrong cardinality refuses it, as the
+    /// server does. The default.
+    #[default]
+    Strict,
+    /// Only what the mapping reads is checked (the code, subject, time and value); anything
+    /// else is kept in the payload unexamined. Several times faster on bulk input; for data
+    /// whose source is trusted to send valid R4.
+    Lenient,
+}
+
+impl std::str::FromStr for Validation {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "strict" => Ok(Self::Strict),
+            "lenient" => Ok(Self::Lenient),
+            other => Err(Error::value(
+                "validation",
+                format!("{other:?}: expected strict or lenient"),
+            )),
+        }
+    }
 }
 
 fn text<'s>(c: &'s Option<Text<'_>>) -> Option<&'s str> {
@@ -51,7 +103,32 @@ pub fn read_observation(
     check_size(json, "Observation")?;
     let raw: RawObservation<'_> =
         serde_json::from_str(json).map_err(|e| Error::structure("Observation", json_reason(&e)))?;
-    map_observation(&raw, json, options, record_id)
+    // The mapping first: its errors name the element. The whole R4 model after, for what the
+    // mapping does not read.
+    let m = map_observation(&raw, json, options, record_id)?;
+    if options.validation == Validation::Strict {
+        crate::strict::check_strict(json)?;
+    }
+    Ok(m)
+}
+
+/// The record id of an Observation without `id`: its first business identifier with a system
+/// and a value (`identifier:system|value`), else the first with a value. The same identifier,
+/// the same record, so importing the file again changes nothing.
+fn identifier_record(raw: &RawObservation<'_>) -> Option<String> {
+    let ids = raw.identifier.as_deref()?;
+    let with_value =
+        |i: &&crate::raw::RawIdentifier<'_>| text(&i.value).is_some_and(|v| !v.is_empty());
+    let best = ids
+        .iter()
+        .filter(with_value)
+        .find(|i| text(&i.system).is_some())
+        .or_else(|| ids.iter().find(with_value))?;
+    Some(format!(
+        "identifier:{}|{}",
+        text(&best.system).unwrap_or_default(),
+        text(&best.value).unwrap_or_default()
+    ))
 }
 
 fn json_reason(e: &serde_json::Error) -> String {
@@ -96,9 +173,10 @@ pub(crate) fn map_observation(
     let record = match (text(&raw.id), record_id) {
         (Some(id), _) => id.to_string(),
         (None, Some(r)) => r.to_string(),
-        (None, None) => {
-            return Err(Error::required("Observation.id"));
-        }
+        // The record id: the resource's id, else the caller's (a Bundle entry's fullUrl, a file
+        // name), else a business identifier.
+        (None, None) => identifier_record(raw)
+            .ok_or_else(|| Error::required("Observation.id (or an identifier with a value)"))?,
     };
     let provenance = Provenance::new(options.source_id, record).with_payload(FHIR_JSON, json);
     let mut m = Measurement::new(provenance, subject, kind.id.clone(), value, effective);
@@ -460,10 +538,9 @@ fn write_plain(m: &Measurement, catalog: &Catalog, profile: Profile) -> Result<J
         && p.media_type == FHIR_JSON
         && let Ok(Json::Object(mut original)) = serde_json::from_str::<Json>(&p.content)
     {
-        let options = ReadOptions {
-            catalog,
-            source_id: &m.provenance.source_id,
-        };
+        // The kept payload was checked when it came in.
+        let options =
+            ReadOptions::new(catalog, &m.provenance.source_id).with_validation(Validation::Lenient);
         if let Ok(before) = read_observation(&p.content, &options, Some(&m.provenance.record_id)) {
             if same_content(&before, m) && before.subject == m.subject {
                 return Ok(Json::Object(original));
@@ -558,7 +635,7 @@ fn codeable(codings: &[healthanalyzer_model::Coding], text: &str, profile: Profi
     let list: Vec<Json> = codings
         .iter()
         .filter(|c| {
-            let first = !seen.contains(&&*c.system);
+            let first = !seen.contains(&&*c.system) && !read_only(c);
             seen.push(&c.system);
             first || profile.wants_coding(c)
         })
@@ -613,10 +690,28 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog, profile: Profile) -> Re
             format!("unknown kind {}", m.kind.as_str()),
         )
     })?;
+    // A lone component reading (a systolic pressure on its own) is written as FHIR sends it:
+    // an Observation coded with the component's code and holding its value.
+    let lone = match &m.value {
+        Value::Components(cs) if m.value.is_lone_component() => {
+            let c = &cs[0];
+            let def = kind.component(c.id.as_str()).ok_or_else(|| {
+                Error::unsupported(
+                    "Observation.code",
+                    format!("{} has no component {}", kind.id.as_str(), c.id.as_str()),
+                )
+            })?;
+            Some((def, c))
+        }
+        _ => None,
+    };
     let mut o = Map::new();
     o.insert("resourceType".into(), "Observation".into());
     o.insert("id".into(), m.id.to_string().into());
-    let profiles = profile.observation_profiles(kind);
+    let profiles = match lone {
+        Some(_) => profile.component_profiles(kind),
+        None => profile.observation_profiles(kind),
+    };
     if !profiles.is_empty() {
         o.insert("meta".into(), json!({ "profile": profiles }));
     }
@@ -628,7 +723,10 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog, profile: Profile) -> Re
     o.insert("category".into(), category_json(&kind.category));
     o.insert(
         "code".into(),
-        codeable(&kind.codings, &kind.display, profile),
+        match lone {
+            Some((def, _)) => codeable(&def.codings, &def.display, profile),
+            None => codeable(&kind.codings, &kind.display, profile),
+        },
     );
     o.insert("subject".into(), reference_json(&m.subject));
     match &m.effective {
@@ -648,6 +746,18 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog, profile: Profile) -> Re
         o.insert("issued".into(), issued.to_string().into());
     }
     match &m.value {
+        _ if lone.is_some() => {
+            if let Some((_, c)) = lone {
+                match &c.value {
+                    ComponentValue::Quantity(q) => {
+                        o.insert("valueQuantity".into(), quantity_json(q)?);
+                    }
+                    ComponentValue::Absent(r) => {
+                        o.insert("dataAbsentReason".into(), absent_json(r));
+                    }
+                }
+            }
+        }
         Value::Quantity(q) => {
             o.insert("valueQuantity".into(), quantity_json(q)?);
         }
@@ -745,7 +855,7 @@ pub fn write_observation_text(m: &Measurement, options: &WriteOptions<'_>) -> Re
         }
         return Ok(write_observation(m, options)?.to_string());
     }
-    if options.profile != Profile::VitalSigns {
+    if options.profile != Profile::VitalSigns || m.value.is_lone_component() {
         return Ok(write_observation(m, options)?.to_string());
     }
     let mut w = JsonText::with_capacity(1024);
@@ -774,6 +884,7 @@ pub fn write_served_observation_text(
     served: Served<'_>,
 ) -> Result<Option<String>> {
     if options.profile != Profile::VitalSigns
+        || m.value.is_lone_component()
         || m.provenance
             .payload
             .as_ref()
@@ -788,10 +899,9 @@ pub fn write_served_observation_text(
 
 /// The kept payload as one line, when it is an Observation object that reads back to `m`.
 fn splice(m: &Measurement, content: &str, catalog: &Catalog) -> Option<String> {
-    let options = ReadOptions {
-        catalog,
-        source_id: &m.provenance.source_id,
-    };
+    // The kept payload was checked when it came in.
+    let options =
+        ReadOptions::new(catalog, &m.provenance.source_id).with_validation(Validation::Lenient);
     let before = read_observation(content, &options, Some(&m.provenance.record_id)).ok()?;
     if !(same_content(&before, m) && before.subject == m.subject) {
         return None;
@@ -912,12 +1022,18 @@ fn coding_text(w: &mut JsonText, system: &str, code: &str, display: Option<&str>
     w.raw("}");
 }
 
+/// Codings the catalog reads but does not write: NPU under dk-core's URI and under Norway's
+/// NLK say what the NPU coding under the Danish OID says, which is written.
+fn read_only(c: &healthanalyzer_model::Coding) -> bool {
+    c.system == systems::NPU_URI || c.system == systems::NLK
+}
+
 fn codeable_text(w: &mut JsonText, codings: &[healthanalyzer_model::Coding], text: &str) {
     let mut seen: Vec<&str> = Vec::new();
     w.raw("{\"coding\":[");
     let mut first = true;
     for c in codings {
-        let new = !seen.contains(&&*c.system);
+        let new = !seen.contains(&&*c.system) && !read_only(c);
         seen.push(&c.system);
         if !(new || Profile::VitalSigns.wants_coding(c)) {
             continue;

@@ -104,6 +104,20 @@ impl Profile {
         }
     }
 
+    /// The profiles of a lone component reading of `kind` (a systolic pressure on its own):
+    /// the general ones, not the panel's own (HL7's `bp`, nl-core-BloodPressure), whose
+    /// code and components it does not have.
+    pub fn component_profiles(self, kind: &KindDef) -> Vec<String> {
+        let vital = kind.category == "vital-signs";
+        match self {
+            Profile::VitalSigns | Profile::NoBasis | Profile::NlCore if vital => {
+                vec![format!("{HL7_SD}vitalsigns")]
+            }
+            Profile::VitalSigns | Profile::NoBasis | Profile::NlCore => Vec::new(),
+            Profile::DkCore => self.observation_profiles(kind),
+        }
+    }
+
     /// Whether a code beyond the first of its system belongs on a fresh Observation: nl-core
     /// writes oxygen saturation with both 2708-6 and the pulse-oximetry code 59408-5, as
     /// Nictiz's own conversions do.

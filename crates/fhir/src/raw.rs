@@ -199,6 +199,10 @@ pub(crate) struct RawObservation<'a> {
     pub(crate) resource_type: Cow<'a, str>,
     #[serde(borrow, default)]
     pub(crate) id: Option<Text<'a>>,
+    /// Business identifiers: the record id of an Observation that has no `id` and no entry
+    /// `fullUrl` (an NDJSON line).
+    #[serde(borrow, default)]
+    pub(crate) identifier: Option<Vec<RawIdentifier<'a>>>,
     #[serde(borrow, default)]
     pub(crate) status: Option<Text<'a>>,
     #[serde(borrow, default)]

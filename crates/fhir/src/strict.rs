@@ -30,8 +30,17 @@ use crate::raw::{
 /// Checks a resource against the full FHIR R4 model (every element known, of the right type and
 /// cardinality), as fhirbolt's Strict mode sees it. The fast path maps only what it needs; this
 /// is the reference it is held to.
+///
+/// fhirbolt takes a single object where R4 wants an array (`"coding": {…}`); for the elements
+/// an Observation's mapping reads, the fast path's own structure is checked as well, so that
+/// every entry point (the server, `import`, `sync`, the checker) gives one verdict.
 pub fn check_strict(json: &str) -> Result<()> {
-    parse(json).map(drop)
+    match parse(json)? {
+        Resource::Observation(_) => serde_json::from_str::<RawObservation<'_>>(json)
+            .map(drop)
+            .map_err(|e| Error::structure("Observation", e.to_string())),
+        _ => Ok(()),
+    }
 }
 
 /// Reads an Observation through fhirbolt's full R4 model (Strict mode) instead of the fast
@@ -177,6 +186,15 @@ fn observation(o: &Observation) -> RawObservation<'_> {
     let mut raw = RawObservation {
         resource_type: Cow::Borrowed("Observation"),
         id: text!(o.id),
+        identifier: (!o.identifier.is_empty()).then(|| {
+            o.identifier
+                .iter()
+                .map(|i| RawIdentifier {
+                    system: text!(i.system),
+                    value: text!(i.value),
+                })
+                .collect()
+        }),
         status: o.status.value.as_deref().map(Text::borrowed),
         code: Some(concept(&o.code)),
         subject: o.subject.as_deref().map(reference),

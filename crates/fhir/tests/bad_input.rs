@@ -7,10 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 fn options() -> ReadOptions<'static> {
-    ReadOptions {
-        catalog: Catalog::builtin(),
-        source_id: "test",
-    }
+    ReadOptions::new(Catalog::builtin(), "test")
 }
 
 fn weight() -> Value {

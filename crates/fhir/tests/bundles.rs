@@ -12,10 +12,7 @@ use healthanalyzer_model::{Catalog, Identifier, systems};
 use serde_json::json;
 
 fn options() -> ReadOptions<'static> {
-    ReadOptions {
-        catalog: Catalog::builtin(),
-        source_id: "bundle-test",
-    }
+    ReadOptions::new(Catalog::builtin(), "bundle-test")
 }
 
 fn sample() -> serde_json::Value {

@@ -16,10 +16,9 @@ use proptest::prelude::*;
 use serde_json::{Value as Json, json};
 
 fn options() -> ReadOptions<'static> {
-    ReadOptions {
-        catalog: Catalog::builtin(),
-        source_id: "s",
-    }
+    // The fast path on its own, to compare with the strict one.
+    ReadOptions::new(Catalog::builtin(), "s")
+        .with_validation(healthanalyzer_fhir::Validation::Lenient)
 }
 
 /// Both paths on one input: when the fast path accepts it, the strict path must agree.

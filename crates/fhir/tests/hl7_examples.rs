@@ -46,10 +46,7 @@ fn vital_sign_examples_round_trip_exactly() {
         return;
     };
     let catalog = Catalog::builtin();
-    let options = ReadOptions {
-        catalog,
-        source_id: "hl7-examples",
-    };
+    let options = ReadOptions::new(catalog, "hl7-examples");
     let examples = vital_signs(&dir);
     assert!(
         examples.len() >= 14,
@@ -107,10 +104,7 @@ fn pounds_and_inches_are_converted_and_kept() {
         return;
     };
     let catalog = Catalog::builtin();
-    let options = ReadOptions {
-        catalog,
-        source_id: "hl7-examples",
-    };
+    let options = ReadOptions::new(catalog, "hl7-examples");
     for (file, kind, canonical, original) in [
         (
             "Observation-example.json",
@@ -147,10 +141,7 @@ fn a_correction_keeps_what_the_mapping_does_not_hold() {
         return;
     };
     let catalog = Catalog::builtin();
-    let options = ReadOptions {
-        catalog,
-        source_id: "hl7-examples",
-    };
+    let options = ReadOptions::new(catalog, "hl7-examples");
     let text = std::fs::read_to_string(dir.join("observation/Observation-blood-pressure.json"))
         .expect("read");
     let original: Value = serde_json::from_str(&text).expect("json");

@@ -85,10 +85,7 @@ fn every_kind_under_every_profile_matches_its_reviewed_snapshot_and_reads_back()
             let m = sample(kind, national_id(profile));
             let o = write_observation(&m, &options).expect("write");
             // What was written reads back as the same measurement.
-            let read = ReadOptions {
-                catalog,
-                source_id: "home-monitor",
-            };
+            let read = ReadOptions::new(catalog, "home-monitor");
             let back = read_observation(&o.to_string(), &read, None).expect("read back");
             assert_eq!(back.kind, m.kind);
             assert_eq!(back.subject, m.subject);
@@ -292,10 +289,7 @@ fn a_national_profile_adds_to_a_passed_through_resource_and_removes_nothing() {
         "effectiveDateTime": "2024-05-01T07:31:00+02:00",
         "valueQuantity": {"value": 64, "unit": "beats/min", "system": "http://unitsofmeasure.org", "code": "/min"}
     });
-    let read = ReadOptions {
-        catalog,
-        source_id: "clinic",
-    };
+    let read = ReadOptions::new(catalog, "clinic");
     let m = read_observation(&original.to_string(), &read, None).expect("read");
     // Under the default profile, it goes out as it came in.
     assert_eq!(
@@ -359,10 +353,7 @@ fn a_dk_core_transaction_creates_on_the_phd_identifier_and_writes_the_device() {
     assert_eq!(obs["request"]["ifNoneExist"], format!("identifier={phd}"));
 
     // Read back: the Device's details come back into the measurements' device reference.
-    let read = ReadOptions {
-        catalog,
-        source_id: "home-monitor",
-    };
+    let read = ReadOptions::new(catalog, "home-monitor");
     let back = read_bundle(&tx.to_string(), &read).expect("read");
     assert!(back.errors.is_empty(), "{:?}", back.errors);
     assert_eq!(back.devices.len(), 1);

@@ -86,7 +86,7 @@ proptest! {
         });
         let write = WriteOptions::new(catalog).with_profile(profile);
         let json = write_observation(&m, &write).expect("write").to_string();
-        let options = ReadOptions { catalog, source_id: "p" };
+        let options = ReadOptions::new(catalog, "p");
         let back = read_observation(&json, &options, None).expect("read back");
         prop_assert_eq!(&back.subject, &m.subject);
         prop_assert_eq!(&back.kind, &m.kind);
@@ -153,7 +153,7 @@ proptest! {
         let fresh = write_observation(&m, &options).expect("write");
         // As another system might send it: indented, over several lines.
         let sent = serde_json::to_string_pretty(&fresh).expect("pretty");
-        let read = ReadOptions { catalog, source_id: "p" };
+        let read = ReadOptions::new(catalog, "p");
         let mut kept = read_observation(&sent, &read, None).expect("read");
         prop_assert!(kept.provenance.payload.is_some());
         if change {

@@ -41,14 +41,16 @@ fn wrong_types_are_refused() {
         v[k] = bad;
         check_strict(&v.to_string()).expect_err(k);
     }
-    // fhirbolt accepts an array where one object belongs (`"subject": [{…}]`); the fast path
-    // refuses it (tests/bad_input.rs), and it is the fast path that maps.
+    // fhirbolt alone accepts an array where one object belongs (`"subject": [{…}]`) and an
+    // object where an array belongs (`"coding": {…}`); check_strict holds an Observation to the
+    // mapping's structure as well, so both are refused, by every entry point alike.
     let mut v = base();
     v["subject"] = json!([{"reference": "Patient/p1"}]);
-    assert!(
-        check_strict(&v.to_string()).is_ok(),
-        "fhirbolt became stricter: update this note"
-    );
+    let e = check_strict(&v.to_string()).expect_err("an array for one object");
+    assert_eq!(e.issue_code(), "structure");
+    let mut v = base();
+    v["code"]["coding"] = json!({"system": "http://loinc.org", "code": "8867-4"});
+    check_strict(&v.to_string()).expect_err("an object for an array");
     check_strict("{").expect_err("truncated");
     check_strict("{\"resourceType\": \"NoSuchThing\"}").expect_err("unknown type");
 }

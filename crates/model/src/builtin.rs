@@ -1,20 +1,34 @@
 //! The built-in kinds. One entry per kind; `docs/catalog.md` lists them as a table.
 //!
 //! Sources for the codes: LOINC and the HL7 FHIR R4 vital-signs profiles; SNOMED CT as used in
-//! the HL7 R4 examples; IEEE 11073-10101 codes as partition 2 (SCADA) × 65536 + term code, as in
-//! the HL7 Personal Health Device IG; Danish NPU/DNK codes as listed by MedCom's home-care
-//! terminology and HL7 Denmark (`urn:oid:1.2.208.176.2.1`).
+//! the HL7 R4 examples and HL7 Norway's VkpObservation; IEEE 11073-10101 codes as partition 2
+//! (SCADA) × 65536 + term code, as in the HL7 Personal Health Device IG and dk-core's
+//! IEEEBasicObservation value set; NPU and DNK codes from the FUT infrastructure's code system
+//! `urn:oid:1.2.208.176.2.1` and dk-core's NPUBasicObservation value set; MedCom MCS codes from
+//! the FUT infrastructure's `urn:oid:1.2.208.184.100.8`; NLK from VkpObservation's table.
+//! `crates/model/tests/national_codes.rs` checks each code against the definitions it came
+//! from. An NPU code is listed under both system URIs it is sent with in Denmark (the Danish
+//! OID and dk-core's `http://npu-terminology.org`), and under Norway's NLK where HL7 Norway
+//! uses it.
 
 use std::borrow::Cow;
 
 use crate::catalog::{
     Coding, ComponentDef, ComponentId, Constraint, KindDef, KindId, Range, UnitDef, ValueSpec,
 };
-use crate::identifier::systems::{LOINC, MDC, NPU, SNOMED};
+use crate::identifier::systems::{LOINC, MDC, MEDCOM, NLK, NPU, NPU_URI, SNOMED};
 use crate::quantity::{Conversion, Decimal, UnitCode};
 
-/// MedCom's own measurement codes (home blood pressure).
-const MEDCOM: &str = "urn:oid:1.2.208.184.100.8";
+/// An NPU code under both system URIs it is sent with in Denmark (see the module doc).
+fn npu(code: &'static str, display: &'static str) -> [Coding; 2] {
+    [c(NPU, code, display), c(NPU_URI, code, display)]
+}
+
+/// `codings` followed by each NPU code's codings.
+fn with_npu<const N: usize>(mut codings: Vec<Coding>, npus: [[Coding; 2]; N]) -> Vec<Coding> {
+    codings.extend(npus.into_iter().flatten());
+    codings
+}
 
 fn c(system: &'static str, code: &'static str, display: &'static str) -> Coding {
     Coding {
@@ -168,34 +182,56 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                 ComponentDef {
                     id: systolic.clone(),
                     display: Cow::Borrowed("Systolic blood pressure"),
-                    codings: vec![
-                        c(LOINC, "8480-6", "Systolic blood pressure"),
-                        c(SNOMED, "271649006", "Systolic blood pressure"),
-                        c(MDC, "150021", "MDC_PRESS_BLD_NONINV_SYS"),
-                        c(NPU, "DNK05472", "Arm—Blodtryk(systolisk); tryk = ? mmHg"),
-                        c(
-                            MEDCOM,
-                            "MCS88019",
-                            "Arm—Blodtryk(systolisk) hjemme; tryk = ? mmHg",
-                        ),
-                    ],
+                    codings: with_npu(
+                        vec![
+                            c(LOINC, "8480-6", "Systolic blood pressure"),
+                            c(SNOMED, "271649006", "Systolic blood pressure"),
+                            c(MDC, "150021", "MDC_PRESS_BLD_NONINV_SYS"),
+                        ],
+                        [
+                            npu("DNK05472", "Blodtryk systolisk;Arm"),
+                            npu(
+                                "NPU58033",
+                                "Artery(spec.)—Blood pressure(systolic); pr.(proc.) = ? mmHg",
+                            ),
+                            npu(
+                                "NPU57947",
+                                "Artery(spec.)—Blood; pr.(systolic;proc.) = ? mmHg",
+                            ),
+                        ],
+                    )
+                    .into_iter()
+                    // MedCom's code after the NPU/DNK ones, as before.
+                    .chain([c(MEDCOM, "MCS88019", "Blodtryk hjemme systolisk;Arm")])
+                    .collect(),
                     value: spec("mm[Hg]", pressure_units(), range(dec(40, 0), dec(300, 0))),
                     required: true,
                 },
                 ComponentDef {
                     id: diastolic.clone(),
                     display: Cow::Borrowed("Diastolic blood pressure"),
-                    codings: vec![
-                        c(LOINC, "8462-4", "Diastolic blood pressure"),
-                        c(SNOMED, "271650006", "Diastolic blood pressure"),
-                        c(MDC, "150022", "MDC_PRESS_BLD_NONINV_DIA"),
-                        c(NPU, "DNK05473", "Arm—Blodtryk(diastolisk); tryk = ? mmHg"),
-                        c(
-                            MEDCOM,
-                            "MCS88020",
-                            "Arm—Blodtryk(diastolisk) hjemme; tryk = ? mmHg",
-                        ),
-                    ],
+                    codings: with_npu(
+                        vec![
+                            c(LOINC, "8462-4", "Diastolic blood pressure"),
+                            c(SNOMED, "271650006", "Diastolic blood pressure"),
+                            c(MDC, "150022", "MDC_PRESS_BLD_NONINV_DIA"),
+                        ],
+                        [
+                            npu("DNK05473", "Blodtryk diastolisk;Arm"),
+                            npu(
+                                "NPU58034",
+                                "Artery(spec.)—Blood pressure(diastolic); pr.(proc.) = ? mmHg",
+                            ),
+                            npu(
+                                "NPU57948",
+                                "Artery(spec.)—Blood; pr.(diastolic;proc.) = ? mmHg",
+                            ),
+                        ],
+                    )
+                    .into_iter()
+                    // MedCom's code after the NPU/DNK ones, as before.
+                    .chain([c(MEDCOM, "MCS88020", "Blodtryk hjemme diastolisk;Arm")])
+                    .collect(),
                     value: spec("mm[Hg]", pressure_units(), range(dec(20, 0), dec(200, 0))),
                     required: true,
                 },
@@ -220,14 +256,16 @@ pub(crate) fn kinds() -> Vec<KindDef> {
             "heart-rate",
             "Heart rate",
             vs,
-            vec![
-                c(LOINC, "8867-4", "Heart rate"),
-                c(SNOMED, "364075005", "Heart rate"),
-                c(MDC, "149546", "MDC_PULS_RATE_NON_INV"),
-                c(MDC, "147842", "MDC_ECG_HEART_RATE"),
-                c(MDC, "149530", "MDC_PULS_OXIM_PULS_RATE"),
-                c(NPU, "NPU21692", "Hjerte—Systole; frekv. = ? × 1/min"),
-            ],
+            with_npu(
+                vec![
+                    c(LOINC, "8867-4", "Heart rate"),
+                    c(SNOMED, "364075005", "Heart rate"),
+                    c(MDC, "149546", "MDC_PULS_RATE_NON_INV"),
+                    c(MDC, "147842", "MDC_ECG_HEART_RATE"),
+                    c(MDC, "149530", "MDC_PULS_OXIM_PULS_RATE"),
+                ],
+                [npu("NPU21692", "Hjerte—Systole; frekv. = ? × 1/min")],
+            ),
             spec(
                 "/min",
                 per_minute(&["{beats}/min", "{beat}/min", "1/min", "bpm", "beats/min"]),
@@ -238,25 +276,31 @@ pub(crate) fn kinds() -> Vec<KindDef> {
             "body-weight",
             "Body weight",
             vs,
-            vec![
-                c(LOINC, "29463-7", "Body weight"),
-                c(LOINC, "3141-9", "Body weight Measured"),
-                c(SNOMED, "27113001", "Body weight"),
-                c(MDC, "188736", "MDC_MASS_BODY_ACTUAL"),
-                c(NPU, "NPU03804", "Pt—Legeme; masse = ? kg"),
-            ],
+            with_npu(
+                vec![
+                    c(LOINC, "29463-7", "Body weight"),
+                    c(LOINC, "3141-9", "Body weight Measured"),
+                    c(SNOMED, "27113001", "Body weight"),
+                    c(MDC, "188736", "MDC_MASS_BODY_ACTUAL"),
+                ],
+                [npu("NPU03804", "Pt—Legeme; masse = ? kg")],
+            ),
             spec("kg", mass_units(), range(dec(2, 1), dec(700, 0))),
         ),
         kind(
             "body-height",
             "Body height",
             vs,
-            vec![
-                c(LOINC, "8302-2", "Body height"),
-                c(LOINC, "8306-3", "Body height --lying"),
-                c(SNOMED, "50373000", "Body height measure"),
-                c(MDC, "188740", "MDC_LEN_BODY_ACTUAL"),
-            ],
+            with_npu(
+                vec![
+                    c(LOINC, "8302-2", "Body height"),
+                    c(LOINC, "8306-3", "Body height --lying"),
+                    c(SNOMED, "50373000", "Body height measure"),
+                    c(MDC, "188740", "MDC_LEN_BODY_ACTUAL"),
+                ],
+                // NPU gives height in metres: `m` converts.
+                [npu("NPU03794", "Pt—Legeme; højde = ? m")],
+            ),
             spec("cm", length_units(), range(dec(20, 0), dec(280, 0))),
         ),
         kind(
@@ -273,16 +317,17 @@ pub(crate) fn kinds() -> Vec<KindDef> {
             "bmi",
             "Body mass index (BMI) [Ratio]",
             vs,
-            vec![
-                c(LOINC, "39156-5", "Body mass index (BMI) [Ratio]"),
-                c(SNOMED, "60621009", "Body mass index"),
-                c(MDC, "188752", "MDC_RATIO_MASS_BODY_LEN_SQ"),
-                c(
-                    NPU,
+            with_npu(
+                vec![
+                    c(LOINC, "39156-5", "Body mass index (BMI) [Ratio]"),
+                    c(SNOMED, "60621009", "Body mass index"),
+                    c(MDC, "188752", "MDC_RATIO_MASS_BODY_LEN_SQ"),
+                ],
+                [npu(
                     "NPU27281",
                     "Pt—Legeme; massekoefficient(masse/kvadreret højde) = ? kg/m²",
-                ),
-            ],
+                )],
+            ),
             spec(
                 "kg/m2",
                 vec![unit("kg/m2", ID, &["kg/m^2", "kg/m²", "kg.m-2"])],
@@ -293,12 +338,18 @@ pub(crate) fn kinds() -> Vec<KindDef> {
             "body-temperature",
             "Body temperature",
             vs,
-            vec![
-                c(LOINC, "8310-5", "Body temperature"),
-                c(SNOMED, "386725007", "Body temperature"),
-                c(MDC, "150364", "MDC_TEMP_BODY"),
-                c(NPU, "NPU08676", "Pt—Legeme; temp. = ? °C"),
-            ],
+            with_npu(
+                vec![
+                    c(LOINC, "8310-5", "Body temperature"),
+                    c(SNOMED, "386725007", "Body temperature"),
+                    c(SNOMED, "276885007", "Core body temperature"),
+                    c(MDC, "150364", "MDC_TEMP_BODY"),
+                ],
+                [
+                    npu("NPU08676", "Pt—Legeme; temp. = ? °C"),
+                    npu("NPU04034", "Pt(spec.)—Blood; temp. = ? °C"),
+                ],
+            ),
             spec(
                 "Cel",
                 vec![
@@ -333,6 +384,7 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                 c(LOINC, "9279-1", "Respiratory rate"),
                 c(SNOMED, "86290005", "Respiratory rate"),
                 c(MDC, "151562", "MDC_RESP_RATE"),
+                c(MEDCOM, "MCS88122", "Respirationsfrekvens;Pt"),
             ],
             spec(
                 "/min",
@@ -344,31 +396,32 @@ pub(crate) fn kinds() -> Vec<KindDef> {
             "oxygen-saturation",
             "Oxygen saturation in Arterial blood",
             vs,
-            vec![
-                c(LOINC, "2708-6", "Oxygen saturation in Arterial blood"),
-                c(
-                    LOINC,
-                    "59408-5",
-                    "Oxygen saturation in Arterial blood by Pulse oximetry",
-                ),
-                c(SNOMED, "431314004", "Peripheral oxygen saturation"),
-                c(MDC, "150456", "MDC_PULS_OXIM_SAT_O2"),
-                c(
-                    NPU,
-                    "NPU03011",
-                    "Hb(Fe; O2-bind.; aB)—Oxygen(O2); mætn. = ?",
-                ),
-                c(
-                    NPU,
-                    "NPU10197",
-                    "Hb(Fe; O2-bind.; kB)—Oxygen(O2); mætn. = ?",
-                ),
-            ],
+            with_npu(
+                vec![
+                    c(LOINC, "2708-6", "Oxygen saturation in Arterial blood"),
+                    c(
+                        LOINC,
+                        "59408-5",
+                        "Oxygen saturation in Arterial blood by Pulse oximetry",
+                    ),
+                    c(SNOMED, "431314004", "Peripheral oxygen saturation"),
+                    c(MDC, "150456", "MDC_PULS_OXIM_SAT_O2"),
+                    c(MDC, "150324", "MDC_SAT_O2_ART"),
+                ],
+                // NPU gives saturation as a fraction (0.97, unit `1`): it converts.
+                [
+                    npu("NPU03011", "Hb(Fe; O2-bind.; aB)—Oxygen(O2); mætn. = ?"),
+                    npu(
+                        "NPU27280",
+                        "Hb(Fe; O₂-bind.; aB)—Oxygen(O₂); sat.(Pulse oximetry) = ?",
+                    ),
+                ],
+            ),
             spec(
                 "%",
                 vec![
                     unit("%", ID, &["percent", "pct"]),
-                    // NPU reports saturation as a fraction (0.97).
+                    // NPU reports saturation as a fraction (0.97); dk-core spells it `{fraction}`.
                     unit("1", Conversion::factor(dec(100, 0)), &["{fraction}"]),
                 ],
                 range(dec(40, 0), dec(100, 0)),
@@ -378,32 +431,38 @@ pub(crate) fn kinds() -> Vec<KindDef> {
             "blood-glucose",
             "Glucose [Mass/volume] in Blood",
             "laboratory",
-            vec![
-                c(LOINC, "2339-0", "Glucose [Mass/volume] in Blood"),
-                c(LOINC, "15074-8", "Glucose [Moles/volume] in Blood"),
-                c(MDC, "160020", "MDC_CONC_GLU_GEN"),
-                c(NPU, "NPU02187", "B—Glucose; stofk. = ? mmol/L"),
-            ],
+            with_npu(
+                vec![
+                    c(LOINC, "2339-0", "Glucose [Mass/volume] in Blood"),
+                    c(LOINC, "15074-8", "Glucose [Moles/volume] in Blood"),
+                    c(SNOMED, "434912009", "Blood glucose concentration"),
+                    c(MDC, "160020", "MDC_CONC_GLU_GEN"),
+                    c(NLK, "NPU02187", "B—Glucose; subst.c. = ? mmol/L"),
+                ],
+                [npu("NPU02187", "B—Glucose; stofk. = ? mmol/L")],
+            ),
             spec("mg/dL", glucose_units(), range(dec(10, 0), dec(1500, 0))),
         ),
         kind(
             "capillary-glucose",
             "Glucose [Mass/volume] in Capillary blood by Glucometer",
             "laboratory",
-            vec![
-                c(
-                    LOINC,
-                    "41653-7",
-                    "Glucose [Mass/volume] in Capillary blood by Glucometer",
-                ),
-                c(
-                    LOINC,
-                    "14743-9",
-                    "Glucose [Moles/volume] in Capillary blood by Glucometer",
-                ),
-                c(MDC, "160184", "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"),
-                c(NPU, "NPU22089", "P(kB)—Glucose; stofk. = ? mmol/L"),
-            ],
+            with_npu(
+                vec![
+                    c(
+                        LOINC,
+                        "41653-7",
+                        "Glucose [Mass/volume] in Capillary blood by Glucometer",
+                    ),
+                    c(
+                        LOINC,
+                        "14743-9",
+                        "Glucose [Moles/volume] in Capillary blood by Glucometer",
+                    ),
+                    c(MDC, "160184", "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"),
+                ],
+                [npu("NPU22089", "P(kB)—Glucose; stofk. = ? mmol/L")],
+            ),
             spec("mg/dL", glucose_units(), range(dec(10, 0), dec(1500, 0))),
         ),
         kind(

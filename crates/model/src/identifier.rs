@@ -24,8 +24,17 @@ pub mod systems {
     pub const UCUM: &str = "http://unitsofmeasure.org";
     /// ISO/IEEE 11073-10101 medical device nomenclature (MDC).
     pub const MDC: &str = "urn:iso:std:iso:11073:10101";
-    /// The Danish NPU terminology (as used by MedCom and dk-core).
+    /// The NPU terminology under its Danish OID (MedCom, the FUT infrastructure, dk-core
+    /// before 3.0; the DNK codes are in it too).
     pub const NPU: &str = "urn:oid:1.2.208.176.2.1";
+    /// The NPU terminology under the URI HL7 Denmark's dk-core uses from 3.0 on.
+    pub const NPU_URI: &str = "http://npu-terminology.org";
+    /// The Norwegian laboratory code list (NLK), which carries the NPU codes; the `NPU/NLK`
+    /// slice of HL7 Norway's VkpObservation.
+    pub const NLK: &str = "urn:oid:2.16.578.1.12.4.1.1.7280";
+    /// MedCom's own measurement codes (MCS…, the FUT infrastructure's
+    /// `urn:oid:1.2.208.184.100.8`).
+    pub const MEDCOM: &str = "urn:oid:1.2.208.184.100.8";
 }
 
 /// An identifier: a value within a system (a URI). A subject with no national identifier uses

@@ -520,6 +520,13 @@ impl Value {
             _ => None,
         }
     }
+
+    /// True for a lone component reading: a panel kind's value with one component only, as
+    /// FHIR sends a systolic or a diastolic pressure on its own (ADR 0009). It is validated,
+    /// stored and written as that one Observation, and analysed in the component's series.
+    pub fn is_lone_component(&self) -> bool {
+        matches!(self, Self::Components(cs) if cs.len() == 1)
+    }
 }
 
 /// One health measurement: who, what, when, the value, how and from where.

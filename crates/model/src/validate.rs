@@ -202,7 +202,10 @@ fn check_value(kind: &KindDef, value: &Value, errs: &mut ValidationErrors) {
                     }
                 }
             }
-            for def in kind.components.iter().filter(|d| d.required) {
+            // One component alone is a lone component reading (FHIR's own Observation of a
+            // systolic pressure, say: ADR 0009); a panel reading has every required one.
+            let lone = cs.len() == 1;
+            for def in kind.components.iter().filter(|d| d.required && !lone) {
                 if !seen.contains(def.id.as_str()) {
                     errs.push(
                         format!("value.{}", def.id),

@@ -36,12 +36,15 @@ fn render() -> String {
         "urn:iso:std:iso:11073:10101" => "MDC",
         "urn:oid:1.2.208.176.2.1" => "NPU",
         "urn:oid:1.2.208.184.100.8" => "MedCom",
+        "urn:oid:2.16.578.1.12.4.1.1.7280" => "NLK",
         _ => "other",
     };
     for k in Catalog::builtin().kinds() {
         let codings = |cs: &[healthanalyzer_model::Coding]| {
+            // An NPU code is listed under both its URIs: the table shows it once.
             let v: Vec<String> = cs
                 .iter()
+                .filter(|c| c.system != healthanalyzer_model::systems::NPU_URI)
                 .map(|c| format!("{} {}", short(&c.system), c.code))
                 .collect();
             v.join("<br>")

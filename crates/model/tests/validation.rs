@@ -136,9 +136,29 @@ fn systolic_not_above_diastolic() {
 
 #[test]
 fn missing_unknown_and_repeated_components() {
+    // One component alone is a lone component reading (ADR 0009): valid, and checked as a
+    // component.
     let only_systolic = Value::Components(vec![component("systolic", "120", "mm[Hg]")]);
+    assert_eq!(
+        issues(validator().validate(&m("blood-pressure", only_systolic))),
+        vec![]
+    );
+    let implausible = Value::Components(vec![component("diastolic", "900", "mm[Hg]")]);
     assert_issue(
-        validator().validate(&m("blood-pressure", only_systolic)),
+        validator().validate(&m("blood-pressure", implausible)),
+        "value.diastolic",
+        "plausible range",
+    );
+    // Two or more components are a panel reading: every required one must be there.
+    let no_diastolic = Value::Components(vec![
+        component("systolic", "120", "mm[Hg]"),
+        Component {
+            id: ComponentId::new("pulse"),
+            value: ComponentValue::Absent(AbsentReason::Unknown),
+        },
+    ]);
+    assert_issue(
+        validator().validate(&m("blood-pressure", no_diastolic)),
         "value.diastolic",
         "is missing",
     );

@@ -74,6 +74,9 @@ struct FileOptionsToml {
     time_zone: Option<String>,
     #[serde(default)]
     strict: bool,
+    /// `strict` (default: the whole FHIR R4 model, as the server checks) or `lenient`.
+    #[serde(default)]
+    validation: healthanalyzer_fhir::Validation,
 }
 
 /// The format names `kind = "files"` and `healthanalyzer import --format` accept.
@@ -137,6 +140,7 @@ pub(crate) fn files(spec: &SourceSpec, cx: &BuildContext) -> Result<Arc<dyn Sour
             .map_err(|e| Error::Config(format!("source {}: time_zone {z:?}: {e}", spec.id)))?;
     }
     options.strict = o.strict;
+    options.validation = o.validation;
     let path = cx.base.join(&o.path);
     if !path.exists() {
         return Err(Error::Config(format!(
@@ -176,6 +180,9 @@ struct FhirOptions {
     include_patients: Option<bool>,
     #[serde(default)]
     timeout_seconds: Option<f64>,
+    /// `strict` (default) or `lenient`.
+    #[serde(default)]
+    validation: healthanalyzer_fhir::Validation,
 }
 
 pub(crate) fn fhir(spec: &SourceSpec, _: &BuildContext) -> Result<Arc<dyn Source>, Error> {
@@ -213,5 +220,7 @@ pub(crate) fn fhir(spec: &SourceSpec, _: &BuildContext) -> Result<Arc<dyn Source
     if let Some(i) = o.include_patients {
         query.include_patients = i;
     }
-    Ok(Arc::new(FhirSource::new(&spec.id, client, query)))
+    Ok(Arc::new(
+        FhirSource::new(&spec.id, client, query).with_validation(o.validation),
+    ))
 }

@@ -144,10 +144,9 @@ pub(crate) async fn to_measurement(
     if let Some(o) = bare.as_object_mut() {
         o.remove("id");
     }
-    let options = ReadOptions {
-        catalog: &state.catalog,
-        source_id: source,
-    };
+    // Checked against the whole R4 model above (check_strict): the mapping need not again.
+    let options = ReadOptions::new(&state.catalog, source)
+        .with_validation(healthanalyzer_fhir::Validation::Lenient);
     let m = read_observation(&bare.to_string(), &options, Some(record))
         .map_err(|e| ApiError::from_fhir(&e))?;
     let mut m = Validator::new(&state.catalog)
@@ -442,7 +441,13 @@ pub(crate) struct Spec {
     ignored: Vec<String>,
     /// `_include=Observation:subject` (or `:patient`): the page's Patients join the Bundle.
     include_subject: bool,
+    /// What `code` asked for: kinds whose own code it names (all their readings), and panel
+    /// components whose code it names (their lone readings only: ADR 0009).
+    code_scope: Option<CodeScope>,
 }
+
+/// Kinds a `code` search names whole, and (kind, component) pairs whose lone readings it names.
+type CodeScope = (Vec<KindId>, Vec<(KindId, String)>);
 
 /// The Observation search parameters this server supports (also in the CapabilityStatement).
 pub(crate) const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
@@ -499,6 +504,7 @@ impl Spec {
             applied: Vec::new(),
             ignored: Vec::new(),
             include_subject: false,
+            code_scope: None,
         };
         let mut kinds: Option<Vec<KindId>> = None;
         let restrict = |kinds: &mut Option<Vec<KindId>>, allowed: Vec<KindId>| {
@@ -531,26 +537,66 @@ impl Spec {
                         None => spec.empty = true,
                     }
                 }
+                "patient:identifier" | "subject:identifier" => {
+                    let Some((system, value)) = v.split_once('|') else {
+                        return Err(ApiError::bad_request(format!(
+                            "{k}: send system|value (the Patient's identifier with its system)"
+                        ))
+                        .at(k.clone()));
+                    };
+                    let wanted = healthanalyzer_model::Identifier::new(system, value);
+                    // The subject that identifier names (a Patient's primary identifier, or one
+                    // of its others), else measurements stored under it directly.
+                    let primary = match state
+                        .store
+                        .subject(&wanted)
+                        .await
+                        .map_err(|e| ApiError::from_store(&e))?
+                    {
+                        Some(s) => s.id,
+                        None => wanted,
+                    };
+                    if spec.filter.subject.as_ref().is_some_and(|s| *s != primary) {
+                        spec.empty = true;
+                    }
+                    spec.filter.subject = Some(primary);
+                }
                 "code" => {
-                    let allowed: Vec<KindId> = state
-                        .catalog
-                        .kinds()
-                        .iter()
-                        .filter(|kind| {
-                            v.split(',').any(|tok| {
-                                let (sys, code) = match tok.split_once('|') {
-                                    Some((s, c)) => (Some(s), c),
-                                    None => (None, tok),
-                                };
-                                kind.codings.iter().any(|c| {
-                                    c.code == code
-                                        && sys.is_none_or(|s| s.is_empty() || s == c.system)
-                                })
+                    let names = |codings: &[healthanalyzer_model::Coding]| {
+                        v.split(',').any(|tok| {
+                            let (sys, code) = match tok.split_once('|') {
+                                Some((s, c)) => (Some(s), c),
+                                None => (None, tok),
+                            };
+                            codings.iter().any(|c| {
+                                c.code == code && sys.is_none_or(|s| s.is_empty() || s == c.system)
                             })
                         })
-                        .map(|kind| kind.id.clone())
-                        .collect();
+                    };
+                    let mut whole = Vec::new();
+                    let mut lone = Vec::new();
+                    for kind in state.catalog.kinds() {
+                        if names(&kind.codings) {
+                            whole.push(kind.id.clone());
+                        }
+                        for comp in &kind.components {
+                            if names(&comp.codings) {
+                                lone.push((kind.id.clone(), comp.id.to_string()));
+                            }
+                        }
+                    }
+                    let mut allowed = whole.clone();
+                    allowed.extend(lone.iter().map(|(k, _)| k.clone()));
+                    allowed.dedup();
                     restrict(&mut kinds, allowed);
+                    spec.code_scope = Some(match spec.code_scope.take() {
+                        None => (whole, lone),
+                        // Two `code` parameters: both must hold.
+                        Some((w, l)) => (
+                            w.into_iter().filter(|k| whole.contains(k)).collect(),
+                            l.into_iter().filter(|x| lone.contains(x)).collect(),
+                        ),
+                    });
                 }
                 "category" => {
                     let allowed: Vec<KindId> = state
@@ -659,6 +705,18 @@ impl Spec {
     }
 
     fn keep(&self, m: &Measurement) -> bool {
+        if let Some((whole, lone)) = &self.code_scope {
+            // A lone component reading's code is its component's; a panel's is the panel's.
+            let matches = match &m.value {
+                healthanalyzer_model::Value::Components(cs) if m.value.is_lone_component() => lone
+                    .iter()
+                    .any(|(k, c)| *k == m.kind && cs[0].id.as_str() == c),
+                _ => whole.contains(&m.kind),
+            };
+            if !matches {
+                return false;
+            }
+        }
         let t = m.effective.instant();
         let hi = t
             .checked_add(healthanalyzer_model::jiff::SignedDuration::from_nanos(1))

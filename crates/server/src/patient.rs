@@ -508,7 +508,7 @@ pub(crate) fn no_content() -> Response {
 
 /// The subjects matching Patient search parameters (`identifier`, `name`, `birthdate`, `_id`).
 async fn search_subjects(state: &AppState, pairs: &[(String, String)]) -> ApiResult<Vec<Subject>> {
-    crate::search::refuse_unsupported_modifiers(pairs)?;
+    crate::search::refuse_modifiers_but(pairs, &[])?;
     let mut identifiers: Vec<Vec<Identifier>> = Vec::new();
     let mut names: Vec<Vec<String>> = Vec::new();
     let mut births: Vec<DateParam> = Vec::new();
@@ -610,7 +610,7 @@ pub(crate) async fn search(
     let base = base_url(&state, &headers);
     let paging = Paging::parse(&pairs, state.config.default_count, state.config.max_count)?;
     let (count, after) = (paging.count, paging.page.clone());
-    crate::search::refuse_unsupported_modifiers(&pairs)?;
+    crate::search::refuse_modifiers_but(&pairs, &[])?;
     let known = |k: &str| {
         matches!(
             k,

@@ -18,9 +18,15 @@ pub(crate) fn params(raw: Option<&str>) -> Vec<(String, String)> {
     .unwrap_or_default()
 }
 
-/// Parameter names with a modifier that this server supports: the `Patient` type of a
-/// reference, which says no more than the parameter itself.
-const SUPPORTED_MODIFIED: &[&str] = &["patient:Patient", "subject:Patient"];
+/// Parameter names with a modifier that this server supports on Observation searches: the
+/// `Patient` type of a reference, which says no more than the parameter itself, and
+/// `:identifier` (the Patient by a business identifier, `system|value`).
+const SUPPORTED_MODIFIED: &[&str] = &[
+    "patient:Patient",
+    "subject:Patient",
+    "patient:identifier",
+    "subject:identifier",
+];
 
 /// Refuses a search parameter with a modifier (`patient:identifier`, `code:text`,
 /// `date:missing`), a chain (`subject.identifier`, `patient.name`) or a reverse chain (`_has:…`)
@@ -28,8 +34,13 @@ const SUPPORTED_MODIFIED: &[&str] = &["patient:Patient", "subject:Patient"];
 /// parameter would answer a wider search than the one asked, across patients (R4's own
 /// example OperationOutcome `searchfail` is the answer FHIR gives instead).
 pub(crate) fn refuse_unsupported_modifiers(pairs: &[(String, String)]) -> ApiResult<()> {
+    refuse_modifiers_but(pairs, SUPPORTED_MODIFIED)
+}
+
+/// [`refuse_unsupported_modifiers`] for a search whose supported modified names are `allowed`.
+pub(crate) fn refuse_modifiers_but(pairs: &[(String, String)], allowed: &[&str]) -> ApiResult<()> {
     for (name, _) in pairs {
-        if SUPPORTED_MODIFIED.contains(&name.as_str()) {
+        if allowed.contains(&name.as_str()) {
             continue;
         }
         let what = if name.starts_with("_has") {

@@ -1324,10 +1324,6 @@ async fn a_modifier_or_chain_the_server_does_not_support_is_a_400_never_a_wider_
     s.observation(&weight(&b, "2024-05-03T08:00:00Z", 90.0))
         .await;
     let refused = [
-        (
-            "Observation?patient:identifier=urn:oid:1.2.208.176.1.2|0101011234",
-            "patient:identifier",
-        ),
         ("Observation?patient:missing=true", "patient:missing"),
         (
             "Observation?subject.identifier=urn:oid:1.2.208.176.1.2|0101011234",
@@ -1342,10 +1338,7 @@ async fn a_modifier_or_chain_the_server_does_not_support_is_a_400_never_a_wider_
         ),
         ("Patient?identifier:of-type=x", "identifier:of-type"),
         ("Patient?name:exact=Asked", "name:exact"),
-        (
-            "Observation/$lastn?patient:identifier=x",
-            "patient:identifier",
-        ),
+        ("Observation/$lastn?patient:missing=x", "patient:missing"),
         (
             "Observation/$stats?patient:missing=true&code=http://loinc.org|29463-7&statistic=average",
             "patient:missing",
@@ -1372,6 +1365,17 @@ async fn a_modifier_or_chain_the_server_does_not_support_is_a_400_never_a_wider_
         .search_ids(&format!("Observation?subject:Patient=Patient/{b}"))
         .await;
     assert_eq!(ids.len(), 1);
+    // :identifier finds the Patient by its identifier, and only that Patient.
+    let (ids, _) = s
+        .search_ids("Observation?patient:identifier=urn:test:mrn|Asked")
+        .await;
+    assert_eq!(ids.len(), 1);
+    let (ids, _) = s
+        .search_ids("Observation?subject:identifier=urn:test:mrn|Nobody")
+        .await;
+    assert!(ids.is_empty());
+    let r = s.get("Observation?patient:identifier=Asked").await;
+    assert_eq!(r.status, 400, "{}", r.text);
     // An unknown plain parameter stays lenient, and strict on request.
     let (ids, _) = s
         .search_ids(&format!("Observation?patient={a}&foo=1"))
@@ -1387,4 +1391,65 @@ async fn a_modifier_or_chain_the_server_does_not_support_is_a_400_never_a_wider_
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.outcome().contains("foo"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn lone_blood_pressure_components_are_stored_read_back_and_found_by_their_code() {
+    let s = start(ServerConfig::default()).await;
+    let pid = s.patient("Lone").await;
+    let lone = |code: &str, v: i64| {
+        json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "urn:oid:1.2.208.176.2.1", "code": code}]},
+            "subject": {"reference": format!("Patient/{pid}")},
+            "effectiveDateTime": "2026-11-15T07:30:00+01:00",
+            "valueQuantity": {"value": v, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}
+        })
+    };
+    let sys = s.observation(&lone("DNK05472", 141)).await;
+    let dia = s.observation(&lone("DNK05473", 88)).await;
+    let panel = s
+        .observation(&bp(&pid, "2026-11-16T07:30:00+01:00", 130, 80))
+        .await;
+    let read = s.get(&format!("Observation/{sys}")).await;
+    assert_eq!(read.status, 200, "{}", read.text);
+    assert_eq!(read.body["code"]["coding"][0]["code"], "DNK05472");
+    assert_eq!(read.body["valueQuantity"]["value"], 141);
+    assert!(read.body.get("component").is_none());
+
+    let ids = |q: String| {
+        let s = &s;
+        async move {
+            let mut v = s.search_ids(&q).await.0;
+            v.sort();
+            v
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let p = format!("patient={pid}");
+    assert_eq!(
+        ids(format!(
+            "Observation?{p}&code=urn:oid:1.2.208.176.2.1|DNK05472"
+        ))
+        .await,
+        vec![sys.clone()]
+    );
+    // Any coding of the component finds its lone readings, and only those.
+    assert_eq!(
+        ids(format!("Observation?{p}&code=http://loinc.org|8462-4")).await,
+        vec![dia.clone()]
+    );
+    assert_eq!(
+        ids(format!("Observation?{p}&code=8480-6,8462-4")).await,
+        sorted(vec![sys.clone(), dia.clone()])
+    );
+    // The panel's code finds the panel, not the lone readings.
+    assert_eq!(
+        ids(format!("Observation?{p}&code=http://loinc.org|85354-9")).await,
+        vec![panel.clone()]
+    );
+    assert_eq!(ids(format!("Observation?{p}")).await.len(), 3);
 }

@@ -1,7 +1,7 @@
 //! Observations (and their Patients) from a FHIR server, incrementally.
 
 use async_trait::async_trait;
-use healthanalyzer_fhir::{ReadOptions, read_bundle};
+use healthanalyzer_fhir::{ReadOptions, Validation, read_bundle};
 use healthanalyzer_model::{Catalog, DateTime};
 use healthanalyzer_source::{Batch, Cursor, Error, Rejected, Result, Source};
 use reqwest::Url;
@@ -117,6 +117,7 @@ pub struct FhirSource {
     client: FhirClient,
     query: Query,
     catalog: &'static Catalog,
+    validation: Validation,
 }
 
 impl FhirSource {
@@ -127,7 +128,15 @@ impl FhirSource {
             client,
             query,
             catalog: Catalog::builtin(),
+            validation: Validation::Strict,
         }
+    }
+
+    /// How much of each Observation is checked (default: the whole R4 model, as our server
+    /// checks it).
+    pub fn with_validation(mut self, validation: Validation) -> Self {
+        self.validation = validation;
+        self
     }
 
     /// The first page of a search for what was updated after `since`.
@@ -229,10 +238,7 @@ impl Source for FhirSource {
                 page.resource_type
             )));
         }
-        let read = ReadOptions {
-            catalog: self.catalog,
-            source_id: &self.id,
-        };
+        let read = ReadOptions::new(self.catalog, &self.id).with_validation(self.validation);
         let contents = read_bundle(&text, &read).map_err(|e| bad(e.to_string()))?;
         let mut max = at.max.take();
         for e in &page.entry {

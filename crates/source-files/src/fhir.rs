@@ -16,10 +16,7 @@ use crate::{FileOptions, Item};
 /// What one NDJSON line holds.
 pub(crate) fn ndjson_line<'a>(options: &'a FileOptions, source_id: &'a str) -> Parse<'a> {
     Box::new(move |text: &str, location: &str| {
-        let read = ReadOptions {
-            catalog: options.catalog,
-            source_id,
-        };
+        let read = ReadOptions::new(options.catalog, source_id).with_validation(options.validation);
         match read_ndjson(text, &read) {
             Ok(c) => items(c, location, options),
             Err(e) => vec![Item::Rejected(Rejected {
@@ -65,10 +62,7 @@ pub(crate) fn read_whole(path: &Path, options: &FileOptions, source_id: &str) ->
         location: path.display().to_string(),
         reason,
     };
-    let read = ReadOptions {
-        catalog: options.catalog,
-        source_id,
-    };
+    let read = ReadOptions::new(options.catalog, source_id).with_validation(options.validation);
     let peek: Peek = serde_json::from_str(&text).map_err(|e| bad(format!("not FHIR JSON: {e}")))?;
     let record = path
         .file_name()

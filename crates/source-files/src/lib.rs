@@ -74,6 +74,9 @@ pub struct FileOptions {
     pub zone: TimeZone,
     /// Stop at the first bad record (an error) instead of reporting it and going on.
     pub strict: bool,
+    /// How much of each FHIR resource is checked (default: the whole R4 model, as the server
+    /// checks it).
+    pub validation: healthanalyzer_fhir::Validation,
 }
 
 impl FileOptions {
@@ -86,6 +89,7 @@ impl FileOptions {
             subject_system: "urn:healthanalyzer:file-subject".into(),
             zone: TimeZone::UTC,
             strict: false,
+            validation: healthanalyzer_fhir::Validation::Strict,
         }
     }
 

@@ -52,11 +52,7 @@ fn main() -> ExitCode {
         None => SAMPLE.to_string(),
     };
     let catalog = Catalog::builtin();
-    let options = ReadOptions {
-        catalog,
-        // Part of every measurement id: the same resource from the same source, the same id.
-        source_id: "example-bundle",
-    };
+    let options = ReadOptions::new(catalog, "example-bundle");
     let contents = match read_bundle(&text, &options) {
         Ok(c) => c,
         Err(e) => {
