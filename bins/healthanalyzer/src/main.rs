@@ -174,6 +174,10 @@ struct AnalysisArgs {
     /// The patients' time zone (default: the configuration's, else the system's).
     #[arg(long)]
     time_zone: Option<String>,
+    /// Glucose in `mmol/L` or `mg/dL` (default: the configuration's, else the unit most
+    /// glucose readings came in, mmol/L when they do not say).
+    #[arg(long, value_parser = ["mmol/L", "mg/dL"])]
+    glucose_unit: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -630,12 +634,28 @@ async fn build_report(
         None => config.time_zone()?,
     };
     let mut options = Options::new(args.at.unwrap_or_else(Timestamp::now), tz);
+    // A "now" given on purpose is kept; the default one follows the data (an imported
+    // history ends before today).
+    options.follow_data = args.at.is_none();
     options.days = args.days.or(config.report.days).unwrap_or(90);
+    if let Some(u) = args
+        .glucose_unit
+        .as_deref()
+        .or(config.report.glucose_unit.as_deref())
+    {
+        options.glucose_unit = Some(u.parse().map_err(|e: healthanalyzer_report::Error| {
+            Failure::Usage(format!("report.glucose_unit: {e}"))
+        })?);
+    }
     if let Some(t) = &config.report.title {
         options.title = t.clone();
     }
     let who = patient.map(identifier);
-    Ok(healthanalyzer_pipeline::report(store, &rules, &options, who.as_ref()).await?)
+    let report = healthanalyzer_pipeline::report(store, &rules, &options, who.as_ref()).await?;
+    if let Some(note) = &report.period_note {
+        eprintln!("note: {note}");
+    }
+    Ok(report)
 }
 
 fn print_alerts(cli: &Cli, report: &Report) {

@@ -57,7 +57,7 @@ pub use rules::{
     subject_key,
 };
 pub use series::{Point, SeriesKey, series, to_f64};
-pub use stats::{Day, Summary, Trend, Week, daily, percentile, trend, weekly};
+pub use stats::{Day, Summary, TREND_MIN_COVERAGE, Trend, Week, daily, percentile, trend, weekly};
 
 /// What can go wrong in analysis.
 #[derive(Debug, thiserror::Error)]

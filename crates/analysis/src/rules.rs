@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use healthanalyzer_model::jiff::tz::TimeZone;
 use healthanalyzer_model::jiff::{SignedDuration, Timestamp};
-use healthanalyzer_model::{Identifier, MeasurementId};
+use healthanalyzer_model::{Catalog, Identifier, MeasurementId, Quantity};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -40,9 +41,48 @@ pub struct Threshold {
     /// Red below this.
     #[serde(default)]
     pub red_low: Option<f64>,
+    /// The unit the limits are written in, when it is not the kind's canonical one (glucose
+    /// limits in `mmol/L`, say): [`RuleSet::from_toml`] converts them and clears this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 impl Threshold {
+    /// The limits converted from `unit` to the canonical unit of the kind or component.
+    fn make_canonical(&mut self, catalog: &Catalog) -> Result<(), Error> {
+        let Some(unit) = self.unit.take() else {
+            return Ok(());
+        };
+        let (kind, component) = match self.kind.split_once('.') {
+            Some((k, c)) => (k, Some(c)),
+            None => (self.kind.as_str(), None),
+        };
+        let def = catalog
+            .kind(kind)
+            .ok_or_else(|| Error::Rules(format!("threshold for {:?}: no such kind", self.kind)))?;
+        let spec = match component {
+            Some(c) => def.component(c).map(|c| &c.value),
+            None => def.value.as_ref(),
+        }
+        .ok_or_else(|| Error::Rules(format!("threshold for {:?}: no such value", self.kind)))?;
+        let label = self.kind.clone();
+        for v in [
+            &mut self.red_high,
+            &mut self.yellow_high,
+            &mut self.yellow_low,
+            &mut self.red_low,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let q = Quantity::parse(&v.to_string(), unit.as_str())
+                .and_then(|q| spec.to_canonical(&q, &label))
+                .map_err(|e| Error::Rules(format!("threshold for {label:?}: {e}")))?;
+            *v = q.value.to_string().parse().unwrap_or(*v);
+        }
+        Ok(())
+    }
+
     /// The severity of a value, if it is flagged, with the limit it crossed.
     pub fn judge(&self, v: f64) -> Option<(Severity, &'static str, f64)> {
         let checks = [
@@ -218,7 +258,27 @@ fn fmt(v: f64) -> String {
 impl RuleSet {
     /// Rules from TOML. Unknown keys are errors (a misspelt `yelow_low` must not pass silently).
     pub fn from_toml(text: &str) -> Result<RuleSet, Error> {
-        let rules: RuleSet = toml::from_str(text).map_err(|e| Error::Rules(e.to_string()))?;
+        let mut rules: RuleSet = toml::from_str(text).map_err(|e| Error::Rules(e.to_string()))?;
+        // Limits written in another accepted unit (`unit = "mmol/L"`) become canonical.
+        let catalog = Catalog::builtin();
+        for t in rules
+            .thresholds
+            .iter_mut()
+            .chain(
+                rules
+                    .groups
+                    .iter_mut()
+                    .flat_map(|g| g.thresholds.iter_mut()),
+            )
+            .chain(
+                rules
+                    .patients
+                    .iter_mut()
+                    .flat_map(|p| p.thresholds.iter_mut()),
+            )
+        {
+            t.make_canonical(catalog)?;
+        }
         for d in &rules.deltas {
             if d.rise.is_none() && d.fall.is_none() {
                 return Err(Error::Rules(format!(
@@ -258,6 +318,18 @@ impl RuleSet {
         series: &BTreeMap<SeriesKey, Vec<Point>>,
         now: Timestamp,
         acks: &[Ack],
+    ) -> Vec<Alert> {
+        self.evaluate_in(series, now, acks, &|_| TimeZone::UTC)
+    }
+
+    /// [`RuleSet::evaluate`], with the times in alert texts in each subject's zone (`zone`
+    /// gives it from the subject's `system|value` key), as the rest of a report shows them.
+    pub fn evaluate_in(
+        &self,
+        series: &BTreeMap<SeriesKey, Vec<Point>>,
+        now: Timestamp,
+        acks: &[Ack],
+        zone: &dyn Fn(&str) -> TimeZone,
     ) -> Vec<Alert> {
         let mut alerts = Vec::new();
         for (key, points) in series {
@@ -301,6 +373,7 @@ impl RuleSet {
                             "no {label} for {} days (last {})",
                             fmt(now.duration_since(last.at).as_secs_f64() / 86_400.0),
                             last.at
+                                .display_with_offset(zone(&subject).to_offset(last.at))
                         ),
                         measurements: vec![last.id],
                     });

@@ -146,8 +146,13 @@ pub struct Trend {
     pub points: usize,
 }
 
+/// The share of a trend's window its points must span (first to last): a slope read off
+/// three days of a 30-day window would be extrapolated, not measured.
+pub const TREND_MIN_COVERAGE: f64 = 0.5;
+
 /// The least-squares slope of the points in the `days` before `end` (inclusive), per week;
-/// `None` with fewer than two points at distinct times.
+/// `None` with fewer than three points, or points that span less than
+/// [`TREND_MIN_COVERAGE`] of the window ("too little data").
 pub fn trend(points: &[Point], end: Timestamp, days: i64) -> Option<Trend> {
     let start = end
         .checked_sub(SignedDuration::from_hours(24 * days))
@@ -160,7 +165,12 @@ pub fn trend(points: &[Point], end: Timestamp, days: i64) -> Option<Trend> {
             (weeks, p.value)
         })
         .collect();
-    if window.len() < 2 {
+    if window.len() < 3 {
+        return None;
+    }
+    let span_weeks = window.iter().map(|w| w.0).fold(f64::NAN, f64::max)
+        - window.iter().map(|w| w.0).fold(f64::NAN, f64::min);
+    if span_weeks < TREND_MIN_COVERAGE * days as f64 / 7.0 {
         return None;
     }
     let n = window.len() as f64;

@@ -440,3 +440,50 @@ fn measurements_become_series_in_canonical_units() {
         points[0].value
     );
 }
+
+#[test]
+fn glucose_thresholds_may_be_written_in_mmol_per_litre() {
+    let rules = RuleSet::from_toml(
+        r#"
+[[threshold]]
+kind = "capillary-glucose"
+unit = "mmol/L"
+red_high = 15
+yellow_high = 10.0
+yellow_low = 3.9
+"#,
+    )
+    .expect("rules");
+    let t = &rules.thresholds[0];
+    assert_eq!(t.unit, None, "converted");
+    let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 0.2);
+    assert!(close(t.red_high, 270.2), "{t:?}");
+    assert!(close(t.yellow_high, 180.2), "{t:?}");
+    assert!(close(t.yellow_low, 70.3), "{t:?}");
+    let mg = RuleSet::from_toml("[[threshold]]\nkind = \"capillary-glucose\"\nyellow_high = 180\n")
+        .expect("rules");
+    assert_eq!(mg.thresholds[0].yellow_high, Some(180.0));
+    let bad = RuleSet::from_toml(
+        "[[threshold]]\nkind = \"capillary-glucose\"\nunit = \"kg\"\nyellow_high = 1\n",
+    );
+    assert!(bad.is_err());
+}
+
+#[test]
+fn a_trend_needs_readings_over_half_its_window() {
+    let end: Timestamp = "2024-02-01T00:00:00Z".parse().expect("t");
+    // Three days of readings, rising fast.
+    let points: Vec<Point> = (0..6)
+        .map(|i| Point {
+            at: end - SignedDuration::from_hours(12 * (5 - i)),
+            value: 120.0 + 10.0 * i as f64,
+            id: MeasurementId::from_source("t", &i.to_string()),
+        })
+        .collect();
+    assert!(
+        trend(&points, end, 30).is_none(),
+        "30 days from 2.5 days of data"
+    );
+    assert!(trend(&points, end, 7).is_none(), "7 days from 2.5 days");
+    assert!(trend(&points, end, 4).is_some(), "4 days from 2.5 days");
+}

@@ -98,6 +98,9 @@ pub struct ReportSection {
     pub days: Option<u32>,
     /// The patients' IANA time zone (default: the system's).
     pub time_zone: Option<String>,
+    /// The unit glucose is shown in, `mmol/L` or `mg/dL` (default: the unit most glucose
+    /// readings came in, mmol/L when they do not say).
+    pub glucose_unit: Option<String>,
 }
 
 /// A `[[source]]` table: its id, its kind, and the kind's own options.

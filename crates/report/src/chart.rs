@@ -191,7 +191,7 @@ pub(crate) fn series_chart(
 }
 
 /// The ambulatory glucose profile: by hour of the day, the 5-95 % band, the 25-75 % band and
-/// the median, over the target range 70-180 mg/dL.
+/// the median, over the target range 70-180 mg/dL (in the report's glucose unit).
 pub(crate) fn agp_chart(g: &GlucoseReport) -> Result<String, Error> {
     let hours: Vec<_> = g
         .profile
@@ -202,24 +202,27 @@ pub(crate) fn agp_chart(g: &GlucoseReport) -> Result<String, Error> {
                 .all(|v| v.is_finite())
         })
         .collect();
+    let [_, low, high, _] = g.limits;
+    // 300 and 600 mg/dL, in the unit shown.
+    let scale = g.limits[2] / 180.0;
     let top = hours
         .iter()
         .map(|h| h.p95)
-        .fold(300.0_f64, f64::max)
-        .min(600.0);
+        .fold(300.0 * scale, f64::max)
+        .min(600.0 * scale);
     render(|root| {
         let mut chart = ChartBuilder::on(root)
             .margin(12)
             .x_label_area_size(28)
             .y_label_area_size(56)
-            .build_cartesian_2d(0.0..24.0, 0.0..top + 10.0)
+            .build_cartesian_2d(0.0..24.0, 0.0..top + 10.0 * scale)
             .map_err(chart_err)?;
         chart
             .configure_mesh()
             .x_labels(9)
             .y_labels(7)
             .x_label_formatter(&|h| format!("{:02}:00", *h as u32))
-            .y_desc("mg/dL")
+            .y_desc(g.unit.as_str())
             .light_line_style(TRANSPARENT)
             .bold_line_style(GRID)
             .axis_style(AXIS)
@@ -228,11 +231,11 @@ pub(crate) fn agp_chart(g: &GlucoseReport) -> Result<String, Error> {
             .map_err(chart_err)?;
         chart
             .draw_series(std::iter::once(Rectangle::new(
-                [(0.0, 70.0), (24.0, 180.0)],
+                [(0.0, low), (24.0, high)],
                 GREEN.mix(0.08).filled(),
             )))
             .map_err(chart_err)?;
-        for limit in [70.0, 180.0] {
+        for limit in [low, high] {
             chart
                 .draw_series(std::iter::once(PathElement::new(
                     vec![(0.0, limit), (24.0, limit)],

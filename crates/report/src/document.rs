@@ -15,7 +15,7 @@ use crate::Error;
 
 /// The `schema` value of documents in this format. A new major number means a field changed
 /// meaning or went away; added fields do not change it.
-pub const SCHEMA: &str = "healthanalyzer-report/1";
+pub const SCHEMA: &str = "healthanalyzer-report/2";
 
 /// A series with at most this many readings in the period keeps them all in
 /// [`SeriesReport::points`]; a longer one is charted from its daily aggregates.
@@ -43,6 +43,56 @@ pub struct Options {
     pub patient_zones: BTreeMap<String, TimeZone>,
     /// Acknowledged and snoozed alerts.
     pub acks: Vec<Ack>,
+    /// When no reading falls in the period ending at `now`, end it at the latest reading
+    /// instead (an imported history), and say so in [`Report::period_note`]. True by default;
+    /// false when the caller chose `now` on purpose.
+    pub follow_data: bool,
+    /// The unit glucose is shown in; `None`: the unit most of the glucose readings came in
+    /// (mmol/L when they do not say).
+    pub glucose_unit: Option<GlucoseUnit>,
+}
+
+/// A unit to show glucose in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum GlucoseUnit {
+    /// Millimoles per litre, as clinics in Denmark, Norway and the Netherlands read it.
+    #[serde(rename = "mmol/L")]
+    MmolL,
+    /// Milligrams per decilitre (the canonical unit).
+    #[serde(rename = "mg/dL")]
+    MgDl,
+}
+
+impl GlucoseUnit {
+    /// The UCUM code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MmolL => "mmol/L",
+            Self::MgDl => "mg/dL",
+        }
+    }
+
+    /// A value in mg/dL in this unit.
+    pub fn from_mg_dl(self, v: f64) -> f64 {
+        match self {
+            Self::MmolL => v / analysis::MG_DL_PER_MMOL_L,
+            Self::MgDl => v,
+        }
+    }
+}
+
+impl std::str::FromStr for GlucoseUnit {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "mmol/L" | "mmol/l" => Ok(Self::MmolL),
+            "mg/dL" | "mg/dl" => Ok(Self::MgDl),
+            other => Err(Error::Options(format!(
+                "glucose unit {other:?}: use mmol/L or mg/dL"
+            ))),
+        }
+    }
 }
 
 impl Options {
@@ -55,6 +105,8 @@ impl Options {
             time_zone,
             patient_zones: BTreeMap::new(),
             acks: Vec::new(),
+            follow_data: true,
+            glucose_unit: None,
         }
     }
 }
@@ -96,7 +148,7 @@ impl From<Severity> for Status {
 /// A report: the overview of every patient, most urgent first, and each patient's details.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
-    /// The format of this document: `healthanalyzer-report/1` ([`SCHEMA`]).
+    /// The format of this document: `healthanalyzer-report/2` ([`SCHEMA`]).
     pub schema: String,
     /// The title.
     pub title: String,
@@ -109,6 +161,10 @@ pub struct Report {
     pub from: String,
     /// The last day of the period (local date).
     pub to: String,
+    /// Why the period is not the one asked for, when it is not: no reading fell in the days
+    /// before "now", so it ends at the latest reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_note: Option<String>,
     /// Counts over all patients.
     pub totals: Totals,
     /// The patients, red first, then yellow, then the rest; within a status, more alerts
@@ -225,9 +281,10 @@ pub struct SummaryEntry {
 pub struct TrendEntry {
     /// The window, in days up to the report's "now".
     pub days: u32,
-    /// Change per week (unit per week).
-    pub slope_per_week: f64,
-    /// Readings the trend was fitted to.
+    /// Change per week (unit per week); `None`: too little data (the readings in the window
+    /// span less than half of it, or are fewer than three).
+    pub slope_per_week: Option<f64>,
+    /// Readings in the window (those the trend was fitted to, when there is one).
     pub points: usize,
 }
 
@@ -285,7 +342,11 @@ pub struct GlucoseReport {
     pub high: f64,
     /// % above 250 mg/dL.
     pub very_high: f64,
-    /// Mean, mg/dL.
+    /// The unit of `mean`, `limits` and `profile`: `mmol/L` or `mg/dL`.
+    pub unit: String,
+    /// The range limits in that unit: 54, 70, 180 and 250 mg/dL (3.0, 3.9, 10.0, 13.9 mmol/L).
+    pub limits: [f64; 4],
+    /// Mean, in `unit`.
     pub mean: f64,
     /// Glucose management indicator, %.
     pub gmi: f64,
@@ -441,11 +502,41 @@ impl Report {
     ) -> Result<Report, Error> {
         let tz = &options.time_zone;
         let now = options.now;
-        let start = now
-            .checked_sub(SignedDuration::from_hours(24 * i64::from(options.days)))
-            .map_err(|e| Error::Options(format!("a period of {} days: {e}", options.days)))?;
+        let period = |end: Timestamp| {
+            end.checked_sub(SignedDuration::from_hours(24 * i64::from(options.days)))
+                .map_err(|e| Error::Options(format!("a period of {} days: {e}", options.days)))
+        };
+        let mut start = period(now)?;
         let all = analysis::series(measurements, catalog);
-        let alerts = rules.evaluate(&all, now, &options.acks);
+        let zone_of = |subject: &str| options.patient_zones.get(subject).unwrap_or(tz).clone();
+        let alerts = rules.evaluate_in(&all, now, &options.acks, &zone_of);
+        // The period ends at "now", or, when nothing falls in it, at the latest reading.
+        let mut end = now;
+        let mut period_note = None;
+        let in_period = |from: Timestamp, to: Timestamp| {
+            all.values()
+                .any(|p| p.iter().any(|p| p.at > from && p.at <= to))
+        };
+        if options.follow_data && !in_period(start, now) {
+            let latest = all
+                .values()
+                .filter_map(|p| p[..p.partition_point(|p| p.at <= now)].last())
+                .map(|p| p.at)
+                .max();
+            if let Some(latest) = latest {
+                end = latest;
+                start = period(end)?;
+                period_note = Some(format!(
+                    "No reading in the {} days before {}: the period ends at the latest reading, {}.",
+                    options.days,
+                    now.to_zoned(tz.clone()).date(),
+                    local(latest, tz)
+                ));
+            }
+        }
+        let glucose_unit = options
+            .glucose_unit
+            .unwrap_or_else(|| glucose_unit_of(measurements, catalog));
         let names: BTreeMap<String, String> = subjects
             .iter()
             .filter_map(|s| Some((subject_key(&s.id), name(s)?)))
@@ -458,6 +549,7 @@ impl Report {
             if let Some(last) = upto.last() {
                 entry.last = entry.last.max(Some(last.at));
             }
+            let upto = &upto[..upto.partition_point(|p| p.at <= end)];
             let from = upto.partition_point(|p| p.at < start);
             entry.series.push((key, &upto[from..]));
         }
@@ -488,11 +580,15 @@ impl Report {
                     continue;
                 }
                 readings += points.len();
-                if let Some(s) = series_report(key, points, catalog, rules, &subject, tz, options) {
+                let shown = Shown {
+                    end,
+                    glucose: glucose_unit,
+                };
+                if let Some(s) = series_report(key, points, catalog, rules, &subject, tz, shown) {
                     series.push(s);
                 }
                 if is_glucose(&key.kind) && glucose.is_none() {
-                    glucose = glucose_report(&key.kind, points, tz);
+                    glucose = glucose_report(&key.kind, points, tz, glucose_unit);
                 }
                 if key.kind == "blood-pressure" {
                     match key.component.as_deref() {
@@ -536,7 +632,8 @@ impl Report {
             generated_at: now.to_string(),
             time_zone: zone_name(tz, now),
             from: date(start),
-            to: date(now),
+            to: date(end),
+            period_note,
             totals,
             patients,
         })
@@ -599,6 +696,34 @@ fn alert_entry(a: &Alert, tz: &TimeZone) -> AlertEntry {
     }
 }
 
+/// How a series is shown: the period's end, and glucose's unit.
+#[derive(Clone, Copy)]
+struct Shown {
+    end: Timestamp,
+    glucose: GlucoseUnit,
+}
+
+/// The unit most glucose readings came in (by their original unit); mmol/L when none says.
+fn glucose_unit_of(measurements: &[Measurement], catalog: &Catalog) -> GlucoseUnit {
+    let (mut mmol, mut mg) = (0usize, 0usize);
+    for m in measurements.iter().filter(|m| is_glucose(m.kind.as_str())) {
+        if let healthanalyzer_model::Value::Quantity(o) = &m.value {
+            let unit = o.original.as_ref().unwrap_or(&o.quantity).unit.as_str();
+            let spec = catalog.kind(m.kind.as_str()).and_then(|k| k.value.as_ref());
+            match spec.and_then(|s| s.unit_def(unit)).map(|d| d.code.as_str()) {
+                Some("mg/dL") => mg += 1,
+                Some("mmol/L") => mmol += 1,
+                _ => {}
+            }
+        }
+    }
+    if mg > mmol {
+        GlucoseUnit::MgDl
+    } else {
+        GlucoseUnit::MmolL
+    }
+}
+
 fn series_report(
     key: &SeriesKey,
     points: &[Point],
@@ -606,8 +731,30 @@ fn series_report(
     rules: &RuleSet,
     subject: &str,
     tz: &TimeZone,
-    options: &Options,
+    shown: Shown,
 ) -> Option<SeriesReport> {
+    // Glucose in the unit shown: the points converted once, everything below follows.
+    let converted: Vec<Point>;
+    let glucose = is_glucose(&key.kind);
+    let conv = |v: f64| {
+        if glucose {
+            shown.glucose.from_mg_dl(v)
+        } else {
+            v
+        }
+    };
+    let points = if glucose && shown.glucose != GlucoseUnit::MgDl {
+        converted = points
+            .iter()
+            .map(|p| Point {
+                value: conv(p.value),
+                ..*p
+            })
+            .collect();
+        &converted[..]
+    } else {
+        points
+    };
     let finite: Vec<&Point> = points.iter().filter(|p| p.value.is_finite()).collect();
     let (first, last) = (finite.first()?, finite.last()?);
     let s = Summary::of(finite.iter().map(|p| p.value))?;
@@ -615,6 +762,11 @@ fn series_report(
     sorted.sort_by(f64::total_cmp);
     let pct = |p| analysis::percentile(&sorted, p).unwrap_or(f64::NAN);
     let (display, unit) = display(catalog, key);
+    let unit = if glucose {
+        shown.glucose.as_str().to_string()
+    } else {
+        unit
+    };
     let label = key.label();
     Some(SeriesReport {
         summary: SummaryEntry {
@@ -633,11 +785,15 @@ fn series_report(
         trends: [7, 30, 90]
             .into_iter()
             .filter_map(|days| {
-                let t = analysis::trend(points, options.now, i64::from(days))?;
+                let in_window = trend_window(points, shown.end, days);
+                if in_window == 0 {
+                    return None;
+                }
+                let t = analysis::trend(points, shown.end, i64::from(days));
                 Some(TrendEntry {
                     days,
-                    slope_per_week: t.slope_per_week,
-                    points: t.points,
+                    slope_per_week: t.map(|t| t.slope_per_week),
+                    points: t.map_or(in_window, |t| t.points),
                 })
             })
             .collect(),
@@ -665,10 +821,10 @@ fn series_report(
         threshold: rules
             .threshold_for(subject, &label)
             .map(|t| ThresholdEntry {
-                red_high: t.red_high,
-                yellow_high: t.yellow_high,
-                yellow_low: t.yellow_low,
-                red_low: t.red_low,
+                red_high: t.red_high.map(conv),
+                yellow_high: t.yellow_high.map(conv),
+                yellow_low: t.yellow_low.map(conv),
+                red_low: t.red_low.map(conv),
             }),
         kind: label,
         display,
@@ -676,7 +832,23 @@ fn series_report(
     })
 }
 
-fn glucose_report(kind: &str, points: &[Point], tz: &TimeZone) -> Option<GlucoseReport> {
+/// Readings in a trend's window, `days` up to `end`.
+fn trend_window(points: &[Point], end: Timestamp, days: u32) -> usize {
+    let Ok(start) = end.checked_sub(SignedDuration::from_hours(24 * i64::from(days))) else {
+        return 0;
+    };
+    points
+        .iter()
+        .filter(|p| p.at > start && p.at <= end && p.value.is_finite())
+        .count()
+}
+
+fn glucose_report(
+    kind: &str,
+    points: &[Point],
+    tz: &TimeZone,
+    unit: GlucoseUnit,
+) -> Option<GlucoseReport> {
     let g = analysis::glucose(points, tz)?;
     let mut hours: [Vec<f64>; 24] = Default::default();
     for p in points.iter().filter(|p| p.value.is_finite()) {
@@ -691,7 +863,7 @@ fn glucose_report(kind: &str, points: &[Point], tz: &TimeZone) -> Option<Glucose
         .filter(|(v, _)| !v.is_empty())
         .map(|(v, hour)| {
             v.sort_by(f64::total_cmp);
-            let pct = |p| analysis::percentile(v, p).unwrap_or(f64::NAN);
+            let pct = |p| unit.from_mg_dl(analysis::percentile(v, p).unwrap_or(f64::NAN));
             ProfileHour {
                 hour,
                 readings: v.len(),
@@ -711,7 +883,13 @@ fn glucose_report(kind: &str, points: &[Point], tz: &TimeZone) -> Option<Glucose
         in_range: g.in_range,
         high: g.high,
         very_high: g.very_high,
-        mean: g.mean,
+        unit: unit.as_str().to_string(),
+        // The international consensus on time in range gives both spellings of its limits.
+        limits: match unit {
+            GlucoseUnit::MgDl => [54.0, 70.0, 180.0, 250.0],
+            GlucoseUnit::MmolL => [3.0, 3.9, 10.0, 13.9],
+        },
+        mean: unit.from_mg_dl(g.mean),
         gmi: g.gmi,
         cv: g.cv,
         days_with_data: g.days_with_data,
@@ -733,12 +911,16 @@ fn bp_report(
     tz: &TimeZone,
 ) -> Option<BloodPressureReport> {
     let home = analysis::home_bp(systolic, diastolic, tz)?;
-    let dia: BTreeMap<_, f64> = diastolic.iter().map(|p| (p.id, p.value)).collect();
+    // Paired as home_bp pairs them: the same measurement, else the same instant (two lone
+    // component readings, ADR 0009).
+    let by_id: BTreeMap<_, f64> = diastolic.iter().map(|p| (p.id, p.value)).collect();
+    let by_time: BTreeMap<_, f64> = diastolic.iter().map(|p| (p.at, p.value)).collect();
+    let dia = |s: &Point| by_id.get(&s.id).or_else(|| by_time.get(&s.at));
     // (date, evening?) -> readings
     let mut halves: BTreeMap<(String, bool), Vec<(f64, f64)>> = BTreeMap::new();
     let mut days = BTreeSet::new();
     for s in systolic {
-        let Some(d) = dia.get(&s.id) else { continue };
+        let Some(d) = dia(s) else { continue };
         if !s.value.is_finite() || !d.is_finite() {
             continue;
         }

@@ -52,9 +52,9 @@ mod document;
 mod html;
 
 pub use document::{
-    AlertEntry, BloodPressureReport, DIARY_DAYS, DayEntry, DiaryDay, GlucoseReport, MAX_RAW_POINTS,
-    Options, PatientReport, PointEntry, PressureEntry, ProfileHour, Report, SCHEMA, SeriesReport,
-    Status, SummaryEntry, ThresholdEntry, Totals, TrendEntry,
+    AlertEntry, BloodPressureReport, DIARY_DAYS, DayEntry, DiaryDay, GlucoseReport, GlucoseUnit,
+    MAX_RAW_POINTS, Options, PatientReport, PointEntry, PressureEntry, ProfileHour, Report, SCHEMA,
+    SeriesReport, Status, SummaryEntry, ThresholdEntry, Totals, TrendEntry,
 };
 
 /// What can go wrong in making a report.

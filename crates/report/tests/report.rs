@@ -359,9 +359,9 @@ fn json_round_trips_and_the_committed_schema_is_current() {
     assert_eq!(v["time_zone"], "Europe/Copenhagen");
     assert_eq!(v["from"], "2023-12-04");
 
-    let wrong = json.replace(SCHEMA, "healthanalyzer-report/2");
+    let wrong = json.replace(SCHEMA, "healthanalyzer-report/3");
     let e = Report::from_json(&wrong).expect_err("a newer format");
-    assert!(e.to_string().contains("healthanalyzer-report/2"), "{e}");
+    assert!(e.to_string().contains("healthanalyzer-report/3"), "{e}");
     assert!(Report::from_json("{\"schema\": 1}").is_err());
 
     let committed =
@@ -464,4 +464,132 @@ fn a_patient_in_another_zone_has_their_own_days() {
     );
     let html = r.to_html().expect("html");
     assert_eq!(count(&html, "times in America/New_York"), 1);
+}
+
+/// A reading of `kind` at `at` (RFC 3339), `value` in `unit`, normalised by the catalog.
+fn reading(subject: &Identifier, kind: &str, at: &str, value: &str, unit: &str) -> Measurement {
+    let m = Measurement::new(
+        Provenance::new("t", format!("{kind}-{at}")),
+        subject.clone(),
+        kind,
+        Value::quantity(parse_decimal(value).expect("value"), unit),
+        DateTime::parse(at).expect("t"),
+    );
+    healthanalyzer_model::Validator::new(Catalog::builtin())
+        .normalize(m)
+        .expect("valid")
+}
+
+#[test]
+fn an_imported_history_is_reported_at_its_own_end_and_says_so() {
+    let id = Identifier::new("urn:test", "synthea");
+    let data: Vec<Measurement> = (1..=5)
+        .map(|d| {
+            reading(
+                &id,
+                "body-weight",
+                &format!("2020-10-{d:02}T08:00:00Z"),
+                "80",
+                "kg",
+            )
+        })
+        .collect();
+    let now: Timestamp = "2026-12-01T12:00:00Z".parse().expect("t");
+    let rules = RuleSet::default();
+    let r = Report::build(
+        &data,
+        &[],
+        Catalog::builtin(),
+        &rules,
+        &Options::new(now, copenhagen()),
+    )
+    .expect("report");
+    assert_eq!(r.totals.readings, 5);
+    assert_eq!(r.to, "2020-10-05");
+    let note = r.period_note.as_deref().expect("a note");
+    assert!(note.contains("latest reading"), "{note}");
+    assert!(r.to_markdown().expect("md").contains(note));
+    // A "now" chosen on purpose is kept: nothing in the period.
+    let mut fixed = Options::new(now, copenhagen());
+    fixed.follow_data = false;
+    let r = Report::build(&data, &[], Catalog::builtin(), &rules, &fixed).expect("report");
+    assert_eq!((r.totals.readings, r.period_note.as_deref()), (0, None));
+    assert_eq!(r.to, "2026-12-01");
+}
+
+#[test]
+fn alert_texts_give_times_in_the_report_zone() {
+    let id = Identifier::new("urn:test", "stale");
+    let data = [reading(
+        &id,
+        "body-weight",
+        "2026-11-15T19:59:00Z",
+        "80",
+        "kg",
+    )];
+    let rules = RuleSet::from_toml(
+        "[[stale]]\nname = \"no weight\"\nkind = \"body-weight\"\ndays = 3\nseverity = \"yellow\"\n",
+    )
+    .expect("rules");
+    let now: Timestamp = "2026-12-01T12:00:00Z".parse().expect("t");
+    let r = Report::build(
+        &data,
+        &[],
+        Catalog::builtin(),
+        &rules,
+        &Options::new(now, copenhagen()),
+    )
+    .expect("report");
+    let message = &r.patients[0].alerts[0].message;
+    assert!(message.contains("2026-11-15T20:59:00+01:00"), "{message}");
+    assert!(!message.contains("19:59:00Z"), "{message}");
+}
+
+#[test]
+fn glucose_is_shown_in_the_unit_it_came_in_or_the_one_configured() {
+    let id = Identifier::new("urn:test", "glucose");
+    let data: Vec<Measurement> = (0..10)
+        .map(|i| {
+            reading(
+                &id,
+                "capillary-glucose",
+                &format!("2026-11-{:02}T08:00:00Z", 10 + i),
+                "7.0",
+                "mmol/L",
+            )
+        })
+        .collect();
+    let now: Timestamp = "2026-12-01T12:00:00Z".parse().expect("t");
+    let rules = RuleSet::from_toml(
+        "[[threshold]]\nkind = \"capillary-glucose\"\nunit = \"mmol/L\"\nyellow_high = 10\n",
+    )
+    .expect("rules");
+    let series = |r: &Report| r.patients[0].series[0].clone();
+    let r = Report::build(
+        &data,
+        &[],
+        Catalog::builtin(),
+        &rules,
+        &Options::new(now, copenhagen()),
+    )
+    .expect("report");
+    let s = series(&r);
+    assert_eq!(s.unit, "mmol/L");
+    assert!((s.summary.mean - 7.0).abs() < 0.01, "{}", s.summary.mean);
+    let limit = s.threshold.and_then(|t| t.yellow_high).expect("threshold");
+    assert!((limit - 10.0).abs() < 0.01, "{limit}");
+    let g = r.patients[0].glucose.clone().expect("glucose");
+    assert_eq!(g.unit, "mmol/L");
+    assert!(
+        (g.mean - 7.0).abs() < 0.01 && (g.limits[1] - 3.9).abs() < 0.01,
+        "{g:?}"
+    );
+    assert!(r.to_html().expect("html").contains("mmol/L"));
+
+    let mut mg = Options::new(now, copenhagen());
+    mg.glucose_unit = Some(healthanalyzer_report::GlucoseUnit::MgDl);
+    let r = Report::build(&data, &[], Catalog::builtin(), &rules, &mg).expect("report");
+    let s = series(&r);
+    assert_eq!(s.unit, "mg/dL");
+    assert!((s.summary.mean - 126.1).abs() < 0.2, "{}", s.summary.mean);
 }
