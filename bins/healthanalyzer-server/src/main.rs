@@ -56,6 +56,10 @@ struct Cli {
     /// The `aud` a JWT must carry.
     #[arg(long)]
     jwt_audience: Option<String>,
+    /// Subject identifiers that fail their national rules (test numbers): `mark` them (a
+    /// `meta.tag` on the Patient) or `refuse` their Observations (422).
+    #[arg(long, default_value = "mark", value_parser = ["mark", "refuse"])]
+    identifiers: String,
 }
 
 fn auth_config(cli: &Cli) -> Result<Option<AuthConfig>, String> {
@@ -137,6 +141,11 @@ async fn run(cli: Cli) -> ExitCode {
         base_url: cli.base_url.clone(),
         max_body_bytes: cli.max_body_mib.saturating_mul(1024 * 1024),
         request_timeout: Duration::from_secs(cli.timeout_secs.max(1)),
+        identifiers: if cli.identifiers == "refuse" {
+            healthanalyzer_server::IdentifierPolicy::Refuse
+        } else {
+            healthanalyzer_server::IdentifierPolicy::Mark
+        },
         ..ServerConfig::default()
     };
     let listener = match tokio::net::TcpListener::bind(cli.listen).await {

@@ -330,6 +330,7 @@ async fn run(cli: Cli) -> Result<()> {
             options.validation = validation
                 .parse()
                 .map_err(|e: healthanalyzer_fhir::Error| Failure::Usage(e.to_string()))?;
+            options.identifiers = config.sync.identifiers;
             options.zone = match time_zone {
                 Some(_) => zone(time_zone.as_deref())?,
                 None => TimeZone::UTC,
@@ -823,6 +824,7 @@ fn sync_options(config: &Config) -> SyncOptions {
     if let Some(n) = config.sync.max_attempts {
         options.retry.max_attempts = n.max(1);
     }
+    options.identifiers = config.sync.identifiers;
     options
 }
 

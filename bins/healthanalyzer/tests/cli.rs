@@ -607,3 +607,115 @@ fn every_command_survives_a_closed_pipe() {
         assert_eq!(o.status.code(), Some(*code), "{args:?}: {}", text(&o));
     }
 }
+
+#[test]
+fn test_identifiers_load_and_are_marked_unless_the_configuration_refuses_them() {
+    let dir = tempfile::tempdir().expect("dir");
+    // A 7-digit number under the FNR system, as published IG examples carry.
+    let line = r#"{"resourceType":"Observation","id":"t1","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"identifier":{"system":"urn:oid:2.16.578.1.12.4.1.4.1","value":"1234567"}},"effectiveDateTime":"2026-11-20T08:00:00Z","valueQuantity":{"value":61,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}"#;
+    std::fs::write(dir.path().join("dossier.ndjson"), format!("{line}\n")).expect("file");
+    let o = run(
+        dir.path(),
+        &["--db", "sqlite:a.db", "import", "dossier.ndjson"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(stored(dir.path(), "sqlite:a.db"), 1);
+    let o = run(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:a.db",
+            "report",
+            "--format",
+            "json",
+            "--at",
+            "2026-12-01T00:00:00Z",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let note = v["patients"][0]["identifier_note"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(note.contains("FNR rules"), "{v}");
+    assert!(!note.contains("1234567"), "{note}");
+
+    std::fs::write(
+        dir.path().join("strict.toml"),
+        "[sync]\nidentifiers = \"refuse\"\n",
+    )
+    .expect("config");
+    let o = run(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:b.db",
+            "--config",
+            "strict.toml",
+            "import",
+            "dossier.ndjson",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("11 digits"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn danish_home_readings_import_and_export_as_they_came() {
+    let dir = tempfile::tempdir().expect("dir");
+    let reading = |id: &str, code: &str, v: u32| {
+        format!(
+            r#"{{"resourceType":"Observation","id":"{id}","status":"final","code":{{"coding":[{{"system":"urn:oid:1.2.208.176.2.1","code":"{code}"}}]}},"subject":{{"identifier":{{"system":"urn:oid:1.2.208.176.1.2","value":"0101010000"}}}},"effectiveDateTime":"2026-11-15T07:30:00+01:00","valueQuantity":{{"value":{v},"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}}}}"#
+        )
+    };
+    let lines = [
+        reading("sys-1", "DNK05472", 141),
+        reading("dia-1", "DNK05473", 88),
+    ];
+    std::fs::write(dir.path().join("home.ndjson"), lines.join("\n") + "\n").expect("file");
+    let o = run(
+        dir.path(),
+        &["--db", "sqlite:h.db", "import", "home.ndjson"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(stored(dir.path(), "sqlite:h.db"), 2);
+    let o = run(
+        dir.path(),
+        &["--db", "sqlite:h.db", "export", "--format", "ndjson"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let exported: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.contains("\"Observation\""))
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    for line in &lines {
+        let sent: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert!(exported.contains(&sent), "{line} not in\n{out}");
+    }
+    // Analysed as one blood pressure: the home blood pressure pairs the two halves.
+    let o = run(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:h.db",
+            "report",
+            "--format",
+            "json",
+            "--at",
+            "2026-11-20T00:00:00Z",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    let bp = &v["patients"][0]["blood_pressure"]["overall"];
+    assert_eq!(
+        (bp["systolic"].as_f64(), bp["diastolic"].as_f64()),
+        (Some(141.0), Some(88.0)),
+        "{v}"
+    );
+}

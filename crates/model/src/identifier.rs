@@ -115,6 +115,17 @@ impl Identifier {
         }
     }
 
+    /// Why the value fails its national system's rules (length, date, check digits), when it
+    /// is non-empty and does: a test number, most often. `None` for valid numbers and for
+    /// other systems. The reason never contains the value.
+    pub fn national_issue(&self) -> Option<&'static str> {
+        if self.value.trim().is_empty() {
+            return None;
+        }
+        self.national_system()?;
+        self.check_format().err()
+    }
+
     /// A form safe for logs: the system and the value's length, never the value.
     pub fn redacted(&self) -> Redacted<'_> {
         Redacted(self)

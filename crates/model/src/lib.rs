@@ -85,7 +85,7 @@ pub use measurement::{
 pub use quantity::{Conversion, Decimal, Quantity, UnitCode, parse_decimal, significant_digits};
 pub use subject::{Gender, HumanName, Subject};
 pub use time::{DateTime, Effective, Offset, Precision};
-pub use validate::Validator;
+pub use validate::{IdentifierPolicy, Validator};
 
 /// Re-export of the time crate the model uses, so callers can name its types at the same version.
 pub use jiff;

@@ -19,6 +19,37 @@ pub struct Validator<'c> {
     catalog: &'c Catalog,
     now: Timestamp,
     future_tolerance: SignedDuration,
+    identifiers: IdentifierPolicy,
+}
+
+/// What validation does with a subject identifier that fails its national system's rules (a
+/// 7-digit number under the FNR system, a BSN that fails the 11-test): published test dossiers
+/// carry such numbers. ADR 0010.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
+pub enum IdentifierPolicy {
+    /// Accept the reading; the subject is shown as carrying an identifier that fails the
+    /// national rules ([`Identifier::national_issue`]) in reports, the dashboard and the API.
+    /// The default: test data loads.
+    #[default]
+    Mark,
+    /// Refuse the reading, with the reason (production data from a national register).
+    Refuse,
+}
+
+impl std::str::FromStr for IdentifierPolicy {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mark" => Ok(Self::Mark),
+            "refuse" => Ok(Self::Refuse),
+            other => Err(Error::Catalog(format!(
+                "identifier policy {other:?}: expected mark or refuse"
+            ))),
+        }
+    }
 }
 
 impl<'c> Validator<'c> {
@@ -29,7 +60,14 @@ impl<'c> Validator<'c> {
             catalog,
             now: Timestamp::now(),
             future_tolerance: SignedDuration::from_mins(10),
+            identifiers: IdentifierPolicy::Mark,
         }
+    }
+
+    /// What to do with identifiers that fail their national rules (default: mark them).
+    pub fn identifiers(mut self, policy: IdentifierPolicy) -> Self {
+        self.identifiers = policy;
+        self
     }
 
     /// Judges "the future" against `now` instead of the system clock (for tests and replays).
@@ -79,7 +117,11 @@ impl<'c> Validator<'c> {
 
     fn check(&self, m: &Measurement, errs: &mut ValidationErrors) {
         if let Err(reason) = m.subject.check_format() {
-            errs.push("subject", reason, None);
+            // An empty value is never an identifier; a national rule is the policy's call.
+            if self.identifiers == IdentifierPolicy::Refuse || m.subject.national_issue().is_none()
+            {
+                errs.push("subject", reason, None);
+            }
         }
         if m.provenance.source_id.is_empty() {
             errs.push("provenance.source_id", "must not be empty", None);

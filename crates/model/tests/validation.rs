@@ -236,7 +236,10 @@ fn a_period_must_not_end_before_it_starts() {
 fn bad_identifier_is_reported_without_its_value() {
     let mut meas = m("heart-rate", Value::quantity(d("72"), "/min"));
     meas.subject = Identifier::bsn("123456789");
-    let err = validator().validate(&meas).unwrap_err();
+    let err = validator()
+        .identifiers(healthanalyzer_model::IdentifierPolicy::Refuse)
+        .validate(&meas)
+        .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("subject: the BSN fails the 11-test"), "{msg}");
     assert!(
@@ -259,7 +262,8 @@ fn all_issues_are_reported_at_once() {
     let mut meas = m("blood-pressure", Value::blood_pressure(d("312"), d("315")));
     meas.subject = Identifier::cpr("x");
     meas.effective = Effective::At(DateTime::parse("2030-01-01T00:00:00Z").unwrap());
-    assert!(issues(validator().validate(&meas)).len() >= 5);
+    let refusing = validator().identifiers(healthanalyzer_model::IdentifierPolicy::Refuse);
+    assert!(issues(refusing.validate(&meas)).len() >= 5);
 }
 
 #[test]
@@ -309,4 +313,45 @@ fn normalize_refuses_invalid_input() {
         validator().normalize(meas),
         Err(Error::Invalid(_))
     ));
+}
+
+#[test]
+fn identifiers_that_fail_national_rules_are_marked_by_default_and_refused_on_request() {
+    use healthanalyzer_model::{IdentifierPolicy, systems};
+    let with = |id: Identifier| {
+        let mut x = m("heart-rate", Value::quantity(d("64"), "/min"));
+        x.subject = id;
+        x
+    };
+    // A 7-digit number under the FNR system, as published IG examples carry; a BSN that
+    // fails the 11-test; a CPR with no valid date.
+    for id in [
+        Identifier::new(systems::FNR, "1234567"),
+        Identifier::new(systems::BSN, "123456789"),
+        Identifier::new(systems::CPR, "9999999999"),
+    ] {
+        let reason = id.national_issue().expect("fails its rules");
+        assert_eq!(
+            issues(validator().validate(&with(id.clone()))),
+            vec![],
+            "{reason}"
+        );
+        let refused = validator()
+            .identifiers(IdentifierPolicy::Refuse)
+            .validate(&with(id.clone()));
+        assert_issue(refused, "subject", reason);
+    }
+    // A valid number has no issue; an empty value is refused whatever the policy.
+    assert_eq!(Identifier::cpr("0101901234").national_issue(), None);
+    assert_eq!(Identifier::new("urn:other", "x").national_issue(), None);
+    assert_issue(
+        validator().validate(&with(Identifier::new(systems::FNR, " "))),
+        "subject",
+        "empty",
+    );
+    assert_eq!(
+        "refuse".parse::<IdentifierPolicy>().unwrap(),
+        IdentifierPolicy::Refuse
+    );
+    assert!("lenient".parse::<IdentifierPolicy>().is_err());
 }

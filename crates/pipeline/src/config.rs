@@ -86,6 +86,10 @@ pub struct SyncSection {
     pub concurrency: Option<usize>,
     /// Attempts at a pull or a write before a source fails (default 6; 1 means no retries).
     pub max_attempts: Option<u32>,
+    /// Subject identifiers that fail their national rules (test numbers): `mark` (default:
+    /// stored, and shown as such) or `refuse`.
+    #[serde(default)]
+    pub identifiers: healthanalyzer_model::IdentifierPolicy,
 }
 
 /// `[report]`.

@@ -23,6 +23,8 @@ pub struct SyncOptions {
     pub catalog: &'static Catalog,
     /// Rejections kept per source in its summary (all are counted).
     pub keep_rejected: usize,
+    /// What to do with subject identifiers that fail their national rules (default: mark).
+    pub identifiers: healthanalyzer_model::IdentifierPolicy,
 }
 
 impl Default for SyncOptions {
@@ -33,6 +35,7 @@ impl Default for SyncOptions {
             retry: RetryPolicy::default(),
             catalog: Catalog::builtin(),
             keep_rejected: 100,
+            identifiers: healthanalyzer_model::IdentifierPolicy::Mark,
         }
     }
 }
@@ -392,7 +395,7 @@ async fn prepare(
         )
         .await
         .map_err(|e| e.to_string())?;
-    let validator = Validator::new(options.catalog);
+    let validator = Validator::new(options.catalog).identifiers(options.identifiers);
     let pulled = batch.measurements.len();
     let mut good = Vec::with_capacity(pulled);
     let mut rejected = batch.rejected;

@@ -194,6 +194,10 @@ pub struct PatientReport {
     pub subject: String,
     /// The patient's name, when known.
     pub name: Option<String>,
+    /// When the patient's identifier fails its national system's rules (a test number, or a
+    /// typing error): why. Such readings are kept and shown, marked (ADR 0010).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier_note: Option<String>,
     /// The time zone of this patient's dates and times (the report's, unless set per patient).
     pub time_zone: String,
     /// The most severe alert.
@@ -546,6 +550,9 @@ impl Report {
         for (key, points) in &all {
             let upto = &points[..points.partition_point(|p| p.at <= now)];
             let entry = by_subject.entry(subject_key(&key.subject)).or_default();
+            if entry.id.is_none() {
+                entry.id = Some(key.subject.clone());
+            }
             if let Some(last) = upto.last() {
                 entry.last = entry.last.max(Some(last.at));
             }
@@ -598,8 +605,21 @@ impl Report {
                     }
                 }
             }
+            let identifier_note = b.id.as_ref().and_then(|id| {
+                let reason = id.national_issue()?;
+                let system = match id.national_system()? {
+                    healthanalyzer_model::NationalId::Cpr => "CPR",
+                    healthanalyzer_model::NationalId::Bsn => "BSN",
+                    healthanalyzer_model::NationalId::Fnr => "FNR",
+                    healthanalyzer_model::NationalId::Dnr => "D-number",
+                };
+                Some(format!(
+                    "The identifier fails the {system} rules ({reason}): test data, or a typing error."
+                ))
+            });
             patients.push(PatientReport {
                 name: names.get(&subject).cloned(),
+                identifier_note,
                 time_zone: zone_name(tz, now),
                 subject,
                 status,
@@ -681,6 +701,7 @@ fn red_count(p: &PatientReport) -> usize {
 
 #[derive(Default)]
 struct PatientBuilder<'a> {
+    id: Option<healthanalyzer_model::Identifier>,
     last: Option<Timestamp>,
     series: Vec<(&'a SeriesKey, &'a [Point])>,
 }

@@ -67,6 +67,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use auth::{Access, AuthConfig, Grant, JwtConfig, Scope};
 pub use dashboard::DashboardConfig;
 pub use error::Error;
+/// What [`ServerConfig::identifiers`] takes (from the model).
+pub use healthanalyzer_model::IdentifierPolicy;
 pub use http::{FHIR_JSON, RequestId};
 pub use observation::API_SOURCE;
 pub use state::ServerConfig;

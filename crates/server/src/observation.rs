@@ -150,6 +150,7 @@ pub(crate) async fn to_measurement(
     let m = read_observation(&bare.to_string(), &options, Some(record))
         .map_err(|e| ApiError::from_fhir(&e))?;
     let mut m = Validator::new(&state.catalog)
+        .identifiers(state.config.identifiers)
         .normalize(m)
         .map_err(|e| ApiError::unprocessable(e.to_string()))?;
     m.subject = primary;

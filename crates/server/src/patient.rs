@@ -170,6 +170,42 @@ pub(crate) async fn resolve_reference(
 /// The Patient resource of a subject: what the client sent (with the server's id and meta), or,
 /// for subjects from other sources, one written from the demographics.
 pub(crate) fn patient_json(subject: &Subject) -> ApiResult<Map<String, Value>> {
+    let mut p = patient_body(subject)?;
+    mark_identifiers(subject, &mut p);
+    Ok(p)
+}
+
+/// The system of the tags this server adds.
+pub(crate) const TAG_SYSTEM: &str = "urn:healthanalyzer:tag";
+
+/// A Patient whose identifier fails its national system's rules (a test number) is served
+/// with a `meta.tag` saying so (ADR 0010): accepted, and visibly so.
+fn mark_identifiers(subject: &Subject, p: &mut Map<String, Value>) {
+    let failing = std::iter::once(&subject.id)
+        .chain(subject.other_ids.iter())
+        .find_map(healthanalyzer_model::Identifier::national_issue);
+    let Some(reason) = failing else { return };
+    let tag = serde_json::json!({
+        "system": TAG_SYSTEM,
+        "code": "identifier-fails-national-rules",
+        "display": format!("An identifier fails its national rules ({reason}): test data?"),
+    });
+    let meta = p.entry("meta").or_insert_with(|| Value::Object(Map::new()));
+    if let Value::Object(meta) = meta {
+        let tags = meta
+            .entry("tag")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(tags) = tags
+            && !tags
+                .iter()
+                .any(|t| t.get("system") == Some(&Value::from(TAG_SYSTEM)))
+        {
+            tags.push(tag);
+        }
+    }
+}
+
+fn patient_body(subject: &Subject) -> ApiResult<Map<String, Value>> {
     let id = logical_id(subject);
     if let Some(p) = &subject.payload
         && p.media_type == healthanalyzer_fhir::FHIR_JSON

@@ -27,6 +27,9 @@ pub struct ServerConfig {
     pub max_count: usize,
     /// Bearer-token authentication; `None`: off (everyone may do everything).
     pub auth: Option<crate::auth::AuthConfig>,
+    /// What to do with subject identifiers that fail their national rules: mark them (a
+    /// `meta.tag` on the Patient, the default) or refuse the Observation (422).
+    pub identifiers: healthanalyzer_model::IdentifierPolicy,
 }
 
 impl Default for ServerConfig {
@@ -39,6 +42,7 @@ impl Default for ServerConfig {
             default_count: 50,
             max_count: 1_000,
             auth: None,
+            identifiers: healthanalyzer_model::IdentifierPolicy::Mark,
         }
     }
 }

@@ -1453,3 +1453,46 @@ async fn lone_blood_pressure_components_are_stored_read_back_and_found_by_their_
     );
     assert_eq!(ids(format!("Observation?{p}")).await.len(), 3);
 }
+
+#[tokio::test]
+async fn a_test_identifier_is_accepted_and_marked_unless_the_server_refuses_them() {
+    let test_fnr = json!({"resourceType": "Patient",
+        "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "1234567"}]});
+    let hr = json!({
+        "resourceType": "Observation", "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+        "subject": {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "1234567"}},
+        "effectiveDateTime": "2026-11-15T07:30:00+01:00",
+        "valueQuantity": {"value": 64, "unit": "/min", "system": "http://unitsofmeasure.org", "code": "/min"}
+    });
+    let s = start(ServerConfig::default()).await;
+    let p = s.post("Patient", &test_fnr).await;
+    assert_eq!(p.status, 201, "{}", p.text);
+    let pid = p.body["id"].as_str().unwrap().to_string();
+    s.observation(&hr).await;
+    let read = s.get(&format!("Patient/{pid}")).await;
+    let tags = read.body["meta"]["tag"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        tags.iter()
+            .any(|t| t["code"] == "identifier-fails-national-rules"),
+        "{}",
+        read.text
+    );
+    assert!(
+        !read.text.contains("\"display\":\"1234567"),
+        "the tag does not repeat the number"
+    );
+
+    let strict = start(ServerConfig {
+        identifiers: healthanalyzer_server::IdentifierPolicy::Refuse,
+        ..ServerConfig::default()
+    })
+    .await;
+    assert_eq!(strict.post("Patient", &test_fnr).await.status, 201);
+    let refused = strict.post("Observation", &hr).await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.outcome().contains("11 digits"), "{}", refused.text);
+}

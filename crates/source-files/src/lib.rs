@@ -77,6 +77,8 @@ pub struct FileOptions {
     /// How much of each FHIR resource is checked (default: the whole R4 model, as the server
     /// checks it).
     pub validation: healthanalyzer_fhir::Validation,
+    /// What to do with subject identifiers that fail their national rules (default: mark).
+    pub identifiers: healthanalyzer_model::IdentifierPolicy,
 }
 
 impl FileOptions {
@@ -90,12 +92,16 @@ impl FileOptions {
             zone: TimeZone::UTC,
             strict: false,
             validation: healthanalyzer_fhir::Validation::Strict,
+            identifiers: healthanalyzer_model::IdentifierPolicy::Mark,
         }
     }
 
     /// Normalises a measurement, or says why it cannot be one.
     fn check(&self, m: Measurement, location: &str) -> Item {
-        match Validator::new(self.catalog).normalize(m) {
+        match Validator::new(self.catalog)
+            .identifiers(self.identifiers)
+            .normalize(m)
+        {
             Ok(m) => Item::Measurement(m),
             Err(e) => Item::Rejected(Rejected {
                 location: location.to_string(),
