@@ -84,19 +84,22 @@ print(time.perf_counter() - t, len(lines))
 }
 
 /// Runs the import into SQLite; returns (wall time, peak RSS in kB, imported count).
-fn import(bin: &Path, db: &Path, file: &Path) -> (Duration, u64, u64) {
+fn import(bin: &Path, db: &Path, file: &Path, validation: &str) -> (Duration, u64, u64) {
     let _ = std::fs::remove_file(db);
-    import_url(bin, &format!("sqlite:{}", db.display()), file)
+    import_url(bin, &format!("sqlite:{}", db.display()), file, validation)
 }
 
-/// Runs the import into the store at `url`; returns (wall time, peak RSS in kB, imported count).
-fn import_url(bin: &Path, url: &str, file: &Path) -> (Duration, u64, u64) {
+/// Runs the import into the store at `url` with `--validation validation`; returns (wall
+/// time, peak RSS in kB, imported count).
+fn import_url(bin: &Path, url: &str, file: &Path, validation: &str) -> (Duration, u64, u64) {
     let t = Instant::now();
     let mut child = Command::new(bin)
         .arg("--db")
         .arg(url)
         .arg("--json")
         .arg("import")
+        .arg("--validation")
+        .arg(validation)
         .arg(file)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -224,8 +227,9 @@ async fn main() {
     drop(rows);
 
     let peer = fhir_resources(&full, 100_000);
-    let (t_q, peak_q, n_q) = import(&bin, &dir.path().join("q.db"), &quarter);
-    let (t_f, peak_f, n_f) = import(&bin, &dir.path().join("f.db"), &full);
+    let (t_q, peak_q, n_q) = import(&bin, &dir.path().join("q.db"), &quarter, "strict");
+    let (t_f, peak_f, n_f) = import(&bin, &dir.path().join("f.db"), &full, "strict");
+    let (t_l, peak_l, n_l) = import(&bin, &dir.path().join("l.db"), &full, "lenient");
     // PostgreSQL, when a server is given (`.ci/start-postgres` makes a throwaway one): a fresh
     // schema, so the import starts from an empty store as the SQLite one does.
     let postgres = match std::env::var("HEALTHANALYZER_POSTGRES_URL") {
@@ -242,7 +246,7 @@ async fn main() {
                 .unwrap();
             let sep = if url.contains('?') { '&' } else { '?' };
             let url = format!("{url}{sep}options=-csearch_path%3Dimport_bench");
-            Some(import_url(&bin, &url, &full))
+            Some(import_url(&bin, &url, &full, "strict"))
         }
         Err(_) => {
             println!("(PostgreSQL skipped: HEALTHANALYZER_POSTGRES_URL is not set)");
@@ -272,6 +276,12 @@ async fn main() {
         t_f.as_secs_f64(),
         rate(n_f, t_f),
         peak_f as f64 / 1024.0
+    );
+    println!(
+        "| `healthanalyzer import --validation lenient`, whole file | {n_l} | {:.1} | {:.0} | {:.1} |",
+        t_l.as_secs_f64(),
+        rate(n_l, t_l),
+        peak_l as f64 / 1024.0
     );
     if let Some((t_p, peak_p, n_p)) = postgres {
         println!(
@@ -311,9 +321,10 @@ async fn main() {
     }
     println!();
     println!(
-        "import / store ceiling: {:.2}; import / (parse + validate + store, one after another): {:.2}; peak memory whole / quarter: {:.2}",
+        "import / store ceiling: {:.2}; import / (parse + validate + store, one after another): {:.2}; peak memory whole / quarter: {:.2}; strict / lenient: {:.2}",
         rate(n_f, t_f) / rate(n, ceiling),
         rate(n_f, t_f) / rate(n, parse + validate + ceiling),
-        peak_f as f64 / peak_q.max(1) as f64
+        peak_f as f64 / peak_q.max(1) as f64,
+        rate(n_f, t_f) / rate(n_l, t_l)
     );
 }

@@ -301,7 +301,14 @@ async fn run(
     // cursor, so N+1 never depends on anything unstored. A failure drops the batch pulled
     // ahead; the next sync pulls it again from the saved cursor.
     let mut ready = prepare(source, &cursor, size, options, on_event).await?;
+    let mut links = Links::default();
     loop {
+        // `Patient/<id>` references to the Patients they name: known before (in the store),
+        // in this batch, or arriving now for measurements stored before.
+        links
+            .link(store, &mut ready, options, id, on_event)
+            .await
+            .map_err(|e| format!("linking references to Patients: {e}"))?;
         // Patients, measurements and the cursor: one write set, committed together.
         let checkpoint = Checkpoint::new(id, ready.cursor.as_str());
         let mut set = WriteSet::batch(&ready.good, Some(&checkpoint));
@@ -357,6 +364,88 @@ async fn run(
             // pulls nothing more.
             Some(next) => ready = next?,
         }
+    }
+}
+
+/// Links measurements whose subject is a literal reference (`Patient/p5`, from an NDJSON line
+/// or an Observation read without its Patient) to the Patient with that id, wherever it is:
+/// stored before, in the same batch, or arriving later (the measurements already stored under
+/// the reference are then moved to the Patient, in the batch's write set).
+#[derive(Default)]
+struct Links {
+    /// Reference identifiers found to name a stored subject: its primary identifier.
+    known: std::collections::HashMap<
+        healthanalyzer_model::Identifier,
+        healthanalyzer_model::Identifier,
+    >,
+}
+
+impl Links {
+    async fn link(
+        &mut self,
+        store: &dyn Store,
+        ready: &mut Ready,
+        options: &SyncOptions,
+        source: &str,
+        on_event: &(dyn Fn(Event) + Send + Sync),
+    ) -> healthanalyzer_store::Result<()> {
+        use healthanalyzer_model::Identifier;
+        let is_reference =
+            |id: &Identifier| id.system.as_deref() == Some(healthanalyzer_fhir::REFERENCE_SYSTEM);
+        // The batch's own Patients first.
+        for s in &ready.subjects {
+            for alias in s.other_ids.iter().filter(|i| is_reference(i)) {
+                self.known.insert(alias.clone(), s.id.clone());
+            }
+        }
+        let mut unknown: Vec<Identifier> = Vec::new();
+        for m in &ready.good {
+            if is_reference(&m.subject)
+                && !self.known.contains_key(&m.subject)
+                && !unknown.contains(&m.subject)
+            {
+                unknown.push(m.subject.clone());
+            }
+        }
+        for alias in unknown {
+            let found = with_retry(options, source, on_event, || store.subject(&alias)).await?;
+            if let Some(s) = found {
+                self.known.insert(alias, s.id);
+            }
+        }
+        for m in &mut ready.good {
+            if let Some(primary) = self.known.get(&m.subject) {
+                m.subject = primary.clone();
+            }
+        }
+        // Measurements stored before under a reference this batch's Patients carry.
+        let mut moved = Vec::new();
+        for s in &ready.subjects {
+            for alias in s.other_ids.iter().filter(|i| is_reference(i)) {
+                let filter = healthanalyzer_store::Filter {
+                    subject: Some(alias.clone()),
+                    ..healthanalyzer_store::Filter::default()
+                };
+                let before = with_retry(options, source, on_event, || {
+                    healthanalyzer_store::MeasurementStoreExt::query_all(
+                        store,
+                        &filter,
+                        healthanalyzer_store::Order::Ascending,
+                        1_000,
+                    )
+                })
+                .await?;
+                for mut m in before {
+                    m.subject = s.id.clone();
+                    moved.push(m);
+                }
+            }
+        }
+        let ids: std::collections::HashSet<_> = ready.good.iter().map(|m| m.id).collect();
+        ready
+            .good
+            .extend(moved.into_iter().filter(|m| !ids.contains(&m.id)));
+        Ok(())
     }
 }
 

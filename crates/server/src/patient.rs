@@ -90,6 +90,20 @@ pub(crate) async fn resolve(state: &AppState, logical: &str) -> ApiResult<Option
             version: v.version,
         }));
     }
+    // Measurements that name `Patient/<id>` with no Patient resource anywhere (a Bulk export's
+    // Observation.ndjson alone): that reference is the Patient, and can be read and searched.
+    if !store
+        .latest(&alias, &[], 1)
+        .await
+        .map_err(|e| ApiError::from_store(&e))?
+        .is_empty()
+    {
+        return Ok(Some(Resolved {
+            primary: alias,
+            subject: None,
+            version: 1,
+        }));
+    }
     if Uuid::parse_str(logical).is_err() {
         return Ok(None);
     }
