@@ -60,6 +60,10 @@ struct Cli {
     /// `meta.tag` on the Patient) or `refuse` their Observations (422).
     #[arg(long, default_value = "mark", value_parser = ["mark", "refuse"])]
     identifiers: String,
+    /// Glucose on the dashboard in `mmol/L` or `mg/dL` (default: the unit the data came in,
+    /// mmol/L when it does not say).
+    #[arg(long, value_parser = ["mmol/L", "mg/dL"])]
+    glucose_unit: Option<String>,
 }
 
 fn auth_config(cli: &Cli) -> Result<Option<AuthConfig>, String> {
@@ -166,7 +170,21 @@ async fn run(cli: Cli) -> ExitCode {
         store_kind(&cli.db),
         if auth_on { "on" } else { "off" }
     );
-    let server = FhirServer::new(store).config(config);
+    let mut server = FhirServer::new(store).config(config);
+    if let Some(unit) = &cli.glucose_unit {
+        let unit = if unit == "mg/dL" {
+            healthanalyzer_server::GlucoseUnit::MgDl
+        } else {
+            healthanalyzer_server::GlucoseUnit::MmolL
+        };
+        let dashboard = healthanalyzer_server::DashboardConfig::demo()
+            .ok()
+            .map(|mut d| {
+                d.glucose_unit = Some(unit);
+                d
+            });
+        server = server.dashboard(dashboard);
+    }
     match server.serve(listener, shutdown_signal()).await {
         Ok(()) => {
             tracing::info!("stopped");

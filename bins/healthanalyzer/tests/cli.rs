@@ -719,3 +719,46 @@ fn danish_home_readings_import_and_export_as_they_came() {
         "{v}"
     );
 }
+
+#[test]
+fn an_ndjson_line_without_id_takes_its_identifier_and_errors_name_the_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let body = r#""status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2025-03-01T08:00:00Z","valueQuantity":{"value":61,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}"#;
+    let lines = [
+        format!(
+            r#"{{"resourceType":"Observation","identifier":[{{"system":"urn:test:obs","value":"a1"}}],{body}}}"#
+        ),
+        format!(r#"{{"resourceType":"Observation",{body}}}"#),
+    ];
+    std::fs::write(dir.path().join("noid.ndjson"), lines.join("\n") + "\n").expect("file");
+    let o = run(
+        dir.path(),
+        &["--db", "sqlite:n.db", "--json", "import", "noid.ndjson"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v[0]["inserted"], 1, "{v}");
+    let r = &v[0]["rejections"][0];
+    assert!(
+        r["location"].as_str().unwrap_or_default().ends_with(":2"),
+        "{r}"
+    );
+    let reason = r["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("Observation.id"), "{reason}");
+    assert!(!reason.contains("entry["), "{reason}");
+    // The same line again: the same record id from the identifier, nothing new.
+    let again = run(
+        dir.path(),
+        &[
+            "--db",
+            "sqlite:n.db",
+            "--json",
+            "import",
+            "--accept-partial",
+            "noid.ndjson",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(v[0]["inserted"], 0, "{v}");
+    assert_eq!(stored(dir.path(), "sqlite:n.db"), 1);
+}

@@ -33,6 +33,9 @@ pub struct DashboardConfig {
     pub time_zone: TimeZone,
     /// How long a built overview is reused (building one reads every measurement).
     pub cache_for: Duration,
+    /// The unit glucose is shown in; `None`: the unit the glucose data came in (mmol/L when
+    /// it does not say).
+    pub glucose_unit: Option<healthanalyzer_report::GlucoseUnit>,
 }
 
 impl DashboardConfig {
@@ -47,6 +50,7 @@ impl DashboardConfig {
             days: 30,
             time_zone: TimeZone::system(),
             cache_for: Duration::from_secs(30),
+            glucose_unit: None,
         })
     }
 }
@@ -118,6 +122,7 @@ async fn build(
     let mut options = Options::new(Timestamp::now(), config.time_zone.clone());
     options.title = config.title.clone();
     options.days = config.days;
+    options.glucose_unit = config.glucose_unit;
     healthanalyzer_pipeline::report(state.store.as_ref(), &config.rules, &options, patient)
         .await
         .map_err(|e| {

@@ -69,6 +69,8 @@ pub use dashboard::DashboardConfig;
 pub use error::Error;
 /// What [`ServerConfig::identifiers`] takes (from the model).
 pub use healthanalyzer_model::IdentifierPolicy;
+/// What [`DashboardConfig::glucose_unit`] takes (from the report crate).
+pub use healthanalyzer_report::GlucoseUnit;
 pub use http::{FHIR_JSON, RequestId};
 pub use observation::API_SOURCE;
 pub use state::ServerConfig;
