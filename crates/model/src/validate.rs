@@ -30,7 +30,8 @@ pub struct Validator<'c> {
 #[cfg_attr(feature = "serde", serde(rename_all = "lowercase"))]
 pub enum IdentifierPolicy {
     /// Accept the reading; the subject is shown as carrying an identifier that fails the
-    /// national rules ([`Identifier::national_issue`]) in reports, the dashboard and the API.
+    /// national rules ([`Identifier::national_issue`](crate::Identifier::national_issue)) in
+    /// reports, the dashboard and the API.
     /// The default: test data loads.
     #[default]
     Mark,
