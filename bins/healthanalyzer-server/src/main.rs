@@ -165,6 +165,9 @@ async fn run(cli: Cli) -> ExitCode {
             "listening on {addr}, beyond this machine, WITHOUT authentication: anyone who can reach it can read and change health data"
         );
     }
+    // The handlers are installed before the address is announced: a SIGTERM sent as soon as
+    // the server says it is up is a graceful stop, never the default kill.
+    let shutdown = shutdown_signal();
     tracing::info!(
         "FHIR API at http://{addr}/fhir (store: {}, authentication {})",
         store_kind(&cli.db),
@@ -185,7 +188,7 @@ async fn run(cli: Cli) -> ExitCode {
             });
         server = server.dashboard(dashboard);
     }
-    match server.serve(listener, shutdown_signal()).await {
+    match server.serve(listener, shutdown).await {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -202,24 +205,28 @@ fn store_kind(url: &str) -> &str {
     url.split(':').next().unwrap_or("?")
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when
+/// the future is first polled.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        let term = async {
+            match term {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            () = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutting down: finishing requests in flight");
     }
-    tracing::info!("shutting down: finishing requests in flight");
 }

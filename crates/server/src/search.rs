@@ -28,7 +28,7 @@ const SUPPORTED_MODIFIED: &[&str] = &[
     "subject:identifier",
 ];
 
-/// Refuses a search parameter with a modifier (`patient:identifier`, `code:text`,
+/// Refuses a search parameter with a modifier (`patient:missing`, `code:text`,
 /// `date:missing`), a chain (`subject.identifier`, `patient.name`) or a reverse chain (`_has:…`)
 /// that this server does not support: 400 with an OperationOutcome naming it. Dropping such a
 /// parameter would answer a wider search than the one asked, across patients (R4's own
@@ -53,7 +53,7 @@ pub(crate) fn refuse_modifiers_but(pairs: &[(String, String)], allowed: &[&str])
             ))
         } else if let Some((base, chain)) = name.split_once('.') {
             Some(format!(
-                "the {base:?} parameter is chained ({chain:?}), which is not supported by this server; search by the plain parameter (for a Patient by identifier: patient=system|value)"
+                "the {base:?} parameter is chained ({chain:?}), which is not supported by this server; for a Patient by identifier use patient:identifier=system|value"
             ))
         } else {
             None
