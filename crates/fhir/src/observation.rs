@@ -629,15 +629,21 @@ fn absent_json(r: &AbsentReason) -> Json {
 /// The kind's codes: the first of each code system (the catalog lists a system's primary code
 /// first; later ones are alternatives an input may use, such as the 24-hour steps code or the
 /// molar glucose code, which would not say the same thing as the written value), plus the extra
-/// codes `profile` asks for.
-fn codeable(codings: &[healthanalyzer_model::Coding], text: &str, profile: Profile) -> Json {
+/// codes `profile` asks for. A code that names its unit (NPU's) is written only beside a value
+/// in that unit (`unit`, the written one).
+fn codeable(
+    codings: &[healthanalyzer_model::Coding],
+    text: &str,
+    profile: Profile,
+    unit: Option<&str>,
+) -> Json {
     let mut seen: Vec<&str> = Vec::new();
     let list: Vec<Json> = codings
         .iter()
         .filter(|c| {
             let first = !seen.contains(&&*c.system) && !read_only(c);
             seen.push(&c.system);
-            first || profile.wants_coding(c)
+            (first || profile.wants_coding(c)) && c.fits_unit(unit)
         })
         .map(|c| {
             let mut o = Map::new();
@@ -724,8 +730,24 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog, profile: Profile) -> Re
     o.insert(
         "code".into(),
         match lone {
-            Some((def, _)) => codeable(&def.codings, &def.display, profile),
-            None => codeable(&kind.codings, &kind.display, profile),
+            Some((def, c)) => codeable(
+                &def.codings,
+                &def.display,
+                profile,
+                match &c.value {
+                    ComponentValue::Quantity(q) => Some(written_unit(q)),
+                    ComponentValue::Absent(_) => None,
+                },
+            ),
+            None => codeable(
+                &kind.codings,
+                &kind.display,
+                profile,
+                match &m.value {
+                    Value::Quantity(q) => Some(written_unit(q)),
+                    _ => None,
+                },
+            ),
         },
     );
     o.insert("subject".into(), reference_json(&m.subject));
@@ -774,7 +796,14 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog, profile: Profile) -> Re
                     )
                 })?;
                 let mut e = Map::new();
-                e.insert("code".into(), codeable(&def.codings, &def.display, profile));
+                let unit = match &c.value {
+                    ComponentValue::Quantity(q) => Some(written_unit(q)),
+                    ComponentValue::Absent(_) => None,
+                };
+                e.insert(
+                    "code".into(),
+                    codeable(&def.codings, &def.display, profile, unit),
+                );
                 match &c.value {
                     ComponentValue::Quantity(q) => {
                         e.insert("valueQuantity".into(), quantity_json(q)?);
@@ -1028,14 +1057,24 @@ fn read_only(c: &healthanalyzer_model::Coding) -> bool {
     c.system == systems::NPU_URI || c.system == systems::NLK
 }
 
-fn codeable_text(w: &mut JsonText, codings: &[healthanalyzer_model::Coding], text: &str) {
+/// The written unit of a quantity (the original one, when kept).
+fn written_unit(o: &Observed) -> &str {
+    o.original.as_ref().unwrap_or(&o.quantity).unit.as_str()
+}
+
+fn codeable_text(
+    w: &mut JsonText,
+    codings: &[healthanalyzer_model::Coding],
+    text: &str,
+    unit: Option<&str>,
+) {
     let mut seen: Vec<&str> = Vec::new();
     w.raw("{\"coding\":[");
     let mut first = true;
     for c in codings {
         let new = !seen.contains(&&*c.system) && !read_only(c);
         seen.push(&c.system);
-        if !(new || Profile::VitalSigns.wants_coding(c)) {
+        if !(new || Profile::VitalSigns.wants_coding(c)) || !c.fits_unit(unit) {
             continue;
         }
         if !first {
@@ -1128,7 +1167,11 @@ fn fresh_text(
         w.field("text", d);
     }
     w.raw("}],\"code\":");
-    codeable_text(w, &kind.codings, &kind.display);
+    let unit = match &m.value {
+        Value::Quantity(q) => Some(written_unit(q)),
+        _ => None,
+    };
+    codeable_text(w, &kind.codings, &kind.display, unit);
     w.raw(",\"subject\":");
     match (&m.subject.system, m.subject.value.as_str()) {
         (Some(s), v) if s == REFERENCE_SYSTEM => {
@@ -1192,7 +1235,11 @@ fn fresh_text(
                     w.raw(",");
                 }
                 w.raw("{\"code\":");
-                codeable_text(w, &def.codings, &def.display);
+                let unit = match &c.value {
+                    ComponentValue::Quantity(q) => Some(written_unit(q)),
+                    ComponentValue::Absent(_) => None,
+                };
+                codeable_text(w, &def.codings, &def.display, unit);
                 match &c.value {
                     ComponentValue::Quantity(q) => {
                         w.raw(",\"valueQuantity\":");

@@ -174,3 +174,39 @@ fn a_lone_component_reading_is_read_written_fresh_and_read_back_as_itself() {
         assert_eq!(again.value, fresh.value, "{code}");
     }
 }
+
+/// A code that names its unit is written only beside a value in that unit: NPU03011 is a
+/// fraction, so SpO2 written in % does not carry it, and SpO2 written as a fraction does.
+#[test]
+fn an_npu_code_is_written_only_with_its_own_unit() {
+    use healthanalyzer_fhir::{WriteOptions, write_observation, write_observation_text};
+    let catalog = Catalog::builtin();
+    let codes_of = |value: f64, unit: &str| {
+        let o = json!({
+            "resourceType": "Observation", "id": "s1", "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2708-6"}]},
+            "subject": {"identifier": {"system": "urn:oid:1.2.208.176.1.2", "value": "0101010000"}},
+            "effectiveDateTime": "2023-11-01T12:00:00+01:00",
+            "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+        });
+        let mut m =
+            read_observation(&o.to_string(), &ReadOptions::new(catalog, "units"), None).unwrap();
+        m.provenance.payload = None;
+        let w = write_observation(&m, &WriteOptions::new(catalog)).unwrap();
+        assert_eq!(
+            write_observation_text(&m, &WriteOptions::new(catalog)).unwrap(),
+            w.to_string()
+        );
+        w["code"]["coding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["code"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let percent = codes_of(97.0, "%");
+    assert!(percent.contains(&"2708-6".to_string()), "{percent:?}");
+    assert!(!percent.contains(&"NPU03011".to_string()), "{percent:?}");
+    let fraction = codes_of(0.97, "1");
+    assert!(fraction.contains(&"NPU03011".to_string()), "{fraction:?}");
+}

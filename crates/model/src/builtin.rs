@@ -19,9 +19,13 @@ use crate::catalog::{
 use crate::identifier::systems::{LOINC, MDC, MEDCOM, NLK, NPU, NPU_URI, SNOMED};
 use crate::quantity::{Conversion, Decimal, UnitCode};
 
-/// An NPU code under both system URIs it is sent with in Denmark (see the module doc).
-fn npu(code: &'static str, display: &'static str) -> [Coding; 2] {
-    [c(NPU, code, display), c(NPU_URI, code, display)]
+/// An NPU code, with the UCUM unit it names, under both system URIs it is sent with in Denmark
+/// (see the module doc).
+fn npu(code: &'static str, display: &'static str, unit: &'static str) -> [Coding; 2] {
+    [
+        cu(NPU, code, display, unit),
+        cu(NPU_URI, code, display, unit),
+    ]
 }
 
 /// `codings` followed by each NPU code's codings.
@@ -35,6 +39,20 @@ fn c(system: &'static str, code: &'static str, display: &'static str) -> Coding 
         system: Cow::Borrowed(system),
         code: Cow::Borrowed(code),
         display: Some(Cow::Borrowed(display)),
+        unit: None,
+    }
+}
+
+/// A coding that names its unit (see [`Coding::unit`]).
+fn cu(
+    system: &'static str,
+    code: &'static str,
+    display: &'static str,
+    unit: &'static str,
+) -> Coding {
+    Coding {
+        unit: Some(Cow::Borrowed(unit)),
+        ..c(system, code, display)
     }
 }
 
@@ -189,20 +207,27 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                             c(MDC, "150021", "MDC_PRESS_BLD_NONINV_SYS"),
                         ],
                         [
-                            npu("DNK05472", "Blodtryk systolisk;Arm"),
+                            npu("DNK05472", "Blodtryk systolisk;Arm", "mm[Hg]"),
                             npu(
                                 "NPU58033",
                                 "Artery(spec.)—Blood pressure(systolic); pr.(proc.) = ? mmHg",
+                                "mm[Hg]",
                             ),
                             npu(
                                 "NPU57947",
                                 "Artery(spec.)—Blood; pr.(systolic;proc.) = ? mmHg",
+                                "mm[Hg]",
                             ),
                         ],
                     )
                     .into_iter()
                     // MedCom's code after the NPU/DNK ones, as before.
-                    .chain([c(MEDCOM, "MCS88019", "Blodtryk hjemme systolisk;Arm")])
+                    .chain([cu(
+                        MEDCOM,
+                        "MCS88019",
+                        "Blodtryk hjemme systolisk;Arm",
+                        "mm[Hg]",
+                    )])
                     .collect(),
                     value: spec("mm[Hg]", pressure_units(), range(dec(40, 0), dec(300, 0))),
                     required: true,
@@ -217,20 +242,27 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                             c(MDC, "150022", "MDC_PRESS_BLD_NONINV_DIA"),
                         ],
                         [
-                            npu("DNK05473", "Blodtryk diastolisk;Arm"),
+                            npu("DNK05473", "Blodtryk diastolisk;Arm", "mm[Hg]"),
                             npu(
                                 "NPU58034",
                                 "Artery(spec.)—Blood pressure(diastolic); pr.(proc.) = ? mmHg",
+                                "mm[Hg]",
                             ),
                             npu(
                                 "NPU57948",
                                 "Artery(spec.)—Blood; pr.(diastolic;proc.) = ? mmHg",
+                                "mm[Hg]",
                             ),
                         ],
                     )
                     .into_iter()
                     // MedCom's code after the NPU/DNK ones, as before.
-                    .chain([c(MEDCOM, "MCS88020", "Blodtryk hjemme diastolisk;Arm")])
+                    .chain([cu(
+                        MEDCOM,
+                        "MCS88020",
+                        "Blodtryk hjemme diastolisk;Arm",
+                        "mm[Hg]",
+                    )])
                     .collect(),
                     value: spec("mm[Hg]", pressure_units(), range(dec(20, 0), dec(200, 0))),
                     required: true,
@@ -264,7 +296,11 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                     c(MDC, "147842", "MDC_ECG_HEART_RATE"),
                     c(MDC, "149530", "MDC_PULS_OXIM_PULS_RATE"),
                 ],
-                [npu("NPU21692", "Hjerte—Systole; frekv. = ? × 1/min")],
+                [npu(
+                    "NPU21692",
+                    "Hjerte—Systole; frekv. = ? × 1/min",
+                    "/min",
+                )],
             ),
             spec(
                 "/min",
@@ -283,7 +319,7 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                     c(SNOMED, "27113001", "Body weight"),
                     c(MDC, "188736", "MDC_MASS_BODY_ACTUAL"),
                 ],
-                [npu("NPU03804", "Pt—Legeme; masse = ? kg")],
+                [npu("NPU03804", "Pt—Legeme; masse = ? kg", "kg")],
             ),
             spec("kg", mass_units(), range(dec(2, 1), dec(700, 0))),
         ),
@@ -299,7 +335,7 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                     c(MDC, "188740", "MDC_LEN_BODY_ACTUAL"),
                 ],
                 // NPU gives height in metres: `m` converts.
-                [npu("NPU03794", "Pt—Legeme; højde = ? m")],
+                [npu("NPU03794", "Pt—Legeme; højde = ? m", "m")],
             ),
             spec("cm", length_units(), range(dec(20, 0), dec(280, 0))),
         ),
@@ -326,6 +362,7 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                 [npu(
                     "NPU27281",
                     "Pt—Legeme; massekoefficient(masse/kvadreret højde) = ? kg/m²",
+                    "kg/m2",
                 )],
             ),
             spec(
@@ -346,8 +383,8 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                     c(MDC, "150364", "MDC_TEMP_BODY"),
                 ],
                 [
-                    npu("NPU08676", "Pt—Legeme; temp. = ? °C"),
-                    npu("NPU04034", "Pt(spec.)—Blood; temp. = ? °C"),
+                    npu("NPU08676", "Pt—Legeme; temp. = ? °C", "Cel"),
+                    npu("NPU04034", "Pt(spec.)—Blood; temp. = ? °C", "Cel"),
                 ],
             ),
             spec(
@@ -410,10 +447,15 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                 ],
                 // NPU gives saturation as a fraction (0.97, unit `1`): it converts.
                 [
-                    npu("NPU03011", "Hb(Fe; O2-bind.; aB)—Oxygen(O2); mætn. = ?"),
+                    npu(
+                        "NPU03011",
+                        "Hb(Fe; O2-bind.; aB)—Oxygen(O2); mætn. = ?",
+                        "1",
+                    ),
                     npu(
                         "NPU27280",
                         "Hb(Fe; O₂-bind.; aB)—Oxygen(O₂); sat.(Pulse oximetry) = ?",
+                        "1",
                     ),
                 ],
             ),
@@ -437,9 +479,9 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                     c(LOINC, "15074-8", "Glucose [Moles/volume] in Blood"),
                     c(SNOMED, "434912009", "Blood glucose concentration"),
                     c(MDC, "160020", "MDC_CONC_GLU_GEN"),
-                    c(NLK, "NPU02187", "B—Glucose; subst.c. = ? mmol/L"),
+                    cu(NLK, "NPU02187", "B—Glucose; subst.c. = ? mmol/L", "mmol/L"),
                 ],
-                [npu("NPU02187", "B—Glucose; stofk. = ? mmol/L")],
+                [npu("NPU02187", "B—Glucose; stofk. = ? mmol/L", "mmol/L")],
             ),
             spec("mg/dL", glucose_units(), range(dec(10, 0), dec(1500, 0))),
         ),
@@ -461,7 +503,11 @@ pub(crate) fn kinds() -> Vec<KindDef> {
                     ),
                     c(MDC, "160184", "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD"),
                 ],
-                [npu("NPU22089", "P(kB)—Glucose; stofk. = ? mmol/L")],
+                [npu(
+                    "NPU22089",
+                    "P(kB)—Glucose; stofk. = ? mmol/L",
+                    "mmol/L",
+                )],
             ),
             spec("mg/dL", glucose_units(), range(dec(10, 0), dec(1500, 0))),
         ),

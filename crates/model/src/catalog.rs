@@ -44,6 +44,14 @@ pub struct Coding {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub display: Option<Cow<'static, str>>,
+    /// The UCUM unit the code itself names, for codes that name one (NPU's `NPU03794`
+    /// "height = ? m", `NPU03011` a fraction): a written Observation carries the coding only
+    /// when its value is written in this unit. `None`: any accepted unit.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub unit: Option<Cow<'static, str>>,
 }
 
 impl Coding {
@@ -57,6 +65,15 @@ impl Coding {
             system: system.into(),
             code: code.into(),
             display: Some(display.into()),
+            unit: None,
+        }
+    }
+
+    /// True when a value written in `unit` may carry this coding.
+    pub fn fits_unit(&self, unit: Option<&str>) -> bool {
+        match (&self.unit, unit) {
+            (Some(own), Some(u)) => own == u,
+            _ => true,
         }
     }
 }
