@@ -45,28 +45,35 @@ fn mean(pairs: &[(f64, f64)]) -> Option<Pressure> {
     })
 }
 
-/// Home blood pressure from the systolic and diastolic series of one subject, in the subject's
-/// time zone. A systolic value is paired with the diastolic value of the same measurement, or,
-/// for lone component readings (systolic and diastolic sent as two Observations, ADR 0009),
-/// with the diastolic value taken at the same instant.
-pub fn home_bp(systolic: &[Point], diastolic: &[Point], tz: &TimeZone) -> Option<HomeBp> {
+/// The blood-pressure readings of a subject's systolic and diastolic series: each systolic
+/// point with the diastolic value of the same measurement, or, for lone component readings
+/// (systolic and diastolic sent as two Observations, ADR 0009), with the diastolic value taken
+/// at the same instant. Points without a finite partner are left out.
+pub fn bp_pairs<'p>(systolic: &'p [Point], diastolic: &[Point]) -> Vec<(&'p Point, f64)> {
     let by_id: BTreeMap<_, f64> = diastolic.iter().map(|p| (p.id, p.value)).collect();
     let by_time: BTreeMap<_, f64> = diastolic.iter().map(|p| (p.at, p.value)).collect();
-    let dia = |s: &Point| by_id.get(&s.id).or_else(|| by_time.get(&s.at));
+    systolic
+        .iter()
+        .filter_map(|s| {
+            let d = *by_id.get(&s.id).or_else(|| by_time.get(&s.at))?;
+            (s.value.is_finite() && d.is_finite()).then_some((s, d))
+        })
+        .collect()
+}
+
+/// Home blood pressure from the systolic and diastolic series of one subject (paired by
+/// [`bp_pairs`]), in the subject's time zone.
+pub fn home_bp(systolic: &[Point], diastolic: &[Point], tz: &TimeZone) -> Option<HomeBp> {
     let mut morning = Vec::new();
     let mut evening = Vec::new();
     let mut days = BTreeSet::new();
-    for s in systolic {
-        let Some(d) = dia(s) else { continue };
-        if !s.value.is_finite() || !d.is_finite() {
-            continue;
-        }
+    for (s, d) in bp_pairs(systolic, diastolic) {
         let local = s.at.to_zoned(tz.clone());
         days.insert(local.date());
         if local.hour() < 12 {
-            morning.push((s.value, *d));
+            morning.push((s.value, d));
         } else {
-            evening.push((s.value, *d));
+            evening.push((s.value, d));
         }
     }
     let all: Vec<(f64, f64)> = morning.iter().chain(&evening).copied().collect();

@@ -50,7 +50,7 @@ mod rules;
 mod series;
 mod stats;
 
-pub use bp::{Adherence, HomeBp, Pressure, adherence, home_bp};
+pub use bp::{Adherence, HomeBp, Pressure, adherence, bp_pairs, home_bp};
 pub use glucose::{GlucoseStats, MG_DL_PER_MMOL_L, glucose};
 pub use rules::{
     Ack, Alert, DeltaRule, Group, PatientRules, RuleSet, Severity, StaleRule, Threshold,

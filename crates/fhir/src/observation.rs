@@ -734,20 +734,9 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog, profile: Profile) -> Re
                 &def.codings,
                 &def.display,
                 profile,
-                match &c.value {
-                    ComponentValue::Quantity(q) => Some(written_unit(q)),
-                    ComponentValue::Absent(_) => None,
-                },
+                component_unit(&c.value),
             ),
-            None => codeable(
-                &kind.codings,
-                &kind.display,
-                profile,
-                match &m.value {
-                    Value::Quantity(q) => Some(written_unit(q)),
-                    _ => None,
-                },
-            ),
+            None => codeable(&kind.codings, &kind.display, profile, value_unit(&m.value)),
         },
     );
     o.insert("subject".into(), reference_json(&m.subject));
@@ -796,10 +785,7 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog, profile: Profile) -> Re
                     )
                 })?;
                 let mut e = Map::new();
-                let unit = match &c.value {
-                    ComponentValue::Quantity(q) => Some(written_unit(q)),
-                    ComponentValue::Absent(_) => None,
-                };
+                let unit = component_unit(&c.value);
                 e.insert(
                     "code".into(),
                     codeable(&def.codings, &def.display, profile, unit),
@@ -1062,6 +1048,22 @@ fn written_unit(o: &Observed) -> &str {
     o.original.as_ref().unwrap_or(&o.quantity).unit.as_str()
 }
 
+/// The written unit of a single-valued measurement's value, if it has one.
+fn value_unit(v: &Value) -> Option<&str> {
+    match v {
+        Value::Quantity(q) => Some(written_unit(q)),
+        _ => None,
+    }
+}
+
+/// The written unit of a component's value, if it has one.
+fn component_unit(v: &ComponentValue) -> Option<&str> {
+    match v {
+        ComponentValue::Quantity(q) => Some(written_unit(q)),
+        ComponentValue::Absent(_) => None,
+    }
+}
+
 fn codeable_text(
     w: &mut JsonText,
     codings: &[healthanalyzer_model::Coding],
@@ -1167,10 +1169,7 @@ fn fresh_text(
         w.field("text", d);
     }
     w.raw("}],\"code\":");
-    let unit = match &m.value {
-        Value::Quantity(q) => Some(written_unit(q)),
-        _ => None,
-    };
+    let unit = value_unit(&m.value);
     codeable_text(w, &kind.codings, &kind.display, unit);
     w.raw(",\"subject\":");
     match (&m.subject.system, m.subject.value.as_str()) {
@@ -1235,10 +1234,7 @@ fn fresh_text(
                     w.raw(",");
                 }
                 w.raw("{\"code\":");
-                let unit = match &c.value {
-                    ComponentValue::Quantity(q) => Some(written_unit(q)),
-                    ComponentValue::Absent(_) => None,
-                };
+                let unit = component_unit(&c.value);
                 codeable_text(w, &def.codings, &def.display, unit);
                 match &c.value {
                     ComponentValue::Quantity(q) => {

@@ -378,6 +378,10 @@ struct Links {
         healthanalyzer_model::Identifier,
         healthanalyzer_model::Identifier,
     >,
+    /// References whose earlier measurements this run has moved to their Patient already: a
+    /// Patient sent again in a later batch (a FHIR source's `_include`) is not looked up again,
+    /// and what arrives under the reference after is linked through `known`.
+    relinked: std::collections::HashSet<healthanalyzer_model::Identifier>,
 }
 
 impl Links {
@@ -422,6 +426,9 @@ impl Links {
         let mut moved = Vec::new();
         for s in &ready.subjects {
             for alias in s.other_ids.iter().filter(|i| is_reference(i)) {
+                if !self.relinked.insert(alias.clone()) {
+                    continue;
+                }
                 let filter = healthanalyzer_store::Filter {
                     subject: Some(alias.clone()),
                     ..healthanalyzer_store::Filter::default()

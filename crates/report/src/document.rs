@@ -932,26 +932,17 @@ fn bp_report(
     tz: &TimeZone,
 ) -> Option<BloodPressureReport> {
     let home = analysis::home_bp(systolic, diastolic, tz)?;
-    // Paired as home_bp pairs them: the same measurement, else the same instant (two lone
-    // component readings, ADR 0009).
-    let by_id: BTreeMap<_, f64> = diastolic.iter().map(|p| (p.id, p.value)).collect();
-    let by_time: BTreeMap<_, f64> = diastolic.iter().map(|p| (p.at, p.value)).collect();
-    let dia = |s: &Point| by_id.get(&s.id).or_else(|| by_time.get(&s.at));
-    // (date, evening?) -> readings
+    // (date, evening?) -> readings, paired as home_bp pairs them.
     let mut halves: BTreeMap<(String, bool), Vec<(f64, f64)>> = BTreeMap::new();
     let mut days = BTreeSet::new();
-    for s in systolic {
-        let Some(d) = dia(s) else { continue };
-        if !s.value.is_finite() || !d.is_finite() {
-            continue;
-        }
+    for (s, d) in analysis::bp_pairs(systolic, diastolic) {
         let z = s.at.to_zoned(tz.clone());
         let date = z.date().to_string();
         days.insert(date.clone());
         halves
             .entry((date, z.hour() >= 12))
             .or_default()
-            .push((s.value, *d));
+            .push((s.value, d));
     }
     let mean = |v: Option<&Vec<(f64, f64)>>| {
         let v = v.filter(|v| !v.is_empty())?;
