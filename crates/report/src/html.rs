@@ -127,7 +127,7 @@ fn rows<'a>(r: &'a Report, href: &dyn Fn(usize, &PatientReport) -> String) -> Ve
                 let mut names: Vec<&str> = Vec::new();
                 for s in &p.series {
                     let kind = s.kind.split('.').next().unwrap_or(&s.kind);
-                    let name = crate::document::short_name(kind).unwrap_or(&s.display);
+                    let name = crate::build::short_name(kind).unwrap_or(&s.display);
                     if !names.contains(&name) {
                         names.push(name);
                     }

@@ -47,6 +47,7 @@
 
 #![warn(missing_docs)]
 
+mod build;
 mod chart;
 mod document;
 mod html;
