@@ -41,6 +41,17 @@
 //! assert_eq!(alerts[0].message, "body-weight changed by 2.3 within 3 days (80.1 to 82.4)");
 //! # Ok::<(), healthanalyzer_analysis::Error>(())
 //! ```
+//!
+//! [`DEMO_RULES`] (read with [`RuleSet::demo`]) are the rules of the demo: a home-monitoring
+//! programme in miniature.
+//!
+//! # Feature flags
+//!
+//! - `tz-system` (default): time zones from the system's database (`/usr/share/zoneinfo`, or
+//!   `TZDIR`), and the system's own zone.
+//! - `tzdb-bundle`: the IANA time zone database bundled into the binary, for machines without
+//!   one (Windows). A binary that must run there enables it; where the system has a database,
+//!   that one is still used (it is updated with the system).
 
 #![warn(missing_docs)]
 
@@ -53,8 +64,8 @@ mod stats;
 pub use bp::{Adherence, HomeBp, Pressure, adherence, bp_pairs, home_bp};
 pub use glucose::{GlucoseStats, MG_DL_PER_MMOL_L, glucose};
 pub use rules::{
-    Ack, Alert, DeltaRule, Group, PatientRules, RuleSet, Severity, StaleRule, Threshold,
-    subject_key,
+    Ack, Alert, DEMO_RULES, DeltaRule, Group, PatientRules, RuleSet, Severity, StaleRule,
+    Threshold, subject_key,
 };
 pub use series::{Point, SeriesKey, series, to_f64};
 pub use stats::{Day, Summary, TREND_MIN_COVERAGE, Trend, Week, daily, percentile, trend, weekly};

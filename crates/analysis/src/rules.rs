@@ -12,6 +12,40 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::series::{Point, SeriesKey};
 
+/// The rules of the demo, a home-monitoring programme in miniature: SpO2, blood pressure and
+/// glucose thresholds, the heart-failure weight rule and a stale-data rule.
+pub const DEMO_RULES: &str = r#"
+[[threshold]]
+kind = "oxygen-saturation"
+red_low = 88
+yellow_low = 92
+
+[[threshold]]
+kind = "blood-pressure.systolic"
+red_high = 180
+yellow_high = 150
+
+[[threshold]]
+kind = "capillary-glucose"
+red_low = 54
+yellow_low = 70
+yellow_high = 250
+red_high = 400
+
+[[delta]]
+name = "weight gain"
+kind = "body-weight"
+rise = 2.0
+within_days = 3
+severity = "red"
+
+[[stale]]
+name = "no blood pressure"
+kind = "blood-pressure.systolic"
+days = 3
+severity = "yellow"
+"#;
+
 /// How urgent an alert is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -288,6 +322,12 @@ impl RuleSet {
             }
         }
         Ok(rules)
+    }
+
+    /// The demo's rules, [`DEMO_RULES`], read.
+    pub fn demo() -> RuleSet {
+        // A constant of this crate, read in its tests: it cannot fail to parse.
+        RuleSet::from_toml(DEMO_RULES).expect("DEMO_RULES are valid rules")
     }
 
     /// The threshold that applies to `subject`'s `label`: theirs, else their group's, else

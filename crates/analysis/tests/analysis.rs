@@ -1,8 +1,8 @@
 //! Analysis against hand-computed examples, the simulator's scenarios, DST days and properties.
 
 use healthanalyzer_analysis::{
-    Ack, Point, RuleSet, Severity, Summary, adherence, daily, glucose, home_bp, series, trend,
-    weekly,
+    Ack, DEMO_RULES, Point, RuleSet, Severity, Summary, adherence, daily, glucose, home_bp, series,
+    trend, weekly,
 };
 use healthanalyzer_model::jiff::tz::TimeZone;
 use healthanalyzer_model::jiff::{SignedDuration, Timestamp, civil};
@@ -486,4 +486,60 @@ fn a_trend_needs_readings_over_half_its_window() {
     );
     assert!(trend(&points, end, 7).is_none(), "7 days from 2.5 days");
     assert!(trend(&points, end, 4).is_some(), "4 days from 2.5 days");
+}
+
+#[test]
+fn the_demo_rules_parse_with_their_thresholds() {
+    let rules = RuleSet::demo();
+    assert_eq!(RuleSet::from_toml(DEMO_RULES).expect("DEMO_RULES"), rules);
+    let limits = |label: &str| {
+        let t = rules
+            .threshold_for("anyone", label)
+            .unwrap_or_else(|| panic!("a threshold for {label}"));
+        (t.red_low, t.yellow_low, t.yellow_high, t.red_high)
+    };
+    assert_eq!(
+        limits("oxygen-saturation"),
+        (Some(88.0), Some(92.0), None, None)
+    );
+    assert_eq!(
+        limits("blood-pressure.systolic"),
+        (None, None, Some(150.0), Some(180.0))
+    );
+    assert_eq!(
+        limits("capillary-glucose"),
+        (Some(54.0), Some(70.0), Some(250.0), Some(400.0))
+    );
+    assert_eq!(rules.thresholds.len(), 3);
+    assert_eq!(rules.deltas.len(), 1);
+    let d = &rules.deltas[0];
+    assert_eq!(
+        (
+            d.name.as_str(),
+            d.kind.as_str(),
+            d.rise,
+            d.fall,
+            d.within_days,
+            d.severity
+        ),
+        (
+            "weight gain",
+            "body-weight",
+            Some(2.0),
+            None,
+            3.0,
+            Severity::Red
+        )
+    );
+    assert_eq!(rules.stale.len(), 1);
+    let s = &rules.stale[0];
+    assert_eq!(
+        (s.name.as_str(), s.kind.as_str(), s.days, s.severity),
+        (
+            "no blood pressure",
+            "blood-pressure.systolic",
+            3.0,
+            Severity::Yellow
+        )
+    );
 }
