@@ -101,50 +101,161 @@ impl Report {
         rules: &RuleSet,
         options: &Options,
     ) -> Result<Report, Error> {
-        let tz = &options.time_zone;
-        let now = options.now;
+        let all = analysis::series(measurements, catalog);
+        let period = Period::new(options, latest_reading(&all, options.now))?;
+        let glucose_unit = options
+            .glucose_unit
+            .unwrap_or_else(|| GlucoseCount::of(measurements, catalog).unit());
+        let names: BTreeMap<String, String> = subjects
+            .iter()
+            .filter_map(|s| Some((subject_key(&s.id), name(s)?)))
+            .collect();
+        let mut builder = Builder::new(catalog, rules, options, period, glucose_unit);
+        builder.add(&all, &names);
+        Ok(builder.finish())
+    }
+}
+
+/// The period a report covers, from its first instant (excluded) to its last.
+pub(crate) struct Period {
+    start: Timestamp,
+    end: Timestamp,
+    note: Option<String>,
+}
+
+impl Period {
+    /// The period of `options`: `days` up to "now", or, when [`Options::follow_data`] and no
+    /// reading falls in those days, up to `latest`, the latest reading at or before "now" of
+    /// every series reported on ([`latest_reading`]).
+    ///
+    /// # Errors
+    /// [`Error::Options`] when the period does not fit the calendar.
+    pub(crate) fn new(options: &Options, latest: Option<Timestamp>) -> Result<Period, Error> {
+        let (tz, now) = (&options.time_zone, options.now);
         let period = |end: Timestamp| {
             end.checked_sub(SignedDuration::from_hours(24 * i64::from(options.days)))
                 .map_err(|e| Error::Options(format!("a period of {} days: {e}", options.days)))
         };
         let mut start = period(now)?;
-        let all = analysis::series(measurements, catalog);
-        let zone_of = |subject: &str| options.patient_zones.get(subject).unwrap_or(tz).clone();
-        let alerts = rules.evaluate_in(&all, now, &options.acks, &zone_of);
-        // The period ends at "now", or, when nothing falls in it, at the latest reading.
         let mut end = now;
-        let mut period_note = None;
-        let in_period = |from: Timestamp, to: Timestamp| {
-            all.values()
-                .any(|p| p.iter().any(|p| p.at > from && p.at <= to))
-        };
-        if options.follow_data && !in_period(start, now) {
-            let latest = all
-                .values()
-                .filter_map(|p| p[..p.partition_point(|p| p.at <= now)].last())
-                .map(|p| p.at)
-                .max();
-            if let Some(latest) = latest {
-                end = latest;
-                start = period(end)?;
-                period_note = Some(format!(
-                    "No reading in the {} days before {}: the period ends at the latest reading, {}.",
-                    options.days,
-                    now.to_zoned(tz.clone()).date(),
-                    local(latest, tz)
-                ));
+        let mut note = None;
+        // A reading falls in the period exactly when the latest one up to "now" does.
+        if options.follow_data
+            && let Some(latest) = latest.filter(|&l| l <= start)
+        {
+            end = latest;
+            start = period(end)?;
+            note = Some(format!(
+                "No reading in the {} days before {}: the period ends at the latest reading, {}.",
+                options.days,
+                now.to_zoned(tz.clone()).date(),
+                local(latest, tz)
+            ));
+        }
+        Ok(Period { start, end, note })
+    }
+}
+
+/// The latest reading of `all` at or before `now`.
+pub(crate) fn latest_reading(
+    all: &BTreeMap<SeriesKey, Vec<Point>>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    all.values()
+        .filter_map(|p| p[..p.partition_point(|p| p.at <= now)].last())
+        .map(|p| p.at)
+        .max()
+}
+
+/// Glucose readings by the unit they came in.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GlucoseCount {
+    mmol: usize,
+    mg: usize,
+}
+
+impl GlucoseCount {
+    /// The glucose readings of `measurements`, counted by their original unit.
+    pub(crate) fn of(measurements: &[Measurement], catalog: &Catalog) -> GlucoseCount {
+        let mut count = GlucoseCount::default();
+        count.add(measurements, catalog);
+        count
+    }
+
+    /// Counts the glucose readings of `measurements` too.
+    pub(crate) fn add(&mut self, measurements: &[Measurement], catalog: &Catalog) {
+        for m in measurements.iter().filter(|m| is_glucose(m.kind.as_str())) {
+            if let healthanalyzer_model::Value::Quantity(o) = &m.value {
+                let unit = o.original.as_ref().unwrap_or(&o.quantity).unit.as_str();
+                let spec = catalog.kind(m.kind.as_str()).and_then(|k| k.value.as_ref());
+                match spec.and_then(|s| s.unit_def(unit)).map(|d| d.code.as_str()) {
+                    Some("mg/dL") => self.mg += 1,
+                    Some("mmol/L") => self.mmol += 1,
+                    _ => {}
+                }
             }
         }
-        let glucose_unit = options
-            .glucose_unit
-            .unwrap_or_else(|| glucose_unit_of(measurements, catalog));
-        let names: BTreeMap<String, String> = subjects
-            .iter()
-            .filter_map(|s| Some((subject_key(&s.id), name(s)?)))
-            .collect();
+    }
+
+    /// The unit most glucose readings came in; mmol/L when none says.
+    pub(crate) fn unit(self) -> GlucoseUnit {
+        if self.mg > self.mmol {
+            GlucoseUnit::MgDl
+        } else {
+            GlucoseUnit::MmolL
+        }
+    }
+}
+
+/// Builds the patients' sections, a set of patients at a time, and then the report.
+pub(crate) struct Builder<'a> {
+    catalog: &'a Catalog,
+    rules: &'a RuleSet,
+    options: &'a Options,
+    period: Period,
+    glucose_unit: GlucoseUnit,
+    patients: Vec<PatientReport>,
+    readings: usize,
+}
+
+impl<'a> Builder<'a> {
+    /// A report over `period`, with glucose in `glucose_unit`.
+    pub(crate) fn new(
+        catalog: &'a Catalog,
+        rules: &'a RuleSet,
+        options: &'a Options,
+        period: Period,
+        glucose_unit: GlucoseUnit,
+    ) -> Builder<'a> {
+        Builder {
+            catalog,
+            rules,
+            options,
+            period,
+            glucose_unit,
+            patients: Vec::new(),
+            readings: 0,
+        }
+    }
+
+    /// Adds the patients of `all`, which holds every series of each of them (alerts are
+    /// evaluated on it); `names` gives names by `system|value` key. A patient must come in one
+    /// call only.
+    pub(crate) fn add(
+        &mut self,
+        all: &BTreeMap<SeriesKey, Vec<Point>>,
+        names: &BTreeMap<String, String>,
+    ) {
+        let (catalog, rules, options) = (self.catalog, self.rules, self.options);
+        let tz = &options.time_zone;
+        let now = options.now;
+        let (start, end) = (self.period.start, self.period.end);
+        let glucose_unit = self.glucose_unit;
+        let zone_of = |subject: &str| options.patient_zones.get(subject).unwrap_or(tz).clone();
+        let alerts = rules.evaluate_in(all, now, &options.acks, &zone_of);
 
         let mut by_subject: BTreeMap<String, PatientBuilder<'_>> = BTreeMap::new();
-        for (key, points) in &all {
+        for (key, points) in all {
             let upto = &points[..points.partition_point(|p| p.at <= now)];
             let entry = by_subject.entry(subject_key(&key.subject)).or_default();
             if entry.id.is_none() {
@@ -165,8 +276,7 @@ impl Report {
                 .push(a);
         }
 
-        let mut patients = Vec::with_capacity(by_subject.len());
-        let mut readings = 0;
+        self.patients.reserve(by_subject.len());
         for (subject, b) in by_subject {
             let tz = options.patient_zones.get(&subject).unwrap_or(tz);
             let mine = alerts_by.remove(&subject).unwrap_or_default();
@@ -183,7 +293,7 @@ impl Report {
                 if points.is_empty() {
                     continue;
                 }
-                readings += points.len();
+                self.readings += points.len();
                 let shown = Shown {
                     end,
                     glucose: glucose_unit,
@@ -214,7 +324,7 @@ impl Report {
                     "The identifier fails the {system} rules ({reason}): test data, or a typing error."
                 ))
             });
-            patients.push(PatientReport {
+            self.patients.push(PatientReport {
                 name: names.get(&subject).cloned(),
                 identifier_note,
                 time_zone: zone_name(tz, now),
@@ -227,6 +337,19 @@ impl Report {
                 blood_pressure: bp_report(systolic, diastolic, tz),
             });
         }
+    }
+
+    /// The report of every patient added: most urgent first, with the totals.
+    pub(crate) fn finish(self) -> Report {
+        let Builder {
+            options,
+            period,
+            mut patients,
+            readings,
+            ..
+        } = self;
+        let tz = &options.time_zone;
+        let now = options.now;
         patients.sort_by(|a, b| {
             b.status
                 .cmp(&a.status)
@@ -243,17 +366,17 @@ impl Report {
             readings,
         };
         let date = |t: Timestamp| t.to_zoned(tz.clone()).date().to_string();
-        Ok(Report {
+        Report {
             schema: SCHEMA.into(),
             title: options.title.clone(),
             generated_at: now.to_string(),
             time_zone: zone_name(tz, now),
-            from: date(start),
-            to: date(end),
-            period_note,
+            from: date(period.start),
+            to: date(period.end),
+            period_note: period.note,
             totals,
             patients,
-        })
+        }
     }
 }
 
@@ -287,27 +410,6 @@ fn alert_entry(a: &Alert, tz: &TimeZone) -> AlertEntry {
 struct Shown {
     end: Timestamp,
     glucose: GlucoseUnit,
-}
-
-/// The unit most glucose readings came in (by their original unit); mmol/L when none says.
-fn glucose_unit_of(measurements: &[Measurement], catalog: &Catalog) -> GlucoseUnit {
-    let (mut mmol, mut mg) = (0usize, 0usize);
-    for m in measurements.iter().filter(|m| is_glucose(m.kind.as_str())) {
-        if let healthanalyzer_model::Value::Quantity(o) = &m.value {
-            let unit = o.original.as_ref().unwrap_or(&o.quantity).unit.as_str();
-            let spec = catalog.kind(m.kind.as_str()).and_then(|k| k.value.as_ref());
-            match spec.and_then(|s| s.unit_def(unit)).map(|d| d.code.as_str()) {
-                Some("mg/dL") => mg += 1,
-                Some("mmol/L") => mmol += 1,
-                _ => {}
-            }
-        }
-    }
-    if mg > mmol {
-        GlucoseUnit::MgDl
-    } else {
-        GlucoseUnit::MmolL
-    }
 }
 
 fn series_report(
