@@ -5,10 +5,15 @@
 //! batch and the batch's cursor together, and asks again, until the source says it is
 //! exhausted. A sync killed at any point resumes from the last stored cursor.
 //!
-//! This crate is light (no runtime, no HTTP client): the trait and its contract, cursors and
-//! batches, an [`Error`] that says whether retrying can help, a [`RetryPolicy`] (exponential
-//! backoff with full jitter, honouring `Retry-After`), a [`StaticSource`] for tests, and, behind
-//! the `testkit` feature, **the connector test kit** that every connector runs, ours and yours.
+//! This crate is light by default (no runtime, no HTTP client): the trait and its contract,
+//! cursors and batches, an [`Error`] that says whether retrying can help, a [`RetryPolicy`]
+//! (exponential backoff with full jitter, honouring `Retry-After`), a [`StaticSource`] for tests.
+//! Two features add more:
+//!
+//! | feature | module | what |
+//! |---|---|---|
+//! | `testkit` | `testkit` | **the connector test kit** that every connector runs, ours and yours; and `testkit::mock`, a mock HTTP server to test an HTTP connector against |
+//! | `http` | `http` | helpers for HTTP connectors: a reqwest client builder that works in any process (it installs the rustls crypto provider), HTTP statuses and transport failures to [`Error`], `Retry-After` in both forms, URLs redacted for messages, response bodies read up to a bound (64 MiB by default) |
 //!
 //! # Writing a connector
 //!
@@ -20,6 +25,7 @@
 //! use healthanalyzer_source::{Batch, Cursor, Error, Source};
 //!
 //! /// Readings of a made-up scale: (record id, patient, kg, time).
+//! #[derive(Debug)]
 //! struct Scale {
 //!     readings: Vec<(&'static str, &'static str, &'static str, &'static str)>,
 //! }
@@ -81,6 +87,41 @@
 //! healthanalyzer_source::testkit::run_all(&scale, &Scale::new(), 1).await;
 //! ```
 //!
+//! # An HTTP connector
+//!
+//! With the `http` feature, a connector of a web API maps what can go wrong the way the sync
+//! engine expects (a 429 is retried after its `Retry-After`, a 401 says to check the
+//! credentials, a response over the body limit is refused, not held):
+//!
+//! ```no_run
+//! # #[cfg(feature = "http")]
+//! # mod with_http {
+//! use healthanalyzer_source::http::{self, reqwest};
+//! use healthanalyzer_source::Error;
+//!
+//! /// GET `url` and its body as text, or the error the sync engine acts on.
+//! pub async fn fetch(client: &reqwest::Client, url: reqwest::Url) -> Result<String, Error> {
+//!     // The URL for messages: no user info, no token values.
+//!     let location = http::redact(&url);
+//!     let response = client
+//!         .get(url)
+//!         .send()
+//!         .await
+//!         .map_err(|e| http::transport_error(&location, e))?;
+//!     http::success_text(response, http::DEFAULT_BODY_LIMIT, &location).await
+//! }
+//!
+//! pub fn client() -> Result<reqwest::Client, Error> {
+//!     // Installs the rustls crypto provider first: `reqwest::Client::builder().build()`
+//!     // panics without one.
+//!     http::client_builder()
+//!         .build()
+//!         .map_err(|e| Error::Config(format!("the HTTP client: {e}")))
+//! }
+//! # }
+//! # fn main() {}
+//! ```
+//!
 //! `docs/connectors.md` in the repository walks through it step by step.
 
 #![warn(missing_docs)]
@@ -88,6 +129,8 @@
 mod batch;
 mod error;
 mod fixed;
+#[cfg(feature = "http")]
+pub mod http;
 mod retry;
 mod source;
 #[cfg(feature = "testkit")]

@@ -25,8 +25,12 @@ use crate::error::Result;
 ///   bad record is not an error but a [`Rejected`](crate::Rejected) entry in the batch.
 ///
 /// The connector test kit (feature `testkit`) checks all of this for any implementation.
+///
+/// A source is `Debug` (for the sync engine's logs and errors; write it by hand when the
+/// source holds a token or a person's data, and leave those out) and `'static` (it owns its
+/// configuration and connections, so it can be shared as an `Arc<dyn Source>` across tasks).
 #[async_trait]
-pub trait Source: Send + Sync {
+pub trait Source: std::fmt::Debug + Send + Sync + 'static {
     /// The source's stable id, part of every measurement id it produces (`"clinic-fhir"`,
     /// `"omron-export"`). Changing it makes every measurement new.
     fn id(&self) -> &str;

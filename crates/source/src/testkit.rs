@@ -14,6 +14,9 @@
 //!
 //! Use a small `limit` (a handful) so the data spans many batches: the resume check pulls
 //! again from every cursor the source hands out (from at most 64 of them, spread evenly).
+//!
+//! For an HTTP connector, [`mock`] is a mock HTTP server to point it at: scripted responses
+//! (a 429 with `Retry-After`, a 401, a page too big), and the requests it sent.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -24,6 +27,8 @@ use healthanalyzer_model::MeasurementId;
 
 use crate::batch::{Batch, Cursor};
 use crate::source::Source;
+
+pub mod mock;
 
 /// The batch size the resume check compares small batches with.
 pub const WHOLE: usize = 100_000;

@@ -25,7 +25,7 @@ fn readings(n: usize) -> Vec<Measurement> {
 }
 
 /// How a broken source breaks the contract.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Flaw {
     /// Resuming skips the first reading after the cursor.
     Loses,
@@ -41,6 +41,7 @@ enum Flaw {
     HiddenState,
 }
 
+#[derive(Debug)]
 struct Broken {
     flaw: Flaw,
     items: Vec<Measurement>,
@@ -202,6 +203,7 @@ async fn each_broken_source_fails_for_the_rule_it_breaks() {
 
 #[tokio::test]
 async fn a_source_that_never_ends_is_caught() {
+    #[derive(Debug)]
     struct Stuck;
     #[async_trait]
     impl Source for Stuck {
