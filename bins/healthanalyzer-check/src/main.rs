@@ -5,10 +5,9 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use healthanalyzer_check::{Error, Runner, Scenario, report, suites};
+use healthanalyzer_check::{Error, Options, report, suites};
 
 /// Runs scripted checks against a FHIR R4 server: the built-in suites (vital-signs, errors,
 /// chain) and scenario files. Writes a console summary, and optionally JUnit XML and a Markdown
@@ -66,82 +65,37 @@ async fn main() -> ExitCode {
         Err(e) => {
             #[allow(clippy::print_stderr)]
             {
-                eprintln!("healthanalyzer-check: {e}");
+                eprintln!("healthanalyzer-check: {}", e.with_causes());
             }
             ExitCode::from(2)
         }
     }
 }
 
+/// Runs what the arguments ask for; `Err` is exit code 2 (nothing ran, or a report could not be
+/// written).
 async fn run(args: Args) -> Result<ExitCode, Error> {
     if args.list {
-        let mut text = String::new();
-        for name in suites::SUITES {
-            let s = suites::builtin(name)?;
-            text.push_str(&format!("{name:<12} {}\n", s.description));
-        }
-        print_out(&text);
+        print_out(&suites::list()?);
         return Ok(ExitCode::SUCCESS);
     }
-    let base = args
-        .base
-        .ok_or_else(|| Error::BaseUrl("(none given: pass --base URL)".to_owned()))?;
-    if !(args.timeout_secs.is_finite() && args.timeout_secs > 0.0) {
-        return Err(Error::BadVariable(format!(
-            "--timeout-secs {}",
-            args.timeout_secs
-        )));
-    }
-    let mut scenarios = Vec::new();
-    let names = if args.suites.is_empty() && args.scenarios.is_empty() {
-        vec!["vital-signs".to_owned(), "errors".to_owned()]
-    } else {
-        args.suites
+    let options = Options {
+        base: args.base,
+        suites: args.suites,
+        scenarios: args.scenarios,
+        vars: args.vars,
+        headers: args.headers,
+        token: args.token,
+        timeout_secs: args.timeout_secs,
+        junit: args.junit,
+        report: args.report,
     };
-    for name in &names {
-        scenarios.push(suites::builtin(name)?);
-    }
-    for file in &args.scenarios {
-        scenarios.push(Scenario::from_file(file)?);
-    }
-    let mut runner = Runner::new(&base)?.timeout(Duration::from_secs_f64(args.timeout_secs));
-    for v in &args.vars {
-        let (k, val) = v
-            .split_once('=')
-            .filter(|(k, _)| !k.trim().is_empty())
-            .ok_or_else(|| Error::BadVariable(v.clone()))?;
-        runner = runner.var(k.trim(), val);
-    }
-    for h in &args.headers {
-        let (k, val) = h
-            .split_once(':')
-            .filter(|(k, _)| !k.trim().is_empty())
-            .ok_or_else(|| Error::BadVariable(format!("header `{h}` (want \"Name: value\")")))?;
-        runner = runner.header(k.trim(), val.trim());
-    }
-    if let Some(t) = &args.token {
-        runner = runner.header("Authorization", &format!("Bearer {t}"));
-    }
-    runner.check_variables(&scenarios)?;
-    let run = runner.run(&scenarios).await;
-    if let Some(path) = &args.junit {
-        write(path, &report::junit(&run))?;
-    }
-    if let Some(path) = &args.report {
-        write(path, &report::markdown(&run))?;
-    }
+    let run = options.run().await?;
     print_out(&report::summary(&run));
     Ok(if run.has_errors() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
-}
-
-fn write(path: &std::path::Path, text: &str) -> Result<(), Error> {
-    std::fs::write(path, text).map_err(|source| Error::Write {
-        path: path.to_owned(),
-        source,
     })
 }
 

@@ -187,3 +187,48 @@ async fn a_closed_pipe_is_no_panic_and_keeps_the_exit_code() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_arguments_say_what_is_wrong_once_and_never_quote_a_header_value() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing is sent for any of these, so no server is needed behind the base URL.
+    let base = "http://127.0.0.1:9/fhir";
+    for (args, says) in [
+        (
+            vec!["--base", base, "--header", "Authorization Bearer s3cr3t"],
+            "header without `:`",
+        ),
+        (
+            vec!["--base", base, "--header", ": s3cr3t"],
+            "header with an empty name",
+        ),
+        (
+            vec!["--base", base, "--var", "=s3cr3t"],
+            "is not NAME=VALUE",
+        ),
+        (
+            vec!["--base", base, "--timeout-secs", "0"],
+            "time limit 0 s: want a positive number of seconds",
+        ),
+    ] {
+        let o = check(&args, dir.path()).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        if args[2] == "--header" {
+            assert!(!stderr.contains("s3cr3t"), "{args:?}: {stderr}");
+        }
+    }
+    // A file that cannot be read: the message and its cause, the cause once.
+    let o = check(&["--base", base, "--scenario", "missing.toml"], dir.path()).await;
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let cause = std::fs::read("/nonexistent/missing.toml")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        stderr.contains("cannot read scenario file missing.toml: "),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches(&cause).count(), 1, "{cause}: {stderr}");
+}

@@ -9,6 +9,9 @@
 //! [`report`] module turns a [`Run`] into a console summary, JUnit XML and a Markdown triage
 //! report.
 //!
+//! [`Options`] is a whole check as the `healthanalyzer-check` command runs it: the arguments as
+//! text ([`parse_var`], [`parse_header`]), the scenarios loaded, the run, the report files.
+//!
 //! Built-in suites ([`suites::builtin`]): `vital-signs` (each catalog kind created, read back
 //! equal, found by patient, code and date; paging; `$lastn`), `errors` (bad input gets 4xx with
 //! an OperationOutcome, unknown ids 404) and `chain` (source server -> sync -> receiving API,
@@ -34,6 +37,7 @@
 //! ```
 
 mod error;
+mod options;
 mod path;
 pub mod report;
 mod run;
@@ -42,6 +46,7 @@ pub mod suites;
 mod vars;
 
 pub use error::{Error, Result};
+pub use options::{Options, parse_header, parse_timeout_secs, parse_var};
 pub use path::ElementPath;
 pub use run::{
     Exchange, FeatureSupport, Finding, Outcome, Run, Runner, ScenarioResult, StepResult, declares,

@@ -14,6 +14,9 @@ use crate::scenario::{
 /// The names of the built-in suites.
 pub const SUITES: [&str; 3] = ["vital-signs", "errors", "chain"];
 
+/// The suites run when neither a suite nor a scenario file is named (the chain needs a source).
+pub const DEFAULT: [&str; 2] = ["vital-signs", "errors"];
+
 const ERRORS: &str = include_str!("../suites/errors.toml");
 const CHAIN: &str = include_str!("../suites/chain.toml");
 
@@ -25,6 +28,16 @@ pub fn builtin(name: &str) -> Result<Scenario> {
         "chain" => Scenario::from_toml(CHAIN, "built-in suite chain"),
         other => Err(Error::UnknownSuite(other.to_owned())),
     }
+}
+
+/// The built-in suites, one line each: the name and what it checks (what `--list` prints).
+pub fn list() -> Result<String> {
+    let mut text = String::new();
+    for name in SUITES {
+        let s = builtin(name)?;
+        text.push_str(&format!("{name:<12} {}\n", s.description));
+    }
+    Ok(text)
 }
 
 /// A typical reading of a built-in kind or component, so the suite's data looks like real
@@ -434,6 +447,22 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use healthanalyzer_fhir::{ReadOptions, read_observation};
+
+    #[test]
+    fn the_list_names_every_suite_with_its_description() {
+        let text = list().unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), SUITES.len(), "{text}");
+        for (line, name) in lines.iter().zip(SUITES) {
+            let description = builtin(name).unwrap().description;
+            assert!(!description.is_empty(), "{name}");
+            assert!(
+                line.starts_with(name) && line.ends_with(&description),
+                "{line}"
+            );
+        }
+        assert!(DEFAULT.iter().all(|d| SUITES.contains(d)));
+    }
 
     #[test]
     fn every_builtin_suite_loads_and_validates() {
