@@ -29,16 +29,36 @@
 //!
 //! Any libpq-style `postgres://` or `postgresql://` URL that `tokio-postgres` accepts (host, port,
 //! user, password, dbname, `options=-csearch_path%3Dmy_schema`, `connect_timeout`, …), plus
-//! `pool_max_size` (default 16). TLS is not built in yet: use `sslmode=disable` or `prefer` on a
-//! trusted network, or a local TLS proxy.
+//! `pool_max_size` (default 16), `sslmode` and `sslrootcert`.
+//!
+//! # TLS
+//!
+//! Connections use TLS (rustls, ring) as libpq's `sslmode` says: `disable`, `prefer` (the
+//! default: TLS when the server offers it, else plain), `require` (TLS, certificate not checked),
+//! `verify-ca` (checked against the roots) and `verify-full` (also for the host name).
+//! `sslrootcert=<PEM file>` gives the roots; without it `verify-ca` and `verify-full` use the
+//! system's. See [`SslMode`], and [`TlsOptions`] with
+//! [`PostgresStore::connect_with_tls`] to set them in code.
+//!
+//! ```no_run
+//! # use healthanalyzer_store_postgres::PostgresStore;
+//! # async fn demo() -> Result<(), healthanalyzer_store_postgres::PostgresError> {
+//! let store = PostgresStore::connect(
+//!     "postgres://ha@db.example/health?sslmode=verify-full&sslrootcert=/etc/health/db-ca.pem",
+//! )
+//! .await?;
+//! # Ok(()) }
+//! ```
 
 #![warn(missing_docs)]
 
 mod error;
 mod schema;
 mod store;
+mod tls;
 mod writer;
 
 pub use error::PostgresError;
 pub use schema::SCHEMA_VERSION;
 pub use store::PostgresStore;
+pub use tls::{RootCerts, SslMode, TlsOptions};

@@ -12,12 +12,13 @@ use healthanalyzer_store::{
     SortKey, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_subjects,
     identifier_key, parse_identifier_key, split_instant,
 };
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use crate::error::{PostgresError, bad_row, db, pool};
 use crate::schema;
+use crate::tls::{Connector, TlsOptions, is_certificate_error};
 
 /// The PostgreSQL store. Cheap to clone; clones share the pool.
 #[derive(Clone)]
@@ -38,20 +39,41 @@ impl std::fmt::Debug for PostgresStore {
 
 impl PostgresStore {
     /// Connects to the database at `url` and migrates its schema to [`crate::SCHEMA_VERSION`].
+    ///
+    /// TLS is as the URL's `sslmode` and `sslrootcert` say, as in libpq (default `prefer`); see
+    /// [`SslMode`](crate::SslMode) and the crate's documentation.
     pub async fn connect(url: &str) -> Result<Self, PostgresError> {
-        let (config, max_size) = parse_url(url)?;
-        Self::connect_with(config, max_size).await
+        let (config, max_size, tls) = parse_url(url)?;
+        Self::connect_with_tls(config, max_size, tls).await
     }
 
     /// Connects with a ready `tokio-postgres` configuration and a pool of at most `max_size`
-    /// connections.
+    /// connections, with TLS as the configuration's own `ssl_mode` says (`disable`, `prefer` or
+    /// `require`, none of which checks the server's certificate). To check it, use
+    /// [`connect_with_tls`](Self::connect_with_tls).
     pub async fn connect_with(
         config: tokio_postgres::Config,
         max_size: usize,
     ) -> Result<Self, PostgresError> {
-        let manager = Manager::from_config(
+        let tls = TlsOptions::of_config(&config);
+        Self::connect_with_tls(config, max_size, tls).await
+    }
+
+    /// Connects with a ready `tokio-postgres` configuration, a pool of at most `max_size`
+    /// connections and TLS as `tls` says (the configuration's `ssl_mode` is not used).
+    ///
+    /// A server certificate that fails the check is a [`PostgresError::Certificate`]; root
+    /// certificates that cannot be loaded a [`PostgresError::Tls`].
+    pub async fn connect_with_tls(
+        config: tokio_postgres::Config,
+        max_size: usize,
+        tls: TlsOptions,
+    ) -> Result<Self, PostgresError> {
+        let connector = Connector::new(&tls)?;
+        let mode = connector.mode();
+        let manager = Manager::from_connect(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -64,6 +86,9 @@ impl PostgresStore {
                 reason: e.to_string(),
             })?;
         let mut client = pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(source) if is_certificate_error(&source) => {
+                PostgresError::Certificate { mode, source }
+            }
             deadpool_postgres::PoolError::Backend(source) => PostgresError::Connect { source },
             e => PostgresError::Pool {
                 reason: e.to_string(),
@@ -79,13 +104,15 @@ impl PostgresStore {
     }
 }
 
-fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize), PostgresError> {
+/// Splits a store URL into what `tokio-postgres` reads, the pool's size and the TLS options.
+fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize, TlsOptions), PostgresError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(PostgresError::Url {
             reason: "expected postgres://user@host:port/database".into(),
         });
     }
     let mut max_size = 16;
+    let (mut ssl_mode, mut root_cert) = (None, None);
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
@@ -104,9 +131,14 @@ fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize), PostgresError
                     }
                 })?;
             }
+            // tokio-postgres knows only disable, prefer and require, and no sslrootcert: both are
+            // ours. The last of a repeated key wins, as in libpq.
+            Some(("sslmode", v)) => ssl_mode = Some(percent_decode("sslmode", v)?),
+            Some(("sslrootcert", v)) => root_cert = Some(percent_decode("sslrootcert", v)?),
             _ => kept.push(pair),
         }
     }
+    let tls = TlsOptions::from_params(ssl_mode.as_deref(), root_cert.as_deref())?;
     let url = if kept.is_empty() {
         base.to_string()
     } else {
@@ -115,9 +147,35 @@ fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize), PostgresError
     let config = url
         .parse::<tokio_postgres::Config>()
         .map_err(|e| PostgresError::Url {
-            reason: e.to_string(),
+            // The driver's message and its cause ("unknown option `x`"); neither holds the URL.
+            reason: match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            },
         })?;
-    Ok((config, max_size))
+    Ok((config, max_size, tls))
+}
+
+/// A query value with its `%XX` escapes decoded (the value is not repeated in the error).
+fn percent_decode(key: &str, value: &str) -> Result<String, PostgresError> {
+    let bad = || PostgresError::Url {
+        reason: format!("the value of {key} is not valid percent-encoded UTF-8"),
+    };
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
 }
 
 pub(crate) fn split_nanos(nanos: i128) -> (i64, i32) {
@@ -499,11 +557,12 @@ mod tests {
 
     #[test]
     fn urls() {
-        let (c, n) = parse_url("postgres://ha@127.0.0.1:5433/health?pool_max_size=4").unwrap();
+        let (c, n, tls) = parse_url("postgres://ha@127.0.0.1:5433/health?pool_max_size=4").unwrap();
         assert_eq!(n, 4);
         assert_eq!(c.get_dbname(), Some("health"));
         assert_eq!(c.get_user(), Some("ha"));
-        let (_, n) = parse_url("postgresql://ha@h/db?connect_timeout=3").unwrap();
+        assert_eq!(tls, TlsOptions::new(crate::SslMode::Prefer));
+        let (_, n, _) = parse_url("postgresql://ha@h/db?connect_timeout=3").unwrap();
         assert_eq!(n, 16);
         for bad in [
             "sqlite:x.db",
@@ -515,8 +574,66 @@ mod tests {
                 "{bad}"
             );
         }
-        // The URL (which may hold a password) is not repeated in the error.
+        // The URL (which may hold a password) is not repeated in the error; the option at fault
+        // is named.
         let err = parse_url("postgres://u:secret@h/db?no_such_option=1").unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
+        assert!(err.to_string().contains("no_such_option"), "{err}");
+    }
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_read_from_the_url() {
+        use crate::{RootCerts, SslMode};
+        let tls = |url: &str| parse_url(url).map(|(_, _, t)| t);
+        for mode in SslMode::ALL {
+            let url = format!("postgres://u:pw@db.example/h?sslmode={mode}&pool_max_size=2");
+            let (config, n, t) = parse_url(&url).unwrap();
+            assert_eq!((t.mode(), n), (mode, 2), "{url}");
+            // What is left goes to tokio-postgres, which would refuse verify-ca/verify-full.
+            assert_eq!(config.get_hosts().len(), 1);
+        }
+        let t =
+            tls("postgres://u@db.example/h?sslmode=verify-full&sslrootcert=/etc/ha/ca%20root.pem")
+                .unwrap();
+        assert_eq!(t.mode(), SslMode::VerifyFull);
+        assert_eq!(
+            t.root_cert_file(),
+            Some(std::path::Path::new("/etc/ha/ca root.pem"))
+        );
+        // The last of a repeated key wins; sslrootcert=system means verify-full.
+        let t = tls("postgres://h/d?sslmode=disable&sslmode=require").unwrap();
+        assert_eq!(t.mode(), SslMode::Require);
+        let t = tls("postgres://h/d?sslrootcert=system").unwrap();
+        assert_eq!(
+            (t.mode(), t.roots()),
+            (SslMode::VerifyFull, &RootCerts::System)
+        );
+        // A bad sslmode names the accepted ones, and not the password.
+        let err = tls("postgres://u:secret@h/d?sslmode=verify_full").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, PostgresError::Url { .. }), "{text}");
+        assert!(
+            text.contains("\"verify_full\"")
+                && text.contains("disable, prefer, require, verify-ca, verify-full")
+                && !text.contains("secret"),
+            "{text}"
+        );
+        for bad in [
+            "postgres://h/d?sslrootcert=%ZZ",
+            "postgres://h/d?sslrootcert=%C3",
+            "postgres://h/d?sslrootcert=",
+            "postgres://h/d?sslmode=require&sslrootcert=system",
+        ] {
+            assert!(matches!(tls(bad), Err(PostgresError::Url { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("k", "a%2Fb%20c").unwrap(), "a/b c");
+        assert_eq!(percent_decode("k", "%C3%A6").unwrap(), "æ");
+        for bad in ["%", "%4", "%G0", "%FF"] {
+            assert!(percent_decode("k", bad).is_err(), "{bad}");
+        }
     }
 }

@@ -49,3 +49,23 @@ pub(crate) async fn fresh_schema(url: &str, label: &str) -> String {
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}options=-csearch_path%3D{name}")
 }
+
+/// The PEM file of the CA that signed the server's TLS certificate
+/// (`HEALTHANALYZER_POSTGRES_CA`, exported by `.ci/start-postgres`), or `None` (with a notice)
+/// when none is configured; a failure instead when `HEALTHANALYZER_REQUIRE_POSTGRES=1`.
+pub(crate) fn ca(test: &str) -> Option<String> {
+    match std::env::var("HEALTHANALYZER_POSTGRES_CA") {
+        Ok(ca) if !ca.is_empty() => Some(ca),
+        _ => {
+            assert!(
+                std::env::var("HEALTHANALYZER_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "{test}: HEALTHANALYZER_REQUIRE_POSTGRES=1 but HEALTHANALYZER_POSTGRES_CA (the CA of the server's TLS certificate) is not set"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: no CA for the server's TLS certificate (HEALTHANALYZER_POSTGRES_CA unset). `eval \"$(.ci/start-postgres)\"` sets it."
+            );
+            None
+        }
+    }
+}
