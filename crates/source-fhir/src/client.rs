@@ -1,11 +1,13 @@
-//! The HTTP side: one reqwest client, authentication, status codes to errors, retries.
+//! The HTTP side: one reqwest client, authentication, status codes to errors, retries. The
+//! generic parts (the crypto provider, statuses, `Retry-After`, transport errors, bounded
+//! bodies) are `healthanalyzer_source::http`'s.
 
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use healthanalyzer_model::jiff;
+use healthanalyzer_source::http::{self, reqwest};
 use healthanalyzer_source::{Error, RetryPolicy};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
@@ -65,16 +67,21 @@ pub struct ServerConfig {
     pub timeout: Duration,
     /// Retries of timeouts, 429 and 5xx.
     pub retry: RetryPolicy,
+    /// The largest response body read, in bytes; a larger page (or token answer) is refused
+    /// with an error naming the limit. Default [`http::DEFAULT_BODY_LIMIT`] (64 MiB).
+    pub body_limit: usize,
 }
 
 impl ServerConfig {
-    /// A server at `base_url`, without authentication, 30 s per request, the default retries.
+    /// A server at `base_url`, without authentication, 30 s per request, the default retries,
+    /// bodies up to 64 MiB.
     pub fn new(base_url: impl Into<String>) -> Self {
         ServerConfig {
             base_url: base_url.into(),
             auth: Auth::None,
-            timeout: Duration::from_secs(30),
+            timeout: http::DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
+            body_limit: http::DEFAULT_BODY_LIMIT,
         }
     }
 }
@@ -87,12 +94,24 @@ struct Token {
 }
 
 /// A FHIR server connection, shared by sources and sinks (cheap to clone).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FhirClient {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for FhirClient {
+    // The token in hand never reaches logs or error messages, nor the base URL's user info.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FhirClient")
+            .field("base", &redact(&self.inner.base))
+            .field("auth", &self.inner.config.auth)
+            .field("timeout", &self.inner.config.timeout)
+            .field("retry", &self.inner.config.retry)
+            .field("body_limit", &self.inner.config.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     http: reqwest::Client,
     base: Url,
@@ -100,48 +119,23 @@ struct Inner {
     token: Mutex<Option<(String, Instant)>>,
 }
 
-fn install_crypto() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The process may have chosen a provider already; that one is used then.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 /// The URL without its query (which may carry identifiers) and without user info.
 pub(crate) fn redact(url: &Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.to_string()
-}
-
-/// `Retry-After`: seconds, or an HTTP date (RFC 9110 IMF-fixdate, an RFC 2822 date-time).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
-    let wait = when.duration_since(jiff::Timestamp::now());
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+    http::without_query(url)
 }
 
 impl FhirClient {
     /// A client for `config`, or a configuration error (a base URL that does not parse, a TLS
     /// set-up that fails).
     pub fn new(config: ServerConfig) -> Result<Self, Error> {
-        install_crypto();
         let mut base = Url::parse(config.base_url.trim_end_matches('/'))
             .map_err(|e| Error::Config(format!("the FHIR base URL: {e}")))?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let http = reqwest::Client::builder()
+        let http = http::client_builder()
             .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("healthanalyzer/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.timeout.min(http::DEFAULT_CONNECT_TIMEOUT))
             .build()
             .map_err(|e| Error::Config(format!("the HTTP client: {e}")))?;
         Ok(FhirClient {
@@ -205,7 +199,7 @@ impl FhirClient {
                     .form(&form)
                     .send()
                     .await
-                    .map_err(|e| transport("the token endpoint", e))?;
+                    .map_err(|e| http::transport_error("the token endpoint", e))?;
                 let status = resp.status();
                 if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST {
                     return Err(Error::Auth {
@@ -222,10 +216,9 @@ impl FhirClient {
                         "",
                     ));
                 }
-                let body = resp
-                    .text()
-                    .await
-                    .map_err(|e| transport("the token endpoint", e))?;
+                let body =
+                    http::read_text(resp, self.inner.config.body_limit, "the token endpoint")
+                        .await?;
                 let token: Token = serde_json::from_str(&body).map_err(|e| Error::Auth {
                     reason: format!("the token endpoint's answer is not an OAuth2 token: {e}"),
                 })?;
@@ -287,30 +280,18 @@ impl FhirClient {
             req = req.header(CONTENT_TYPE, FHIR_JSON).body(b);
         }
         let where_ = redact(url);
-        let resp = req.send().await.map_err(|e| transport(&where_, e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| http::transport_error(&where_, e))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let text = resp.text().await.map_err(|e| transport(&where_, e))?;
+        // Bounded: a page (or an error's body) over the limit is refused, not held.
+        let text = http::read_text(resp, self.inner.config.body_limit, &where_).await?;
         if status.is_success() {
             return Ok(text);
         }
         Err(status_error(status, &headers, &where_, &text))
-    }
-}
-
-fn transport(where_: &str, e: reqwest::Error) -> Error {
-    // Timeouts, refused and dropped connections: the next attempt may do better.
-    let what = if e.is_timeout() {
-        "timed out".to_string()
-    } else if e.is_connect() {
-        "could not connect".to_string()
-    } else {
-        "the connection failed".to_string()
-    };
-    Error::Unavailable {
-        reason: format!("{where_}: {what}"),
-        retry_after: None,
-        cause: Some(Box::new(e.without_url())),
     }
 }
 
@@ -328,63 +309,69 @@ fn diagnostics(body: &str) -> String {
             })
         })
         .filter(|d| !d.is_empty())
-        .map(|d| format!(": {}", d.chars().take(300).collect::<String>()))
+        .map(|d| d.chars().take(300).collect::<String>())
         .unwrap_or_default()
 }
 
+/// A status that is not a success as an error: `healthanalyzer_source::http::status_error`
+/// with the OperationOutcome's diagnostics, and a 404 that names what to check on a FHIR
+/// server.
 fn status_error(status: StatusCode, headers: &HeaderMap, where_: &str, body: &str) -> Error {
-    let said = diagnostics(body);
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Error::Auth {
-            reason: format!("{where_} answered {status}{said}"),
-        },
-        StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT => Error::Unavailable {
-            reason: format!("{where_} answered {status}"),
-            retry_after: retry_after(headers),
-            cause: None,
-        },
-        s if s.is_server_error() => Error::Unavailable {
-            reason: format!("{where_} answered {status}{said}"),
-            retry_after: retry_after(headers),
-            cause: None,
-        },
-        StatusCode::NOT_FOUND => Error::Config(format!(
+    if status == StatusCode::NOT_FOUND {
+        return Error::Config(format!(
             "{where_} answered 404 Not Found: check the base URL and that the server offers this resource type"
-        )),
-        _ => Error::BadData {
-            location: where_.to_string(),
-            reason: format!("the server answered {status}{said}"),
-        },
+        ));
     }
+    let said = diagnostics(body);
+    http::status_error(status, headers, where_, Some(&said))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn headers(v: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, v.parse().expect("header"));
-        h
+    #[test]
+    fn statuses_carry_the_diagnostics_and_a_404_names_the_base_url() {
+        let outcome = r#"{"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "exception", "diagnostics": "database is down"}]}"#;
+        let e = status_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &HeaderMap::new(),
+            "http://fhir.example/fhir/Observation",
+            outcome,
+        );
+        assert!(e.is_retryable(), "{e}");
+        assert!(
+            e.to_string()
+                .ends_with("answered 503 Service Unavailable: database is down"),
+            "{e}"
+        );
+        let e = status_error(StatusCode::BAD_REQUEST, &HeaderMap::new(), "x", "not json");
+        assert!(matches!(e, Error::BadData { .. }), "{e:?}");
+        assert!(
+            e.to_string()
+                .ends_with("the server answered 400 Bad Request"),
+            "{e}"
+        );
+        let e = status_error(StatusCode::NOT_FOUND, &HeaderMap::new(), "x", outcome);
+        assert!(matches!(e, Error::Config(_)), "{e:?}");
+        assert!(e.to_string().contains("check the base URL"), "{e}");
     }
 
     #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        assert_eq!(retry_after(&headers("7")), Some(Duration::from_secs(7)));
-        let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(90);
-        let date = jiff::fmt::rfc2822::DateTimePrinter::new()
-            .timestamp_to_rfc9110_string(&soon)
-            .expect("date");
-        let wait = retry_after(&headers(&date)).expect("a wait");
-        assert!(
-            wait > Duration::from_secs(80) && wait <= Duration::from_secs(90),
-            "{wait:?}"
-        );
-        // A date in the past: no wait.
-        assert_eq!(
-            retry_after(&headers("Sun, 06 Nov 1994 08:49:37 GMT")),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after(&headers("soon")), None);
+    fn the_debug_form_shows_neither_the_token_nor_user_info() {
+        let mut config = ServerConfig::new("https://me:pa55@fhir.example/fhir");
+        config.auth = Auth::Bearer("s3cret".into());
+        let client = FhirClient::new(config).expect("client");
+        *client
+            .inner
+            .token
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(("t0ken".into(), Instant::now()));
+        let shown = format!("{client:?}");
+        assert!(shown.contains("fhir.example/fhir"), "{shown}");
+        for secret in ["s3cret", "t0ken", "pa55"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
     }
 }

@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use healthanalyzer_fhir::{ReadOptions, Validation, read_bundle};
 use healthanalyzer_model::{Catalog, DateTime};
+use healthanalyzer_source::http::reqwest::Url;
 use healthanalyzer_source::{Batch, Cursor, Error, Rejected, Result, Source};
-use reqwest::Url;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{FhirClient, redact};

@@ -1,6 +1,7 @@
 //! The FHIR source against a mock server: paging, retries on 429 (honouring Retry-After) and
 //! 5xx, a hung connection, a malformed page, `next` links that loop or leave the server, refused
-//! credentials, and OAuth2 client credentials.
+//! credentials, OAuth2 client credentials, and a page over the body limit (this one against the
+//! test kit's own mock server).
 
 use std::time::{Duration, Instant};
 
@@ -348,4 +349,64 @@ async fn the_check_sees_refused_credentials_before_any_pull() {
     .await
     .expect_err("nobody there");
     assert!(e.is_retryable(), "{e}");
+}
+
+/// A page larger than the body limit is a clear error naming the limit, not retried, and read
+/// no further than the limit, whether the server says its length or sends it chunked.
+#[tokio::test]
+async fn a_page_over_the_body_limit_is_refused_naming_the_limit() {
+    use healthanalyzer_source::testkit::mock::{self, MockResponse, Route, Script};
+    let page = searchset((0..40).map(observation).collect(), None).to_string();
+    assert!(page.len() > 4096, "{}", page.len());
+    let server = mock::MockServer::start(
+        Script::new()
+            .on(
+                Route::get("/fhir/Observation").query("_count", "10"),
+                MockResponse::new(200)
+                    .header("content-type", "application/fhir+json")
+                    .body(page.clone()),
+            )
+            .on(
+                Route::get("/fhir/Observation"),
+                MockResponse::new(200)
+                    .header("content-type", "application/fhir+json")
+                    .body(page)
+                    .chunked(512),
+            ),
+    )
+    .await
+    .expect("a server");
+    let with_limit = |limit: usize| {
+        let mut config = ServerConfig::new(format!("{}/fhir", server.uri()));
+        config.retry = quick();
+        config.body_limit = limit;
+        FhirSource::new(
+            "mock",
+            FhirClient::new(config).expect("client"),
+            Query::default(),
+        )
+    };
+    // `_count=10` is answered with a Content-Length, `_count=20` chunked.
+    for count in [10, 20] {
+        let e = with_limit(4096)
+            .pull(&Cursor::start(), count)
+            .await
+            .expect_err("too big");
+        assert!(matches!(e, Error::BadData { .. }), "{e:?}");
+        assert!(!e.is_retryable(), "{e}");
+        assert!(
+            e.to_string()
+                .contains("larger than the limit of 4 KiB (4096 bytes)"),
+            "{e}"
+        );
+    }
+    assert_eq!(server.requests().len(), 2, "a page too big was retried");
+    // Under the default limit the same pages read.
+    for count in [10, 20] {
+        let batch = with_limit(healthanalyzer_source::http::DEFAULT_BODY_LIMIT)
+            .pull(&Cursor::start(), count)
+            .await
+            .expect("under the limit");
+        assert_eq!(batch.measurements.len(), count);
+    }
 }
