@@ -70,6 +70,13 @@ pub enum Error {
     /// A catalog definition is inconsistent (the same coding for two kinds, a duplicate id, …).
     #[error("invalid catalog: {0}")]
     Catalog(String),
+    /// An identifier in `system|value` form could not be read. The message never holds the
+    /// value (it may be a national identification number).
+    #[error("invalid identifier: {reason} (write system|value, |value or value)")]
+    InvalidIdentifier {
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// A measurement failed validation; the list says every field that is wrong and why.
     #[error("{0}")]
     Invalid(ValidationErrors),

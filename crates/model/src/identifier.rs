@@ -126,9 +126,60 @@ impl Identifier {
         self.check_format().err()
     }
 
+    /// The `system|value` form (the value alone without a system) that
+    /// [`FromStr`](std::str::FromStr) reads back. It holds the value: personal data for the
+    /// national systems, not for logs above `debug`.
+    pub fn key(&self) -> String {
+        match &self.system {
+            Some(s) => format!("{s}|{}", self.value),
+            None => self.value.clone(),
+        }
+    }
+
     /// A form safe for logs: the system and the value's length, never the value.
     pub fn redacted(&self) -> Redacted<'_> {
         Redacted(self)
+    }
+}
+
+/// Reads the `system|value` form, the one FHIR token searches, configuration files and the
+/// command line use: `system|value` names a system, `|value` says there is none, and a bare
+/// `value` is a local identifier without a system.
+///
+/// ```
+/// use healthanalyzer_model::{Identifier, systems};
+///
+/// let id: Identifier = "urn:oid:1.2.208.176.1.2|0101001234".parse()?;
+/// assert_eq!(id, Identifier::cpr("0101001234"));
+/// assert_eq!("|abc".parse::<Identifier>()?, Identifier::local("abc"));
+/// assert_eq!("abc".parse::<Identifier>()?, Identifier::local("abc"));
+/// assert!("https://example.org/ids|".parse::<Identifier>().is_err());
+/// # let _ = systems::CPR;
+/// # Ok::<(), healthanalyzer_model::Error>(())
+/// ```
+impl std::str::FromStr for Identifier {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
+        let (system, value) = match s.split_once('|') {
+            Some(("", v)) => (None, v),
+            Some((sys, v)) => (Some(sys), v),
+            None => (None, s),
+        };
+        if value.trim().is_empty() {
+            return Err(crate::Error::InvalidIdentifier {
+                reason: "the value is empty",
+            });
+        }
+        if system.is_some_and(|s| s.trim() != s || s.chars().any(char::is_whitespace)) {
+            return Err(crate::Error::InvalidIdentifier {
+                reason: "the system holds white space",
+            });
+        }
+        Ok(Identifier {
+            system: system.map(str::to_string),
+            value: value.to_string(),
+        })
     }
 }
 
@@ -253,6 +304,52 @@ fn check_fnr(v: &str, d_number: bool) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_system_value_form_round_trips(
+            system in "[a-z]{1,8}:[A-Za-z0-9.:/-]{0,30}",
+            value in "[^\\s][^\n]{0,20}",
+        ) {
+            let id: Identifier = format!("{system}|{value}").parse().expect("parses");
+            prop_assert_eq!(&id, &Identifier::new(&system, &value));
+            prop_assert_eq!(id.key().parse::<Identifier>().expect("parses"), id);
+            let local: Identifier = format!("|{value}").parse().expect("parses");
+            prop_assert_eq!(local, Identifier::local(&value));
+        }
+
+        #[test]
+        fn any_text_parses_or_errs_without_showing_the_value(text in "\\PC{0,40}") {
+            match text.parse::<Identifier>() {
+                Ok(id) => prop_assert!(!id.value.trim().is_empty()),
+                Err(e) => {
+                    let message = e.to_string();
+                    let value = text.split_once('|').map_or(text.as_str(), |(_, v)| v);
+                    prop_assert!(value.trim().len() < 3 || !message.contains(value.trim()), "{}", message);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_identifiers_say_what_is_wrong() {
+        for (text, reason) in [
+            ("", "the value is empty"),
+            ("|", "the value is empty"),
+            ("urn:oid:1.2.208.176.1.2|  ", "the value is empty"),
+            ("urn:oid:1 2|123", "the system holds white space"),
+        ] {
+            match text.parse::<Identifier>() {
+                Err(crate::Error::InvalidIdentifier { reason: r }) => {
+                    assert_eq!(r, reason, "{text:?}")
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        let bare: Identifier = "abc|def|ghi".parse().expect("parses");
+        assert_eq!(bare, Identifier::new("abc", "def|ghi"));
+    }
 
     #[test]
     fn debug_never_shows_the_value() {
