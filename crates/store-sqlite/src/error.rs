@@ -59,7 +59,7 @@ pub enum SqliteError {
         supported: i64,
     },
     /// SQLite could not open or read the file (permissions, missing directory, locked).
-    #[error("cannot open SQLite database {path}: {source}")]
+    #[error("cannot open SQLite database {path}")]
     Open {
         /// The file.
         path: PathBuf,
@@ -68,14 +68,14 @@ pub enum SqliteError {
         source: rusqlite::Error,
     },
     /// The store's writer thread could not be started (the system is out of threads or memory).
-    #[error("cannot start the SQLite store's writer thread: {source}")]
+    #[error("cannot start the SQLite store's writer thread")]
     Writer {
         /// Why.
         #[source]
         source: std::io::Error,
     },
     /// A schema migration failed; it was rolled back and the file keeps its previous version.
-    #[error("migrating {path} to schema version {version} failed (rolled back): {source}")]
+    #[error("migrating {path} to schema version {version} failed (rolled back)")]
     Migrate {
         /// The file.
         path: PathBuf,
@@ -160,5 +160,27 @@ pub(crate) fn bad_row(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend {
         backend: "sqlite",
         source: format!("a stored {what} does not decode ({e}); the database was changed outside Health Analyzer").into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_prints_the_cause_once() {
+        let e = SqliteError::Writer {
+            source: std::io::Error::other("out of threads"),
+        };
+        let mut text = e.to_string();
+        let mut next = std::error::Error::source(&e);
+        while let Some(c) = next {
+            text = format!("{text}: {c}");
+            next = c.source();
+        }
+        assert_eq!(
+            text,
+            "cannot start the SQLite store's writer thread: out of threads"
+        );
     }
 }

@@ -538,6 +538,31 @@ impl MeasurementStore for SqliteStore {
         .await
     }
 
+    async fn subject_counts(&self) -> Result<Vec<(Identifier, u64)>> {
+        self.with_reader(|conn| {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT s.key, COUNT(*) FROM measurement m JOIN series s ON s.n = m.subject
+                     GROUP BY m.subject",
+                )
+                .and_then(|mut s| {
+                    s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(db)?;
+            let mut out = rows
+                .iter()
+                .map(|(k, n)| {
+                    let id = parse_identifier_key(k).ok_or_else(|| bad_row("subject key", k))?;
+                    Ok((id, u64::try_from(*n).unwrap_or(0)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
         let set = WriteSet::delete_measurements(ids);
         Ok(self.submit(set).await?.deleted)

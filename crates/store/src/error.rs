@@ -47,7 +47,7 @@ pub enum Error {
         reason: String,
     },
     /// Any other backend failure.
-    #[error("{backend} store error: {source}")]
+    #[error("{backend} store error")]
     Backend {
         /// The backend (`sqlite`, `postgres`, …).
         backend: &'static str,
@@ -83,5 +83,37 @@ impl Error {
                 ..
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every message of the chain, joined as `{:#}` printers do.
+    fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+        let mut text = e.to_string();
+        let mut next = e.source();
+        while let Some(c) = next {
+            text = format!("{text}: {c}");
+            next = c.source();
+        }
+        text
+    }
+
+    #[test]
+    fn a_chain_prints_the_cause_once() {
+        let e = Error::Backend {
+            backend: "sqlite",
+            source: "disk I/O error".into(),
+        };
+        assert_eq!(chain(&e), "sqlite store error: disk I/O error");
+        let e = Error::Unavailable {
+            reason: "database is locked".into(),
+            retryable: true,
+            source: Some("SQLITE_BUSY".into()),
+        };
+        let text = chain(&e);
+        assert_eq!(text.matches("SQLITE_BUSY").count(), 1, "{text}");
     }
 }

@@ -91,6 +91,23 @@ pub trait MeasurementStore: Debug + Send + Sync + 'static {
     /// Every subject with at least one measurement, sorted.
     async fn subjects(&self) -> Result<Vec<Identifier>>;
 
+    /// Every subject with at least one measurement, sorted, with how many it has. The default
+    /// asks [`count`](Self::count) once per subject; a backend that can count in one query
+    /// should.
+    async fn subject_counts(&self) -> Result<Vec<(Identifier, u64)>> {
+        let mut out = Vec::new();
+        for id in self.subjects().await? {
+            let n = self
+                .count(&Filter {
+                    subject: Some(id.clone()),
+                    ..Filter::default()
+                })
+                .await?;
+            out.push((id, n));
+        }
+        Ok(out)
+    }
+
     /// Deletes these ids; returns how many existed.
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64>;
 

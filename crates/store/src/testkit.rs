@@ -86,6 +86,7 @@ pub async fn run_all(store: &dyn MeasurementStore) {
     bad_page_tokens_are_rejected(store).await;
     latest_per_kind(store).await;
     delete_removes_rows(store).await;
+    subject_counts_agree_with_counts(store).await;
     large_batch(store, 100_000).await;
 }
 
@@ -560,6 +561,37 @@ pub async fn delete_removes_rows(store: &dyn MeasurementStore) {
     // A deleted row can be written again.
     store.write(&batch[1..2], None).await.expect("rewrite");
     assert_eq!(store.count(&f).await.expect("count"), 4);
+}
+
+/// [`MeasurementStore::subject_counts`] lists every subject of [`MeasurementStore::subjects`],
+/// sorted, each with what [`MeasurementStore::count`] says; a subject whose measurements
+/// were all deleted is gone from both.
+pub async fn subject_counts_agree_with_counts(store: &dyn MeasurementStore) {
+    let (a, b, c) = (ns("counts-a"), ns("counts-b"), ns("counts-c"));
+    // One source per subject: the record ids (r0, r1, …) repeat.
+    let mut batch: Vec<_> = (0..3).map(|i| heart_rate(&a, &a, i, 70)).collect();
+    batch.extend((0..7).map(|i| heart_rate(&b, &b, i, 70)));
+    batch.push(heart_rate(&c, &c, 0, 70));
+    store.write(&batch, None).await.expect("write");
+    store.delete(&[batch[10].id]).await.expect("delete");
+    let counts = store.subject_counts().await.expect("subject_counts");
+    let ids: Vec<Identifier> = counts.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(
+        ids,
+        store.subjects().await.expect("subjects"),
+        "the same subjects, sorted"
+    );
+    for (id, n) in &counts {
+        let want = store
+            .count(&Filter::subject(id.clone()))
+            .await
+            .expect("count");
+        assert_eq!(*n, want, "count of {}", id.redacted());
+    }
+    let of = |v: &str| counts.iter().find(|(id, _)| id.value == v).map(|(_, n)| *n);
+    assert_eq!(of(&a), Some(3));
+    assert_eq!(of(&b), Some(7));
+    assert_eq!(of(&c), None, "a subject whose one measurement was deleted");
 }
 
 /// One batch of `n` rows (100,000 in `run_all`) is stored whole.
