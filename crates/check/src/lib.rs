@@ -49,7 +49,8 @@ pub use error::{Error, Result};
 pub use options::{Options, parse_header, parse_timeout_secs, parse_var};
 pub use path::ElementPath;
 pub use run::{
-    Exchange, FeatureSupport, Finding, Outcome, Run, Runner, ScenarioResult, StepResult, declares,
+    Exchange, FeatureSupport, Finding, MAX_COMMAND_OUTPUT_BYTES, MAX_RESPONSE_BYTES, Outcome, Run,
+    Runner, ScenarioResult, StepResult, declares,
 };
 pub use scenario::{
     Body, Capture, Check, Command, CommandLine, Compare, Count, Expect, Owner, Phase, Request,

@@ -1,6 +1,9 @@
 //! The server's CapabilityStatement: which features it declares.
 
 use serde_json::Value;
+use tracing::warn;
+
+use super::http::{BodyError, MAX_RESPONSE_BYTES, read_body};
 
 use super::{Outcome, Runner, StepResult};
 use crate::scenario::Severity;
@@ -19,10 +22,21 @@ impl Runner {
             .await
             .ok()?
             .ok()?;
-        let text = tokio::time::timeout(self.timeout, resp.text())
+        let text = match tokio::time::timeout(self.timeout, read_body(resp))
             .await
             .ok()?
-            .ok()?;
+        {
+            Ok(text) => text,
+            Err(BodyError::TooLarge { .. }) => {
+                warn!(
+                    "the CapabilityStatement is larger than {} MiB: not read, so no feature \
+                     counts as declared or undeclared",
+                    MAX_RESPONSE_BYTES >> 20
+                );
+                return None;
+            }
+            Err(BodyError::Broken(_)) => return None,
+        };
         let v: Value = serde_json::from_str(&text).ok()?;
         (v.get("resourceType").and_then(Value::as_str) == Some("CapabilityStatement")).then_some(v)
     }

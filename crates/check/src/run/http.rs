@@ -5,13 +5,17 @@ use std::time::Instant;
 use serde_json::Value;
 use tracing::debug;
 
-use super::results::excerpt;
+use super::results::{EXCERPT_CHARS, excerpt};
 use super::{Runner, State, StepCtx, Stop, missing, sub};
 use crate::scenario::{Body, Request, Scenario, Severity};
 use crate::vars::substitute_json;
 
-/// The longest response body kept (larger bodies are cut and reported as such).
-const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// The largest response body the checker reads: 16 MiB. A larger answer is refused with an
+/// error finding that says so: unread when its `Content-Length` is larger, otherwise after its
+/// first 16 MiB (the connection is then dropped), so an endless or huge answer costs at most
+/// this much memory and never a hang beyond the step's time limit. A FHIR server pages large
+/// results instead (`_count`, `next` links).
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// A response as the checks see it.
 pub(super) struct Response {
@@ -170,9 +174,15 @@ impl Runner {
         };
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        ctx.exchange.status = Some(i32::from(status));
+        ctx.exchange.echoed_request_id = header(&headers, "x-request-id");
+        ctx.exchange.headers = ["content-type", "location", "etag"]
+            .iter()
+            .filter_map(|h| header(&headers, h).map(|v| ((*h).to_owned(), v)))
+            .collect();
         let text = match read_body(resp).await {
             Ok(t) => t,
-            Err(e) => {
+            Err(BodyError::Broken(e)) => {
                 ctx.finding(
                     format!("The response body could not be read: {e}."),
                     ctx.owner,
@@ -181,14 +191,21 @@ impl Runner {
                 );
                 return Err(Stop::Done);
             }
+            Err(BodyError::TooLarge { kept, declared }) => {
+                ctx.exchange.elapsed = clock.elapsed();
+                ctx.exchange.response_excerpt = (!kept.is_empty()).then(|| excerpt_of_start(&kept));
+                ctx.finding(
+                    too_large(declared),
+                    ctx.owner,
+                    "A FHIR server pages a large result (`_count`, `next` links) rather than \
+                     sending it in one answer; an answer this large is the server's to split, or \
+                     the search's to narrow.",
+                    false,
+                );
+                return Err(Stop::Done);
+            }
         };
         ctx.exchange.elapsed = clock.elapsed();
-        ctx.exchange.status = Some(i32::from(status));
-        ctx.exchange.echoed_request_id = header(&headers, "x-request-id");
-        ctx.exchange.headers = ["content-type", "location", "etag"]
-            .iter()
-            .filter_map(|h| header(&headers, h).map(|v| ((*h).to_owned(), v)))
-            .collect();
         ctx.exchange.response_excerpt = (!text.is_empty()).then(|| excerpt(&text));
         let body = serde_json::from_str::<Value>(&text).ok();
         Ok(Response {
@@ -225,15 +242,75 @@ fn transport_reason(e: &reqwest::Error) -> String {
     s
 }
 
-pub(super) async fn read_body(mut resp: reqwest::Response) -> std::result::Result<String, String> {
+/// Why an answer's body was not read whole.
+#[derive(Debug)]
+pub(super) enum BodyError {
+    /// It is larger than [`MAX_RESPONSE_BYTES`]: `kept` is its start (never more than the
+    /// bound; empty when the `Content-Length` the server `declared` was already too large).
+    TooLarge {
+        kept: Vec<u8>,
+        declared: Option<u64>,
+    },
+    /// The connection broke.
+    Broken(String),
+}
+
+/// The whole body, if it is at most [`MAX_RESPONSE_BYTES`] (after decompression).
+pub(super) async fn read_body(
+    mut resp: reqwest::Response,
+) -> std::result::Result<String, BodyError> {
+    let bound = MAX_RESPONSE_BYTES as u64;
+    if let Some(n) = resp.content_length().filter(|n| *n > bound) {
+        return Err(BodyError::TooLarge {
+            kept: Vec::new(),
+            declared: Some(n),
+        });
+    }
     let mut bytes = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(format!("larger than {} MiB", MAX_BODY_BYTES >> 20));
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Broken(e.to_string()))?
+    {
+        let room = MAX_RESPONSE_BYTES - bytes.len();
+        if chunk.len() > room {
+            bytes.extend_from_slice(&chunk[..room]);
+            return Err(BodyError::TooLarge {
+                kept: bytes,
+                declared: None,
+            });
         }
         bytes.extend_from_slice(&chunk);
     }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// The finding's message for an answer over the bound.
+fn too_large(declared: Option<u64>) -> String {
+    let mib = MAX_RESPONSE_BYTES >> 20;
+    match declared {
+        Some(n) => format!(
+            "The answer is {n} bytes (its Content-Length), more than the {mib} MiB the checker \
+             reads: it was refused unread."
+        ),
+        None => format!(
+            "The answer is larger than {mib} MiB, the most the checker reads: it was refused \
+             after its first {mib} MiB."
+        ),
+    }
+}
+
+/// The start of a body that was cut, for the report.
+fn excerpt_of_start(kept: &[u8]) -> String {
+    // A character takes at most 4 bytes; a character cut at the end shows as U+FFFD.
+    let start = &kept[..kept.len().min(EXCERPT_CHARS * 4)];
+    let text = String::from_utf8_lossy(start);
+    let shown: String = text.chars().take(EXCERPT_CHARS).collect();
+    format!(
+        "{shown}\n… (cut: more than {} MiB in all)",
+        MAX_RESPONSE_BYTES >> 20
+    )
 }
 
 pub(super) fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
@@ -291,5 +368,83 @@ mod tests {
         let ids: Vec<String> = entries_of(Some(&b)).iter().map(ident).collect();
         assert_eq!(ids, ["Observation/o1", "Observation/o2"]);
         assert!(entries_of(Some(&json!({"resourceType": "Patient", "entry": [{}]}))).is_empty());
+    }
+
+    /// A server on a free port that answers every request with `head` and then, when `endless`,
+    /// 64 KiB chunks of `x` until the client hangs up (otherwise it holds the connection open
+    /// without a body until then).
+    async fn raw_server(head: &'static str, endless: bool) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if sock.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if endless {
+                        let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                        while sock.write_all(chunk.as_bytes()).await.is_ok() {}
+                    } else {
+                        // Until the client hangs up.
+                        while matches!(sock.read(&mut buf).await, Ok(n) if n > 0) {}
+                    }
+                });
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_bound_is_refused_and_never_held_whole() {
+        // The runner's client (it installs the TLS crypto provider reqwest needs).
+        let client = Runner::new("http://127.0.0.1:9/fhir").unwrap().client;
+        // An endless body: read up to the bound, then refused with what was kept.
+        let url = raw_server(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n\
+             Transfer-Encoding: chunked\r\n\r\n",
+            true,
+        )
+        .await;
+        let resp = client.get(&url).send().await.unwrap();
+        match read_body(resp).await {
+            Err(BodyError::TooLarge {
+                kept,
+                declared: None,
+            }) => {
+                assert!(kept.len() <= MAX_RESPONSE_BYTES, "{}", kept.len());
+                assert_eq!(kept.len(), MAX_RESPONSE_BYTES);
+                let shown = excerpt_of_start(&kept);
+                assert!(shown.starts_with(&"x".repeat(EXCERPT_CHARS)), "{shown}");
+                assert!(shown.ends_with("(cut: more than 16 MiB in all)"), "{shown}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A declared length over the bound: refused before a byte of the body is read.
+        let url = raw_server(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/fhir+json\r\n\
+             Content-Length: 1099511627776\r\n\r\n",
+            false,
+        )
+        .await;
+        let resp = client.get(&url).send().await.unwrap();
+        match read_body(resp).await {
+            Err(BodyError::TooLarge {
+                kept,
+                declared: Some(1_099_511_627_776),
+            }) => assert!(kept.is_empty()),
+            other => panic!("{other:?}"),
+        }
+        assert!(too_large(Some(1_099_511_627_776)).contains("refused unread"));
+        assert!(too_large(None).contains("refused after its first 16 MiB"));
     }
 }

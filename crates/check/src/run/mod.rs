@@ -22,6 +22,8 @@ use crate::scenario::{Owner, Phase, Scenario, Severity, Step};
 use crate::vars::substitute;
 
 pub use capability::declares;
+pub use command::MAX_COMMAND_OUTPUT_BYTES;
+pub use http::MAX_RESPONSE_BYTES;
 pub use results::{Exchange, FeatureSupport, Finding, Outcome, Run, ScenarioResult, StepResult};
 
 use capability::not_supported;
