@@ -435,6 +435,28 @@ impl MeasurementStore for PostgresStore {
         Ok(out)
     }
 
+    async fn subject_counts(&self) -> Result<Vec<(Identifier, u64)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT subject, COUNT(*) FROM measurement GROUP BY subject",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: &str = row.try_get(0).map_err(db)?;
+            let n: i64 = row.try_get(1).map_err(db)?;
+            out.push((
+                parse_identifier_key(key).ok_or_else(|| bad_row("subject key", key))?,
+                u64::try_from(n).unwrap_or(0),
+            ));
+        }
+        out.sort();
+        Ok(out)
+    }
+
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
         let set = WriteSet::delete_measurements(ids);
         Ok(self.apply(&set).await?.deleted)
