@@ -137,6 +137,85 @@ impl Config {
         Ok(c)
     }
 
+    /// The configuration a command runs with: `explicit` when given (it must exist), else
+    /// `healthanalyzer.toml` in the working directory when there is one, else the defaults.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the file and what is wrong in it.
+    pub fn find(explicit: Option<&Path>) -> Result<Config, Error> {
+        match explicit {
+            Some(path) => Config::load(path),
+            None if Path::new(CONFIG_FILE).exists() => Config::load(Path::new(CONFIG_FILE)),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// The sync options `[sync]` sets (the rest as [`SyncOptions::default`](crate::SyncOptions)).
+    pub fn sync_options(&self) -> crate::SyncOptions {
+        let mut options = crate::SyncOptions {
+            batch_size: self.sync.batch_size,
+            ..crate::SyncOptions::default()
+        };
+        if let Some(n) = self.sync.concurrency {
+            options.concurrency = n.max(1);
+        }
+        if let Some(n) = self.sync.max_attempts {
+            options.retry.max_attempts = n.max(1);
+        }
+        options.identifiers = self.sync.identifiers;
+        options
+    }
+
+    /// The rules and report options for a report or an alert listing: what `request` says,
+    /// else `[report]` and the rules of this configuration, else the defaults (90 days, the
+    /// system's time zone, no rules).
+    ///
+    /// A "now" given on purpose is kept; the default one follows the data (an imported history
+    /// that ends before today is reported up to its last reading).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a rules file that cannot be read, an unknown time zone or glucose
+    /// unit.
+    pub fn report_setup(
+        &self,
+        request: &ReportRequest,
+    ) -> Result<(RuleSet, healthanalyzer_report::Options), Error> {
+        let rules = match &request.rules_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| Error::Config(format!("rules {}: {e}", f.display())))?;
+                RuleSet::from_toml(&text)
+                    .map_err(|e| Error::Config(format!("rules {}: {e}", f.display())))?
+            }
+            None => self.rules()?,
+        };
+        let tz = match &request.time_zone {
+            Some(z) => time_zone(z)?,
+            None => self.time_zone()?,
+        };
+        let mut options = healthanalyzer_report::Options::new(
+            request
+                .at
+                .unwrap_or_else(healthanalyzer_model::jiff::Timestamp::now),
+            tz,
+        );
+        options.follow_data = request.at.is_none();
+        options.days = request.days.or(self.report.days).unwrap_or(90);
+        if let Some(u) = request
+            .glucose_unit
+            .as_deref()
+            .or(self.report.glucose_unit.as_deref())
+        {
+            options.glucose_unit = Some(u.parse().map_err(|e: healthanalyzer_report::Error| {
+                Error::Config(format!("report.glucose_unit: {e}"))
+            })?);
+        }
+        if let Some(t) = &self.report.title {
+            options.title = t.clone();
+        }
+        Ok((rules, options))
+    }
+
     /// Parses a configuration; relative paths resolve against the working directory.
     ///
     /// # Errors
@@ -204,6 +283,37 @@ impl Config {
             None => Ok(TimeZone::system()),
         }
     }
+}
+
+/// The file [`Config::find`] reads when no other is named.
+pub const CONFIG_FILE: &str = "healthanalyzer.toml";
+
+/// What a caller asks of a report, over the configuration's `[report]` (each `None`: the
+/// configuration's, else the default). See [`Config::report_setup`].
+#[derive(Debug, Clone, Default)]
+pub struct ReportRequest {
+    /// Rules (TOML) from this file instead of the configuration's.
+    pub rules_file: Option<PathBuf>,
+    /// The report's "now" (default: now, following the data).
+    pub at: Option<healthanalyzer_model::jiff::Timestamp>,
+    /// The period in days.
+    pub days: Option<u32>,
+    /// The patients' IANA time zone.
+    pub time_zone: Option<String>,
+    /// `mmol/L` or `mg/dL`.
+    pub glucose_unit: Option<String>,
+}
+
+/// The time zone an IANA name (`Europe/Copenhagen`) names.
+///
+/// # Errors
+/// [`Error::Config`] for a name the time-zone database does not know.
+pub fn time_zone(name: &str) -> Result<TimeZone, Error> {
+    TimeZone::get(name).map_err(|e| {
+        Error::Config(format!(
+            "time zone {name:?}: {e} (use an IANA name such as Europe/Copenhagen)"
+        ))
+    })
 }
 
 /// Replaces `${NAME}` in every string of `value` with the environment variable `NAME`.
@@ -333,7 +443,10 @@ impl Registry {
     pub fn build(&self, spec: &SourceSpec, cx: &BuildContext) -> Result<Arc<dyn Source>, Error> {
         let b = self.builders.get(&spec.kind).ok_or_else(|| {
             Error::Config(format!(
-                "source {}: unknown kind {:?}; known kinds: {}",
+                "source {}: unknown kind {:?}; known kinds: {}. A connector of your own: \
+                 register its kind in a Registry and run the command line from a binary of \
+                 your own with healthanalyzer_cli::main(registry) (docs/connectors.md, \
+                 \"Your connector in the command line\")",
                 spec.id,
                 spec.kind,
                 self.kinds().join(", ")
@@ -355,12 +468,10 @@ impl Registry {
     }
 }
 
-/// A `system|value` patient reference (or a bare value).
-pub(crate) fn identifier(text: &str) -> Identifier {
-    match text.split_once('|') {
-        Some((system, value)) => Identifier::new(system, value),
-        None => Identifier::local(text),
-    }
+/// A `system|value` patient reference (or a bare value), for `what` in source `source`.
+pub(crate) fn identifier(text: &str, what: &str, source: &str) -> Result<Identifier, Error> {
+    text.parse()
+        .map_err(|e| Error::Config(format!("source {source}: {what}: {e}")))
 }
 
 /// Seconds as a duration, refusing nonsense.

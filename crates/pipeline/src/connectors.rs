@@ -1,5 +1,6 @@
 //! The built-in connector kinds of [`Registry::builtin`](crate::Registry::builtin).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use healthanalyzer_model::jiff::civil::Date;
@@ -129,9 +130,24 @@ pub fn file_source(
     }
 }
 
+/// The source id of an imported file when none is given: `file:<file name>` (the name only,
+/// so the same file imported from another folder keeps its ids).
+pub fn file_source_id(path: &Path) -> String {
+    format!(
+        "file:{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    )
+}
+
 pub(crate) fn files(spec: &SourceSpec, cx: &BuildContext) -> Result<Arc<dyn Source>, Error> {
     let o: FileOptionsToml = spec.options()?;
-    let mut options = FileOptions::new(identifier(o.subject.as_deref().unwrap_or("unknown")));
+    let mut options = FileOptions::new(identifier(
+        o.subject.as_deref().unwrap_or("unknown"),
+        "subject",
+        &spec.id,
+    )?);
     if let Some(s) = o.subject_system {
         options.subject_system = s;
     }

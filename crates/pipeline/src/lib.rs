@@ -66,16 +66,23 @@
 
 mod config;
 mod connectors;
+mod export;
 mod sync;
 mod tasks;
 
 pub use config::{
-    BuildContext, Builder, Config, DEFAULT_STORE, Registry, ReportSection, STORE_ENV, SourceSpec,
-    SyncSection,
+    BuildContext, Builder, CONFIG_FILE, Config, DEFAULT_STORE, Registry, ReportRequest,
+    ReportSection, STORE_ENV, SourceSpec, SyncSection, time_zone,
 };
-pub use connectors::{FORMATS, file_source, format};
-pub use sync::{Event, Outcome, SourceSummary, StopFlag, SyncOptions, check_sources, sync};
-pub use tasks::{DEMO_RULES, demo_source, export_ndjson, load, report, reset_cursor};
+pub use connectors::{FORMATS, file_source, file_source_id, format};
+pub use export::{export_bundle, export_ndjson, push};
+pub use sync::{
+    Event, Outcome, SourceSummary, StopFlag, SyncFailure, SyncOptions, check_sources, sync,
+};
+pub use tasks::{
+    DEMO_RULES, DemoOptions, DemoRun, PatientRow, demo, demo_source, load, patients, report,
+    reset_cursor,
+};
 
 use std::sync::Arc;
 
@@ -98,15 +105,50 @@ pub enum Error {
     /// The configuration is wrong: the message says where and what to change.
     #[error("configuration: {0}")]
     Config(String),
-    /// Output could not be written (a full disk, a closed pipe), or had no FHIR form.
-    #[error("{0}")]
-    Output(String),
+    /// Output could not be written (a full disk, a closed pipe: see
+    /// [`is_broken_pipe`](Self::is_broken_pipe)).
+    #[error("{what}")]
+    Output {
+        /// What was being written.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A FHIR server refused what was pushed to it, or could not be reached.
+    #[error("pushing to the FHIR server")]
+    Push(#[source] healthanalyzer_source::Error),
+    /// A measurement or patient had no FHIR form.
+    #[error("writing FHIR")]
+    Fhir(#[from] healthanalyzer_fhir::Error),
     /// A report could not be made.
     #[error(transparent)]
     Report(#[from] healthanalyzer_report::Error),
     /// The store failed to open or to answer.
     #[error(transparent)]
     Store(#[from] healthanalyzer_store::Error),
+}
+
+impl Error {
+    /// True when output failed because its reader went away (`healthanalyzer … | head`): not
+    /// a failure of the command.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Output { source, .. } if source.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// An error and its causes in one line, `error: cause: cause…`: what a user should read.
+/// Health Analyzer's errors never repeat their cause in their own message, so each part is
+/// printed once.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
 }
 
 /// The URL schemes [`open_store`] accepts in this build.

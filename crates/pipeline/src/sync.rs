@@ -105,14 +105,48 @@ pub enum Event {
 }
 
 /// How a source's sync ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Everything the source had is stored.
     Complete,
     /// Stopped on request after a stored batch; the next sync resumes there.
     Stopped,
     /// Failed; what was stored before stays, with its cursor, and the next sync resumes there.
-    Failed(String),
+    Failed(SyncFailure),
+}
+
+/// Why a source's sync failed: the step, and the source's or the store's error as its
+/// [`source`](std::error::Error::source) (walk the chain for the whole story).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncFailure {
+    /// The saved cursor could not be read.
+    #[error("reading the saved cursor")]
+    Checkpoint(#[source] Arc<healthanalyzer_store::Error>),
+    /// The source failed (after the retries its error allowed).
+    #[error("pulling from the source")]
+    Pull(#[source] Arc<healthanalyzer_source::Error>),
+    /// `Patient/<id>` references could not be looked up.
+    #[error("linking references to Patients")]
+    Link(#[source] Arc<healthanalyzer_store::Error>),
+    /// A batch could not be stored (after the retries the store's error allowed).
+    #[error("storing a batch")]
+    Store(#[source] Arc<healthanalyzer_store::Error>),
+}
+
+impl SyncFailure {
+    /// The whole chain in one line, `step: cause: cause…`, for a summary or a log.
+    pub fn chain(&self) -> String {
+        crate::error_chain(self)
+    }
+}
+
+/// Two failures are equal when they failed at the same step for the same stated reasons.
+impl PartialEq for SyncFailure {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+            && self.chain() == other.chain()
+    }
 }
 
 /// What a sync did for one source.
@@ -244,7 +278,7 @@ where
                     on_event(Event::Retrying {
                         source: source.to_string(),
                         attempt,
-                        reason: e.to_string(),
+                        reason: crate::error_chain(&e),
                         wait,
                     });
                     tokio::time::sleep(wait).await;
@@ -279,11 +313,11 @@ async fn run(
     stop: &StopFlag,
     on_event: &(dyn Fn(Event) + Send + Sync),
     summary: &mut SourceSummary,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, SyncFailure> {
     let id = source.id();
     let saved = with_retry(options, id, on_event, || store.checkpoint(id))
         .await
-        .map_err(|e| format!("reading the saved cursor: {e}"))?;
+        .map_err(|e| SyncFailure::Checkpoint(Arc::new(e)))?;
     on_event(Event::Started {
         source: id.to_string(),
         kind: source.kind().to_string(),
@@ -308,7 +342,7 @@ async fn run(
         links
             .link(store, &mut ready, options, id, on_event)
             .await
-            .map_err(|e| format!("linking references to Patients: {e}"))?;
+            .map_err(|e| SyncFailure::Link(Arc::new(e)))?;
         // Patients, measurements and the cursor: one write set, committed together.
         let checkpoint = Checkpoint::new(id, ready.cursor.as_str());
         let mut set = WriteSet::batch(&ready.good, Some(&checkpoint));
@@ -335,7 +369,7 @@ async fn run(
         } else {
             (write.await, None)
         };
-        let write = write.map_err(|e| format!("storing a batch: {e}"))?;
+        let write = write.map_err(|e| SyncFailure::Store(Arc::new(e)))?;
         summary.pulled += ready.pulled as u64;
         summary.inserted += write.inserted;
         summary.updated += write.updated;
@@ -473,7 +507,7 @@ async fn prepare(
     size: usize,
     options: &SyncOptions,
     on_event: &(dyn Fn(Event) + Send + Sync),
-) -> Result<Ready, String> {
+) -> Result<Ready, SyncFailure> {
     let id = source.id();
     let batch: Batch = options
         .retry
@@ -484,13 +518,13 @@ async fn prepare(
                 on_event(Event::Retrying {
                     source: id.to_string(),
                     attempt,
-                    reason: e.to_string(),
+                    reason: crate::error_chain(e),
                     wait,
                 })
             },
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SyncFailure::Pull(Arc::new(e)))?;
     let validator = Validator::new(options.catalog).identifiers(options.identifiers);
     let pulled = batch.measurements.len();
     let mut good = Vec::with_capacity(pulled);
@@ -501,7 +535,7 @@ async fn prepare(
             Ok(m) => good.push(m),
             Err(e) => rejected.push(Rejected {
                 location,
-                reason: e.to_string(),
+                reason: crate::error_chain(&e),
             }),
         }
     }

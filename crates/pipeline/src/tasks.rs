@@ -8,7 +8,7 @@ use healthanalyzer_model::{Catalog, Identifier, Measurement, Subject};
 use healthanalyzer_report::{Options, Report};
 use healthanalyzer_source::{Cursor, Source};
 use healthanalyzer_source_sim::{SimConfig, SimSource};
-use healthanalyzer_store::{Checkpoint, Filter, MeasurementStoreExt, Order, Query, Store};
+use healthanalyzer_store::{Checkpoint, Filter, MeasurementStoreExt, Order, Store};
 
 use crate::Error;
 
@@ -127,6 +127,133 @@ pub async fn report(
     )?)
 }
 
+/// A patient in the store, from [`patients`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatientRow {
+    /// The identifier.
+    pub id: Identifier,
+    /// The name, when the store holds one (the text, else the family name).
+    pub name: Option<String>,
+    /// How many measurements are stored under the identifier.
+    pub measurements: u64,
+}
+
+/// Every subject with measurements, sorted, with its name and how many measurements it has:
+/// two store calls, whatever the number of patients.
+///
+/// # Errors
+/// [`Error::Store`].
+pub async fn patients(store: &dyn Store) -> Result<Vec<PatientRow>, Error> {
+    let counts = store.subject_counts().await?;
+    let mut names: std::collections::HashMap<Identifier, String> = store
+        .list_subjects()
+        .await?
+        .into_iter()
+        .filter_map(|s| {
+            let name = s.name.and_then(|n| n.text.or(n.family))?;
+            Some((s.id, name))
+        })
+        .collect();
+    Ok(counts
+        .into_iter()
+        .map(|(id, measurements)| PatientRow {
+            name: names.remove(&id),
+            id,
+            measurements,
+        })
+        .collect())
+}
+
+/// What [`demo`] does.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Simulated patients.
+    pub patients: usize,
+    /// Days of measurements, up to yesterday.
+    pub days: u32,
+    /// Where the HTML report goes.
+    pub out: std::path::PathBuf,
+    /// Where the demo's rules are written for later `alerts` and `report` runs, unless the
+    /// file exists; `None`: nowhere.
+    pub rules_file: Option<std::path::PathBuf>,
+    /// The report's time zone.
+    pub time_zone: healthanalyzer_model::jiff::tz::TimeZone,
+    /// How the simulated source is synced (`[sync]` of the configuration, say).
+    pub sync: crate::SyncOptions,
+}
+
+/// What [`demo`] did.
+#[derive(Debug, Clone)]
+pub struct DemoRun {
+    /// The sync of the simulated source.
+    pub sync: crate::SourceSummary,
+    /// The report, when the sync completed (`None` when it was stopped or failed).
+    pub report: Option<Report>,
+    /// Measurements in the store afterwards.
+    pub total: u64,
+}
+
+/// The demo: simulated patients ([`demo_source`]) synced into `store` from the start (the
+/// same ids each run, so a second run the same day stores nothing new), analysed with
+/// [`DEMO_RULES`], and an HTML report written to `options.out`.
+///
+/// # Errors
+/// [`Error::Config`] for zero patients or days; [`Error::Store`]; [`Error::Output`] when a
+/// file cannot be written.
+pub async fn demo(
+    store: Arc<dyn Store>,
+    options: &DemoOptions,
+    stop: &crate::StopFlag,
+    on_event: &(dyn Fn(crate::Event) + Send + Sync),
+) -> Result<DemoRun, Error> {
+    let source = demo_source(options.patients, options.days)?;
+    reset_cursor(store.as_ref(), source.id()).await?;
+    let mut summaries = crate::sync(
+        store.clone(),
+        std::slice::from_ref(&source),
+        &options.sync,
+        stop,
+        on_event,
+    )
+    .await;
+    let sync = summaries.remove(0);
+    let total = store.count(&Filter::default()).await?;
+    if sync.outcome != crate::Outcome::Complete {
+        return Ok(DemoRun {
+            sync,
+            report: None,
+            total,
+        });
+    }
+    let rules = RuleSet::from_toml(DEMO_RULES)
+        .map_err(|e| Error::Config(format!("the demo rules: {e}")))?;
+    let mut report_options = Options::new(Timestamp::now(), options.time_zone.clone());
+    report_options.days = options.days;
+    report_options.title = format!(
+        "Health Analyzer demo: {} simulated patients",
+        options.patients
+    );
+    let report = report(store.as_ref(), &rules, &report_options, None).await?;
+    let html = report.to_html()?;
+    std::fs::write(&options.out, html).map_err(|e| Error::Output {
+        what: format!("writing {}", options.out.display()),
+        source: e,
+    })?;
+    if let Some(f) = &options.rules_file
+        && !f.exists()
+    {
+        std::fs::write(f, DEMO_RULES.trim_start()).map_err(|e| Error::Output {
+            what: format!("writing {}", f.display()),
+            source: e,
+        })?;
+    }
+    Ok(DemoRun {
+        sync,
+        report: Some(report),
+        total,
+    })
+}
+
 /// Forgets a source's saved cursor: its next sync starts from the beginning (ids keep what it
 /// re-reads from being stored twice).
 ///
@@ -140,59 +267,4 @@ pub async fn reset_cursor(store: &dyn Store, source_id: &str) -> Result<(), Erro
         )
         .await?;
     Ok(())
-}
-
-/// Writes FHIR NDJSON of what `store` holds (of one patient, or everyone; taken since
-/// `since`): the Patients, then one Observation per line, a page at a time, so memory stays
-/// flat however much is exported. Returns how many patients and measurements were written.
-///
-/// # Errors
-/// [`Error::Store`]; [`Error::Output`] when writing fails or a measurement has no FHIR form.
-pub async fn export_ndjson(
-    store: &dyn Store,
-    patient: Option<&Identifier>,
-    since: Option<Timestamp>,
-    options: &healthanalyzer_fhir::WriteOptions<'_>,
-    out: &mut (dyn std::io::Write + Send),
-) -> Result<(usize, usize), Error> {
-    let ids: Vec<Identifier> = match patient {
-        Some(p) => vec![p.clone()],
-        None => store.subjects().await?,
-    };
-    let mut subjects = Vec::new();
-    for id in ids {
-        if let Some(s) = store.subject(&id).await? {
-            subjects.push(s);
-        }
-    }
-    let write = |out: &mut (dyn std::io::Write + Send), text: String| {
-        out.write_all(text.as_bytes())
-            .map_err(|e| Error::Output(format!("writing NDJSON: {e}")))
-    };
-    let text = healthanalyzer_fhir::write_ndjson(&subjects, &[], options)
-        .map_err(|e| Error::Output(e.to_string()))?;
-    write(out, text)?;
-    let mut filter = Filter {
-        subject: patient.cloned(),
-        ..Filter::default()
-    };
-    if let Some(s) = since {
-        filter.from = std::ops::Bound::Included(s);
-    }
-    let mut query = Query::new(filter, store.preferred_batch_size().max(1000));
-    let mut n = 0;
-    loop {
-        let page = store.query(&query).await?;
-        n += page.items.len();
-        let text = healthanalyzer_fhir::write_ndjson(&[], &page.items, options)
-            .map_err(|e| Error::Output(e.to_string()))?;
-        write(out, text)?;
-        match page.next {
-            Some(t) => query.page = Some(t),
-            None => break,
-        }
-    }
-    out.flush()
-        .map_err(|e| Error::Output(format!("writing NDJSON: {e}")))?;
-    Ok((subjects.len(), n))
 }

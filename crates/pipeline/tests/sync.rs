@@ -89,6 +89,7 @@ async fn a_sync_stores_everything_once_and_a_second_sync_resumes_with_nothing_ne
 }
 
 /// Fails every other pull with a retryable error, or always with a permanent one.
+#[derive(Debug)]
 struct Flaky {
     inner: Arc<dyn Source>,
     calls: AtomicUsize,
@@ -150,7 +151,15 @@ async fn retryable_errors_are_retried_and_a_failing_source_fails_alone() {
     assert_eq!(out[0].inserted, total);
     assert!(retries.load(Ordering::SeqCst) as u64 >= out[0].batches);
     match &out[1].outcome {
-        Outcome::Failed(why) => assert!(why.contains("token was refused"), "{why}"),
+        Outcome::Failed(why) => {
+            assert!(
+                matches!(why, healthanalyzer_pipeline::SyncFailure::Pull(_)),
+                "{why:?}"
+            );
+            let chain = why.chain();
+            assert!(chain.starts_with("pulling from the source: "), "{chain}");
+            assert_eq!(chain.matches("token was refused").count(), 1, "{chain}");
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(out[1].source, "broken");
@@ -213,6 +222,7 @@ async fn invalid_measurements_are_rejected_with_reasons_and_the_rest_stored() {
 }
 
 /// Raises the stop flag once it has served `after` pulls.
+#[derive(Debug)]
 struct StopAfter {
     inner: Arc<dyn Source>,
     stop: StopFlag,
