@@ -26,6 +26,15 @@ pub struct PulseBand {
     export: Export,
 }
 
+// By hand, so that logs show neither the user nor the readings.
+impl std::fmt::Debug for PulseBand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PulseBand")
+            .field("readings", &self.export.readings.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl PulseBand {
     /// Reads an export file's text.
     pub fn from_json(text: &str) -> Result<Self, Error> {
