@@ -539,13 +539,15 @@ impl Spec {
                     }
                 }
                 "patient:identifier" | "subject:identifier" => {
-                    let Some((system, value)) = v.split_once('|') else {
-                        return Err(ApiError::bad_request(format!(
-                            "{k}: send system|value (the Patient's identifier with its system)"
-                        ))
-                        .at(k.clone()));
+                    let wanted = match v.parse::<healthanalyzer_model::Identifier>() {
+                        Ok(id) if id.system.is_some() => id,
+                        _ => {
+                            return Err(ApiError::bad_request(format!(
+                                "{k}: send system|value (the Patient's identifier with its system)"
+                            ))
+                            .at(k.clone()));
+                        }
                     };
-                    let wanted = healthanalyzer_model::Identifier::new(system, value);
                     // The subject that identifier names (a Patient's primary identifier, or one
                     // of its others), else measurements stored under it directly.
                     let primary = match state

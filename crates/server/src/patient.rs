@@ -565,7 +565,14 @@ async fn search_subjects(state: &AppState, pairs: &[(String, String)]) -> ApiRes
     let mut ids: Vec<Vec<String>> = Vec::new();
     for (k, v) in pairs {
         match k.as_str() {
-            "identifier" => identifiers.push(v.split(',').map(parse_token).collect()),
+            "identifier" => identifiers.push(
+                v.split(',')
+                    .map(|t| {
+                        t.parse::<Identifier>()
+                            .map_err(|e| ApiError::bad_request(format!("identifier: {e}")).at("identifier"))
+                    })
+                    .collect::<ApiResult<_>>()?,
+            ),
             "name" | "family" | "given" => {
                 names.push(v.split(',').map(|s| s.trim().to_lowercase()).collect())
             }
@@ -628,21 +635,6 @@ async fn search_subjects(state: &AppState, pairs: &[(String, String)]) -> ApiRes
             }) && ids.iter().all(|any| any.contains(&sid))
         })
         .collect())
-}
-
-/// `system|value`, `|value` (no system) or `value` (any system).
-fn parse_token(s: &str) -> Identifier {
-    match s.split_once('|') {
-        Some(("", v)) => Identifier {
-            system: None,
-            value: v.to_string(),
-        },
-        Some((sys, v)) => Identifier::new(sys, v),
-        None => Identifier {
-            system: None,
-            value: s.to_string(),
-        },
-    }
 }
 
 /// `GET /Patient?…`.
