@@ -77,7 +77,7 @@ fn display(catalog: &Catalog, key: &SeriesKey) -> (String, String) {
     }
 }
 
-fn name(subject: &Subject) -> Option<String> {
+pub(crate) fn name(subject: &Subject) -> Option<String> {
     let n = subject.name.as_ref()?;
     if let Some(t) = &n.text {
         return Some(t.clone());

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use healthanalyzer_analysis::{self as analysis, Ack, Severity};
 use healthanalyzer_model::jiff::Timestamp;
 use healthanalyzer_model::jiff::tz::TimeZone;
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -51,7 +50,8 @@ pub struct Options {
 }
 
 /// A unit to show glucose in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum GlucoseUnit {
     /// Millimoles per litre, as clinics in Denmark, Norway and the Netherlands read it.
     #[serde(rename = "mmol/L")]
@@ -110,9 +110,8 @@ impl Options {
 }
 
 /// The status of a patient: their most severe alert.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// No alert.
@@ -144,7 +143,8 @@ impl From<Severity> for Status {
 }
 
 /// A report: the overview of every patient, most urgent first, and each patient's details.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Report {
     /// The format of this document: `healthanalyzer-report/2` ([`SCHEMA`]).
     pub schema: String,
@@ -171,7 +171,8 @@ pub struct Report {
 }
 
 /// Counts over all patients.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Totals {
     /// Patients in the report.
     pub patients: usize,
@@ -186,7 +187,8 @@ pub struct Totals {
 }
 
 /// One patient.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PatientReport {
     /// The patient's identifier, `system|value` (or the value alone).
     pub subject: String,
@@ -213,7 +215,8 @@ pub struct PatientReport {
 }
 
 /// An alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AlertEntry {
     /// `yellow` or `red`.
     pub severity: Status,
@@ -230,7 +233,8 @@ pub struct AlertEntry {
 }
 
 /// A numeric series: one kind, or one component of a panel, of one patient.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SeriesReport {
     /// `kind` or `kind.component` (`blood-pressure.systolic`).
     pub kind: String,
@@ -252,7 +256,8 @@ pub struct SeriesReport {
 }
 
 /// Summary statistics.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SummaryEntry {
     /// Readings.
     pub count: usize,
@@ -279,7 +284,8 @@ pub struct SummaryEntry {
 }
 
 /// A trend.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct TrendEntry {
     /// The window, in days up to the report's "now".
     pub days: u32,
@@ -291,7 +297,8 @@ pub struct TrendEntry {
 }
 
 /// A local day's aggregate.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DayEntry {
     /// The local date.
     pub date: String,
@@ -306,7 +313,8 @@ pub struct DayEntry {
 }
 
 /// A reading.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PointEntry {
     /// When (RFC 3339, UTC).
     pub at: String,
@@ -315,7 +323,8 @@ pub struct PointEntry {
 }
 
 /// The limits that apply to a series; a value beyond a limit raises an alert.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ThresholdEntry {
     /// Red above.
     pub red_high: Option<f64>,
@@ -328,7 +337,8 @@ pub struct ThresholdEntry {
 }
 
 /// Glucose statistics as the international consensus (and the AGP report) defines them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct GlucoseReport {
     /// The series they come from (`blood-glucose` or `capillary-glucose`).
     pub kind: String,
@@ -362,7 +372,8 @@ pub struct GlucoseReport {
 }
 
 /// One hour of the ambulatory glucose profile (mg/dL).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProfileHour {
     /// The local hour, 0 to 23.
     pub hour: u8,
@@ -381,7 +392,8 @@ pub struct ProfileHour {
 }
 
 /// Home blood pressure (mmHg): readings before noon are morning, the rest evening.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BloodPressureReport {
     /// Mean of the morning readings.
     pub morning: Option<PressureEntry>,
@@ -396,7 +408,8 @@ pub struct BloodPressureReport {
 }
 
 /// A mean blood pressure.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct PressureEntry {
     /// Systolic.
     pub systolic: f64,
@@ -407,7 +420,8 @@ pub struct PressureEntry {
 }
 
 /// A day of the blood-pressure diary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DiaryDay {
     /// The local date.
     pub date: String,
@@ -423,7 +437,7 @@ impl Report {
         self.patients.iter().find(|p| p.subject == subject)
     }
 
-    /// The report as pretty-printed JSON (the format [`Report::schema_json`] describes).
+    /// The report as pretty-printed JSON (the format `docs/report.schema.json` describes).
     pub fn to_json(&self) -> String {
         // Every field is a string, a number, a bool or a list or struct of them: it cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()
@@ -444,7 +458,9 @@ impl Report {
         Ok(r)
     }
 
-    /// The JSON Schema (draft 2020-12) of the report document, pretty-printed.
+    /// The JSON Schema (draft 2020-12) of the report document, pretty-printed (feature
+    /// `schema`).
+    #[cfg(feature = "schema")]
     pub fn schema_json() -> String {
         let schema = schemars::schema_for!(Report);
         serde_json::to_string_pretty(&schema).unwrap_or_default()

@@ -13,8 +13,11 @@
 //! - **Markdown** ([`Report::to_markdown`]): the overview and per-patient tables, for a
 //!   repository or a hackathon's results page.
 //! - **JSON** ([`Report::to_json`], [`Report::from_json`]): the document itself, for other
-//!   programs; [`Report::schema_json`] gives its JSON Schema (also in
+//!   programs; `Report::schema_json` (feature `schema`) gives its JSON Schema (also in
 //!   `docs/report.schema.json`).
+//!
+//! `Report::from_store` (feature `store`) builds the same report from a `healthanalyzer-store`
+//! store, holding one patient's readings at a time.
 //!
 //! Charts are drawn with plotters' SVG backend, the pages with askama templates, which
 //! escape every value that comes from the data.
@@ -44,6 +47,14 @@
 //! assert_eq!(Report::from_json(&report.to_json())?, report);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Feature flags
+//!
+//! - `schema`: `Report::schema_json`, the JSON Schema of the document (adds `schemars`).
+//! - `store`: `Report::from_store`, a report built from a store (`healthanalyzer-store`, the
+//!   light trait crate) one patient at a time, so memory is bounded by the largest patient.
+//! - `tzdb-bundle`: the IANA time zone database bundled into the binary (the feature of
+//!   `healthanalyzer-analysis`), for machines without `/usr/share/zoneinfo` (Windows).
 
 #![warn(missing_docs)]
 
@@ -51,6 +62,8 @@ mod build;
 mod chart;
 mod document;
 mod html;
+#[cfg(feature = "store")]
+mod store;
 
 pub use document::{
     AlertEntry, BloodPressureReport, DIARY_DAYS, DayEntry, DiaryDay, GlucoseReport, GlucoseUnit,
@@ -74,6 +87,11 @@ pub enum Error {
     /// A chart failed to draw (a bug: please report it).
     #[error("report chart: {0}")]
     Chart(String),
+    /// The store could not be read (feature `store`); the cause says why and whether a retry
+    /// can help.
+    #[cfg(feature = "store")]
+    #[error("reading the store for the report")]
+    Store(#[from] healthanalyzer_store::Error),
 }
 
 impl Report {
