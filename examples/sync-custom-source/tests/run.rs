@@ -1,32 +1,47 @@
-//! The example as a real process: a second sync into the same file finds nothing new.
+//! The example as a real process: the team's own kind through the whole command line.
 
-use std::process::Command;
+use std::process::{Command, Output};
+
+fn run(db: &str, args: &[&str]) -> Output {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/healthanalyzer.toml");
+    Command::new(env!("CARGO_BIN_EXE_example-sync-custom-source"))
+        .args(["--config", config, "--db", db])
+        .args(args)
+        .output()
+        .expect("run")
+}
 
 #[test]
-fn syncs_the_custom_source_and_resumes() {
+fn the_custom_kind_syncs_resumes_and_reports_refusals_by_exit_code() {
     let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite:{}", dir.path().join("band.db").display());
-    let run = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_example-sync-custom-source"))
-            .arg(&url)
-            .output()
-            .expect("run");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
-    let first = run();
+    let db = format!("sqlite:{}", dir.path().join("band.db").display());
+    let text = |o: &Output| String::from_utf8_lossy(&o.stdout).to_string();
+    // One record of the export has no value: refused, so exit 3 with the valid ones stored.
+    let first = run(&db, &["sync"]);
+    assert_eq!(first.status.code(), Some(3), "{}", text(&first));
     assert!(
-        first.contains("pulseband: 7 pulled, 7 new, 1 rejected (Complete)"),
-        "{first}"
+        text(&first).contains("pulseband (pulseband-json): 7 pulled, 7 new, 0 changed, 0 unchanged, 1 rejected"),
+        "{}",
+        text(&first)
     );
-    assert!(first.contains("`value` is missing"), "{first}");
-    let second = run();
+    assert!(text(&first).contains("`value` is missing"), "{}", text(&first));
+    // Resumed from the stored cursor: nothing new, nothing refused.
+    let second = run(&db, &["sync", "--accept-partial"]);
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
     assert!(
-        second.contains("pulseband: 0 pulled, 0 new, 0 rejected (Complete)"),
-        "{second}"
+        text(&second).contains("pulseband (pulseband-json): 0 pulled, 0 new"),
+        "{}",
+        text(&second)
     );
+    // The other commands see what it stored.
+    let patients = run(&db, &["--json", "patients"]);
+    assert!(patients.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&patients.stdout).expect("json");
+    let total: u64 = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["measurements"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(total, 7, "the 7 pulled; the refused record is not among them: {rows}");
 }
