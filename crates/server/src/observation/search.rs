@@ -1,0 +1,188 @@
+//! Running an Observation search against the store, and `GET /Observation`.
+
+use std::ops::Bound;
+
+use axum::Extension;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use healthanalyzer_model::{Measurement, Subject};
+use healthanalyzer_store::{PageToken, Query, Versioned};
+use serde_json::Value;
+
+use super::Spec;
+use super::mapping::{observation_json, versioned_text};
+use crate::auth::{Access, limited_to, restrict_search};
+use crate::error::{ApiError, ApiResult};
+use crate::http::{check_format, fhir_response};
+use crate::patient::format_of;
+use crate::resource::{base_url, version_of};
+use crate::search::{Paging, max_lower, min_upper, params, query_string, searchset};
+use crate::state::AppState;
+
+impl Spec {
+    /// Up to `n` matches from the start (for conditional creates).
+    pub(crate) async fn first(
+        &self,
+        state: &AppState,
+        n: usize,
+    ) -> ApiResult<Vec<Versioned<Measurement>>> {
+        let (items, _) = self.page(state, n, None).await?;
+        Ok(items)
+    }
+
+    /// One page of matches, each with the store's version, and the token of the next.
+    async fn page(
+        &self,
+        state: &AppState,
+        count: usize,
+        token: Option<String>,
+    ) -> ApiResult<(Vec<Versioned<Measurement>>, Option<PageToken>)> {
+        if self.empty {
+            return Ok((Vec::new(), None));
+        }
+        if let Some(mid) = &self.by_identifier {
+            let m = state
+                .store
+                .get_versioned(mid)
+                .await
+                .map_err(|e| ApiError::from_store(&e))?;
+            let items = m
+                .into_iter()
+                .filter(|v| self.filter.matches(&v.value) && self.keep(&v.value))
+                .take(count)
+                .collect();
+            return Ok((items, None));
+        }
+        let mut q = Query::new(self.filter.clone(), count.max(1)).order(self.order);
+        q.page = token.map(PageToken::from);
+        let page = state.store.query(&q).await.map_err(|e| match e {
+            healthanalyzer_store::Error::InvalidInput { .. } => ApiError::bad_request(
+                "_page is not a page token of this search; start the search again",
+            )
+            .at("_page"),
+            other => ApiError::from_store(&other),
+        })?;
+        let versions = page.versions;
+        let mut items = Vec::with_capacity(page.items.len());
+        for (i, m) in page.items.into_iter().enumerate() {
+            if !self.keep(&m) {
+                continue;
+            }
+            // A store that keeps no versions: the one in the kept resource, else 1.
+            let version = match versions.get(i) {
+                Some(v) => *v,
+                None => version_of(&observation_json(state, &m)?),
+            };
+            items.push(Versioned { value: m, version });
+        }
+        Ok((items, page.next))
+    }
+
+    async fn total(&self, state: &AppState) -> ApiResult<Option<u64>> {
+        if self.empty {
+            return Ok(Some(0));
+        }
+        if self.by_identifier.is_some() {
+            return Ok(None);
+        }
+        let all = state
+            .store
+            .count(&self.filter)
+            .await
+            .map_err(|e| ApiError::from_store(&e))?;
+        if !self.last_updated.is_empty() {
+            return Ok(None);
+        }
+        if self.not_in.is_empty() {
+            return Ok(Some(all));
+        }
+        if let [p] = self.not_in.as_slice() {
+            let mut inside = self.filter.clone();
+            inside.from = max_lower(inside.from, Bound::Included(p.lo));
+            inside.to = min_upper(inside.to, Bound::Excluded(p.hi));
+            let n = state
+                .store
+                .count(&inside)
+                .await
+                .map_err(|e| ApiError::from_store(&e))?;
+            return Ok(Some(all.saturating_sub(n)));
+        }
+        Ok(None)
+    }
+}
+
+/// `GET /Observation?…`.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    access: Option<Extension<Access>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    let mut pairs = params(query.as_deref());
+    check_format(&headers, format_of(&pairs))?;
+    restrict_search(&mut pairs, limited_to(&access).as_deref())?;
+    let base = base_url(&state, &headers);
+    let spec = Spec::parse(&state, &pairs, false).await?;
+    crate::http::check_strict_handling(&headers, &spec.ignored)?;
+    let paging = Paging::parse(&pairs, state.config.default_count, state.config.max_count)?;
+    let (count, token) = (paging.count, paging.page.clone());
+    let mut self_pairs = spec.applied.clone();
+    self_pairs.push(("_count".into(), count.to_string()));
+    if paging.only_total {
+        let total = spec.total(&state).await?;
+        let self_link = format!("{base}/Observation?{}", query_string(&self_pairs));
+        return Ok(fhir_response(
+            StatusCode::OK,
+            &searchset(&self_link, None, total, Vec::new()),
+        ));
+    }
+    let total = if paging.want_total && token.is_none() {
+        spec.total(&state).await?
+    } else {
+        None
+    };
+    let (items, next) = spec.page(&state, count, token.clone()).await?;
+    let next_link = next.map(|t| {
+        let mut p = self_pairs.clone();
+        p.push(("_page".into(), t.as_str().to_string()));
+        format!("{base}/Observation?{}", query_string(&p))
+    });
+    if let Some(t) = token {
+        self_pairs.push(("_page".into(), t));
+    }
+    let self_link = format!("{base}/Observation?{}", query_string(&self_pairs));
+    // The matches are written as text and spliced into the Bundle: building a `Value` per
+    // Observation and serialising it was most of a search's time (`docs/benchmarks.md`).
+    let mut entries = Vec::with_capacity(items.len());
+    for v in &items {
+        entries.push((
+            format!("{base}/Observation/{}", v.value.id.as_uuid()),
+            versioned_text(&state.catalog, v)?,
+        ));
+    }
+    let bundle = searchset(&self_link, next_link.as_deref(), total, Vec::new());
+    let mut included = Vec::new();
+    if spec.include_subject {
+        let mut seen = std::collections::HashSet::new();
+        for m in items.iter().map(|v| &v.value) {
+            if !seen.insert(&m.subject) {
+                continue;
+            }
+            let subject = state
+                .store
+                .subject(&m.subject)
+                .await
+                .map_err(|e| ApiError::from_store(&e))?
+                .unwrap_or_else(|| Subject::new(m.subject.clone()));
+            included.push((
+                format!("{base}/Patient/{}", crate::patient::logical_id(&subject)),
+                Value::Object(crate::patient::patient_json(&subject)?).to_string(),
+            ));
+        }
+    }
+    Ok(crate::http::fhir_bytes(
+        StatusCode::OK,
+        crate::search::splice_entries(&bundle, &entries, &included),
+    ))
+}
