@@ -9,8 +9,10 @@
 //! - [`FhirClient`] is the connection both use: rustls, gzip, timeouts, bearer tokens or OAuth2
 //!   client credentials (SMART backend services with a client secret), retries with backoff on
 //!   timeouts, 429 and 5xx (honouring `Retry-After`), and errors that say whether retrying can
-//!   help. Credentials are never sent to another host, whatever a `next` link says, and error
-//!   messages name URLs without their query (which may carry identifiers).
+//!   help. Credentials are never sent to another host, whatever a `next` link says, error
+//!   messages name URLs without their query (which may carry identifiers), and a response body
+//!   is read up to a bound (`ServerConfig::body_limit`, 64 MiB by default). The generic parts
+//!   are `healthanalyzer_source::http`'s.
 //!
 //! ```no_run
 //! use healthanalyzer_fhir::{Profile, WriteOptions};
