@@ -278,10 +278,7 @@ pub struct Alert {
 
 /// `system|value` (or the value alone).
 pub fn subject_key(id: &Identifier) -> String {
-    match &id.system {
-        Some(s) => format!("{s}|{}", id.value),
-        None => id.value.clone(),
-    }
+    id.key()
 }
 
 fn fmt(v: f64) -> String {

@@ -80,7 +80,7 @@ pub use sync::{
     Event, Outcome, SourceSummary, StopFlag, SyncFailure, SyncOptions, check_sources, sync,
 };
 pub use tasks::{
-    DEMO_RULES, DemoOptions, DemoRun, PatientRow, demo, demo_source, load, patients, report,
+    DEMO_RULES, DemoOptions, DemoRun, PatientRow, demo, demo_source, patients, report,
     reset_cursor,
 };
 

@@ -4,47 +4,16 @@ use std::sync::Arc;
 
 use healthanalyzer_analysis::RuleSet;
 use healthanalyzer_model::jiff::{Timestamp, ToSpan, Zoned};
-use healthanalyzer_model::{Catalog, Identifier, Measurement, Subject};
+use healthanalyzer_model::{Catalog, Identifier};
 use healthanalyzer_report::{Options, Report};
 use healthanalyzer_source::{Cursor, Source};
 use healthanalyzer_source_sim::{SimConfig, SimSource};
-use healthanalyzer_store::{Checkpoint, Filter, MeasurementStoreExt, Order, Store};
+use healthanalyzer_store::{Checkpoint, Filter, Store};
 
 use crate::Error;
 
-/// The rules of the demo, a home-monitoring programme in miniature: SpO2, blood pressure and
-/// glucose thresholds, the heart-failure weight rule and a stale-data rule.
-pub const DEMO_RULES: &str = r#"
-[[threshold]]
-kind = "oxygen-saturation"
-red_low = 88
-yellow_low = 92
-
-[[threshold]]
-kind = "blood-pressure.systolic"
-red_high = 180
-yellow_high = 150
-
-[[threshold]]
-kind = "capillary-glucose"
-red_low = 54
-yellow_low = 70
-yellow_high = 250
-red_high = 400
-
-[[delta]]
-name = "weight gain"
-kind = "body-weight"
-rise = 2.0
-within_days = 3
-severity = "red"
-
-[[stale]]
-name = "no blood pressure"
-kind = "blood-pressure.systolic"
-days = 3
-severity = "yellow"
-"#;
+/// The rules of the demo (from the analysis crate, [`RuleSet::demo`]).
+pub use healthanalyzer_analysis::DEMO_RULES;
 
 /// The demo's simulated patients: `patients` people measuring for `days` days, up to
 /// yesterday (so the report, at today's date, sees recent data), as source `demo-sim`.
@@ -67,47 +36,11 @@ pub fn demo_source(patients: usize, days: u32) -> Result<Arc<dyn Source>, Error>
     Ok(Arc::new(sim))
 }
 
-/// The measurements (of one patient, or everyone) taken since `since`, and the patients
-/// they are about.
-///
-/// # Errors
-/// [`Error::Store`].
-pub async fn load(
-    store: &dyn Store,
-    patient: Option<&Identifier>,
-    since: Option<Timestamp>,
-) -> Result<(Vec<Subject>, Vec<Measurement>), Error> {
-    let mut filter = Filter {
-        subject: patient.cloned(),
-        ..Filter::default()
-    };
-    if let Some(s) = since {
-        filter.from = std::ops::Bound::Included(s);
-    }
-    let measurements = store
-        .query_all(
-            &filter,
-            Order::Ascending,
-            store.preferred_batch_size().max(1000),
-        )
-        .await?;
-    let ids: Vec<Identifier> = match patient {
-        Some(p) => vec![p.clone()],
-        None => store.subjects().await?,
-    };
-    let mut subjects = Vec::with_capacity(ids.len());
-    for id in ids {
-        if let Some(s) = store.subject(&id).await? {
-            subjects.push(s);
-        }
-    }
-    Ok((subjects, measurements))
-}
-
 /// The report of what `store` holds (of one patient, or everyone), at `options.now`.
 ///
 /// Alerts see every stored measurement of the patients (a stale-data rule needs the last one,
-/// however old); statistics and charts cover `options.days`.
+/// however old); statistics and charts cover `options.days`. Built one patient at a time
+/// ([`Report::from_store`]): memory follows the largest patient's history, not the store.
 ///
 /// # Errors
 /// [`Error::Store`], or [`Error::Report`] for a period the calendar cannot hold.
@@ -117,14 +50,7 @@ pub async fn report(
     options: &Options,
     patient: Option<&Identifier>,
 ) -> Result<Report, Error> {
-    let (subjects, measurements) = load(store, patient, None).await?;
-    Ok(Report::build(
-        &measurements,
-        &subjects,
-        Catalog::builtin(),
-        rules,
-        options,
-    )?)
+    Ok(Report::from_store(store, Catalog::builtin(), rules, options, patient).await?)
 }
 
 /// A patient in the store, from [`patients`].
@@ -225,8 +151,7 @@ pub async fn demo(
             total,
         });
     }
-    let rules = RuleSet::from_toml(DEMO_RULES)
-        .map_err(|e| Error::Config(format!("the demo rules: {e}")))?;
+    let rules = RuleSet::demo();
     let mut report_options = Options::new(Timestamp::now(), options.time_zone.clone());
     report_options.days = options.days;
     report_options.title = format!(

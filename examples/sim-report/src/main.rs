@@ -84,12 +84,8 @@ async fn main() -> ExitCode {
     let mut options = Options::new(now, tz);
     options.days = days;
     options.title = "Simulated home monitoring".into();
-    let result = RuleSet::from_toml(healthanalyzer_pipeline::DEMO_RULES)
+    let result = Report::build(&data, &[], Catalog::builtin(), &RuleSet::demo(), &options)
         .map_err(|e| e.to_string())
-        .and_then(|rules| {
-            Report::build(&data, &[], Catalog::builtin(), &rules, &options)
-                .map_err(|e| e.to_string())
-        })
         .and_then(|report| {
             let html = report.to_html().map_err(|e| e.to_string())?;
             let md = report.to_markdown().map_err(|e| e.to_string())?;
