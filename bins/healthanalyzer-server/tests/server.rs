@@ -1,7 +1,8 @@
 //! The `healthanalyzer-server` binary as a process: it serves, shuts down gracefully on
 //! SIGTERM, warns when listening beyond loopback, refuses a bad store, and passes the
 //! third-party client probes (`$HEALTHANALYZER_FHIR_TOOLS`: fhirpy and fhirclient in Python,
-//! fhir-kit-client in JavaScript).
+//! fhir-kit-client in JavaScript). Without the tools the probes are skipped with a notice, unless
+//! `HEALTHANALYZER_REQUIRE_FHIR=1` (CI), which makes missing tools a failure.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -186,10 +187,17 @@ fn a_bad_store_url_exits_2_with_the_reason() {
     assert!(err.contains("mysql"), "{err}");
 }
 
+/// The client probes' directory; without one, a notice and `None` (the probes are skipped),
+/// unless `HEALTHANALYZER_REQUIRE_FHIR=1` (`.ci/run` sets it with the tools), which makes a
+/// missing one a failure.
 fn tools() -> Option<std::path::PathBuf> {
     match std::env::var_os("HEALTHANALYZER_FHIR_TOOLS") {
-        Some(t) => Some(t.into()),
-        None => {
+        Some(t) if !t.is_empty() => Some(t.into()),
+        _ => {
+            assert!(
+                std::env::var("HEALTHANALYZER_REQUIRE_FHIR").as_deref() != Ok("1"),
+                "HEALTHANALYZER_REQUIRE_FHIR=1 but HEALTHANALYZER_FHIR_TOOLS is not set: the client probes cannot run"
+            );
             let _ = writeln!(
                 std::io::stderr(),
                 "SKIPPED the client probes: HEALTHANALYZER_FHIR_TOOLS is not set (.ci/run sets it to ../shared/tools)"
