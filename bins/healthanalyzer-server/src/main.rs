@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use std::path::PathBuf;
 
-use healthanalyzer_server::{AuthConfig, FhirServer, JwtConfig, ServerConfig};
+use healthanalyzer_server::{
+    AuthConfig, AuthFiles, DashboardConfig, FhirServer, GlucoseUnit, ServerConfig,
+};
 
 /// Serves the Patients and Observations of a Health Analyzer store as a FHIR R4 REST API
 /// under /fhir (CapabilityStatement at /fhir/metadata; health at /healthz).
@@ -64,36 +66,58 @@ struct Cli {
     /// mmol/L when it does not say).
     #[arg(long, value_parser = ["mmol/L", "mg/dL"])]
     glucose_unit: Option<String>,
+    /// The dashboard's alert rules (TOML, as `healthanalyzer report --rules`). Without it the
+    /// dashboard runs on the demo's thresholds and says so in its title.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_dashboard")]
+    rules: Option<PathBuf>,
+    /// The days the dashboard's statistics and charts cover.
+    #[arg(long, default_value_t = 30)]
+    dashboard_days: u32,
+    /// The patients' IANA time zone on the dashboard (default: the system's).
+    #[arg(long)]
+    time_zone: Option<String>,
+    /// No dashboard: `/` answers 404; the FHIR API only.
+    #[arg(long)]
+    no_dashboard: bool,
 }
 
-fn auth_config(cli: &Cli) -> Result<Option<AuthConfig>, String> {
-    let mut auth = match &cli.token_file {
-        Some(p) => Some(AuthConfig::from_token_file(p).map_err(|e| e.to_string())?),
-        None => None,
-    };
-    let read =
-        |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
-    let jwt = match (&cli.jwt_hs256_secret_file, &cli.jwt_rs256_public_key) {
-        (Some(p), _) => {
-            let secret = read(p)?;
-            let secret = secret.trim_ascii();
-            if secret.len() < 32 {
-                return Err(format!(
-                    "the HS256 secret in {} is shorter than 32 bytes",
-                    p.display()
-                ));
-            }
-            Some(JwtConfig::hs256(secret))
+impl Cli {
+    fn auth_files(&self) -> AuthFiles {
+        AuthFiles {
+            token_file: self.token_file.clone(),
+            hs256_secret_file: self.jwt_hs256_secret_file.clone(),
+            rs256_public_key: self.jwt_rs256_public_key.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
         }
-        (None, Some(p)) => Some(JwtConfig::rs256_pem(&read(p)?).map_err(|e| e.to_string())?),
-        (None, None) => None,
-    };
-    if let Some(mut j) = jwt {
-        j.issuer = cli.jwt_issuer.clone();
-        j.audience = cli.jwt_audience.clone();
-        auth.get_or_insert_with(AuthConfig::default).jwt = Some(j);
     }
-    Ok(auth)
+
+    /// The dashboard, from `--rules`, `--dashboard-days`, `--time-zone`, `--glucose-unit`.
+    fn dashboard(&self) -> Result<Option<DashboardConfig>, String> {
+        if self.no_dashboard {
+            return Ok(None);
+        }
+        let mut d = match &self.rules {
+            Some(p) => DashboardConfig::from_rules_file(p).map_err(|e| e.to_string())?,
+            None => {
+                tracing::warn!(
+                    "the dashboard uses the demo thresholds: pass --rules FILE with the clinic's, or --no-dashboard"
+                );
+                DashboardConfig::demo()
+            }
+        };
+        d.days = self.dashboard_days.max(1);
+        if let Some(z) = &self.time_zone {
+            d.time_zone = healthanalyzer_model::jiff::tz::TimeZone::get(z)
+                .map_err(|e| format!("time zone {z:?}: {e} (use an IANA name such as Europe/Copenhagen)"))?;
+        }
+        d.glucose_unit = match self.glucose_unit.as_deref() {
+            Some("mg/dL") => Some(GlucoseUnit::MgDl),
+            Some(_) => Some(GlucoseUnit::MmolL),
+            None => None,
+        };
+        Ok(Some(d))
+    }
 }
 
 /// mimalloc: the server makes many small allocations per request (JSON values, FHIR elements);
@@ -128,12 +152,19 @@ async fn run(cli: Cli) -> ExitCode {
     let store = match healthanalyzer_pipeline::open_store(&cli.db).await {
         Ok(s) => s,
         Err(e) => {
+            tracing::error!("{}", healthanalyzer_pipeline::error_chain(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let auth = match AuthConfig::from_files(&cli.auth_files()) {
+        Ok(a) => a,
+        Err(e) => {
             tracing::error!("{e}");
             return ExitCode::from(2);
         }
     };
-    let auth = match auth_config(&cli) {
-        Ok(a) => a,
+    let dashboard = match cli.dashboard() {
+        Ok(d) => d,
         Err(e) => {
             tracing::error!("{e}");
             return ExitCode::from(2);
@@ -173,21 +204,7 @@ async fn run(cli: Cli) -> ExitCode {
         store_kind(&cli.db),
         if auth_on { "on" } else { "off" }
     );
-    let mut server = FhirServer::new(store).config(config);
-    if let Some(unit) = &cli.glucose_unit {
-        let unit = if unit == "mg/dL" {
-            healthanalyzer_server::GlucoseUnit::MgDl
-        } else {
-            healthanalyzer_server::GlucoseUnit::MmolL
-        };
-        let dashboard = healthanalyzer_server::DashboardConfig::demo()
-            .ok()
-            .map(|mut d| {
-                d.glucose_unit = Some(unit);
-                d
-            });
-        server = server.dashboard(dashboard);
-    }
+    let server = FhirServer::new(store).config(config).dashboard(dashboard);
     match server.serve(listener, shutdown).await {
         Ok(()) => {
             tracing::info!("stopped");

@@ -102,6 +102,21 @@ impl Grant {
     }
 }
 
+/// Where a deployment keeps its credentials, for [`AuthConfig::from_files`].
+#[derive(Debug, Clone, Default)]
+pub struct AuthFiles {
+    /// A token file of `NAME TOKEN SCOPE… [patient=ID]` lines.
+    pub token_file: Option<std::path::PathBuf>,
+    /// A file holding the HS256 secret of the JWTs accepted.
+    pub hs256_secret_file: Option<std::path::PathBuf>,
+    /// An RSA public key (PEM) the JWTs accepted are signed under (RS256).
+    pub rs256_public_key: Option<std::path::PathBuf>,
+    /// The `iss` a JWT must carry.
+    pub issuer: Option<String>,
+    /// The `aud` a JWT must carry.
+    pub audience: Option<String>,
+}
+
 /// How tokens are checked.
 #[derive(Clone, Default)]
 pub struct AuthConfig {
@@ -134,14 +149,28 @@ pub struct JwtConfig {
 }
 
 impl JwtConfig {
-    /// HS256 with a shared secret.
-    pub fn hs256(secret: &[u8]) -> Self {
-        Self {
+    /// The shortest HS256 secret accepted: 32 bytes, the hash's size (RFC 7518 §3.2).
+    pub const HS256_MIN_SECRET: usize = 32;
+
+    /// HS256 with a shared secret of at least [`HS256_MIN_SECRET`](Self::HS256_MIN_SECRET)
+    /// bytes.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a shorter secret (it can be guessed).
+    pub fn hs256(secret: &[u8]) -> Result<Self, Error> {
+        if secret.len() < Self::HS256_MIN_SECRET {
+            return Err(Error::Config(format!(
+                "the HS256 secret is {} bytes; use at least {} random bytes (e.g. `openssl rand -hex 32`)",
+                secret.len(),
+                Self::HS256_MIN_SECRET
+            )));
+        }
+        Ok(Self {
             algorithm: Algorithm::HS256,
             key: DecodingKey::from_secret(secret),
             issuer: None,
             audience: None,
-        }
+        })
     }
 
     /// RS256 with an RSA public key in PEM.
@@ -159,6 +188,46 @@ impl JwtConfig {
 }
 
 impl AuthConfig {
+    /// The authentication a deployment's files describe (each optional; all `None`: no
+    /// authentication, `Ok(None)`): opaque tokens from a token file
+    /// ([`from_token_file`](Self::from_token_file)), and JWTs verified with an HS256 secret
+    /// (the file's bytes, white space around them trimmed) or an RS256 public key (PEM).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming a file that cannot be read or holds no usable key.
+    pub fn from_files(files: &AuthFiles) -> Result<Option<Self>, Error> {
+        let mut auth = match &files.token_file {
+            Some(p) => Some(AuthConfig::from_token_file(p)?),
+            None => None,
+        };
+        let read = |p: &Path| {
+            std::fs::read(p)
+                .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))
+        };
+        let jwt = match (&files.hs256_secret_file, &files.rs256_public_key) {
+            (Some(_), Some(_)) => {
+                return Err(Error::Config(
+                    "give an HS256 secret or an RS256 public key, not both".into(),
+                ));
+            }
+            (Some(p), None) => Some(
+                JwtConfig::hs256(read(p)?.trim_ascii())
+                    .map_err(|e| Error::Config(format!("{}: {e}", p.display())))?,
+            ),
+            (None, Some(p)) => Some(
+                JwtConfig::rs256_pem(&read(p)?)
+                    .map_err(|e| Error::Config(format!("{}: {e}", p.display())))?,
+            ),
+            (None, None) => None,
+        };
+        if let Some(mut j) = jwt {
+            j.issuer = files.issuer.clone();
+            j.audience = files.audience.clone();
+            auth.get_or_insert_with(AuthConfig::default).jwt = Some(j);
+        }
+        Ok(auth)
+    }
+
     /// Reads a token file: one token per line, `NAME TOKEN SCOPE… [patient=ID]`; `#` starts
     /// a comment. Example: `dashboard 6f1c… user/*.rs` or `app-anne 91ab… patient/*.cruds
     /// patient=123`.
@@ -473,6 +542,20 @@ pub(crate) fn outside_compartment() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_hs256_secret_is_refused_without_showing_it() {
+        let short = b"0123456789abcdef0123456789abcde"; // 31 bytes
+        match JwtConfig::hs256(short) {
+            Err(Error::Config(m)) => {
+                assert!(m.contains("31 bytes") && m.contains("at least 32"), "{m}");
+                assert!(!m.contains("0123456789"), "{m}");
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a 31-byte secret was accepted"),
+        }
+        assert!(JwtConfig::hs256(b"0123456789abcdef0123456789abcdef").is_ok());
+    }
 
     #[test]
     fn smart_scopes_v1_and_v2() {

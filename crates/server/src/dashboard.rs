@@ -39,19 +39,39 @@ pub struct DashboardConfig {
 }
 
 impl DashboardConfig {
-    /// The dashboard with the pipeline's demo rules, 30 days, the system's time zone, and a
-    /// 30-second cache.
-    pub fn demo() -> Result<Self, crate::Error> {
-        let rules = RuleSet::from_toml(healthanalyzer_pipeline::DEMO_RULES)
-            .map_err(|e| crate::Error::Config(format!("the demo rules: {e}")))?;
-        Ok(Self {
+    /// The dashboard with these alert rules, 30 days, the system's time zone, and a 30-second
+    /// cache.
+    pub fn new(rules: RuleSet) -> Self {
+        Self {
             rules: Arc::new(rules),
             title: "Health Analyzer".into(),
             days: 30,
             time_zone: TimeZone::system(),
             cache_for: Duration::from_secs(30),
             glucose_unit: None,
-        })
+        }
+    }
+
+    /// The dashboard with the rules of a TOML file (the format of `healthanalyzer report
+    /// --rules`).
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) naming the file and what is wrong in it.
+    pub fn from_rules_file(path: &std::path::Path) -> Result<Self, crate::Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| crate::Error::Config(format!("rules {}: {e}", path.display())))?;
+        let rules = RuleSet::from_toml(&text)
+            .map_err(|e| crate::Error::Config(format!("rules {}: {e}", path.display())))?;
+        Ok(Self::new(rules))
+    }
+
+    /// The dashboard with the demo rules ([`RuleSet::demo`]), titled as such: their
+    /// thresholds are an illustration, not a clinic's.
+    pub fn demo() -> Self {
+        Self {
+            title: "Health Analyzer (demo thresholds)".into(),
+            ..Self::new(RuleSet::demo())
+        }
     }
 }
 
@@ -123,10 +143,16 @@ async fn build(
     options.title = config.title.clone();
     options.days = config.days;
     options.glucose_unit = config.glucose_unit;
-    healthanalyzer_pipeline::report(state.store.as_ref(), &config.rules, &options, patient)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "dashboard report failed");
+    Report::from_store(
+        state.store.as_ref(),
+        &state.catalog,
+        &config.rules,
+        &options,
+        patient,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = &e as &dyn std::error::Error, "dashboard report failed");
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "exception",

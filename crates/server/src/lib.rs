@@ -64,7 +64,7 @@ use healthanalyzer_model::Catalog;
 use healthanalyzer_store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use auth::{Access, AuthConfig, Grant, JwtConfig, Scope};
+pub use auth::{Access, AuthConfig, AuthFiles, Grant, JwtConfig, Scope};
 pub use dashboard::DashboardConfig;
 pub use error::Error;
 /// What [`ServerConfig::identifiers`] takes (from the model).
@@ -95,11 +95,13 @@ impl FhirServer {
             store,
             catalog: Arc::new(Catalog::builtin().clone()),
             config: ServerConfig::default(),
-            dashboard: DashboardConfig::demo().ok(),
+            dashboard: None,
         }
     }
 
-    /// Sets the dashboard (`None`: no dashboard; `/` answers 404).
+    /// Sets the dashboard (`None`, the default: no dashboard; `/` answers 404). There are no
+    /// default thresholds: pass the clinic's rules ([`DashboardConfig::new`]), or the demo's
+    /// ([`DashboardConfig::demo`]) to try it out.
     pub fn dashboard(mut self, dashboard: Option<DashboardConfig>) -> Self {
         self.dashboard = dashboard;
         self

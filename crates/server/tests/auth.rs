@@ -50,7 +50,7 @@ async fn server() -> TestServer {
     start(ServerConfig {
         auth: Some(AuthConfig {
             tokens,
-            jwt: Some(JwtConfig::hs256(SECRET)),
+            jwt: Some(JwtConfig::hs256(SECRET).expect("secret")),
         }),
         ..ServerConfig::default()
     })

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use healthanalyzer_pipeline::{StopFlag, SyncOptions, demo_source, sync};
 use healthanalyzer_server::{FhirServer, ServerConfig};
 use healthanalyzer_store::Store;
 use healthanalyzer_store_sqlite::SqliteStore;
@@ -24,23 +23,28 @@ struct Dash {
 async fn dashboard(patients: usize) -> Dash {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("d.db")).await.unwrap());
-    let source = demo_source(patients, 30).unwrap();
-    let done = sync(
-        store.clone(),
-        &[source],
-        &SyncOptions::default(),
-        &StopFlag::new(),
-        &|_| {},
-    )
-    .await;
-    assert!(
-        done.iter()
-            .all(|s| matches!(s.outcome, healthanalyzer_pipeline::Outcome::Complete)),
-        "{done:?}"
-    );
+    // The demo's patients: measuring for 30 days up to yesterday.
+    let today = healthanalyzer_model::jiff::Zoned::now().date();
+    let source = healthanalyzer_source_sim::SimSource::new(healthanalyzer_source_sim::SimConfig {
+        source_id: "demo-sim".into(),
+        patients,
+        days: 30,
+        start: today
+            .checked_sub(healthanalyzer_model::jiff::ToSpan::days(30))
+            .unwrap(),
+        ..Default::default()
+    })
+    .unwrap();
+    let cursor = healthanalyzer_source::Cursor::start();
+    for batch in healthanalyzer_source::testkit::pull_all(&source, &cursor, 1000).await {
+        store.put_subjects(&batch.subjects).await.unwrap();
+        store.write(&batch.measurements, None).await.unwrap();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = FhirServer::new(store).config(ServerConfig::default());
+    let server = FhirServer::new(store)
+        .config(ServerConfig::default())
+        .dashboard(Some(healthanalyzer_server::DashboardConfig::demo()));
     tokio::spawn(async move { server.serve(listener, std::future::pending()).await });
     Dash {
         base: format!("http://{addr}"),
