@@ -1,14 +1,4 @@
 //! The catalog of measurement kinds: data, not code.
-//!
-//! Each [`KindDef`] says what a kind is (its LOINC code and display, and every other coding that
-//! means the same thing: alternative LOINC codes, SNOMED CT, IEEE 11073 MDC, Danish NPU), its
-//! canonical UCUM unit and the units it accepts with their exact [`Conversion`]s, a plausible
-//! range, and for panels such as blood pressure its components. [`Catalog::builtin`] holds the
-//! kinds Health Analyzer supports out of the box; a new kind is one more `KindDef` (which can be
-//! read from JSON or TOML with serde) passed to [`Catalog::with_kinds`].
-//!
-//! Looking a kind up by any of its codings ([`Catalog::lookup`]) is a hash look-up, O(1), and
-//! allocates nothing.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -294,6 +284,18 @@ enum Target {
 }
 
 /// A set of kinds with O(1) look-up by id and by any coding.
+///
+/// The catalog of measurement kinds: data, not code.
+///
+/// Each [`KindDef`] says what a kind is (its LOINC code and display, and every other coding that
+/// means the same thing: alternative LOINC codes, SNOMED CT, IEEE 11073 MDC, Danish NPU), its
+/// canonical UCUM unit and the units it accepts with their exact [`Conversion`]s, a plausible
+/// range, and for panels such as blood pressure its components. [`Catalog::builtin`] holds the
+/// kinds Health Analyzer supports out of the box; a new kind is one more `KindDef` (which can be
+/// read from JSON or TOML with serde) passed to [`Catalog::with_kinds`].
+///
+/// Looking a kind up by any of its codings ([`Catalog::lookup`]) is a hash look-up, O(1), and
+/// allocates nothing.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     kinds: Vec<KindDef>,

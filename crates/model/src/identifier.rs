@@ -1,8 +1,4 @@
 //! Identifiers of people and devices, and the code systems the model speaks of.
-//!
-//! A personal identifier (Danish CPR, Dutch BSN, Norwegian FNR or D-number) is personal data:
-//! [`Identifier`]'s `Debug` output redacts the value, so an identifier that ends up in a log line
-//! by accident does not leak. Use [`Identifier::value`] deliberately where the value is needed.
 
 use std::fmt;
 
@@ -39,6 +35,12 @@ pub mod systems {
 
 /// An identifier: a value within a system (a URI). A subject with no national identifier uses
 /// a local system of the source, or none.
+///
+/// Identifiers of people and devices, and the code systems the model speaks of.
+///
+/// A personal identifier (Danish CPR, Dutch BSN, Norwegian FNR or D-number) is personal data:
+/// [`Identifier`]'s `Debug` output redacts the value, so an identifier that ends up in a log line
+/// by accident does not leak. Use [`Identifier::value`] deliberately where the value is needed.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Identifier {

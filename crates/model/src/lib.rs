@@ -62,13 +62,13 @@
 #![warn(missing_docs)]
 
 mod builtin;
-pub mod catalog;
+mod catalog;
 mod error;
-pub mod identifier;
+mod identifier;
 mod measurement;
-pub mod quantity;
+mod quantity;
 mod subject;
-pub mod time;
+mod time;
 mod validate;
 
 pub use catalog::{
@@ -76,7 +76,7 @@ pub use catalog::{
     UnitDef, ValueSpec,
 };
 pub use error::{Error, Result, ValidationErrors, ValidationIssue};
-pub use identifier::{Identifier, NationalId, systems};
+pub use identifier::{Identifier, NationalId, Redacted, systems};
 pub use measurement::{
     AbsentReason, BodyPosition, BodySite, Component, ComponentValue, Context, CuffSize, DeviceRef,
     ID_NAMESPACE, MealRelation, Measurement, MeasurementId, Observed, Payload, Provenance, Status,

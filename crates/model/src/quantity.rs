@@ -1,9 +1,4 @@
 //! Exact quantities and unit conversion.
-//!
-//! Values are [`Decimal`]s (from `rust_decimal`), never `f64`: `107.50` keeps its two decimal
-//! places through parsing, storage and serialisation, and a conversion such as pounds to kilograms
-//! is computed exactly and then rounded by one documented rule (see [`Conversion`] and
-//! `docs/adr/0004-precision.md`).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -122,6 +117,13 @@ static_str_newtype!(
 ///
 /// Equality compares values numerically (`Decimal`'s `==`: `107.50 == 107.5`) and units by code;
 /// compare `value.to_string()` or `value.scale()` too where the written precision matters.
+///
+/// Exact quantities and unit conversion.
+///
+/// Values are [`Decimal`]s (from `rust_decimal`), never `f64`: `107.50` keeps its two decimal
+/// places through parsing, storage and serialisation, and a conversion such as pounds to kilograms
+/// is computed exactly and then rounded by one documented rule (see [`Conversion`] and
+/// `docs/adr/0004-precision.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Quantity {

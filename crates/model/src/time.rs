@@ -1,11 +1,4 @@
 //! Points in time exactly as a source wrote them.
-//!
-//! Health data crosses time zones and daylight-saving changes, and the analysis of "a day" must use
-//! the patient's own wall clock. So a [`DateTime`] keeps three things: the wall-clock reading, the
-//! UTC offset written beside it (including whether it was written `Z`, `+00:00` or `-00:00`), and
-//! the precision (a year, a month, a day, seconds, or seconds with 1 to 9 fraction digits). Its
-//! text form reproduces the input exactly, so `2024-03-31T02:30:00.120+02:00` never turns into
-//! `2024-03-31T00:30:00.12Z`. See `docs/adr/0003-time.md`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -60,11 +53,19 @@ impl Offset {
     }
 }
 
-/// A date or a date-time as recorded: wall clock, offset and precision. See the
-/// [module docs](self).
+/// A date or a date-time as recorded: wall clock, offset and precision.
 ///
 /// Equality is textual (the same reading, offset and precision); compare [`instant`](Self::instant)
 /// to ask whether two values denote the same moment.
+///
+/// Points in time exactly as a source wrote them.
+///
+/// Health data crosses time zones and daylight-saving changes, and the analysis of "a day" must use
+/// the patient's own wall clock. So a [`DateTime`] keeps three things: the wall-clock reading, the
+/// UTC offset written beside it (including whether it was written `Z`, `+00:00` or `-00:00`), and
+/// the precision (a year, a month, a day, seconds, or seconds with 1 to 9 fraction digits). Its
+/// text form reproduces the input exactly, so `2024-03-31T02:30:00.120+02:00` never turns into
+/// `2024-03-31T00:30:00.12Z`. See `docs/adr/0003-time.md`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DateTime {
     civil: civil::DateTime,
