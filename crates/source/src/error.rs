@@ -95,4 +95,4 @@ impl Error {
 }
 
 /// This crate's result type.
-pub type Result<T> = std::result::Result<T, Error>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
