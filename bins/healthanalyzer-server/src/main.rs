@@ -198,7 +198,7 @@ async fn run(cli: Cli) -> ExitCode {
     }
     // The handlers are installed before the address is announced: a SIGTERM sent as soon as
     // the server says it is up is a graceful stop, never the default kill.
-    let shutdown = shutdown_signal();
+    let shutdown = healthanalyzer_server::shutdown_signal();
     tracing::info!(
         "FHIR API at http://{addr}/fhir (store: {}, authentication {})",
         store_kind(&cli.db),
@@ -220,30 +220,4 @@ async fn run(cli: Cli) -> ExitCode {
 /// The store's kind only: a URL may carry a password.
 fn store_kind(url: &str) -> &str {
     url.split(':').next().unwrap_or("?")
-}
-
-/// Completes on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when
-/// the future is first polled.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-    let ctrl_c = tokio::signal::ctrl_c();
-    async move {
-        #[cfg(unix)]
-        let term = async {
-            match term {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let term = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => {},
-            () = term => {},
-        }
-        tracing::info!("shutting down: finishing requests in flight");
-    }
 }

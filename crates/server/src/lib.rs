@@ -225,3 +225,31 @@ async fn healthz(State(state): State<AppState>) -> Response {
         }
     }
 }
+
+/// A shutdown future for [`FhirServer::serve`]: completes on Ctrl-C or (on Unix) SIGTERM, the
+/// signal a service manager or a container runtime stops a process with. The handlers are
+/// installed when this is called, not when the future is first polled, so a stop sent as soon
+/// as the server says it is up is a graceful one, never the default kill.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        let term = async {
+            match term {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            () = term => {},
+        }
+        tracing::info!("shutting down: finishing requests in flight");
+    }
+}
