@@ -23,6 +23,15 @@
 //! reason, counted, and the good records around it are kept. [`FileOptions::strict`] makes the
 //! first bad record an error instead.
 //!
+//! Features:
+//!
+//! - `fhir` (default): FHIR NDJSON, resources and Bundles, read by `healthanalyzer-fhir` (which
+//!   brings the FHIR R4 model). Without it a FHIR file is refused with
+//!   [`Error::Config`](healthanalyzer_source::Error::Config) saying so, and
+//!   [`FileOptions`] has no `validation`.
+//! - `tzdb-bundle`: the IANA time zone database bundled into the binary, for machines without
+//!   `/usr/share/zoneinfo` (Windows); the system's database is still preferred where found.
+//!
 //! ```no_run
 //! use healthanalyzer_model::{Identifier, systems};
 //! use healthanalyzer_source::{Cursor, Source};
@@ -43,6 +52,7 @@
 
 mod apple;
 mod csv;
+#[cfg(feature = "fhir")]
 mod fhir;
 mod lines;
 mod nightscout;
@@ -76,6 +86,7 @@ pub struct FileOptions {
     pub strict: bool,
     /// How much of each FHIR resource is checked (default: the whole R4 model, as the server
     /// checks it).
+    #[cfg(feature = "fhir")]
     pub validation: healthanalyzer_fhir::Validation,
     /// What to do with subject identifiers that fail their national rules (default: mark).
     pub identifiers: healthanalyzer_model::IdentifierPolicy,
@@ -91,6 +102,7 @@ impl FileOptions {
             subject_system: "urn:healthanalyzer:file-subject".into(),
             zone: TimeZone::UTC,
             strict: false,
+            #[cfg(feature = "fhir")]
             validation: healthanalyzer_fhir::Validation::Strict,
             identifiers: healthanalyzer_model::IdentifierPolicy::Mark,
         }
@@ -192,12 +204,25 @@ impl Format {
         )))
     }
 
+    /// Whether this build reads the format (FHIR needs the `fhir` feature).
+    fn supported(&self) -> bool {
+        cfg!(feature = "fhir") || !matches!(self, Format::FhirNdjson | Format::FhirJson)
+    }
+
     fn streamed(&self) -> bool {
         matches!(
             self,
             Format::FhirNdjson | Format::Csv(_) | Format::NightscoutTsv | Format::AppleHealth
         )
     }
+}
+
+/// The error for a FHIR file given to a build without the `fhir` feature.
+fn fhir_not_built(path: &Path) -> Error {
+    Error::Config(format!(
+        "{}: a FHIR file, and this build reads none (healthanalyzer-source-files without its `fhir` feature); build with the feature, or give the data as another format",
+        path.display()
+    ))
 }
 
 /// Keys that mark Open mHealth JSON.
@@ -212,6 +237,8 @@ const OMH_KEYS: &[&str] = &[
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Item {
     Measurement(Measurement),
+    /// Only FHIR files carry patients.
+    #[cfg_attr(not(feature = "fhir"), allow(dead_code))]
     Subject(Subject),
     Rejected(Rejected),
 }
@@ -277,7 +304,8 @@ impl FileSource {
         }
     }
 
-    /// A source for `path` in the format [`Format::detect`] finds.
+    /// A source for `path` in the format [`Format::detect`] finds; a FHIR file is an error in a
+    /// build without the `fhir` feature.
     pub fn detect(
         id: impl Into<String>,
         path: impl Into<PathBuf>,
@@ -285,6 +313,9 @@ impl FileSource {
     ) -> Result<Self> {
         let path = path.into();
         let format = Format::detect(&path)?;
+        if !format.supported() {
+            return Err(fhir_not_built(&path));
+        }
         Ok(FileSource::new(id, path, format, options))
     }
 
@@ -297,6 +328,9 @@ impl FileSource {
 impl Inner {
     fn pull(&self, cursor: &Cursor, limit: usize) -> Result<Batch> {
         let limit = limit.max(1);
+        if !self.format.supported() {
+            return Err(fhir_not_built(&self.path));
+        }
         let mut batch = if self.format.streamed() {
             // The part already read must be unchanged; a file that grew at its end continues.
             let at = match position::parse(cursor)? {
@@ -348,11 +382,14 @@ impl Inner {
         let mut reader: Box<dyn RecordReader + '_> = match &self.format {
             Format::Csv(mapping) => Box::new(csv::CsvReader::open(&self.path, mapping, o, id, at)?),
             Format::AppleHealth => Box::new(apple::AppleReader::open(&self.path, o, id, at)?),
+            #[cfg(feature = "fhir")]
             Format::FhirNdjson => Box::new(lines::LineReader::open(
                 &self.path,
                 at,
                 fhir::ndjson_line(o, id),
             )?),
+            #[cfg(not(feature = "fhir"))]
+            Format::FhirNdjson => return Err(fhir_not_built(&self.path)),
             _ => Box::new(lines::LineReader::open(
                 &self.path,
                 at,
@@ -447,7 +484,10 @@ impl Inner {
             return Ok(items.clone());
         }
         let items = Arc::new(match &self.format {
+            #[cfg(feature = "fhir")]
             Format::FhirJson => fhir::read_whole(&self.path, &self.options, &self.id)?,
+            #[cfg(not(feature = "fhir"))]
+            Format::FhirJson => return Err(fhir_not_built(&self.path)),
             Format::OpenMhealth => omh::read(&self.path, &self.options, &self.id)?,
             Format::Withings => withings::read(&self.path, &self.options, &self.id)?,
             _ => nightscout::read_json(&self.path, &self.options, &self.id)?,
