@@ -108,8 +108,9 @@ impl Cli {
         };
         d.days = self.dashboard_days.max(1);
         if let Some(z) = &self.time_zone {
-            d.time_zone = healthanalyzer_model::jiff::tz::TimeZone::get(z)
-                .map_err(|e| format!("time zone {z:?}: {e} (use an IANA name such as Europe/Copenhagen)"))?;
+            d.time_zone = healthanalyzer_model::jiff::tz::TimeZone::get(z).map_err(|e| {
+                format!("time zone {z:?}: {e} (use an IANA name such as Europe/Copenhagen)")
+            })?;
         }
         d.glucose_unit = match self.glucose_unit.as_deref() {
             Some("mg/dL") => Some(GlucoseUnit::MgDl),
@@ -170,7 +171,6 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let auth_on = auth.is_some();
     let config = ServerConfig {
         auth,
         base_url: cli.base_url.clone(),
@@ -183,35 +183,15 @@ async fn run(cli: Cli) -> ExitCode {
         },
         ..ServerConfig::default()
     };
-    let listener = match tokio::net::TcpListener::bind(cli.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("cannot listen on {}: {e}", cli.listen);
-            return ExitCode::from(2);
-        }
-    };
-    let addr = listener.local_addr().unwrap_or(cli.listen);
-    if !addr.ip().is_loopback() && !auth_on {
-        tracing::warn!(
-            "listening on {addr}, beyond this machine, WITHOUT authentication: anyone who can reach it can read and change health data"
-        );
-    }
-    // The handlers are installed before the address is announced: a SIGTERM sent as soon as
-    // the server says it is up is a graceful stop, never the default kill.
-    let shutdown = healthanalyzer_server::shutdown_signal();
-    tracing::info!(
-        "FHIR API at http://{addr}/fhir (store: {}, authentication {})",
-        store_kind(&cli.db),
-        if auth_on { "on" } else { "off" }
-    );
     let server = FhirServer::new(store).config(config).dashboard(dashboard);
-    match server.serve(listener, shutdown).await {
-        Ok(()) => {
-            tracing::info!("stopped");
-            ExitCode::SUCCESS
+    match server.run(cli.listen, store_kind(&cli.db)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ healthanalyzer_server::Error::Bind { .. }) => {
+            tracing::error!("{}", healthanalyzer_pipeline::error_chain(&e));
+            ExitCode::from(2)
         }
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{}", healthanalyzer_pipeline::error_chain(&e));
             ExitCode::from(1)
         }
     }

@@ -7,8 +7,17 @@ use serde_json::{Value, json};
 /// What can go wrong while setting up or running the server.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The listener could not be bound or the connection loop failed.
-    #[error("server I/O: {0} (is the address free and allowed?)")]
+    /// The address could not be listened on.
+    #[error("cannot listen on {addr} (is the address free and allowed?)")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The connection loop failed.
+    #[error("server I/O")]
     Io(#[from] std::io::Error),
     /// The configuration is inconsistent.
     #[error("server configuration: {0}")]

@@ -199,6 +199,37 @@ impl FhirServer {
             .await?;
         Ok(())
     }
+
+    /// What a deployment runs: listens on `addr`, warns when that is beyond this machine
+    /// without authentication, installs the Ctrl-C and SIGTERM handlers
+    /// ([`shutdown_signal`]), announces the address (`FHIR API at http://…/fhir`, with
+    /// `store_label`, which must not hold a password) and serves until a signal, finishing the
+    /// requests in flight.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] when the address cannot be listened on; [`Error::Io`] when serving fails.
+    pub async fn run(&self, addr: std::net::SocketAddr, store_label: &str) -> Result<(), Error> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        let addr = listener.local_addr().unwrap_or(addr);
+        let auth_on = self.config.auth.is_some();
+        if !addr.ip().is_loopback() && !auth_on {
+            tracing::warn!(
+                "listening on {addr}, beyond this machine, WITHOUT authentication: anyone who can reach it can read and change health data"
+            );
+        }
+        // Before the address is announced: a SIGTERM sent as soon as the server says it is up
+        // is a graceful stop, never the default kill.
+        let shutdown = shutdown_signal();
+        tracing::info!(
+            "FHIR API at http://{addr}/fhir (store: {store_label}, authentication {})",
+            if auth_on { "on" } else { "off" }
+        );
+        self.serve(listener, shutdown).await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
 }
 
 async fn metadata(
