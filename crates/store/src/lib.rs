@@ -107,3 +107,7 @@ pub use writeset::{
     Applied, Conflict, ConflictReason, Deletion, MeasurementWrite, Precondition, RecordKey,
     SubjectWrite, Versioned, WriteSet, WriteSetStore,
 };
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
