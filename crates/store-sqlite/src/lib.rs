@@ -71,3 +71,7 @@ pub use store::{SqliteOptions, SqliteStore, Synchronous};
 
 #[doc(hidden)]
 pub use store::create_at_version;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
