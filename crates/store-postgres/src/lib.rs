@@ -62,3 +62,7 @@ pub use error::PostgresError;
 pub use schema::SCHEMA_VERSION;
 pub use store::PostgresStore;
 pub use tls::{RootCerts, SslMode, TlsOptions};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
