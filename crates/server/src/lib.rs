@@ -284,3 +284,7 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         tracing::info!("shutting down: finishing requests in flight");
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
