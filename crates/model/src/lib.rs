@@ -89,3 +89,7 @@ pub use validate::{IdentifierPolicy, Validator};
 
 /// Re-export of the time crate the model uses, so callers can name its types at the same version.
 pub use jiff;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
