@@ -126,3 +126,7 @@ pub use observation::{
 pub use patient::{read_patient, write_patient};
 pub use profile::{EUI64_SYSTEM, Profile, WriteOptions, phd_identifier};
 pub use strict::{check_strict, read_observation_strict};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
