@@ -141,3 +141,7 @@ pub use error::{BoxError, Error, Result};
 pub use fixed::StaticSource;
 pub use retry::RetryPolicy;
 pub use source::Source;
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
