@@ -416,3 +416,7 @@ impl Source for SimSource {
         })
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
