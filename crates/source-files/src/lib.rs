@@ -535,3 +535,7 @@ impl Source for FileSource {
             })?
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
