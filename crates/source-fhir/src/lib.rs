@@ -40,3 +40,7 @@ mod source;
 pub use client::{Auth, FhirClient, ServerConfig};
 pub use sink::{FhirSink, PushSummary};
 pub use source::{FhirSource, Query};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
