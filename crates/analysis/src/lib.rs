@@ -78,3 +78,7 @@ pub enum Error {
     #[error("rules: {0}")]
     Rules(String),
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
