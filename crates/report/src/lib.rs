@@ -132,3 +132,7 @@ impl Report {
         html::markdown(self)
     }
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
