@@ -189,3 +189,7 @@ pub async fn open_store(url: &str) -> Result<Arc<dyn Store>, Error> {
         known: store_schemes().join(", "),
     })
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
