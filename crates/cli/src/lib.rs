@@ -131,3 +131,7 @@ fn report(f: &Failure) -> ExitCode {
     }
     ExitCode::from(f.exit_code())
 }
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
