@@ -56,3 +56,7 @@ pub use scenario::{
     Body, Capture, Check, Command, CommandLine, Compare, Count, Expect, Owner, Phase, Request,
     Scenario, Severity, StatusSpec, Step,
 };
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
