@@ -201,8 +201,7 @@ impl AuthConfig {
             None => None,
         };
         let read = |p: &Path| {
-            std::fs::read(p)
-                .map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))
+            std::fs::read(p).map_err(|e| Error::Config(format!("cannot read {}: {e}", p.display())))
         };
         let jwt = match (&files.hs256_secret_file, &files.rs256_public_key) {
             (Some(_), Some(_)) => {

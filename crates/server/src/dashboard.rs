@@ -152,13 +152,16 @@ async fn build(
     )
     .await
     .map_err(|e| {
-        tracing::error!(error = &e as &dyn std::error::Error, "dashboard report failed");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "exception",
-                "the report could not be built; see the server log",
-            )
-        })
+        tracing::error!(
+            error = &e as &dyn std::error::Error,
+            "dashboard report failed"
+        );
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "the report could not be built; see the server log",
+        )
+    })
 }
 
 fn page(html: String) -> Response {
