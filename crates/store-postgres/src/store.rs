@@ -519,6 +519,33 @@ impl SubjectStore for PostgresStore {
             .collect()
     }
 
+    /// Keys compared and sorted as bytes (`COLLATE "C"`, as `list_subjects`), whatever the
+    /// database's collation.
+    async fn subjects_page(
+        &self,
+        after: Option<&Identifier>,
+        limit: usize,
+    ) -> Result<Vec<Subject>> {
+        // Every key is at least one character long, so each sorts after ''.
+        let after = after.map(identifier_key).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT body FROM subject WHERE key COLLATE \"C\" > $1
+                 ORDER BY key COLLATE \"C\" LIMIT $2",
+                &[&after, &limit],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let body: &str = r.try_get(0).map_err(db)?;
+                serde_json::from_str(body).map_err(|e| bad_row("subject", e))
+            })
+            .collect()
+    }
+
     async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
         let set = WriteSet::new().delete_subject(id.clone(), Precondition::Any);
         Ok(self.apply(&set).await?.deleted > 0)
@@ -570,6 +597,36 @@ impl WriteSetStore for PostgresStore {
             })
         })
         .transpose()
+    }
+
+    /// The distinct subjects of `measurement` after the key that no `subject_identifier` row
+    /// holds, compared and sorted as bytes (`COLLATE "C"`); one query (a scan of the subject
+    /// index, which with Citus runs on every shard).
+    async fn unrecorded_subjects_page(
+        &self,
+        after: Option<&Identifier>,
+        limit: usize,
+    ) -> Result<Vec<Identifier>> {
+        let after = after.map(identifier_key).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT d.subject FROM (
+                   SELECT DISTINCT subject FROM measurement WHERE subject COLLATE \"C\" > $1
+                 ) d
+                 WHERE NOT EXISTS (SELECT 1 FROM subject_identifier i WHERE i.identifier = d.subject)
+                 ORDER BY d.subject COLLATE \"C\" LIMIT $2",
+                &[&after, &limit],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let key: &str = r.try_get(0).map_err(db)?;
+                parse_identifier_key(key).ok_or_else(|| bad_row("subject key", key))
+            })
+            .collect()
     }
 }
 

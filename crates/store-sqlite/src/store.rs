@@ -626,6 +626,29 @@ impl SubjectStore for SqliteStore {
         .await
     }
 
+    /// One range of the `subject` table's key (its primary key index; SQLite compares text
+    /// as bytes, the keys' order).
+    async fn subjects_page(
+        &self,
+        after: Option<&Identifier>,
+        limit: usize,
+    ) -> Result<Vec<Subject>> {
+        // Every key is at least one character long, so each sorts after ''.
+        let after = after.map(identifier_key).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_reader(move |conn| {
+            let bodies = conn
+                .prepare_cached("SELECT body FROM subject WHERE key > ?1 ORDER BY key LIMIT ?2")
+                .and_then(|mut s| {
+                    s.query_map(rusqlite::params![after, limit], |r| r.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(db)?;
+            bodies.iter().map(|b| rows::decode_subject(b)).collect()
+        })
+        .await
+    }
+
     async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
         let set = WriteSet::new().delete_subject(id.clone(), Precondition::Any);
         Ok(self.submit(set).await?.deleted > 0)
@@ -680,6 +703,36 @@ impl WriteSetStore for SqliteStore {
                 })
             })
             .transpose()
+        })
+        .await
+    }
+
+    /// One range of the `series` dictionary's key index: the subjects with a measurement
+    /// (one index probe each) that no subject record holds (one probe of `subject_identifier`).
+    async fn unrecorded_subjects_page(
+        &self,
+        after: Option<&Identifier>,
+        limit: usize,
+    ) -> Result<Vec<Identifier>> {
+        let after = after.map(identifier_key).unwrap_or_default();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.with_reader(move |conn| {
+            let keys = conn
+                .prepare_cached(
+                    "SELECT s.key FROM series s
+                     WHERE s.key > ?1
+                       AND EXISTS (SELECT 1 FROM measurement m WHERE m.subject = s.n)
+                       AND NOT EXISTS (SELECT 1 FROM subject_identifier i WHERE i.identifier = s.key)
+                     ORDER BY s.key LIMIT ?2",
+                )
+                .and_then(|mut s| {
+                    s.query_map(rusqlite::params![after, limit], |r| r.get::<_, String>(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(db)?;
+            keys.iter()
+                .map(|k| parse_identifier_key(k).ok_or_else(|| bad_row("subject key", k)))
+                .collect()
         })
         .await
     }

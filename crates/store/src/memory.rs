@@ -10,7 +10,7 @@ use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subje
 use crate::error::{Error, Result};
 use crate::query::{Filter, Order, Page, PageToken, Query, SortKey};
 use crate::store::{Checkpoint, MeasurementStore, WriteSummary};
-use crate::subject::{SubjectStore, check_subjects};
+use crate::subject::{SubjectStore, check_subjects, identifier_key};
 use crate::writeset::{
     Applied, Conflict, ConflictReason, Precondition, RecordKey, Versioned, WriteSet, WriteSetStore,
 };
@@ -250,6 +250,44 @@ impl WriteSetStore for MemoryStore {
                 version: st.subject_versions.get(&s.id).copied().unwrap_or(1),
             }))
     }
+
+    async fn unrecorded_subjects_page(
+        &self,
+        after: Option<&Identifier>,
+        limit: usize,
+    ) -> Result<Vec<Identifier>> {
+        let st = self.read()?;
+        let unrecorded: std::collections::HashSet<&Identifier> = st
+            .rows
+            .values()
+            .map(|m| &m.subject)
+            .filter(|id| !st.aliases.contains_key(*id))
+            .collect();
+        let page = first_after(
+            unrecorded.into_iter().map(|id| (identifier_key(id), id)),
+            after,
+            limit,
+        );
+        Ok(page.into_iter().cloned().collect())
+    }
+}
+
+/// The `limit` items with the smallest keys after the key of `after`, in key order.
+fn first_after<T>(
+    items: impl Iterator<Item = (String, T)>,
+    after: Option<&Identifier>,
+    limit: usize,
+) -> Vec<T> {
+    let after = after.map(identifier_key);
+    let mut page: Vec<(String, T)> = items
+        .filter(|(key, _)| after.as_ref().is_none_or(|a| key > a))
+        .collect();
+    if page.len() > limit {
+        page.select_nth_unstable_by(limit, |a, b| a.0.cmp(&b.0));
+        page.truncate(limit);
+    }
+    page.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    page.into_iter().map(|(_, item)| item).collect()
 }
 
 #[async_trait]
@@ -411,8 +449,22 @@ impl SubjectStore for MemoryStore {
     async fn list_subjects(&self) -> Result<Vec<Subject>> {
         let st = self.read()?;
         let mut all: Vec<Subject> = st.subjects.values().cloned().collect();
-        all.sort_by_cached_key(|s| crate::subject::identifier_key(&s.id));
+        all.sort_by_cached_key(|s| identifier_key(&s.id));
         Ok(all)
+    }
+
+    async fn subjects_page(
+        &self,
+        after: Option<&Identifier>,
+        limit: usize,
+    ) -> Result<Vec<Subject>> {
+        let st = self.read()?;
+        let page = first_after(
+            st.subjects.values().map(|s| (identifier_key(&s.id), s)),
+            after,
+            limit,
+        );
+        Ok(page.into_iter().cloned().collect())
     }
 
     async fn delete_subject(&self, id: &Identifier) -> Result<bool> {

@@ -35,9 +35,40 @@ pub trait SubjectStore: Debug + Send + Sync + 'static {
     async fn subject(&self, id: &Identifier) -> Result<Option<Subject>>;
 
     /// Every subject the store holds, in the order of their primary identifiers' keys
-    /// ([`identifier_key`]). For listing and searching demographics (a FHIR server's
-    /// `Patient?name=`), which a store of patients, not of millions of rows, can afford.
+    /// ([`identifier_key`]), all at once; [`subjects_page`](Self::subjects_page) lists them a
+    /// page at a time.
     async fn list_subjects(&self) -> Result<Vec<Subject>>;
+
+    /// One page of [`list_subjects`](Self::list_subjects), for listing a store of any size with
+    /// bounded memory (keyset paging): up to `limit` subjects, in the order of their primary
+    /// identifiers' keys ([`identifier_key`]), whose key sorts strictly after the key of `after`
+    /// (from the first subject when `None`). `after` need not be stored (a subject deleted
+    /// while a client pages): the page continues after where it would be.
+    ///
+    /// Pass the last subject's [`id`](Subject::id) of a page as `after` to get the next one.
+    /// A page shorter than `limit` is the last; subjects written while a client pages appear
+    /// at most once, and none that stays is skipped.
+    ///
+    /// The default filters [`list_subjects`](Self::list_subjects), so it holds every subject in
+    /// memory at once; a backend with an index on the key (every one of ours) reads only the
+    /// page.
+    async fn subjects_page(
+        &self,
+        after: Option<&Identifier>,
+        limit: usize,
+    ) -> Result<Vec<Subject>> {
+        let after = after.map(identifier_key);
+        let mut page: Vec<(String, Subject)> = self
+            .list_subjects()
+            .await?
+            .into_iter()
+            .map(|s| (identifier_key(&s.id), s))
+            .filter(|(key, _)| after.as_ref().is_none_or(|a| key > a))
+            .collect();
+        page.sort_by(|a, b| a.0.cmp(&b.0));
+        page.truncate(limit);
+        Ok(page.into_iter().map(|(_, s)| s).collect())
+    }
 
     /// Deletes the subject with this primary identifier (not its measurements); returns whether
     /// it existed.

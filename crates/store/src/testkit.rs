@@ -72,6 +72,7 @@ fn dec(s: &str) -> healthanalyzer_model::Decimal {
 pub async fn run_subject_checks(store: &dyn SubjectStore) {
     subjects_found_by_any_identifier(store).await;
     subject_identifiers_are_unique(store).await;
+    subjects_page_through_the_list(store).await;
 }
 
 /// Runs every measurement check.
@@ -774,6 +775,147 @@ pub async fn subject_identifiers_are_unique(store: &dyn SubjectStore) {
     );
 }
 
+/// Identifiers whose keys sort otherwise than the identifiers do, and otherwise than a
+/// database's language-aware collation would: without a system (`-…`, after every system),
+/// upper case before lower case, `|` and `\` in a system (escaped in the key), a multibyte
+/// system. Each value starts with `n`.
+fn awkward_identifiers(n: &str, system: &str) -> Vec<Identifier> {
+    vec![
+        Identifier::local(format!("{n}-local")),
+        Identifier::new(system, format!("{n}-b")),
+        Identifier::new(system, format!("{n}-a")),
+        Identifier::new(system.to_uppercase(), format!("{n}-upper")),
+        Identifier::new(format!("{system}|x"), format!("{n}-bar")),
+        Identifier::new(format!("{system}\\y"), format!("{n}-backslash")),
+        Identifier::new(format!("{system}é"), format!("{n}-accent")),
+    ]
+}
+
+fn sorted_by_key<T>(mut items: Vec<T>, id: impl Fn(&T) -> &Identifier) -> Vec<T> {
+    items.sort_by_cached_key(|x| crate::subject::identifier_key(id(x)));
+    items
+}
+
+/// Asserts the keys of `ids` sort strictly ascending.
+fn assert_key_order<'a>(ids: impl Iterator<Item = &'a Identifier>, what: &str) {
+    let keys: Vec<String> = ids.map(crate::subject::identifier_key).collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "{what}: not strictly in key order (identifier_key, compared as bytes)"
+    );
+}
+
+/// Asserts a page's keys sort strictly after the key of `after` and strictly ascending (so
+/// following pages always ends).
+fn assert_continues<'a>(
+    after: Option<&Identifier>,
+    page: impl Iterator<Item = &'a Identifier>,
+    what: &str,
+) {
+    let mut previous = after.map(crate::subject::identifier_key);
+    for id in page {
+        let key = crate::subject::identifier_key(id);
+        assert!(
+            previous.as_ref().is_none_or(|p| key > *p),
+            "{what}: a page must continue strictly after `after`, in key order"
+        );
+        previous = Some(key);
+    }
+}
+
+/// Follows pages of `limit` from `after` to the first short page.
+async fn all_subject_pages(
+    store: &dyn SubjectStore,
+    mut after: Option<Identifier>,
+    limit: usize,
+) -> Vec<Subject> {
+    let mut out = Vec::new();
+    loop {
+        let page = store
+            .subjects_page(after.as_ref(), limit)
+            .await
+            .expect("subjects_page");
+        assert!(
+            page.len() <= limit,
+            "subjects_page({limit}) handed out {} subjects",
+            page.len()
+        );
+        assert_continues(after.as_ref(), page.iter().map(|s| &s.id), "subjects_page");
+        let last = page.len() < limit;
+        if let Some(s) = page.last() {
+            after = Some(s.id.clone());
+        }
+        out.extend(page);
+        if last {
+            return out;
+        }
+    }
+}
+
+/// [`SubjectStore::subjects_page`] pages through exactly what
+/// [`SubjectStore::list_subjects`] lists, in its order (primary identifier keys, compared as
+/// bytes), at any page size; `after` need not be stored; a deleted subject is not listed.
+pub async fn subjects_page_through_the_list(store: &dyn SubjectStore) {
+    let n = ns("page");
+    let mut mine: Vec<Subject> = awkward_identifiers(&n, "urn:kit:page")
+        .into_iter()
+        .map(Subject::new)
+        .collect();
+    mine.push(subject(&format!("{n}-full"), &[&format!("{n}-other")]));
+    store.put_subjects(&mine).await.expect("put");
+    let gone = Subject::new(Identifier::new("urn:kit:page", format!("{n}-gone")));
+    store
+        .put_subjects(std::slice::from_ref(&gone))
+        .await
+        .expect("put");
+    assert!(store.delete_subject(&gone.id).await.expect("delete"));
+    let mine = sorted_by_key(mine, |s| &s.id);
+    let own = |list: &[Subject]| -> Vec<Subject> {
+        list.iter()
+            .filter(|s| s.id.value.starts_with(&n))
+            .cloned()
+            .collect()
+    };
+    for limit in [1, 2, 3, 1_000] {
+        let listed = store.list_subjects().await.expect("list");
+        let paged = all_subject_pages(store, None, limit).await;
+        assert_key_order(paged.iter().map(|s| &s.id), "subjects_page");
+        assert_eq!(
+            own(&paged),
+            mine,
+            "pages of {limit}: the check's subjects, each once, in key order, as written"
+        );
+        // Unless another writer changed the store meanwhile, the pages are the list.
+        if store.list_subjects().await.expect("list") == listed {
+            assert_eq!(
+                paged, listed,
+                "pages of {limit} hold what list_subjects does"
+            );
+        }
+    }
+    // After an identifier that is not stored: from where it would be.
+    let from = Identifier::new("urn:kit:page", format!("{n}-a0"));
+    let key = crate::subject::identifier_key(&from);
+    let want: Vec<Subject> = mine
+        .iter()
+        .filter(|s| crate::subject::identifier_key(&s.id) > key)
+        .cloned()
+        .collect();
+    assert_eq!(
+        own(&all_subject_pages(store, Some(from), 2).await),
+        want,
+        "pages after an identifier that is not stored"
+    );
+    assert!(
+        store
+            .subjects_page(None, 0)
+            .await
+            .expect("subjects_page")
+            .is_empty(),
+        "a page of 0"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Write sets
 
@@ -787,6 +929,7 @@ pub async fn run_write_set_checks(
     contention: std::time::Duration,
 ) {
     write_set_is_all_or_nothing(store).await;
+    unrecorded_subjects_are_paged(store).await;
     versions_are_kept_by_the_store(store).await;
     a_dropped_write_set_commits_all_or_none(store).await;
     a_conflict_never_fails_another_set(store).await;
@@ -794,6 +937,124 @@ pub async fn run_write_set_checks(
     handles.extend_from_slice(replicas);
     concurrent_compare_and_set_loses_nothing(&handles, 16, contention).await;
     concurrent_conditional_creates_make_one_record(&handles, 16).await;
+}
+
+/// Follows pages of [`WriteSetStore::unrecorded_subjects_page`] of `limit` from `after` to the
+/// first short page.
+async fn all_unrecorded_pages(
+    store: &dyn WriteSetStore,
+    mut after: Option<Identifier>,
+    limit: usize,
+) -> Vec<Identifier> {
+    let mut out = Vec::new();
+    loop {
+        let page = store
+            .unrecorded_subjects_page(after.as_ref(), limit)
+            .await
+            .expect("unrecorded_subjects_page");
+        assert!(
+            page.len() <= limit,
+            "unrecorded_subjects_page({limit}) handed out {} identifiers",
+            page.len()
+        );
+        assert_continues(after.as_ref(), page.iter(), "unrecorded_subjects_page");
+        let last = page.len() < limit;
+        if let Some(id) = page.last() {
+            after = Some(id.clone());
+        }
+        out.extend(page);
+        if last {
+            return out;
+        }
+    }
+}
+
+/// [`WriteSetStore::unrecorded_subjects_page`] pages through the measured subjects that no
+/// stored subject holds (as primary or other identifier), each once, in key order, at any page
+/// size: not a subject's identifiers, not a subject whose measurements were all deleted, and
+/// no longer one that a subject record takes up.
+pub async fn unrecorded_subjects_are_paged(store: &dyn WriteSetStore) {
+    let (n, src) = (ns("unrec"), ns("unrec-src"));
+    let bare = awkward_identifiers(&n, "urn:kit:unrec");
+    let mut recorded = Subject::new(Identifier::new("urn:kit:unrec", format!("{n}-recorded")));
+    recorded
+        .other_ids
+        .push(Identifier::new("urn:kit:unrec-other", format!("{n}-other")));
+    let emptied = Identifier::new("urn:kit:unrec", format!("{n}-emptied"));
+    let measured: Vec<&Identifier> = bare
+        .iter()
+        .chain([&recorded.id, &recorded.other_ids[0], &emptied])
+        .collect();
+    let batch: Vec<Measurement> = measured
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let mut m = heart_rate(&src, "nobody", i as i64, 70);
+            m.subject = (*id).clone();
+            m
+        })
+        .collect();
+    store.write(&batch, None).await.expect("write");
+    store
+        .put_subjects(std::slice::from_ref(&recorded))
+        .await
+        .expect("put");
+    let last = batch.last().map(|m| m.id).expect("a measurement");
+    assert_eq!(store.delete(&[last]).await.expect("delete"), 1);
+    let want = sorted_by_key(bare.clone(), |id| id);
+    let own = |list: &[Identifier]| -> Vec<Identifier> {
+        list.iter()
+            .filter(|id| id.value.starts_with(&n))
+            .cloned()
+            .collect()
+    };
+    for limit in [1, 2, 1_000] {
+        let paged = all_unrecorded_pages(store, None, limit).await;
+        assert_key_order(paged.iter(), "unrecorded_subjects_page");
+        assert_eq!(
+            own(&paged),
+            want,
+            "pages of {limit}: the check's subjects without a record, each once, in key order"
+        );
+    }
+    // Unless another writer changed the store meanwhile, the pages are the measured subjects
+    // without a record.
+    let before = store.subjects().await.expect("subjects");
+    let paged = all_unrecorded_pages(store, None, 1_000).await;
+    let mut expected = Vec::new();
+    for id in &before {
+        if store.subject(id).await.expect("subject").is_none() {
+            expected.push(id.clone());
+        }
+    }
+    if store.subjects().await.expect("subjects") == before {
+        assert_eq!(
+            paged,
+            sorted_by_key(expected, |id| id),
+            "the pages hold the subjects() that subject() does not find"
+        );
+    }
+    let from = Identifier::new("urn:kit:unrec", format!("{n}-a0"));
+    let key = crate::subject::identifier_key(&from);
+    let after: Vec<Identifier> = want
+        .iter()
+        .filter(|id| crate::subject::identifier_key(id) > key)
+        .cloned()
+        .collect();
+    assert_eq!(
+        own(&all_unrecorded_pages(store, Some(from), 2).await),
+        after,
+        "pages after an identifier that is not stored"
+    );
+    // A record that takes up an identifier takes it out of the listing.
+    let mut taker = recorded.clone();
+    taker.other_ids.push(want[0].clone());
+    store.put_subjects(&[taker]).await.expect("put");
+    assert_eq!(
+        own(&all_unrecorded_pages(store, None, 3).await),
+        want[1..].to_vec(),
+        "an identifier a subject holds is not listed"
+    );
 }
 
 /// A failed precondition in the middle of a set fails all of it, names the record, and writes

@@ -13,7 +13,7 @@ use healthanalyzer_model::{Identifier, Measurement, MeasurementId, Subject};
 
 use crate::error::Result;
 use crate::store::{Checkpoint, MeasurementStore, WriteSummary};
-use crate::subject::SubjectStore;
+use crate::subject::{SubjectStore, identifier_key};
 
 /// What must hold of a record, in the store at commit time, for its write to apply.
 ///
@@ -349,4 +349,42 @@ pub trait WriteSetStore: MeasurementStore + SubjectStore {
 
     /// The subject that has `id` among its identifiers, with its version.
     async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>>;
+
+    /// One page of the subjects known only from their measurements: those of
+    /// [`MeasurementStore::subjects`] that no stored subject holds as its primary or other
+    /// identifier (measurements that came without demographics, from a CSV file or the
+    /// simulator). Keyset paging as [`SubjectStore::subjects_page`]: up to `limit`
+    /// identifiers in the order of their keys ([`identifier_key`]), each sorting strictly after
+    /// the key of `after` (from the first when `None`); a page shorter than `limit` is the
+    /// last.
+    ///
+    /// With [`SubjectStore::subjects_page`] this lists every subject a store knows, each once
+    /// and a page at a time: a FHIR server's Patients. The default filters
+    /// [`MeasurementStore::subjects`] (every measured subject in memory at once) and looks
+    /// each candidate up with [`SubjectStore::subject`]; our backends answer with one query.
+    async fn unrecorded_subjects_page(
+        &self,
+        after: Option<&Identifier>,
+        limit: usize,
+    ) -> Result<Vec<Identifier>> {
+        let after = after.map(identifier_key);
+        let mut measured: Vec<(String, Identifier)> = self
+            .subjects()
+            .await?
+            .into_iter()
+            .map(|id| (identifier_key(&id), id))
+            .filter(|(key, _)| after.as_ref().is_none_or(|a| key > a))
+            .collect();
+        measured.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut page = Vec::new();
+        for (_, id) in measured {
+            if page.len() >= limit {
+                break;
+            }
+            if self.subject(&id).await?.is_none() {
+                page.push(id);
+            }
+        }
+        Ok(page)
+    }
 }
