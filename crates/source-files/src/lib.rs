@@ -26,9 +26,8 @@
 //! Features:
 //!
 //! - `fhir` (default): FHIR NDJSON, resources and Bundles, read by `healthanalyzer-fhir` (which
-//!   brings the FHIR R4 model). Without it a FHIR file is refused with
-//!   [`Error::Config`](healthanalyzer_source::Error::Config) saying so, and
-//!   [`FileOptions`] has no `validation`.
+//!   brings the FHIR R4 model). Without it a FHIR file is refused with [`Error::Config`]
+//!   saying so, and [`FileOptions`] has no `validation`.
 //! - `tzdb-bundle`: the IANA time zone database bundled into the binary, for machines without
 //!   `/usr/share/zoneinfo` (Windows); the system's database is still preferred where found.
 //!
