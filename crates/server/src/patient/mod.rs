@@ -4,6 +4,12 @@
 //! `urn:healthanalyzer:fhir-reference|Patient/<id>`, which is also how a synced Patient keeps
 //! its source server's id), or else a UUID derived from its primary identifier, so that
 //! subjects which came from files or the simulator have a stable Patient id too.
+//!
+//! Searching (`GET /Patient`, and the `If-None-Exist` of a create) is in [`search`].
+
+mod search;
+
+pub(crate) use search::search;
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -21,13 +27,13 @@ use uuid::Uuid;
 use crate::auth::{Access, limited_to, outside_compartment};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{
-    check_format, fhir_response, if_match, json_body, prefer_return, read_response, write_response,
+    check_format, if_match, json_body, prefer_return, read_response, write_response,
 };
 use crate::resource::{
     base_url, check_version, now_instant, parse_resource, set_version, stamp, update_body,
     valid_id, version_of,
 };
-use crate::search::{DateParam, Paging, params, query_string, searchset};
+use crate::search::params;
 use crate::state::AppState;
 
 /// The namespace of derived Patient ids.
@@ -295,15 +301,16 @@ fn in_compartment(access: &Option<Extension<Access>>, id: &str) -> ApiResult<()>
     }
 }
 
-/// The answer to a conditional create that found `found`.
+/// The answer to a conditional create that found `total` Patients, the first of them `found`.
 fn found_response(
     base: &str,
     found: &[Subject],
+    total: u64,
     headers: &HeaderMap,
 ) -> ApiResult<Option<Response>> {
     match found {
         [] => Ok(None),
-        [one] => {
+        [one] if total == 1 => {
             let p = patient_json(one)?;
             let id = logical_id(one);
             Ok(Some(write_response(
@@ -313,13 +320,10 @@ fn found_response(
                 prefer_return(headers),
             )))
         }
-        more => Err(ApiError::new(
+        _ => Err(ApiError::new(
             StatusCode::PRECONDITION_FAILED,
             "duplicate",
-            format!(
-                "If-None-Exist matches {} Patients; make the condition specific",
-                more.len()
-            ),
+            format!("If-None-Exist matches {total} Patients; make the condition specific"),
         )),
     }
 }
@@ -350,8 +354,8 @@ pub(crate) async fn create(
         None => None,
     };
     if let Some(pairs) = &condition {
-        let found = search_subjects(&state, pairs).await?;
-        if let Some(r) = found_response(&base, &found, &headers)? {
+        let (total, found) = search::conditional_matches(&state, pairs).await?;
+        if let Some(r) = found_response(&base, &found, total, &headers)? {
             return Ok(r);
         }
     }
@@ -363,8 +367,8 @@ pub(crate) async fn create(
         if let Some(pairs) = &condition
             && e.conflict().is_some()
         {
-            let found = search_subjects(&state, pairs).await?;
-            if let Some(r) = found_response(&base, &found, &headers)? {
+            let (total, found) = search::conditional_matches(&state, pairs).await?;
+            if let Some(r) = found_response(&base, &found, total, &headers)? {
                 return Ok(r);
             }
         }
@@ -554,167 +558,4 @@ pub(crate) fn no_content() -> Response {
     let mut r = Response::new(axum::body::Body::empty());
     *r.status_mut() = StatusCode::NO_CONTENT;
     r
-}
-
-/// The subjects matching Patient search parameters (`identifier`, `name`, `birthdate`, `_id`).
-async fn search_subjects(state: &AppState, pairs: &[(String, String)]) -> ApiResult<Vec<Subject>> {
-    crate::search::refuse_modifiers_but(pairs, &[])?;
-    let mut identifiers: Vec<Vec<Identifier>> = Vec::new();
-    let mut names: Vec<Vec<String>> = Vec::new();
-    let mut births: Vec<DateParam> = Vec::new();
-    let mut ids: Vec<Vec<String>> = Vec::new();
-    for (k, v) in pairs {
-        match k.as_str() {
-            "identifier" => identifiers.push(
-                v.split(',')
-                    .map(|t| {
-                        t.parse::<Identifier>()
-                            .map_err(|e| ApiError::bad_request(format!("identifier: {e}")).at("identifier"))
-                    })
-                    .collect::<ApiResult<_>>()?,
-            ),
-            "name" | "family" | "given" => {
-                names.push(v.split(',').map(|s| s.trim().to_lowercase()).collect())
-            }
-            "birthdate" => births.push(DateParam::parse(v, "birthdate")?),
-            "_id" => ids.push(v.split(',').map(str::to_string).collect()),
-            _ => {}
-        }
-    }
-    let mut all = state
-        .store
-        .list_subjects()
-        .await
-        .map_err(|e| ApiError::from_store(&e))?;
-    // Subjects with measurements but no demographics (the simulator, CSV files) are Patients
-    // too: their Observations refer to them.
-    let known: std::collections::HashSet<Identifier> = all
-        .iter()
-        .flat_map(|s| std::iter::once(s.id.clone()).chain(s.other_ids.iter().cloned()))
-        .collect();
-    for id in state
-        .store
-        .subjects()
-        .await
-        .map_err(|e| ApiError::from_store(&e))?
-    {
-        if !known.contains(&id) {
-            all.push(Subject::new(id));
-        }
-    }
-    Ok(all
-        .into_iter()
-        .filter(|s| {
-            let sid = logical_id(s);
-            identifiers.iter().all(|any| {
-                any.iter().any(|want| {
-                    std::iter::once(&s.id).chain(&s.other_ids).any(|have| {
-                        have.value == want.value
-                            && (want.system.is_none() || have.system == want.system)
-                    })
-                })
-            }) && names.iter().all(|any| {
-                any.iter().any(|want| {
-                    s.name.as_ref().is_some_and(|n| {
-                        n.family
-                            .iter()
-                            .chain(&n.given)
-                            .chain(&n.text)
-                            .flat_map(|p| p.split_whitespace())
-                            .any(|w| w.to_lowercase().starts_with(want.as_str()))
-                    })
-                })
-            }) && births.iter().all(|p| {
-                s.birth_date.is_some_and(|b| {
-                    let lo = b.instant();
-                    let hi = lo
-                        .checked_add(healthanalyzer_model::jiff::SignedDuration::from_hours(24))
-                        .unwrap_or(lo);
-                    p.matches(lo, hi)
-                })
-            }) && ids.iter().all(|any| any.contains(&sid))
-        })
-        .collect())
-}
-
-/// `GET /Patient?…`.
-pub(crate) async fn search(
-    State(state): State<AppState>,
-    access: Option<Extension<Access>>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> ApiResult<Response> {
-    let mut pairs = params(query.as_deref());
-    if let Some(p) = limited_to(&access) {
-        pairs.push(("_id".into(), p));
-    }
-    check_format(&headers, format_of(&pairs))?;
-    let base = base_url(&state, &headers);
-    let paging = Paging::parse(&pairs, state.config.default_count, state.config.max_count)?;
-    let (count, after) = (paging.count, paging.page.clone());
-    crate::search::refuse_modifiers_but(&pairs, &[])?;
-    let known = |k: &str| {
-        matches!(
-            k,
-            "identifier" | "name" | "family" | "given" | "birthdate" | "_id"
-        )
-    };
-    let ignored: Vec<String> = pairs
-        .iter()
-        .map(|(k, _)| k)
-        .filter(|k| {
-            !known(k)
-                && !matches!(
-                    k.as_str(),
-                    "_count" | "_page" | "_summary" | "_total" | "_format"
-                )
-        })
-        .cloned()
-        .collect();
-    crate::http::check_strict_handling(&headers, &ignored)?;
-    let applied: Vec<(String, String)> = pairs.iter().filter(|(k, _)| known(k)).cloned().collect();
-    let mut found: Vec<(String, Subject)> = search_subjects(&state, &applied)
-        .await?
-        .into_iter()
-        .map(|s| (logical_id(&s), s))
-        .collect();
-    found.sort_by(|a, b| a.0.cmp(&b.0));
-    let total = found.len() as u64;
-    let mut self_pairs = applied.clone();
-    self_pairs.push(("_count".into(), count.to_string()));
-    if paging.only_total {
-        let self_link = format!("{base}/Patient?{}", query_string(&self_pairs));
-        return Ok(fhir_response(
-            StatusCode::OK,
-            &searchset(&self_link, None, Some(total), Vec::new()),
-        ));
-    }
-    let start = match &after {
-        Some(a) => found.partition_point(|(id, _)| id.as_str() <= a.as_str()),
-        None => 0,
-    };
-    let page: Vec<&(String, Subject)> = found.iter().skip(start).take(count).collect();
-    let next = (start + page.len() < found.len())
-        .then(|| page.last().map(|(id, _)| id.clone()))
-        .flatten()
-        .map(|last| {
-            let mut p = self_pairs.clone();
-            p.push(("_page".into(), last));
-            format!("{base}/Patient?{}", query_string(&p))
-        });
-    if let Some(a) = &after {
-        self_pairs.push(("_page".into(), a.clone()));
-    }
-    let self_link = format!("{base}/Patient?{}", query_string(&self_pairs));
-    let mut entries = Vec::with_capacity(page.len());
-    for (id, s) in page {
-        entries.push((
-            format!("{base}/Patient/{id}"),
-            Value::Object(patient_json(s)?),
-        ));
-    }
-    Ok(fhir_response(
-        StatusCode::OK,
-        &searchset(&self_link, next.as_deref(), Some(total), entries),
-    ))
 }
