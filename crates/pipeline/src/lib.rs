@@ -80,8 +80,7 @@ pub use sync::{
     Event, Outcome, SourceSummary, StopFlag, SyncFailure, SyncOptions, check_sources, sync,
 };
 pub use tasks::{
-    DEMO_RULES, DemoOptions, DemoRun, PatientRow, demo, demo_source, patients, report,
-    reset_cursor,
+    DEMO_RULES, DemoOptions, DemoRun, PatientRow, demo, demo_source, patients, report, reset_cursor,
 };
 
 use std::sync::Arc;

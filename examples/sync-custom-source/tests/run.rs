@@ -20,14 +20,24 @@ fn the_custom_kind_syncs_resumes_and_reports_refusals_by_exit_code() {
     let first = run(&db, &["sync"]);
     assert_eq!(first.status.code(), Some(3), "{}", text(&first));
     assert!(
-        text(&first).contains("pulseband (pulseband-json): 7 pulled, 7 new, 0 changed, 0 unchanged, 1 rejected"),
+        text(&first).contains(
+            "pulseband (pulseband-json): 7 pulled, 7 new, 0 changed, 0 unchanged, 1 rejected"
+        ),
         "{}",
         text(&first)
     );
-    assert!(text(&first).contains("`value` is missing"), "{}", text(&first));
+    assert!(
+        text(&first).contains("`value` is missing"),
+        "{}",
+        text(&first)
+    );
     // Resumed from the stored cursor: nothing new, nothing refused.
     let second = run(&db, &["sync", "--accept-partial"]);
-    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     assert!(
         text(&second).contains("pulseband (pulseband-json): 0 pulled, 0 new"),
         "{}",
@@ -43,5 +53,8 @@ fn the_custom_kind_syncs_resumes_and_reports_refusals_by_exit_code() {
         .iter()
         .map(|r| r["measurements"].as_u64().unwrap_or(0))
         .sum();
-    assert_eq!(total, 7, "the 7 pulled; the refused record is not among them: {rows}");
+    assert_eq!(
+        total, 7,
+        "the 7 pulled; the refused record is not among them: {rows}"
+    );
 }
