@@ -250,7 +250,7 @@ async fn run(
     let base = format!("http://{addr}/fhir");
 
     // Patient ids, as the API names them.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    healthanalyzer_source::http::install_crypto_provider();
     let http = reqwest::Client::new();
     let body: Value = serde_json::from_str(
         &http

@@ -61,7 +61,7 @@ fn start(db: &str) -> Proc {
 }
 
 fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    healthanalyzer_source::http::install_crypto_provider();
     reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .timeout(Duration::from_secs(30))

@@ -90,7 +90,7 @@ fn terminate(mut r: Running) -> (Option<i32>, Vec<String>) {
 #[tokio::test]
 async fn serves_and_stops_gracefully_on_sigterm() {
     let r = start("127.0.0.1:0");
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    healthanalyzer_source::http::install_crypto_provider();
     let res = reqwest::get(format!("{}/metadata", r.base)).await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     let caps: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
@@ -134,7 +134,7 @@ async fn with_a_token_file_every_access_is_audited_without_identifiers() {
         r.early
     );
     let base = r.base.replace("0.0.0.0", "127.0.0.1");
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    healthanalyzer_source::http::install_crypto_provider();
     let http = reqwest::Client::new();
     let patient = r#"{"resourceType":"Patient","identifier":[{"system":"urn:oid:1.2.208.176.1.2","value":"0101701234"}]}"#;
     let res = http

@@ -49,7 +49,7 @@ struct Api {
 
 impl Api {
     async fn over(db: &Path) -> Api {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        healthanalyzer_source::http::install_crypto_provider();
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(db).await.unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}/fhir", listener.local_addr().unwrap());

@@ -56,7 +56,7 @@ async fn import_the_server_and_the_checker_agree_on_what_is_valid() {
             .await;
     });
     // reqwest is built with `rustls-no-provider` in the workspace: plain HTTP needs a provider too.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    healthanalyzer_source::http::install_crypto_provider();
     let client = reqwest::Client::new();
     // The server takes Observations of Patients it knows.
     let r = client

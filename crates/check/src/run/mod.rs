@@ -65,7 +65,7 @@ impl Runner {
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(Error::BaseUrl(base_url.to_owned()));
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        healthanalyzer_source::http::install_crypto_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("healthanalyzer-check/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())

@@ -186,7 +186,7 @@ impl TestServer {
 
 /// An HTTP client (with a TLS crypto provider installed, which a workspace build may need).
 pub fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    healthanalyzer_source::http::install_crypto_provider();
     reqwest::Client::new()
 }
 
