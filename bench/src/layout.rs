@@ -22,7 +22,7 @@ use healthanalyzer_model::{Catalog, Measurement};
 use healthanalyzer_source::Cursor;
 use healthanalyzer_source::testkit::pull_all;
 use healthanalyzer_source_sim::{SimConfig, SimSource};
-use healthanalyzer_store::identifier_key;
+use healthanalyzer_store::backend::identifier_key;
 use rusqlite::{Connection, params};
 
 struct Layout {

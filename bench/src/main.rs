@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use healthanalyzer_model::jiff::{SignedDuration, Timestamp, tz};
 use healthanalyzer_model::{DateTime, Identifier, Measurement, Provenance, Value};
-use healthanalyzer_store::{Filter, MeasurementStore, Query, identifier_key};
+use healthanalyzer_store::backend::identifier_key;
+use healthanalyzer_store::{Filter, MeasurementStore, Query};
 use healthanalyzer_store_postgres::PostgresStore;
 use healthanalyzer_store_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 

@@ -19,7 +19,7 @@ async fn subjects_of(
 ) -> Result<Vec<Subject>, Error> {
     let ids: Vec<Identifier> = match patient {
         Some(p) => vec![p.clone()],
-        None => store.subjects().await?,
+        None => store.measured_subjects().await?,
     };
     let mut subjects = Vec::new();
     for id in ids {

@@ -48,7 +48,7 @@ async fn a_bundle_written_page_by_page_holds_the_entries_of_one_written_at_once(
         all.len()
     );
     let mut subjects = Vec::new();
-    for id in store.subjects().await.expect("subjects") {
+    for id in store.measured_subjects().await.expect("subjects") {
         subjects.extend(store.subject(&id).await.expect("subject"));
     }
     let options = WriteOptions {
@@ -91,7 +91,7 @@ async fn a_bundle_written_page_by_page_holds_the_entries_of_one_written_at_once(
 #[tokio::test]
 async fn patients_are_listed_with_their_counts() {
     let store = filled(4, 3).await;
-    let first = store.subjects().await.expect("subjects")[0].clone();
+    let first = store.measured_subjects().await.expect("subjects")[0].clone();
     let mut named = healthanalyzer_model::Subject::new(first);
     named.name = Some(healthanalyzer_model::HumanName {
         family: Some("Jensen".into()),
@@ -100,7 +100,7 @@ async fn patients_are_listed_with_their_counts() {
     });
     store.put_subjects(&[named]).await.expect("put");
     let rows = patients(store.as_ref()).await.expect("patients");
-    let ids = store.subjects().await.expect("subjects");
+    let ids = store.measured_subjects().await.expect("subjects");
     assert_eq!(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>(), ids);
     for r in &rows {
         let n = store

@@ -28,7 +28,7 @@ impl Report {
     ///
     /// # Memory
     /// At most **one patient's readings** are held at a time, however many patients the store
-    /// holds. The patients come from [`subjects`](healthanalyzer_store::MeasurementStore::subjects)
+    /// holds. The patients come from [`subjects`](healthanalyzer_store::MeasurementStore::measured_subjects)
     /// (identifiers only); each patient's measurements are then read a page at a
     /// time (the store's preferred batch size, at least 1,000, and never more than that
     /// patient has), each page turned into numeric points (time, value, id) and dropped, and
@@ -53,7 +53,7 @@ impl Report {
     ) -> Result<Report, Error> {
         let ids = match patient {
             Some(p) => vec![p.clone()],
-            None => store.subjects().await?,
+            None => store.measured_subjects().await?,
         };
         // Patients as the report shows them, by `system|value` key (which two identifiers,
         // with and without a system, could share).

@@ -152,7 +152,7 @@ async fn everything(
         .expect("query");
     let ids = match patient {
         Some(p) => vec![p.clone()],
-        None => store.subjects().await.expect("subjects"),
+        None => store.measured_subjects().await.expect("subjects"),
     };
     let mut subjects = Vec::new();
     for id in ids {
@@ -296,7 +296,7 @@ async fn from_store_holds_one_patient_at_a_time() {
     };
     let rules = RuleSet::demo();
     let mut per_subject = Vec::new();
-    for id in store.inner.subjects().await.expect("subjects") {
+    for id in store.inner.measured_subjects().await.expect("subjects") {
         let n = store
             .inner
             .count(&Filter::subject(id.clone()))
@@ -403,8 +403,8 @@ impl MeasurementStore for Counting {
         Ok(v)
     }
 
-    async fn subjects(&self) -> StoreResult<Vec<Identifier>> {
-        self.inner.subjects().await
+    async fn measured_subjects(&self) -> StoreResult<Vec<Identifier>> {
+        self.inner.measured_subjects().await
     }
 
     async fn delete(&self, ids: &[MeasurementId]) -> StoreResult<u64> {

@@ -115,7 +115,7 @@ async fn overview_report(
     let mut ids = HashMap::new();
     for id in state
         .store
-        .subjects()
+        .measured_subjects()
         .await
         .map_err(|e| ApiError::from_store(&e))?
     {

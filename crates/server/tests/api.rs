@@ -741,10 +741,10 @@ impl healthanalyzer_store::MeasurementStore for SlowStore {
     ) -> healthanalyzer_store::Result<Vec<healthanalyzer_model::Measurement>> {
         self.0.latest(subject, kinds, n).await
     }
-    async fn subjects(
+    async fn measured_subjects(
         &self,
     ) -> healthanalyzer_store::Result<Vec<healthanalyzer_model::Identifier>> {
-        self.0.subjects().await
+        self.0.measured_subjects().await
     }
     async fn delete(
         &self,

@@ -14,9 +14,10 @@ use healthanalyzer_model::{
     Value as Reading,
 };
 use healthanalyzer_server::{FhirServer, ServerConfig};
+use healthanalyzer_store::backend::identifier_key;
 use healthanalyzer_store::{
     Applied, Checkpoint, Filter, MeasurementStore, MemoryStore, Page, Query, Result, SubjectStore,
-    Versioned, WriteSet, WriteSetStore, WriteSummary, identifier_key,
+    Versioned, WriteSet, WriteSetStore, WriteSummary,
 };
 use serde_json::Value;
 
@@ -71,9 +72,9 @@ impl MeasurementStore for Counted {
     async fn latest(&self, s: &Identifier, k: &[KindId], n: usize) -> Result<Vec<Measurement>> {
         self.inner.latest(s, k, n).await
     }
-    async fn subjects(&self) -> Result<Vec<Identifier>> {
+    async fn measured_subjects(&self) -> Result<Vec<Identifier>> {
         self.calls.subjects.fetch_add(1, Ordering::SeqCst);
-        self.inner.subjects().await
+        self.inner.measured_subjects().await
     }
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
         self.inner.delete(ids).await

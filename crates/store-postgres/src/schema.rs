@@ -17,7 +17,7 @@ const MIGRATIONS: &[&str] = &[
     // 1: measurements, checkpoints, subjects.
     "
     CREATE TABLE measurement (
-        subject text   NOT NULL,   -- healthanalyzer_store::identifier_key; the Citus distribution column
+        subject text   NOT NULL,   -- healthanalyzer_store::backend::identifier_key; the Citus distribution column
         id      uuid   NOT NULL,
         kind    text   NOT NULL,
         t_s     bigint NOT NULL,   -- effective instant: whole seconds (floor) ...

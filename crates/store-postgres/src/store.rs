@@ -7,10 +7,12 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use healthanalyzer_model::jiff::Timestamp;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
+use healthanalyzer_store::backend::{
+    SortKey, check_subjects, identifier_key, parse_identifier_key, split_instant,
+};
 use healthanalyzer_store::{
     Applied, Checkpoint, Error, Filter, MeasurementStore, Order, Page, Precondition, Query, Result,
-    SortKey, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_subjects,
-    identifier_key, parse_identifier_key, split_instant,
+    SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -420,7 +422,7 @@ impl MeasurementStore for PostgresStore {
         rows.iter().map(decode).collect()
     }
 
-    async fn subjects(&self) -> Result<Vec<Identifier>> {
+    async fn measured_subjects(&self) -> Result<Vec<Identifier>> {
         let client = self.client().await?;
         let rows = client
             .query("SELECT DISTINCT subject FROM measurement", &[])

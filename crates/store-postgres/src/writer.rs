@@ -12,9 +12,10 @@
 use std::collections::{HashMap, HashSet};
 
 use healthanalyzer_model::{Identifier, MeasurementId};
+use healthanalyzer_store::backend::{identifier_key, parse_identifier_key};
 use healthanalyzer_store::{
     Applied, Conflict, ConflictReason, Error, MeasurementWrite, Precondition, RecordKey, Result,
-    WriteSet, WriteSummary, identifier_key, parse_identifier_key,
+    WriteSet, WriteSummary,
 };
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;

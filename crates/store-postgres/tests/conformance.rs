@@ -51,7 +51,7 @@ async fn versions_kept_in_fhir_payloads_become_stored_versions() {
             .execute(
                 "INSERT INTO measurement (subject, id, kind, t_s, t_ns, body) VALUES ($1, $2, $3, $4, 0, $5)",
                 &[
-                    &healthanalyzer_store::identifier_key(&m.subject),
+                    &healthanalyzer_store::backend::identifier_key(&m.subject),
                     m.id.as_uuid(),
                     &m.kind.as_str(),
                     &m.effective.instant().as_second(),
@@ -62,7 +62,7 @@ async fn versions_kept_in_fhir_payloads_become_stored_versions() {
             .expect("v1 row");
     }
     let subject = &legacy.subject.0;
-    let key = healthanalyzer_store::identifier_key(&subject.id);
+    let key = healthanalyzer_store::backend::identifier_key(&subject.id);
     client
         .execute(
             "INSERT INTO subject (key, body) VALUES ($1, $2)",

@@ -4,7 +4,8 @@ use std::ops::Bound;
 
 use healthanalyzer_model::jiff::Timestamp;
 use healthanalyzer_model::{Measurement, MeasurementId, Subject};
-use healthanalyzer_store::{Filter, Order, Result, SortKey, identifier_key, split_instant};
+use healthanalyzer_store::backend::{SortKey, identifier_key, split_instant};
+use healthanalyzer_store::{Filter, Order, Result};
 use rusqlite::types::Value;
 
 use crate::codec;

@@ -29,7 +29,7 @@ const MIGRATIONS: &[Step] = &[
     PRAGMA application_id = 1212247660;
     CREATE TABLE measurement (
         id      BLOB    NOT NULL UNIQUE,  -- 16 bytes, big-endian: byte order is id order
-        subject TEXT    NOT NULL,         -- healthanalyzer_store::identifier_key
+        subject TEXT    NOT NULL,         -- healthanalyzer_store::backend::identifier_key
         kind    TEXT    NOT NULL,
         t_s     INTEGER NOT NULL,         -- effective instant: whole seconds (floor) ...
         t_ns    INTEGER NOT NULL,         -- ... and nanoseconds 0..1e9, so (t_s, t_ns) sorts
@@ -79,7 +79,7 @@ const MIGRATIONS: &[Step] = &[
 const V4: &str = "
     CREATE TABLE series (
         n   INTEGER PRIMARY KEY,
-        key TEXT    NOT NULL UNIQUE       -- healthanalyzer_store::identifier_key of the subject
+        key TEXT    NOT NULL UNIQUE       -- healthanalyzer_store::backend::identifier_key of the subject
     );
     CREATE TABLE kind_name (
         n    INTEGER PRIMARY KEY,

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
+use healthanalyzer_store::backend::{check_subjects, identifier_key, parse_identifier_key};
 use healthanalyzer_store::{
     Applied, Checkpoint, Error, Filter, MeasurementStore, Page, Precondition, Query, Result,
-    SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, check_subjects, identifier_key,
-    parse_identifier_key,
+    SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
@@ -516,7 +516,7 @@ impl MeasurementStore for SqliteStore {
         .await
     }
 
-    async fn subjects(&self) -> Result<Vec<Identifier>> {
+    async fn measured_subjects(&self) -> Result<Vec<Identifier>> {
         self.with_reader(|conn| {
             let keys = conn
                 .prepare_cached(

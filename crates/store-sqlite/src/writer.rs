@@ -17,9 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use healthanalyzer_model::Identifier;
+use healthanalyzer_store::backend::{identifier_key, parse_identifier_key};
 use healthanalyzer_store::{
     Applied, Conflict, ConflictReason, Error, Precondition, RecordKey, Result, WriteSet,
-    identifier_key, parse_identifier_key,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;

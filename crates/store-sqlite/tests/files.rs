@@ -89,7 +89,7 @@ async fn an_older_schema_migrates_on_open_and_keeps_its_rows() {
             "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
             rusqlite::params![
                 &m.id.as_uuid().as_u128().to_be_bytes()[..],
-                healthanalyzer_store::identifier_key(&m.subject),
+                healthanalyzer_store::backend::identifier_key(&m.subject),
                 m.kind.as_str(),
                 secs,
                 serde_json::to_string(&m).expect("json"),
@@ -125,7 +125,7 @@ async fn versions_kept_in_fhir_payloads_become_stored_versions() {
                 "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body) VALUES (?1, ?2, ?3, ?4, 0, ?5)",
                 rusqlite::params![
                     &m.id.as_uuid().as_u128().to_be_bytes()[..],
-                    healthanalyzer_store::identifier_key(&m.subject),
+                    healthanalyzer_store::backend::identifier_key(&m.subject),
                     m.kind.as_str(),
                     m.effective.instant().as_second(),
                     serde_json::to_string(m).expect("json"),
@@ -134,7 +134,7 @@ async fn versions_kept_in_fhir_payloads_become_stored_versions() {
             .expect("v2 row");
         }
         let subject = &legacy.subject.0;
-        let key = healthanalyzer_store::identifier_key(&subject.id);
+        let key = healthanalyzer_store::backend::identifier_key(&subject.id);
         conn.execute(
             "INSERT INTO subject (key, body) VALUES (?1, ?2)",
             rusqlite::params![key, serde_json::to_string(subject).expect("json")],
@@ -316,7 +316,7 @@ async fn a_schema_3_file_is_re_encoded_and_reads_back_exactly() {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 rusqlite::params![
                     &m.id.as_uuid().as_u128().to_be_bytes()[..],
-                    healthanalyzer_store::identifier_key(&m.subject),
+                    healthanalyzer_store::backend::identifier_key(&m.subject),
                     m.kind.as_str(),
                     nanos.div_euclid(1_000_000_000) as i64,
                     nanos.rem_euclid(1_000_000_000) as i64,
@@ -330,7 +330,7 @@ async fn a_schema_3_file_is_re_encoded_and_reads_back_exactly() {
             "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body) VALUES (?1, ?2, 'heart-rate', 0, 0, '{not json')",
             rusqlite::params![
                 &damaged_id[..],
-                healthanalyzer_store::identifier_key(&Identifier::local("x"))
+                healthanalyzer_store::backend::identifier_key(&Identifier::local("x"))
             ],
         )
         .expect("damaged row");
@@ -358,7 +358,7 @@ async fn a_schema_3_file_is_re_encoded_and_reads_back_exactly() {
         .collect();
     assert_eq!(page.items, want);
     assert_eq!(
-        store.subjects().await.expect("subjects").len(),
+        store.measured_subjects().await.expect("subjects").len(),
         3,
         "a, b and the damaged row's subject"
     );

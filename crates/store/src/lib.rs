@@ -100,9 +100,18 @@ mod writeset;
 
 pub use error::{BoxError, Error, Result};
 pub use memory::MemoryStore;
-pub use query::{Filter, Order, Page, PageToken, Query, SortKey, split_instant};
-pub use store::{Checkpoint, MeasurementStore, MeasurementStoreExt, WriteSummary, check_batch};
-pub use subject::{Store, SubjectStore, check_subjects, identifier_key, parse_identifier_key};
+pub use query::{Filter, Order, Page, PageToken, Query};
+pub use store::{Checkpoint, MeasurementStore, MeasurementStoreExt, WriteSummary};
+pub use subject::{Store, SubjectStore};
+
+/// Helpers for writing a store backend: the stored form of keys and instants and the input
+/// checks every backend makes, so two backends agree on them. An application using a store
+/// needs none of them.
+pub mod backend {
+    pub use crate::query::{SortKey, split_instant};
+    pub use crate::store::check_batch;
+    pub use crate::subject::{check_subjects, identifier_key, parse_identifier_key};
+}
 pub use writeset::{
     Applied, Conflict, ConflictReason, Deletion, MeasurementWrite, Precondition, RecordKey,
     SubjectWrite, Versioned, WriteSet, WriteSetStore,

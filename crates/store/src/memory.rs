@@ -412,7 +412,7 @@ impl MeasurementStore for MemoryStore {
         Ok(out)
     }
 
-    async fn subjects(&self) -> Result<Vec<Identifier>> {
+    async fn measured_subjects(&self) -> Result<Vec<Identifier>> {
         let st = self.read()?;
         let mut subjects: Vec<Identifier> = st.rows.values().map(|m| m.subject.clone()).collect();
         subjects.sort();

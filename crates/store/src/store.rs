@@ -88,15 +88,17 @@ pub trait MeasurementStore: Debug + Send + Sync + 'static {
         n: usize,
     ) -> Result<Vec<Measurement>>;
 
-    /// Every subject with at least one measurement, sorted.
-    async fn subjects(&self) -> Result<Vec<Identifier>>;
+    /// The identifiers measurements are stored under (every subject with at least one
+    /// measurement, sorted), whether or not a subject record holds them; the records
+    /// themselves (demographics) are [`SubjectStore::list_subjects`](crate::SubjectStore::list_subjects).
+    async fn measured_subjects(&self) -> Result<Vec<Identifier>>;
 
     /// Every subject with at least one measurement, sorted, with how many it has. The default
     /// asks [`count`](Self::count) once per subject; a backend that can count in one query
     /// should.
     async fn subject_counts(&self) -> Result<Vec<(Identifier, u64)>> {
         let mut out = Vec::new();
-        for id in self.subjects().await? {
+        for id in self.measured_subjects().await? {
             let n = self
                 .count(&Filter {
                     subject: Some(id.clone()),

@@ -17,10 +17,10 @@ use healthanalyzer_model::{
     MeasurementId, Provenance, Status, Value, parse_decimal,
 };
 
+use crate::backend::SortKey;
 use crate::{
     Checkpoint, Conflict, ConflictReason, Error, Filter, MeasurementStore, MeasurementStoreExt,
-    Order, PageToken, Precondition, Query, RecordKey, SortKey, SubjectStore, WriteSet,
-    WriteSetStore,
+    Order, PageToken, Precondition, Query, RecordKey, SubjectStore, WriteSet, WriteSetStore,
 };
 use healthanalyzer_model::{Gender, HumanName, Subject};
 
@@ -359,7 +359,7 @@ pub async fn query_filters_and_bounds(store: &dyn MeasurementStore) {
         assert_eq!(items.len() as u64, expected, "query {from:?}..{to:?}");
         assert!(items.iter().all(|m| f.matches(m)));
     }
-    let subjects = store.subjects().await.expect("subjects");
+    let subjects = store.measured_subjects().await.expect("subjects");
     assert!(subjects.contains(&Identifier::local(&a)) && subjects.contains(&Identifier::local(&b)));
     assert!(
         subjects.windows(2).all(|w| w[0] < w[1]),
@@ -564,7 +564,7 @@ pub async fn delete_removes_rows(store: &dyn MeasurementStore) {
     assert_eq!(store.count(&f).await.expect("count"), 4);
 }
 
-/// [`MeasurementStore::subject_counts`] lists every subject of [`MeasurementStore::subjects`],
+/// [`MeasurementStore::subject_counts`] lists every subject of [`MeasurementStore::measured_subjects`],
 /// sorted, each with what [`MeasurementStore::count`] says; a subject whose measurements
 /// were all deleted is gone from both.
 pub async fn subject_counts_agree_with_counts(store: &dyn MeasurementStore) {
@@ -579,7 +579,7 @@ pub async fn subject_counts_agree_with_counts(store: &dyn MeasurementStore) {
     let ids: Vec<Identifier> = counts.iter().map(|(id, _)| id.clone()).collect();
     assert_eq!(
         ids,
-        store.subjects().await.expect("subjects"),
+        store.measured_subjects().await.expect("subjects"),
         "the same subjects, sorted"
     );
     for (id, n) in &counts {
@@ -1019,7 +1019,7 @@ pub async fn unrecorded_subjects_are_paged(store: &dyn WriteSetStore) {
     }
     // Unless another writer changed the store meanwhile, the pages are the measured subjects
     // without a record.
-    let before = store.subjects().await.expect("subjects");
+    let before = store.measured_subjects().await.expect("subjects");
     let paged = all_unrecorded_pages(store, None, 1_000).await;
     let mut expected = Vec::new();
     for id in &before {
@@ -1027,7 +1027,7 @@ pub async fn unrecorded_subjects_are_paged(store: &dyn WriteSetStore) {
             expected.push(id.clone());
         }
     }
-    if store.subjects().await.expect("subjects") == before {
+    if store.measured_subjects().await.expect("subjects") == before {
         assert_eq!(
             paged,
             sorted_by_key(expected, |id| id),

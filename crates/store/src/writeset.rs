@@ -351,7 +351,7 @@ pub trait WriteSetStore: MeasurementStore + SubjectStore {
     async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>>;
 
     /// One page of the subjects known only from their measurements: those of
-    /// [`MeasurementStore::subjects`] that no stored subject holds as its primary or other
+    /// [`MeasurementStore::measured_subjects`] that no stored subject holds as its primary or other
     /// identifier (measurements that came without demographics, from a CSV file or the
     /// simulator). Keyset paging as [`SubjectStore::subjects_page`]: up to `limit`
     /// identifiers in the order of their keys ([`identifier_key`]), each sorting strictly after
@@ -360,7 +360,7 @@ pub trait WriteSetStore: MeasurementStore + SubjectStore {
     ///
     /// With [`SubjectStore::subjects_page`] this lists every subject a store knows, each once
     /// and a page at a time: a FHIR server's Patients. The default filters
-    /// [`MeasurementStore::subjects`] (every measured subject in memory at once) and looks
+    /// [`MeasurementStore::measured_subjects`] (every measured subject in memory at once) and looks
     /// each candidate up with [`SubjectStore::subject`]; our backends answer with one query.
     async fn unrecorded_subjects_page(
         &self,
@@ -369,7 +369,7 @@ pub trait WriteSetStore: MeasurementStore + SubjectStore {
     ) -> Result<Vec<Identifier>> {
         let after = after.map(identifier_key);
         let mut measured: Vec<(String, Identifier)> = self
-            .subjects()
+            .measured_subjects()
             .await?
             .into_iter()
             .map(|id| (identifier_key(&id), id))

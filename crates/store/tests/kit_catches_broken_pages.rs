@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
+use healthanalyzer_store::backend::identifier_key;
 use healthanalyzer_store::{
     Applied, Checkpoint, Filter, MeasurementStore, MemoryStore, Page, Query, Result, SubjectStore,
-    Versioned, WriteSet, WriteSetStore, WriteSummary, identifier_key, testkit,
+    Versioned, WriteSet, WriteSetStore, WriteSummary, testkit,
 };
 
 /// What to break.
@@ -44,8 +45,8 @@ impl MeasurementStore for Broken {
     async fn latest(&self, s: &Identifier, k: &[KindId], n: usize) -> Result<Vec<Measurement>> {
         self.inner.latest(s, k, n).await
     }
-    async fn subjects(&self) -> Result<Vec<Identifier>> {
-        self.inner.subjects().await
+    async fn measured_subjects(&self) -> Result<Vec<Identifier>> {
+        self.inner.measured_subjects().await
     }
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
         self.inner.delete(ids).await
@@ -116,7 +117,7 @@ impl WriteSetStore for Broken {
         // Leaves out the primary identifiers of records only.
         let after = after.map(identifier_key);
         let mut out = Vec::new();
-        let mut measured = self.inner.subjects().await?;
+        let mut measured = self.inner.measured_subjects().await?;
         measured.sort_by_cached_key(identifier_key);
         for id in measured {
             if after.as_ref().is_some_and(|a| identifier_key(&id) <= *a) {
@@ -210,8 +211,8 @@ async fn the_default_listings_pass() {
         async fn latest(&self, s: &Identifier, k: &[KindId], n: usize) -> Result<Vec<Measurement>> {
             self.0.latest(s, k, n).await
         }
-        async fn subjects(&self) -> Result<Vec<Identifier>> {
-            self.0.subjects().await
+        async fn measured_subjects(&self) -> Result<Vec<Identifier>> {
+            self.0.measured_subjects().await
         }
         async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
             self.0.delete(ids).await

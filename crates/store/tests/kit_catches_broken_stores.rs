@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Value};
+use healthanalyzer_store::backend::check_batch;
 use healthanalyzer_store::{
-    Checkpoint, Filter, MeasurementStore, MemoryStore, Page, Query, Result, WriteSummary,
-    check_batch, testkit,
+    Checkpoint, Filter, MeasurementStore, MemoryStore, Page, Query, Result, WriteSummary, testkit,
 };
 
 /// What to break.
@@ -65,8 +65,8 @@ impl MeasurementStore for Broken {
     async fn latest(&self, s: &Identifier, k: &[KindId], n: usize) -> Result<Vec<Measurement>> {
         self.inner.latest(s, k, n).await
     }
-    async fn subjects(&self) -> Result<Vec<Identifier>> {
-        self.inner.subjects().await
+    async fn measured_subjects(&self) -> Result<Vec<Identifier>> {
+        self.inner.measured_subjects().await
     }
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
         self.inner.delete(ids).await

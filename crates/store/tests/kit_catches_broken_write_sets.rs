@@ -173,8 +173,8 @@ impl MeasurementStore for Broken {
     async fn latest(&self, s: &Identifier, k: &[KindId], n: usize) -> Result<Vec<Measurement>> {
         self.inner.latest(s, k, n).await
     }
-    async fn subjects(&self) -> Result<Vec<Identifier>> {
-        self.inner.subjects().await
+    async fn measured_subjects(&self) -> Result<Vec<Identifier>> {
+        self.inner.measured_subjects().await
     }
     async fn delete(&self, ids: &[MeasurementId]) -> Result<u64> {
         self.inner.delete(ids).await

@@ -18,9 +18,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use healthanalyzer_fhir::{REFERENCE_SYSTEM, check_strict, read_patient, write_patient};
 use healthanalyzer_model::{Identifier, Subject};
-use healthanalyzer_store::{
-    Conflict, ConflictReason, Filter, Precondition, WriteSet, identifier_key,
-};
+use healthanalyzer_store::backend::identifier_key;
+use healthanalyzer_store::{Conflict, ConflictReason, Filter, Precondition, WriteSet};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -129,7 +128,7 @@ pub(crate) async fn resolve(state: &AppState, logical: &str) -> ApiResult<Option
             found.push((derived_id(&s.id), s.id));
         }
         for id in store
-            .subjects()
+            .measured_subjects()
             .await
             .map_err(|e| ApiError::from_store(&e))?
         {

@@ -21,7 +21,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use healthanalyzer_fhir::REFERENCE_SYSTEM;
 use healthanalyzer_model::{Identifier, Subject};
-use healthanalyzer_store::{Filter, Query, identifier_key};
+use healthanalyzer_store::backend::identifier_key;
+use healthanalyzer_store::{Filter, Query};
 use serde_json::Value;
 
 use super::{derived_id, format_of, logical_id, patient_json};
