@@ -30,7 +30,7 @@ use healthanalyzer_source_sim::{SimConfig, SimSource};
 use healthanalyzer_store::{Filter, Precondition, Query, Store, WriteSet};
 use serde_json::Value;
 
-/// The allocator the server binary uses (see `bins/healthanalyzer-server`).
+/// The allocator the server binary uses (see `bins/healthanalyzer-server-bin`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
