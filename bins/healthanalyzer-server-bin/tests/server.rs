@@ -240,3 +240,67 @@ fn javascript_client_probe_passes_7_of_7() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_takes_the_clinics_rules_or_says_it_runs_on_the_demos() {
+    healthanalyzer_source::http::install_crypto_provider();
+    let root = |r: &Running| r.base.trim_end_matches("/fhir").to_string() + "/";
+    // No --rules: the demo's thresholds, with a warning and a title that says so.
+    let demo = start("127.0.0.1:0");
+    assert!(
+        demo.early.iter().any(|l| l.contains("demo thresholds")),
+        "{:#?}",
+        demo.early
+    );
+    let page = reqwest::get(root(&demo)).await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Health Analyzer (demo thresholds)")
+    );
+    // --rules: the clinic's, no warning.
+    let clinic = start_with("127.0.0.1:0", |dir| {
+        let rules = dir.join("rules.toml");
+        std::fs::write(
+            &rules,
+            "[[threshold]]\nkind = \"oxygen-saturation\"\nred_low = 90\n",
+        )
+        .unwrap();
+        vec!["--rules".into(), rules.display().to_string()]
+    });
+    assert!(
+        !clinic.early.iter().any(|l| l.contains("demo thresholds")),
+        "{:#?}",
+        clinic.early
+    );
+    let html = reqwest::get(root(&clinic))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("<title>Health Analyzer"), "{html}");
+    assert!(!html.contains("demo thresholds"), "{html}");
+    // --no-dashboard: the FHIR API only.
+    let off = start_with("127.0.0.1:0", |_| vec!["--no-dashboard".into()]);
+    assert_eq!(
+        reqwest::get(root(&off)).await.unwrap().status().as_u16(),
+        404
+    );
+    let api = reqwest::get(format!("{}/metadata", off.base))
+        .await
+        .unwrap();
+    assert_eq!(api.status().as_u16(), 200);
+    // Rules that cannot be read: exit 2, naming the file, before listening.
+    let out = Command::new(env!("CARGO_BIN_EXE_healthanalyzer-server"))
+        .args(["--db", "memory:", "--listen", "127.0.0.1:0"])
+        .args(["--rules", "/nonexistent/rules.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/rules.toml"), "{err}");
+    assert!(!err.contains("FHIR API at"), "{err}");
+}
