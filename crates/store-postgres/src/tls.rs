@@ -244,9 +244,10 @@ impl Connector {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let algorithms = provider.signature_verification_algorithms;
         let verifier: Arc<dyn ServerCertVerifier> = match (&options.roots, mode) {
-            (RootCerts::Unset, SslMode::Prefer | SslMode::Require) => {
-                Arc::new(NoVerification { algorithms })
-            }
+            (RootCerts::Unset, SslMode::Prefer | SslMode::Require) => Arc::new(ChainVerifier {
+                roots: None,
+                algorithms,
+            }),
             (roots, SslMode::VerifyFull) => WebPkiServerVerifier::builder_with_provider(
                 Arc::new(load(roots)?),
                 provider.clone(),
@@ -255,8 +256,8 @@ impl Connector {
             .map_err(|e| PostgresError::Tls {
                 reason: format!("the trusted roots cannot be used: {e}"),
             })?,
-            (roots, _) => Arc::new(ChainOnly {
-                roots: Arc::new(load(roots)?),
+            (roots, _) => Arc::new(ChainVerifier {
+                roots: Some(Arc::new(load(roots)?)),
                 algorithms,
             }),
         };
@@ -364,56 +365,16 @@ fn load(roots: &RootCerts) -> Result<RootCertStore, PostgresError> {
     Ok(store)
 }
 
-/// `require` and `prefer` with no roots: any certificate, as libpq; the handshake's signatures are
-/// still checked, so the session is bound to the certificate's key.
+/// `require` and `prefer` with no roots (`roots: None`): any certificate, as libpq; `verify-ca`
+/// and the weaker modes given roots: the chain up to a trusted root, not the host name. Either
+/// way the handshake's signatures are checked, so the session is bound to the certificate's key.
 #[derive(Debug)]
-struct NoVerification {
+struct ChainVerifier {
+    roots: Option<Arc<RootCertStore>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
-impl ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// `verify-ca`: the chain up to a trusted root, not the host name.
-#[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for ChainVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -422,14 +383,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.algorithms.all,
-        )?;
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
