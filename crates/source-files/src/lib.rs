@@ -54,10 +54,10 @@ mod csv;
 #[cfg(feature = "fhir")]
 mod fhir;
 mod lines;
-mod nightscout;
+pub mod nightscout;
 mod omh;
 mod position;
-mod withings;
+pub mod withings;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

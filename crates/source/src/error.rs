@@ -31,6 +31,15 @@ pub enum Error {
         /// What the source said.
         reason: String,
     },
+    /// A person's authorisation at the source is missing, was revoked or has expired (a device
+    /// cloud's OAuth2 grant): that person has to authorise again, as `reason` says. Retrying
+    /// cannot help; the sync of other people's sources goes on.
+    #[error("authorisation needed: {reason}")]
+    Authorization {
+        /// Whose authorisation (a name from the configuration, never an identifier or a
+        /// token) and what to run to renew it.
+        reason: String,
+    },
     /// The cursor is not one this source wrote (or the data it pointed into is gone).
     #[error("cursor not understood: {reason}; reset the source's checkpoint to start over")]
     BadCursor {
@@ -79,6 +88,7 @@ impl Error {
             Error::Unavailable { .. } => true,
             Error::Other { retryable, .. } => *retryable,
             Error::Auth { .. }
+            | Error::Authorization { .. }
             | Error::BadCursor { .. }
             | Error::BadData { .. }
             | Error::Config(_) => false,
