@@ -441,7 +441,7 @@ mod tests {
     #[test]
     fn the_pkce_challenge_is_rfc_7636s_example() {
         // RFC 7636, appendix B.
-        let p = Pkce::from_verifier("dBjftJeZ4CVP-mJ0kzyuVdCYVmO2tW8QYQxIEUaY8Y0");
+        let p = Pkce::from_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk");
         assert_eq!(p.challenge(), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
     }
 
