@@ -58,7 +58,12 @@ pub async fn connect(
     let grant = match app.exchange(http, &code, &pkce).await {
         Ok(g) => g,
         Err(e) => {
-            page(stream, 502, "The authorisation could not be completed: see the terminal.").await;
+            page(
+                stream,
+                502,
+                "The authorisation could not be completed: see the terminal.",
+            )
+            .await;
             return Err(match e {
                 TokenFailure::Refused => Error::Authorization(format!(
                     "{} refused the authorisation code (it may have expired): run connect again",
@@ -140,11 +145,21 @@ async fn wait_for_code(
                 .map(|(_, v)| v.into_owned())
         };
         if param("state").as_deref() != Some(state) {
-            page(stream, 400, "This answer is not for the authorisation that is running.").await;
+            page(
+                stream,
+                400,
+                "This answer is not for the authorisation that is running.",
+            )
+            .await;
             continue;
         }
         if let Some(error) = param("error") {
-            page(stream, 200, "The authorisation was refused. You can close this window.").await;
+            page(
+                stream,
+                200,
+                "The authorisation was refused. You can close this window.",
+            )
+            .await;
             let error: String = error
                 .chars()
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
@@ -176,7 +191,9 @@ async fn read_target(stream: &mut TcpStream) -> Option<String> {
         }
         Some(())
     };
-    tokio::time::timeout(Duration::from_secs(10), read).await.ok()??;
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .ok()??;
     let line = head.split(|b| *b == b'\n').next()?;
     let line = std::str::from_utf8(line).ok()?.trim_end();
     let mut parts = line.split(' ');
@@ -194,9 +211,8 @@ async fn page(mut stream: TcpStream, status: u16, text: &str) {
         404 => "Not Found",
         _ => "Bad Gateway",
     };
-    let body = format!(
-        "<!doctype html><meta charset=utf-8><title>Health Analyzer</title><p>{text}</p>\n"
-    );
+    let body =
+        format!("<!doctype html><meta charset=utf-8><title>Health Analyzer</title><p>{text}</p>\n");
     let response = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\ncache-control: no-store\r\n\r\n{body}",
         body.len()

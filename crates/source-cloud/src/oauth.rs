@@ -270,16 +270,26 @@ impl OAuthApp {
         json: Option<Json>,
     ) -> Result<Grant, TokenFailure> {
         if status.is_success() {
-            let json = json.ok_or_else(|| self.failed("answered with a body that is not JSON", false))?;
-            return self.grant(&json, "access_token", "refresh_token", "expires_in", "user_id");
+            let json =
+                json.ok_or_else(|| self.failed("answered with a body that is not JSON", false))?;
+            return self.grant(
+                &json,
+                "access_token",
+                "refresh_token",
+                "expires_in",
+                "user_id",
+            );
         }
         // RFC 6749 §5.2; Fitbit writes `{"errors": [{"errorType": "invalid_grant"}]}`.
         let code = json.as_ref().and_then(|j| {
-            j.get("error").and_then(Json::as_str).map(str::to_owned).or_else(|| {
-                j.pointer("/errors/0/errorType")
-                    .and_then(Json::as_str)
-                    .map(str::to_owned)
-            })
+            j.get("error")
+                .and_then(Json::as_str)
+                .map(str::to_owned)
+                .or_else(|| {
+                    j.pointer("/errors/0/errorType")
+                        .and_then(Json::as_str)
+                        .map(str::to_owned)
+                })
         });
         match code.as_deref() {
             Some("invalid_grant" | "invalid_token" | "expired_token") => Err(TokenFailure::Refused),
@@ -299,20 +309,30 @@ impl OAuthApp {
         if !status.is_success() {
             return Err(self.http_failure(status, retry_after));
         }
-        let json = json.ok_or_else(|| self.failed("answered with a body that is not JSON", false))?;
-        let code = json.get("status").and_then(Json::as_i64).ok_or_else(|| {
-            self.failed("answered without a `status`", false)
-        })?;
+        let json =
+            json.ok_or_else(|| self.failed("answered with a body that is not JSON", false))?;
+        let code = json
+            .get("status")
+            .and_then(Json::as_i64)
+            .ok_or_else(|| self.failed("answered without a `status`", false))?;
         match withings_status(code) {
             WithingsStatus::Ok => {
                 let body = json
                     .get("body")
                     .ok_or_else(|| self.failed("answered status 0 without a `body`", false))?;
-                self.grant(body, "access_token", "refresh_token", "expires_in", "userid")
+                self.grant(
+                    body,
+                    "access_token",
+                    "refresh_token",
+                    "expires_in",
+                    "userid",
+                )
             }
             // The token endpoint answers "invalid params" (503) for a refresh token it does
             // not know.
-            WithingsStatus::AuthFailed | WithingsStatus::InvalidParams => Err(TokenFailure::Refused),
+            WithingsStatus::AuthFailed | WithingsStatus::InvalidParams => {
+                Err(TokenFailure::Refused)
+            }
             WithingsStatus::RateLimited => Err(TokenFailure::Failed(Error::TokenEndpoint {
                 vendor: self.vendor,
                 reason: "too many requests (status 601)".into(),
@@ -320,9 +340,10 @@ impl OAuthApp {
                 retry_after: Some(retry_after.unwrap_or(Duration::from_secs(60))),
                 cause: None,
             })),
-            WithingsStatus::Transient => {
-                Err(self.failed(format!("status {code} (an unknown error at Withings)"), true))
-            }
+            WithingsStatus::Transient => Err(self.failed(
+                format!("status {code} (an unknown error at Withings)"),
+                true,
+            )),
             WithingsStatus::Other => Err(self.failed(format!("status {code}"), false)),
         }
     }
@@ -336,9 +357,11 @@ impl OAuthApp {
         if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
             return Err(self.http_failure(status, retry_after));
         }
-        let json = json.ok_or_else(|| self.failed(format!("answered {status} without JSON"), false))?;
+        let json =
+            json.ok_or_else(|| self.failed(format!("answered {status} without JSON"), false))?;
         if json.get("AccessToken").is_some() && status.is_success() {
-            let mut grant = self.grant(&json, "AccessToken", "RefreshToken", "Expires", "UserID")?;
+            let mut grant =
+                self.grant(&json, "AccessToken", "RefreshToken", "Expires", "UserID")?;
             if grant.user_id.as_deref() == Some("") {
                 grant.user_id = None;
             }
@@ -357,7 +380,10 @@ impl OAuthApp {
             .get("ErrorCode")
             .map(|c| c.to_string())
             .unwrap_or_else(|| "none".into());
-        Err(self.failed(format!("answered {status}, error code {}", safe_code(&code)), false))
+        Err(self.failed(
+            format!("answered {status}, error code {}", safe_code(&code)),
+            false,
+        ))
     }
 
     /// A grant from a token response's fields.

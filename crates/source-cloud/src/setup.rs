@@ -164,6 +164,16 @@ pub struct Settings {
     /// Seconds a request may take (default 30).
     #[serde(default)]
     pub timeout_seconds: Option<f64>,
+    /// iHealth only: the app's service code (`sc`), from iHealth's developer portal.
+    #[serde(default)]
+    pub ihealth_sc: Option<String>,
+    /// iHealth only: the app's service version (`sv`) per data API, from iHealth's developer
+    /// portal: `{ bp = "…", glucose = "…", spo2 = "…", weight = "…" }`.
+    #[serde(default)]
+    pub ihealth_sv: Option<std::collections::BTreeMap<String, String>>,
+    /// Nightscout only: the API version to read, 1 (default) or 3.
+    #[serde(default)]
+    pub api_version: Option<u8>,
     /// The citizens, each with their own account at the vendor.
     #[serde(default, rename = "citizen")]
     pub citizens: Vec<CitizenSettings>,
@@ -232,6 +242,8 @@ pub struct Context {
     pub session: Option<Arc<Session>>,
     /// The HTTP client.
     pub http: Client,
+    /// The source's settings (its citizens left out), for the vendor's own ones.
+    pub settings: Arc<Settings>,
 }
 
 /// A cloud source's configuration, resolved: build its citizens' sources, or connect one.
@@ -246,12 +258,12 @@ pub struct CloudSource {
     http: Client,
     since: Timestamp,
     citizens: Vec<Citizen>,
+    settings: Arc<Settings>,
 }
 
 fn url(text: &str, what: &str, source: &str) -> Result<Url, Error> {
-    let u = Url::parse(text).map_err(|e| {
-        Error::Config(format!("source {source}: {what} is not a URL ({e})"))
-    })?;
+    let u = Url::parse(text)
+        .map_err(|e| Error::Config(format!("source {source}: {what} is not a URL ({e})")))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(Error::Config(format!(
             "source {source}: {what} must be an http or https URL"
@@ -319,11 +331,14 @@ impl CloudSource {
         let defaults = vendor.defaults(sandbox);
         let mut timeout = http::DEFAULT_TIMEOUT;
         if let Some(t) = settings.timeout_seconds {
-            timeout = Duration::try_from_secs_f64(t).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                Error::Config(format!(
-                    "source {s}: timeout_seconds must be a positive number of seconds"
-                ))
-            })?;
+            timeout = Duration::try_from_secs_f64(t)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "source {s}: timeout_seconds must be a positive number of seconds"
+                    ))
+                })?;
         }
         let client = http::client_builder()
             .timeout(timeout)
@@ -344,9 +359,9 @@ impl CloudSource {
                     vendor.kind()
                 )));
             };
-            let api = api_base.clone().ok_or_else(|| {
-                Error::Config(format!("source {s}: no base_url"))
-            })?;
+            let api = api_base
+                .clone()
+                .ok_or_else(|| Error::Config(format!("source {s}: no base_url")))?;
             let endpoint = |given: &Option<String>, default: &str, what: &str| match given {
                 Some(u) => url(u, what, s),
                 // The defaults are relative to the API's base when they start with `/`, so
@@ -361,16 +376,24 @@ impl CloudSource {
                 dialect: defaults.dialect,
                 client_id,
                 client_secret: Secret::new(client_secret),
-                authorize_url: endpoint(&settings.authorize_url, defaults.authorize, "authorize_url")?,
+                authorize_url: endpoint(
+                    &settings.authorize_url,
+                    defaults.authorize,
+                    "authorize_url",
+                )?,
                 token_url: endpoint(&settings.token_url, defaults.token, "token_url")?,
                 redirect_uri: url(
-                    settings.redirect_uri.as_deref().unwrap_or(DEFAULT_REDIRECT_URI),
+                    settings
+                        .redirect_uri
+                        .as_deref()
+                        .unwrap_or(DEFAULT_REDIRECT_URI),
                     "redirect_uri",
                     s,
                 )?,
-                scopes: settings.scopes.clone().unwrap_or_else(|| {
-                    defaults.scopes.iter().map(|x| x.to_string()).collect()
-                }),
+                scopes: settings
+                    .scopes
+                    .clone()
+                    .unwrap_or_else(|| defaults.scopes.iter().map(|x| x.to_string()).collect()),
                 scope_separator: defaults.scope_separator,
             }))
         } else {
@@ -381,8 +404,10 @@ impl CloudSource {
             }
             None
         };
-        let mut citizens = Vec::with_capacity(settings.citizens.len());
-        for c in settings.citizens {
+        let mut settings = settings;
+        let listed = std::mem::take(&mut settings.citizens);
+        let mut citizens = Vec::with_capacity(listed.len());
+        for c in listed {
             if !valid_name(&c.name) {
                 return Err(Error::Config(format!(
                     "source {s}: a citizen's `name` must be 1 to 64 letters, digits, `-`, `_` or `.`"
@@ -397,7 +422,8 @@ impl CloudSource {
             let subject: Identifier = c.subject.parse().map_err(|e| {
                 Error::Config(format!("source {s}: citizen {}: subject: {e}", c.name))
             })?;
-            let nightscout_only = c.base_url.is_some() || c.api_secret.is_some() || c.token.is_some();
+            let nightscout_only =
+                c.base_url.is_some() || c.api_secret.is_some() || c.token.is_some();
             if nightscout_only && vendor != Vendor::Nightscout {
                 return Err(Error::Config(format!(
                     "source {s}: citizen {}: `base_url`, `api_secret` and `token` are Nightscout settings; {} citizens are authorised with `healthanalyzer connect`",
@@ -439,6 +465,7 @@ impl CloudSource {
             http: client,
             since: since(settings.since.as_deref(), s)?,
             citizens,
+            settings: Arc::new(settings),
         })
     }
 
@@ -469,7 +496,8 @@ impl CloudSource {
     /// # Errors
     /// [`Error::Config`] listing the names there are.
     pub fn citizen(&self, name: &str) -> Result<&Citizen, Error> {
-        let by_subject: Option<Identifier> = name.contains('|').then(|| name.parse().ok()).flatten();
+        let by_subject: Option<Identifier> =
+            name.contains('|').then(|| name.parse().ok()).flatten();
         self.citizens
             .iter()
             .find(|c| c.name == name || by_subject.as_ref() == Some(&c.subject))
@@ -477,7 +505,11 @@ impl CloudSource {
                 Error::Config(format!(
                     "source {} has no citizen {}; its citizens: {}",
                     self.source_id,
-                    if by_subject.is_some() { "with that subject" } else { name },
+                    if by_subject.is_some() {
+                        "with that subject"
+                    } else {
+                        name
+                    },
                     self.citizens
                         .iter()
                         .map(|c| c.name.as_str())
@@ -508,6 +540,7 @@ impl CloudSource {
                 ))
             }),
             http: self.http.clone(),
+            settings: Arc::clone(&self.settings),
         })
     }
 
@@ -554,6 +587,14 @@ impl CloudSource {
             )));
         };
         let key = GrantKey::new(&self.source_id, &citizen.name);
-        connect(app, &self.http, self.store.as_ref(), &key, timeout, announce).await
+        connect(
+            app,
+            &self.http,
+            self.store.as_ref(),
+            &key,
+            timeout,
+            announce,
+        )
+        .await
     }
 }

@@ -135,8 +135,14 @@ impl OAuthMock {
     fn issue_locked(&self, s: &mut State, account: &str, generation: u64) -> Grant {
         s.counter += 1;
         let n = s.counter;
-        let access = format!("at-{account}-{n}-{}", URL_SAFE_NO_PAD.encode(n.to_be_bytes()));
-        let refresh = format!("rt-{account}-{n}-{}", URL_SAFE_NO_PAD.encode(n.to_le_bytes()));
+        let access = format!(
+            "at-{account}-{n}-{}",
+            URL_SAFE_NO_PAD.encode(n.to_be_bytes())
+        );
+        let refresh = format!(
+            "rt-{account}-{n}-{}",
+            URL_SAFE_NO_PAD.encode(n.to_le_bytes())
+        );
         let obtained_at = now();
         let expires_at = obtained_at + self.expires_in;
         let issued = Issued {
@@ -309,7 +315,8 @@ impl OAuthMock {
                 let Some(pending) = s.codes.remove(&p("code")) else {
                     return self.refused(400, "invalid_grant");
                 };
-                let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(p("code_verifier").as_bytes()));
+                let challenge =
+                    URL_SAFE_NO_PAD.encode(Sha256::digest(p("code_verifier").as_bytes()));
                 if challenge != pending.challenge || p("redirect_uri") != pending.redirect_uri {
                     return self.refused(400, "invalid_grant");
                 }
@@ -337,7 +344,11 @@ impl OAuthMock {
 
     fn granted(&self, g: &Grant) -> MockResponse {
         let access = g.access_token.expose();
-        let refresh = g.refresh_token.as_ref().map(Secret::expose).unwrap_or_default();
+        let refresh = g
+            .refresh_token
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or_default();
         let user = g.user_id.clone().unwrap_or_default();
         let body = match self.dialect {
             Dialect::Withings => serde_json::json!({
