@@ -453,6 +453,7 @@ impl CloudSource {
         let store_path = folder.join(
             settings
                 .token_store
+                .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_TOKEN_STORE)),
         );
         Ok(CloudSource {
