@@ -1,11 +1,36 @@
 //! Withings API responses: `measure?action=getmeas` (body measures: weight, height, blood
 //! pressure, pulse, temperature, SpO2) and `getactivity` (daily steps).
+//!
+//! The mapping of one `getmeas` measure group is public, [`measure_group`], so that the live
+//! Withings connector (`healthanalyzer-source-cloud`) and this export-file reader give the
+//! same measurements of the same group:
+//!
+//! ```
+//! use healthanalyzer_model::Identifier;
+//! use healthanalyzer_source_files::withings;
+//!
+//! let body = serde_json::json!({
+//!     "timezone": "Europe/Paris",
+//!     "measuregrps": [{ "grpid": 12, "category": 1, "date": 1594245600, "deviceid": "d1",
+//!                       "model": "Body Cardio",
+//!                       "measures": [{ "type": 1, "value": 72400, "unit": -3 }] }],
+//! });
+//! let zone = withings::zone(&body, &jiff::tz::TimeZone::UTC);
+//! let subject = Identifier::new("urn:example:citizen", "anna");
+//! let ms = withings::measure_group(&body["measuregrps"][0], &zone, &subject, "withings/anna")?;
+//! assert_eq!(ms[0].kind, "body-weight");
+//! assert_eq!(ms[0].value.as_quantity().map(|q| q.to_string()).as_deref(), Some("72.400 kg"));
+//! assert_eq!(ms[0].provenance.record_id, "12/body-weight");
+//! assert_eq!(ms[0].effective.start().to_string(), "2020-07-09T00:00:00+02:00");
+//! assert_eq!(ms[0].device.as_ref().and_then(|d| d.model.as_deref()), Some("Body Cardio"));
+//! # Ok::<(), String>(())
+//! ```
 
 use std::path::Path;
 
 use healthanalyzer_model::{
-    Component, ComponentId, ComponentValue, DateTime, Decimal, Effective, Measurement, Provenance,
-    Quantity, UnitCode, Value,
+    Component, ComponentId, ComponentValue, DateTime, Decimal, DeviceRef, Effective, Identifier,
+    Measurement, Provenance, Quantity, UnitCode, Value,
 };
 use healthanalyzer_source::{Error, Rejected, Result};
 use jiff::Timestamp;
@@ -17,6 +42,14 @@ use crate::{FileOptions, Item};
 
 /// The largest response read.
 const MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The Withings measure types [`measure_group`] maps, as a `getmeas` request's `meastypes`
+/// asks for them: 1 weight (kg), 4 height (m), 9 diastolic and 10 systolic blood pressure
+/// (mmHg), 11 pulse (bpm), 12 temperature and 71 body temperature (°C), 54 SpO2 (%).
+pub const MEASURE_TYPES: [i64; 8] = [1, 4, 9, 10, 11, 12, 54, 71];
+
+/// The identifier system of a Withings `deviceid` in a measurement's [`DeviceRef`].
+pub const DEVICE_ID_SYSTEM: &str = "urn:healthanalyzer:withings:deviceid";
 
 /// Withings measure types we map: kind, component, UCUM unit.
 fn measure(t: i64) -> Option<(&'static str, Option<&'static str>, &'static str)> {
@@ -43,18 +76,63 @@ fn scaled(value: i64, unit: i64) -> Option<Decimal> {
     }
 }
 
-fn zone(body: &Json, fallback: &TimeZone) -> TimeZone {
+/// The time zone a `getmeas` or `getactivity` body (or an activity day) names in its
+/// `timezone` (an IANA name such as `Europe/Paris`), or `fallback` when it names none this
+/// machine knows.
+pub fn zone(body: &Json, fallback: &TimeZone) -> TimeZone {
     body.get("timezone")
         .and_then(Json::as_str)
         .and_then(|z| TimeZone::get(z).ok())
         .unwrap_or_else(|| fallback.clone())
 }
 
-/// One measure group: a measurement per kind in it.
-fn group(
+/// The device of a measure group: its `deviceid` (as an identifier in
+/// [`DEVICE_ID_SYSTEM`]) and its `model` name, with Withings as the manufacturer; `None` when
+/// the group names neither (a measure entered by hand).
+fn device(g: &Json) -> Option<DeviceRef> {
+    let text = |name: &str| {
+        g.get(name)
+            .and_then(Json::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let id = text("deviceid");
+    let model = text("model");
+    if id.is_none() && model.is_none() {
+        return None;
+    }
+    Some(DeviceRef {
+        identifier: id.map(|v| Identifier::new(DEVICE_ID_SYSTEM, v)),
+        display: model.clone(),
+        manufacturer: Some("Withings".into()),
+        model,
+        ..DeviceRef::default()
+    })
+}
+
+/// One `getmeas` measure group as measurements: one per kind in it (the systolic and
+/// diastolic pressures together as one `blood-pressure` panel; a pulse beside them as its own
+/// `heart-rate`), each `value × 10^unit` exactly in the catalog's UCUM unit (see
+/// [`MEASURE_TYPES`]); measure types not mapped are left out.
+///
+/// - The record id is `<grpid>/<kind>` (`366956482/blood-pressure`), so a group that is
+///   modified and read again gives the same measurement ids: an update, not a duplicate.
+/// - The time is the group's `date`, with the offset `zone` has at that instant (the body's
+///   `timezone`: [`zone`]).
+/// - The device is the group's `deviceid` and `model`, where it has them.
+/// - A goal (`category` 2) is not a measurement: it gives none.
+///
+/// The measurements are not validated against the catalog yet (the caller does that).
+///
+/// # Errors
+/// Why the group cannot be read (a missing `grpid`, `date` or `measures`, a measure that is
+/// not whole numbers, a value out of range), for a [`Rejected`] entry: the text names the
+/// field, never the value.
+pub fn measure_group(
     g: &Json,
-    tz: &TimeZone,
-    options: &FileOptions,
+    zone: &TimeZone,
+    subject: &Identifier,
     source_id: &str,
 ) -> std::result::Result<Vec<Measurement>, String> {
     // Category 2 is a goal the user set, not a measurement.
@@ -70,7 +148,7 @@ fn group(
         .and_then(Json::as_i64)
         .ok_or("`date` is missing")?;
     let ts = Timestamp::from_second(date).map_err(|e| format!("`date`: {e}"))?;
-    let when = DateTime::from_timestamp(ts, tz.to_offset(ts));
+    let when = DateTime::from_timestamp(ts, zone.to_offset(ts));
     let mut by_kind: Vec<(&'static str, Vec<Component>, Option<Quantity>)> = Vec::new();
     for m in g
         .get("measures")
@@ -104,6 +182,7 @@ fn group(
             None => by_kind[slot].2 = Some(q),
         }
     }
+    let device = device(g);
     Ok(by_kind
         .into_iter()
         .map(|(kind, components, single)| {
@@ -111,13 +190,15 @@ fn group(
                 Some(q) => Value::Quantity(q.into()),
                 None => Value::Components(components),
             };
-            Measurement::new(
+            let mut m = Measurement::new(
                 Provenance::new(source_id, format!("{grpid}/{kind}")),
-                options.subject.clone(),
+                subject.clone(),
                 kind,
                 value,
                 when,
-            )
+            );
+            m.device.clone_from(&device);
+            m
         })
         .collect())
 }
@@ -177,7 +258,7 @@ pub(crate) fn read(path: &Path, options: &FileOptions, source_id: &str) -> Resul
     if let Some(groups) = body.get("measuregrps").and_then(Json::as_array) {
         for (i, g) in groups.iter().enumerate() {
             let location = format!("{} measuregrps[{i}]", path.display());
-            match group(g, &tz, options, source_id) {
+            match measure_group(g, &tz, &options.subject, source_id) {
                 Ok(ms) => out.extend(ms.into_iter().map(|m| options.check(m, &location))),
                 Err(reason) => out.push(reject(location, reason)),
             }
