@@ -54,6 +54,8 @@ use crate::token::{Grant, Secret};
 pub const CLIENT_ID: &str = "mock-client";
 /// The client secret the mock accepts unless told otherwise.
 pub const CLIENT_SECRET: &str = "mock-client-secret-0123456789";
+/// How long past its stated expiry the mock still accepts an access token: 30 seconds.
+pub const GRACE_SECONDS: i64 = 30;
 
 #[derive(Debug)]
 struct Pending {
@@ -111,8 +113,10 @@ impl OAuthMock {
         }
     }
 
-    /// Access tokens live `seconds` (0 or less: they are expired when issued, so every API
-    /// request needs a refresh first).
+    /// Access tokens are said to live `seconds`. The mock accepts one up to
+    /// [`GRACE_SECONDS`] past that (clocks differ): with 0, a client that refreshes before
+    /// expiry refreshes before every request, and its fresh tokens are accepted; with
+    /// `-GRACE_SECONDS` or less, tokens are refused as expired when issued.
     pub fn expires_in(mut self, seconds: i64) -> OAuthMock {
         self.expires_in = seconds;
         self
@@ -217,7 +221,7 @@ impl OAuthMock {
         let issued = token
             .as_deref()
             .and_then(|t| s.access.get(t))
-            .filter(|i| i.expires_at > now() && !s.revoked.contains(&i.account))
+            .filter(|i| i.expires_at + GRACE_SECONDS > now() && !s.revoked.contains(&i.account))
             .cloned();
         match issued {
             Some(i) => {
