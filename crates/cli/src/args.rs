@@ -133,6 +133,19 @@ pub enum Command {
     },
     /// The patients in the store, with how many measurements each.
     Patients,
+    /// Authorise a citizen at a device cloud (Withings, Fitbit, iHealth, Dexcom): prints the
+    /// URL to open in a browser, waits on the loopback redirect, and keeps the grant in the
+    /// source's token store. Run it again when a sync says the grant was revoked.
+    Connect {
+        /// The `[[source]]`: its id, or its kind when only one source has it.
+        source: String,
+        /// The citizen: their `name` in the source's `[[source.citizen]]` tables.
+        #[arg(long)]
+        subject: String,
+        /// How long to wait for the browser, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout_seconds: u64,
+    },
 }
 
 /// What a report or an alert listing is computed with (over the configuration's `[report]`).

@@ -10,7 +10,7 @@ use healthanalyzer_fhir::{Profile, WriteOptions};
 use healthanalyzer_model::jiff::tz::TimeZone;
 use healthanalyzer_model::{Catalog, Identifier};
 use healthanalyzer_pipeline::{
-    Config, DemoOptions, Outcome, Registry, ReportRequest, SourceSummary, StopFlag,
+    Config, DemoOptions, Outcome, Registry, ReportRequest, SourceSummary, StopFlag, error_chain,
 };
 use healthanalyzer_report::Report;
 use healthanalyzer_source::Source;
@@ -47,21 +47,33 @@ pub async fn run(cli: Cli, registry: &Registry) -> Result<()> {
                 ));
             }
             let sources = registry.build_all(&config)?;
-            // Before the store is opened: a sync that cannot start writes nothing.
+            // Before the store is opened: a sync that cannot start writes nothing. A
+            // citizen's missing or revoked grant is theirs alone: the others go on.
             let failed =
                 healthanalyzer_pipeline::check_sources(&sources, &config.sync_options()).await;
-            if !failed.is_empty() {
-                let lines: Vec<String> = failed
+            let (personal, fatal): (Vec<_>, Vec<_>) = failed.into_iter().partition(|(_, e)| {
+                matches!(e, healthanalyzer_source::Error::Authorization { .. })
+            });
+            if !fatal.is_empty() {
+                let lines: Vec<String> = fatal
                     .iter()
-                    .map(|(id, why)| format!("source {id}: {why}"))
+                    .map(|(id, why)| format!("source {id}: {}", error_chain(why)))
                     .collect();
                 return Err(Failure::Run(format!(
                     "{}; nothing was written",
                     lines.join("; ")
                 )));
             }
+            let (not_started, ready): (Vec<_>, Vec<_>) = sources
+                .into_iter()
+                .partition(|s| personal.iter().any(|(id, _)| id == s.id()));
             let store = store(&cli, &config).await?;
-            let summaries = sync(&cli, &config, store, &sources).await;
+            let mut summaries = sync(&cli, &config, store, &ready).await;
+            for (id, e) in personal {
+                if let Some(s) = not_started.iter().find(|s| s.id() == id) {
+                    summaries.push(SourceSummary::not_started(s.as_ref(), e));
+                }
+            }
             finish(&cli, &summaries, *accept_partial)
         }
         Command::Import {
@@ -231,6 +243,51 @@ pub async fn run(cli: Cli, registry: &Registry) -> Result<()> {
             let report =
                 build_report(&config, store.as_ref(), analysis, patient.as_deref()).await?;
             print_alerts(&cli, &report);
+            Ok(())
+        }
+        Command::Connect {
+            source,
+            subject,
+            timeout_seconds,
+        } => {
+            let cloud = healthanalyzer_pipeline::find_cloud_source(&config, source)?;
+            let citizen = cloud
+                .citizen(subject)
+                .map_err(|e| Failure::Usage(e.to_string()))?
+                .name
+                .clone();
+            let vendor = cloud.vendor().name();
+            let grant = cloud
+                .connect(
+                    &citizen,
+                    std::time::Duration::from_secs(*timeout_seconds),
+                    |url| {
+                        // The URL carries no secret (the PKCE verifier stays here), but it
+                        // goes to the terminal only, never to a log.
+                        eprintln!(
+                            "Open this address in a browser and log in to {vendor} as citizen {citizen}:\n\n  {url}\n\nWaiting for the browser (Ctrl-C to give up)…"
+                        );
+                    },
+                )
+                .await
+                .map_err(|e| Failure::Run(error_chain(&e)))?;
+            let store = cloud
+                .token_store_path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "the token store".into());
+            if cli.json {
+                emit(
+                    &serde_json::json!({
+                        "source": source, "citizen": citizen, "connected": true,
+                        "expires_at": grant.expires_at, "token_store": store,
+                    })
+                    .to_string(),
+                );
+            } else {
+                out!(
+                    "connected citizen {citizen} at {vendor}; the grant is kept in {store}. The next sync reads their data."
+                );
+            }
             Ok(())
         }
         Command::Patients => {

@@ -384,12 +384,13 @@ pub struct BuildContext {
     pub base: PathBuf,
 }
 
-/// Builds a source from its [`SourceSpec`].
+/// Builds the sources of one [`SourceSpec`]: one, or one per citizen for a device cloud.
 pub type Builder =
-    Arc<dyn Fn(&SourceSpec, &BuildContext) -> Result<Arc<dyn Source>, Error> + Send + Sync>;
+    Arc<dyn Fn(&SourceSpec, &BuildContext) -> Result<Vec<Arc<dyn Source>>, Error> + Send + Sync>;
 
-/// Connector kinds by name. [`Registry::builtin`] knows `sim`, `files` and `fhir`; an
-/// embedding project [`register`](Registry::register)s its own.
+/// Connector kinds by name. [`Registry::builtin`] knows `sim`, `files`, `fhir` and the device
+/// clouds (`withings`, `fitbit`, `ihealth`, `nightscout`, `dexcom`); an embedding project
+/// [`register`](Registry::register)s its own.
 #[derive(Clone, Default)]
 pub struct Registry {
     builders: BTreeMap<String, Builder>,
@@ -409,20 +410,39 @@ impl Registry {
         Registry::default()
     }
 
-    /// The built-in kinds: `sim`, `files`, `fhir`.
+    /// The built-in kinds: `sim`, `files`, `fhir`, and the device clouds of
+    /// `healthanalyzer-source-cloud` (`withings`, `fitbit`, `ihealth`, `nightscout`, `dexcom`),
+    /// whose `[[source]]` is one source per citizen.
     pub fn builtin() -> Registry {
         let mut r = Registry::empty();
         r.register("sim", crate::connectors::sim);
         r.register("files", crate::connectors::files);
         r.register("fhir", crate::connectors::fhir);
+        for kind in healthanalyzer_source_cloud::KINDS {
+            r.register_many(kind, crate::connectors::cloud);
+        }
         r
     }
 
-    /// Adds (or replaces) a kind.
+    /// Adds (or replaces) a kind whose `[[source]]` is one source.
     pub fn register(
         &mut self,
         kind: &str,
         builder: impl Fn(&SourceSpec, &BuildContext) -> Result<Arc<dyn Source>, Error>
+        + Send
+        + Sync
+        + 'static,
+    ) -> &mut Registry {
+        self.register_many(kind, move |spec, cx| builder(spec, cx).map(|s| vec![s]))
+    }
+
+    /// Adds (or replaces) a kind whose `[[source]]` may be several sources (a device cloud:
+    /// one per citizen, each with its own id and checkpoint, so that one failing does not
+    /// stop the others).
+    pub fn register_many(
+        &mut self,
+        kind: &str,
+        builder: impl Fn(&SourceSpec, &BuildContext) -> Result<Vec<Arc<dyn Source>>, Error>
         + Send
         + Sync
         + 'static,
@@ -436,11 +456,15 @@ impl Registry {
         self.builders.keys().map(String::as_str).collect()
     }
 
-    /// Builds one source.
+    /// Builds the sources of one `[[source]]`.
     ///
     /// # Errors
     /// [`Error::Config`] for an unknown kind or bad options.
-    pub fn build(&self, spec: &SourceSpec, cx: &BuildContext) -> Result<Arc<dyn Source>, Error> {
+    pub fn build(
+        &self,
+        spec: &SourceSpec,
+        cx: &BuildContext,
+    ) -> Result<Vec<Arc<dyn Source>>, Error> {
         let b = self.builders.get(&spec.kind).ok_or_else(|| {
             Error::Config(format!(
                 "source {}: unknown kind {:?}; known kinds: {}. A connector of your own: \
@@ -464,7 +488,11 @@ impl Registry {
         let cx = BuildContext {
             base: config.base.clone(),
         };
-        config.sources.iter().map(|s| self.build(s, &cx)).collect()
+        let mut all = Vec::new();
+        for spec in &config.sources {
+            all.extend(self.build(spec, &cx)?);
+        }
+        Ok(all)
     }
 }
 

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use healthanalyzer_model::jiff::civil::Date;
 use healthanalyzer_model::jiff::tz::TimeZone;
 use healthanalyzer_source::Source;
+use healthanalyzer_source_cloud::{CloudSource, Settings, Vendor};
 use healthanalyzer_source_fhir::{Auth, FhirClient, FhirSource, Query, ServerConfig};
 use healthanalyzer_source_files::{CsvMapping, FileOptions, FileSource, Format};
 use healthanalyzer_source_sim::{SimConfig, SimSource};
 use serde::Deserialize;
 
 use crate::Error;
-use crate::config::{BuildContext, SourceSpec, identifier, seconds};
+use crate::config::{BuildContext, Config, SourceSpec, identifier, seconds};
 
 /// `kind = "sim"`: simulated patients.
 #[derive(Deserialize)]
@@ -239,4 +240,75 @@ pub(crate) fn fhir(spec: &SourceSpec, _: &BuildContext) -> Result<Arc<dyn Source
     Ok(Arc::new(
         FhirSource::new(&spec.id, client, query).with_validation(o.validation),
     ))
+}
+
+/// The device clouds (`kind = "withings"`, `"fitbit"`, `"ihealth"`, `"nightscout"`,
+/// `"dexcom"`): one source per citizen.
+pub(crate) fn cloud(spec: &SourceSpec, cx: &BuildContext) -> Result<Vec<Arc<dyn Source>>, Error> {
+    cloud_source(spec, cx)?
+        .sources()
+        .map_err(|e| Error::Config(e.to_string()))
+}
+
+/// A device cloud's `[[source]]`, resolved: its citizens' sources, or `connect` for one of
+/// them.
+///
+/// # Errors
+/// [`Error::Config`] when `spec` is not a device cloud, or its options are wrong.
+pub fn cloud_source(spec: &SourceSpec, cx: &BuildContext) -> Result<CloudSource, Error> {
+    let vendor = Vendor::from_kind(&spec.kind).ok_or_else(|| {
+        Error::Config(format!(
+            "source {} is of kind {}, not a device cloud ({})",
+            spec.id,
+            spec.kind,
+            healthanalyzer_source_cloud::KINDS.join(", ")
+        ))
+    })?;
+    let settings: Settings = spec.options()?;
+    CloudSource::new(vendor, &spec.id, settings, &cx.base).map_err(|e| Error::Config(e.to_string()))
+}
+
+/// The device cloud `[[source]]` named `name` in `config`: the source with that id, or the
+/// only one of that kind (`withings`).
+///
+/// # Errors
+/// [`Error::Config`] when there is none, or several of that kind, or it is not a device
+/// cloud.
+pub fn find_cloud_source(config: &Config, name: &str) -> Result<CloudSource, Error> {
+    let by_id = config.sources.iter().find(|s| s.id == name);
+    let spec = match by_id {
+        Some(s) => s,
+        None => {
+            let of_kind: Vec<&SourceSpec> =
+                config.sources.iter().filter(|s| s.kind == name).collect();
+            match of_kind.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(Error::Config(format!(
+                        "no [[source]] has the id or kind {name:?}; the sources: {}",
+                        config
+                            .sources
+                            .iter()
+                            .map(|s| format!("{} ({})", s.id, s.kind))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                several => {
+                    return Err(Error::Config(format!(
+                        "several sources are of kind {name}: name one by its id ({})",
+                        several
+                            .iter()
+                            .map(|s| s.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    let cx = BuildContext {
+        base: config.base.clone(),
+    };
+    cloud_source(spec, &cx)
 }

@@ -5,7 +5,8 @@
 //! - [`Config`]: `healthanalyzer.toml` (the store, `[[source]]` tables, rules, report
 //!   settings), with `${NAME}` taken from the environment so secrets stay out of files, and
 //!   unknown keys refused with the source and key named.
-//! - [`Registry`]: connector kinds by name (`sim`, `files`, `fhir`, and an embedder's own).
+//! - [`Registry`]: connector kinds by name (`sim`, `files`, `fhir`, the device clouds of
+//!   [`cloud`] with one source per citizen, and an embedder's own).
 //! - [`sync`]: the engine. Sources pulled concurrently with a bound; every measurement
 //!   validated and normalised; each batch written **with its cursor** in one transaction;
 //!   retries with backoff; progress [`Event`]s; a [`StopFlag`] that finishes the batch in
@@ -74,8 +75,11 @@ pub use config::{
     BuildContext, Builder, CONFIG_FILE, Config, DEFAULT_STORE, Registry, ReportRequest,
     ReportSection, STORE_ENV, SourceSpec, SyncSection, time_zone,
 };
-pub use connectors::{FORMATS, file_source, file_source_id, format};
+pub use connectors::{
+    FORMATS, cloud_source, file_source, file_source_id, find_cloud_source, format,
+};
 pub use export::{export_bundle, export_ndjson, push};
+pub use healthanalyzer_source_cloud as cloud;
 pub use sync::{
     Event, Outcome, SourceSummary, StopFlag, SyncFailure, SyncOptions, check_sources, sync,
 };

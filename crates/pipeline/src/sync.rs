@@ -120,6 +120,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SyncFailure {
+    /// The source's check failed, so it was not pulled.
+    #[error("checking the source")]
+    Check(#[source] Arc<healthanalyzer_source::Error>),
     /// The saved cursor could not be read.
     #[error("reading the saved cursor")]
     Checkpoint(#[source] Arc<healthanalyzer_store::Error>),
@@ -177,6 +180,14 @@ pub struct SourceSummary {
 }
 
 impl SourceSummary {
+    /// The summary of a source that was not pulled because its [`Source::check`] failed
+    /// with `error` ([`check_sources`]).
+    pub fn not_started(source: &dyn Source, error: healthanalyzer_source::Error) -> SourceSummary {
+        let mut s = SourceSummary::new(source);
+        s.outcome = Outcome::Failed(SyncFailure::Check(Arc::new(error)));
+        s
+    }
+
     fn new(source: &dyn Source) -> SourceSummary {
         SourceSummary {
             source: source.id().to_string(),
@@ -229,19 +240,18 @@ pub async fn sync(
 }
 
 /// Runs every source's [`Source::check`] (concurrently, up to `options.concurrency`) and
-/// gives the failures as `(source id, reason)`: call it before opening the store, so that a
+/// gives the failures as `(source id, error)`: call it before opening the store, so that a
 /// sync that cannot start writes nothing.
+///
+/// A failure that is one person's ([`Authorization`](healthanalyzer_source::Error::Authorization):
+/// a citizen's revoked grant at a device cloud) need not stop the others: leave that source
+/// out, sync the rest, and report it with [`SourceSummary::not_started`].
 pub async fn check_sources(
     sources: &[Arc<dyn Source>],
     options: &SyncOptions,
-) -> Vec<(String, String)> {
+) -> Vec<(String, healthanalyzer_source::Error)> {
     futures_util::stream::iter(sources)
-        .map(|s| async move {
-            s.check()
-                .await
-                .err()
-                .map(|e| (s.id().to_string(), e.to_string()))
-        })
+        .map(|s| async move { s.check().await.err().map(|e| (s.id().to_string(), e)) })
         .buffered(options.concurrency.max(1))
         .filter_map(|r| async move { r })
         .collect()

@@ -66,7 +66,8 @@ fn mistakes_give_one_clear_message() {
 
     let e = err("[[source]]\nid = \"a\"\nkind = \"ftp\"\n");
     assert!(
-        e.contains("unknown kind \"ftp\"") && e.contains("fhir, files, sim"),
+        e.contains("unknown kind \"ftp\"")
+            && e.contains("known kinds: dexcom, fhir, files, fitbit, ihealth, nightscout, sim, withings."),
         "{e}"
     );
 
@@ -162,5 +163,6 @@ fn the_configuration_doc_example_is_valid() {
     let built = Registry::builtin()
         .build(sim, &BuildContext::default())
         .expect("sim source");
-    assert_eq!(built.id(), "ward-sim");
+    assert_eq!(built.len(), 1);
+    assert_eq!(built[0].id(), "ward-sim");
 }
