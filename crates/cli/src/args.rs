@@ -18,7 +18,9 @@ Exit codes:
 A closed stdout (`| head`) is not an error: the command ends with the exit code it would have had.
 
 The store is --db, else $HEALTHANALYZER_DB, else `store` in healthanalyzer.toml, else
-sqlite:healthanalyzer.db in the working directory.";
+sqlite:healthanalyzer.db in the working directory.
+
+Diagnostics go to stderr: RUST_LOG=debug (or info, trace; default warn).";
 
 /// Health Analyzer: fetch, store, analyse and report health measurements; FHIR R4 on both sides.
 #[derive(Debug, Parser)]

@@ -111,6 +111,17 @@ impl From<healthanalyzer_store::Error> for Failure {
 /// exit code. A binary's `main` is this one call.
 pub fn main(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
+    // Diagnostics on stderr, for `RUST_LOG=debug healthanalyzer sync`; warnings only by
+    // default (the commands say what they do on their own). Nothing logged names a person's
+    // identifier, a token or a value.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

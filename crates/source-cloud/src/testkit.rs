@@ -83,6 +83,8 @@ struct State {
     log_in_as: Option<String>,
     refreshes: usize,
     exchanges: usize,
+    /// Every token issued, for tests that look for them where they must not be.
+    issued: Vec<String>,
 }
 
 /// A mock OAuth2 authorisation server; clones share their state.
@@ -156,6 +158,8 @@ impl OAuthMock {
         };
         s.access.insert(access.clone(), issued.clone());
         s.refresh.insert(refresh.clone(), issued);
+        s.issued.push(access.clone());
+        s.issued.push(refresh.clone());
         Grant {
             access_token: Secret::new(access),
             refresh_token: Some(Secret::new(refresh)),
@@ -198,6 +202,14 @@ impl OAuthMock {
     /// Refreshes answered with a new grant so far.
     pub fn refreshes(&self) -> usize {
         self.lock().refreshes
+    }
+
+    /// Every access and refresh token issued so far, and the client secret: what must never
+    /// appear in a log, an error or `Debug` output.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut all = self.lock().issued.clone();
+        all.push(self.client_secret.clone());
+        all
     }
 
     /// Codes exchanged for a grant so far.
