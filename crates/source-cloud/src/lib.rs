@@ -69,3 +69,7 @@ pub use setup::{
     DEFAULT_TOKEN_STORE, KINDS, Settings, Vendor,
 };
 pub use token::{FileTokenStore, Grant, GrantKey, MemoryTokenStore, Secret, TokenStore};
+
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
