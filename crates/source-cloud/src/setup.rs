@@ -126,7 +126,7 @@ impl Vendor {
 /// name = "anna"                        # used in commands, logs and the token store
 /// subject = "urn:oid:1.2.208.176.1.2|0101701234"
 /// ```
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// The app registration's client id (OAuth2 vendors).
@@ -180,7 +180,7 @@ pub struct Settings {
 }
 
 /// A `[[source.citizen]]` table.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CitizenSettings {
     /// The name the configuration and the commands know the citizen by (letters, digits,
@@ -199,6 +199,45 @@ pub struct CitizenSettings {
     /// secret).
     #[serde(default)]
     pub token: Option<String>,
+}
+
+/// `(redacted)` for a secret that is there.
+fn shown(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "(redacted)")
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &shown(&self.client_secret))
+            .field("base_url", &self.base_url)
+            .field("authorize_url", &self.authorize_url)
+            .field("token_url", &self.token_url)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("scopes", &self.scopes)
+            .field("token_store", &self.token_store)
+            .field("since", &self.since)
+            .field("sandbox", &self.sandbox)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("ihealth_sc", &shown(&self.ihealth_sc))
+            .field("ihealth_sv", &self.ihealth_sv.as_ref().map(|m| m.len()))
+            .field("api_version", &self.api_version)
+            .field("citizens", &self.citizens)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for CitizenSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The subject's identifier is personal data, the secrets are secrets.
+        f.debug_struct("CitizenSettings")
+            .field("name", &self.name)
+            .field("base_url", &self.base_url.as_ref().map(|_| "(set)"))
+            .field("api_secret", &shown(&self.api_secret))
+            .field("token", &shown(&self.token))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A citizen of a cloud source.

@@ -455,3 +455,57 @@ async fn a_citizen_never_connected_is_told_to_run_connect() {
     );
     assert!(server.requests().is_empty(), "nothing was sent");
 }
+
+#[test]
+fn no_vendor_source_shows_a_secret_or_an_identifier_in_its_debug_output() {
+    use healthanalyzer_source_cloud::{CitizenSettings, CloudSource, Settings, Vendor};
+    let folder = tempfile::tempdir().expect("tempdir");
+    for vendor in [
+        Vendor::Withings,
+        Vendor::Fitbit,
+        Vendor::IHealth,
+        Vendor::Nightscout,
+        Vendor::Dexcom,
+    ] {
+        let oauth = vendor.uses_oauth();
+        let settings = Settings {
+            client_id: oauth.then(|| "the-client".to_string()),
+            client_secret: oauth.then(|| "CLIENT-SECRET-XYZ".to_string()),
+            ihealth_sc: (vendor == Vendor::IHealth).then(|| "SC-SECRET-XYZ".to_string()),
+            ihealth_sv: (vendor == Vendor::IHealth).then(|| {
+                ["bp", "glucose", "spo2", "weight"]
+                    .into_iter()
+                    .map(|k| (k.to_string(), format!("SV-{k}-XYZ")))
+                    .collect()
+            }),
+            citizens: vec![CitizenSettings {
+                name: "anna".into(),
+                subject: "urn:oid:1.2.208.176.1.2|0101709995".into(),
+                base_url: (!oauth).then(|| "https://anna.example.org/ns".to_string()),
+                api_secret: (!oauth).then(|| "API-SECRET-XYZ".to_string()),
+                token: None,
+            }],
+            ..Settings::default()
+        };
+        let store = Arc::new(MemoryTokenStore::new());
+        store
+            .save(
+                &GrantKey::new("src", "anna"),
+                &grant("ACCESS-XYZ", "REFRESH-XYZ"),
+            )
+            .expect("seed");
+        let cloud = CloudSource::new(vendor, "src", settings, folder.path())
+            .unwrap_or_else(|e| panic!("{vendor:?}: {e}"))
+            .with_token_store(store);
+        let sources = cloud
+            .sources()
+            .unwrap_or_else(|e| panic!("{vendor:?}: {e}"));
+        assert_eq!(sources.len(), 1);
+        assert_eq!(sources[0].id(), "src/anna");
+        assert_eq!(sources[0].kind(), vendor.kind());
+        let text = format!("{cloud:?} {:?} {:?}", sources[0], cloud.citizens());
+        for secret in ["XYZ", "0101709995"] {
+            assert!(!text.contains(secret), "{vendor:?} shows {secret}: {text}");
+        }
+    }
+}
