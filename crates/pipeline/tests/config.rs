@@ -67,7 +67,9 @@ fn mistakes_give_one_clear_message() {
     let e = err("[[source]]\nid = \"a\"\nkind = \"ftp\"\n");
     assert!(
         e.contains("unknown kind \"ftp\"")
-            && e.contains("known kinds: dexcom, fhir, files, fitbit, ihealth, nightscout, sim, withings."),
+            && e.contains(
+                "known kinds: dexcom, fhir, files, fitbit, ihealth, nightscout, sim, withings."
+            ),
         "{e}"
     );
 
@@ -165,4 +167,69 @@ fn the_configuration_doc_example_is_valid() {
         .expect("sim source");
     assert_eq!(built.len(), 1);
     assert_eq!(built[0].id(), "ward-sim");
+}
+
+const CLOUD: &str = r#"
+[[source]]
+id = "withings"
+kind = "withings"
+client_id = "app"
+client_secret = "${HEALTHANALYZER_TEST_CLOUD_SECRET}"
+
+[[source.citizen]]
+name = "anna"
+subject = "urn:oid:1.2.208.176.1.2|0101709995"
+
+[[source.citizen]]
+name = "bo"
+subject = "urn:oid:1.2.208.176.1.2|0202709996"
+"#;
+
+#[test]
+fn a_device_cloud_is_a_source_per_citizen_and_its_mistakes_are_named() {
+    let text = CLOUD.replace("${HEALTHANALYZER_TEST_CLOUD_SECRET}", "s3cret");
+    let c = Config::parse(&text).expect("parse");
+    let sources = Registry::builtin().build_all(&c).expect("build");
+    let ids: Vec<&str> = sources.iter().map(|s| s.id()).collect();
+    assert_eq!(ids, ["withings/anna", "withings/bo"]);
+    assert!(sources.iter().all(|s| s.kind() == "withings"));
+
+    // connect finds the source by id or by kind, and the citizen by name.
+    let cloud = healthanalyzer_pipeline::find_cloud_source(&c, "withings").expect("by kind");
+    assert_eq!(cloud.citizen("bo").expect("bo").name, "bo");
+    let e = cloud.citizen("carl").expect_err("no carl").to_string();
+    assert!(e.contains("anna, bo"), "{e}");
+    let e = healthanalyzer_pipeline::find_cloud_source(&c, "fitbit")
+        .expect_err("none")
+        .to_string();
+    assert!(e.contains("withings (withings)"), "{e}");
+
+    let e = err(&text.replace(
+        "client_id = \"app\"",
+        "client_id = \"app\"\nclient_secrett = \"x\"",
+    ));
+    assert!(
+        e.contains("source withings (kind withings)") && e.contains("client_secrett"),
+        "{e}"
+    );
+    let e = err(&text.replace("client_id = \"app\"\n", ""));
+    assert!(
+        e.contains("client_id") && e.contains("docs/connectors/withings.md"),
+        "{e}"
+    );
+    let e = err(&text.replace("name = \"bo\"", "name = \"0202709996\"\nnam = \"x\""));
+    assert!(e.contains("nam"), "{e}");
+    let e = err(&text.replace("name = \"bo\"", "name = \"anna\""));
+    assert!(e.contains("citizen anna is listed twice"), "{e}");
+    let e = err(&text.replace("name = \"bo\"", "name = \"b o\""));
+    assert!(e.contains("letters, digits"), "{e}");
+    let e = err(&text.replace("kind = \"withings\"", "kind = \"withings\"\nsandbox = true"));
+    assert!(e.contains("`sandbox` is a Dexcom setting"), "{e}");
+    // No message quotes the secret or a subject's identifier.
+    for e in [
+        err(&text.replace("client_id = \"app\"\n", "")),
+        err(&text.replace("name = \"bo\"", "name = \"anna\"")),
+    ] {
+        assert!(!e.contains("s3cret") && !e.contains("0101709995"), "{e}");
+    }
 }
