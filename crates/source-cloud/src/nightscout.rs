@@ -743,7 +743,10 @@ impl Nightscout {
             }
             let hi = pos.at.saturating_add(span);
             let open = !bounded && hi >= now;
-            let count = want.clamp(MIN_PAGE, PAGE) + pos.seen.len();
+            // The records of the position's millisecond come again: room for them.
+            let count = (want.max(MIN_PAGE) + pos.seen.len())
+                .min(PAGE)
+                .max(pos.seen.len() + 1);
             let list = self.fetch(c, pos.at, (!open).then_some(hi), count).await?;
             *requests += 1;
             if list.len() >= count {
