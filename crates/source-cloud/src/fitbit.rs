@@ -69,7 +69,9 @@ pub(crate) const DEFAULTS: Defaults = Defaults {
 /// The cursor's format version.
 const CURSOR_VERSION: u32 = 1;
 
-/// The most requests one pull sends (a pass over a long history takes several pulls).
+/// The most requests one pull sends once it has something to return (a pass over a long
+/// history takes several pulls). A pull with nothing yet goes on to the end of the pass, so
+/// that pulling from an exhausted cursor ends exhausted.
 const MAX_REQUESTS_PER_PULL: usize = 8;
 
 /// The largest answer read.
@@ -527,6 +529,9 @@ impl Source for FitbitSource {
             requests += 1;
             st.begin(zone, self.since);
         }
+        // Starting a pass is no progress of its own: a failure before a window was read is
+        // the pull's error.
+        let started = st.cursor();
         let zone = st.zone.time_zone();
         let zone_text = st.zone.text();
         let today = Timestamp::now().to_zoned(zone.clone()).date();
@@ -551,7 +556,8 @@ impl Source for FitbitSource {
                 st.after = None;
                 continue;
             }
-            if requests >= MAX_REQUESTS_PER_PULL {
+            let holds = !batch.measurements.is_empty() || !batch.rejected.is_empty();
+            if holds && requests >= MAX_REQUESTS_PER_PULL {
                 break;
             }
             let end = from
@@ -572,7 +578,7 @@ impl Source for FitbitSource {
                     continue;
                 }
                 // What was read so far is kept; the next pull meets the failure again.
-                Err(e) if e.is_retryable() && st.cursor() != *cursor => {
+                Err(e) if e.is_retryable() && st.cursor() != started => {
                     tracing::debug!(source = %self.id, error = %e, "the pull ends early");
                     break;
                 }

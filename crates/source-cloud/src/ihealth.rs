@@ -55,7 +55,9 @@ pub(crate) const DEFAULTS: Defaults = Defaults {
 /// The cursor's format version.
 const CURSOR_VERSION: u32 = 1;
 
-/// The most requests one pull sends.
+/// The most requests one pull sends once it has something to return. A pull with nothing
+/// yet goes on to the end of the pass, so that pulling from an exhausted cursor ends
+/// exhausted.
 const MAX_REQUESTS_PER_PULL: usize = 8;
 
 /// The most pages one data API is read in one pass (50 records each).
@@ -487,6 +489,9 @@ impl Source for IHealthSource {
             };
             st.pass = Some(self.pass_of(&st, first, Timestamp::now().as_second()));
         }
+        // Starting a pass is no progress of its own: a failure before anything was read is
+        // the pull's error.
+        let started = st.cursor();
         let validator = Validator::new(Catalog::builtin());
         let mut count = 0;
         let mut requests = 0;
@@ -498,7 +503,8 @@ impl Source for IHealthSource {
                     .map(|k| self.pass_of(&st, k, pass.began));
                 continue;
             }
-            if requests >= MAX_REQUESTS_PER_PULL || count >= limit {
+            let holds = !batch.measurements.is_empty() || !batch.rejected.is_empty();
+            if (holds && requests >= MAX_REQUESTS_PER_PULL) || count >= limit {
                 break;
             }
             if pass.page > MAX_PAGES {
@@ -512,7 +518,7 @@ impl Source for IHealthSource {
             let body = match body {
                 Ok(b) => b,
                 // What was read so far is kept; the next pull meets the failure again.
-                Err(e) if e.is_retryable() && st.cursor() != *cursor => {
+                Err(e) if e.is_retryable() && st.cursor() != started => {
                     tracing::debug!(source = %self.id, error = %e, "the pull ends early");
                     break;
                 }

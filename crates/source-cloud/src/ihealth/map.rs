@@ -244,13 +244,6 @@ pub(super) fn page(kind: Kind, body: &Json, cx: &Ctx<'_>) -> Result<Page, String
         if when.instant() < cx.since {
             continue;
         }
-        let unit = match &unit {
-            Ok(u) => *u,
-            Err(reason) => {
-                entries.push(reject(reason.clone()));
-                continue;
-            }
-        };
         let record_id = format!("{}/{data_id}", kind.name());
         let build = |record: String, kind_id: &str, value: Value| {
             let mut m = Measurement::new(
@@ -288,6 +281,18 @@ pub(super) fn page(kind: Kind, body: &Json, cx: &Ctx<'_>) -> Result<Page, String
                 ));
             }
         };
+        // The list's unit: a code iHealth does not document rejects the reading (not its
+        // pulse, which has a unit of its own).
+        let unit = match &unit {
+            Ok(u) => *u,
+            Err(reason) => {
+                entries.push(reject(reason.clone()));
+                if matches!(kind, Kind::Bp | Kind::Spo2) {
+                    pulse(&mut entries);
+                }
+                continue;
+            }
+        };
         match kind {
             Kind::Bp => {
                 let (Some(systolic), Some(diastolic)) = (reading(r, "HP"), reading(r, "LP")) else {
@@ -299,6 +304,7 @@ pub(super) fn page(kind: Kind, body: &Json, cx: &Ctx<'_>) -> Result<Page, String
                 };
                 let Unit::Ucum(u) = unit else {
                     entries.push(reject("not a pressure unit".into()));
+                    pulse(&mut entries);
                     continue;
                 };
                 let c = |id: &'static str, v: Decimal| Component {
