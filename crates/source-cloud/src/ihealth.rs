@@ -309,7 +309,7 @@ fn refusal(json: &Json) -> Option<Refusal> {
         Some(Json::String(s)) => s.trim().to_string(),
         _ => String::new(),
     };
-    if error.is_empty() && code.is_empty() {
+    if error.is_empty() && matches!(code.as_str(), "" | "0") {
         return None;
     }
     let description = json
