@@ -70,6 +70,8 @@ const READING_MS: i64 = 5 * MINUTE_MS;
 const MAX_REQUESTS: usize = 16;
 /// The largest response body read (30 days of 5-minute EGVs are about 4 MiB).
 const BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// How far ahead of the clock an EGV may be read.
+const FUTURE_MS: i64 = 10 * MINUTE_MS;
 /// The cursor format's version.
 const CURSOR_VERSION: u32 = 1;
 /// Dexcom shows LOW below this (mg/dL)…
@@ -521,10 +523,16 @@ impl Source for Dexcom {
             state.at = first;
             state.seen.clear();
         }
-        // Up to the last EGV Dexcom has published: a later pull reads what it publishes next.
-        let latest = last.saturating_add(1);
+        // Up to the last EGV Dexcom has published, a later pull reads what it publishes next;
+        // not beyond the clock (and the 10 minutes the catalog allows), so that an EGV of a
+        // device clock set ahead waits for the clock instead of taking the position past the
+        // EGVs before it.
+        let ceiling = Timestamp::now().as_millisecond().saturating_add(FUTURE_MS);
+        let latest = last.saturating_add(1).min(ceiling);
         let mut batch = Batch::default();
         let mut taken = 0;
+        // Empty windows (a gap in the wearing) make the next one of the pull wider.
+        let mut widen = 1;
         let exhausted = loop {
             if state.at >= latest {
                 break true;
@@ -536,6 +544,7 @@ impl Source for Dexcom {
             let span = i64::try_from(want)
                 .unwrap_or(i64::MAX)
                 .saturating_mul(READING_MS)
+                .saturating_mul(widen)
                 .clamp(MIN_WINDOW_MS, MAX_WINDOW_MS);
             let to = state.at.saturating_add(span).min(latest);
             let rows = self.window(&state, to).await?;
@@ -543,7 +552,10 @@ impl Source for Dexcom {
             let all = rows.len();
             let rows: Vec<Row> = rows.into_iter().take(want).collect();
             let cut = rows.len() < all;
-            let next = if cut {
+            let last = to == latest;
+            let next = if cut || last {
+                // Within the window, or at the newest EGV: right after the last one taken,
+                // so that what Dexcom publishes later of the same instants is read.
                 after(&state, &rows)
             } else {
                 State {
@@ -552,6 +564,9 @@ impl Source for Dexcom {
                     ..state.clone()
                 }
             };
+            if rows.is_empty() {
+                widen = widen.saturating_mul(2);
+            }
             taken += rows.len();
             for row in rows {
                 self.take(row, &mut batch);
@@ -559,6 +574,9 @@ impl Source for Dexcom {
             state = next;
             if cut {
                 break false;
+            }
+            if last {
+                break true;
             }
         };
         tracing::debug!(

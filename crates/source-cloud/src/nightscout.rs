@@ -16,6 +16,9 @@
 //!   resumed pull neither skips nor repeats. API v1 answers newest first: a window of time
 //!   is asked for, halved while it comes back full and widened while it comes back sparse,
 //!   and read whole; v3 answers oldest first (`sort=date`) and is read a page at a time.
+//!   Records dated more than 10 minutes ahead of the clock (a device clock set wrong) wait
+//!   until the clock reaches them, so that they cannot take the position past the records
+//!   before them.
 //! - **Record ids**: the entry's `_id` (v1) or `identifier` (v3, which is the `_id` of the
 //!   entries that have no identifier of their own); `treatment/<id>` for treatments.
 
@@ -276,8 +279,14 @@ pub(crate) fn source(cx: Context) -> Result<Arc<dyn Source>, Error> {
     }))
 }
 
-fn now_ms() -> i64 {
-    Timestamp::now().as_millisecond()
+/// How far ahead of the clock a record may be read: a record dated later (a device clock
+/// set wrong) waits until the clock reaches it, instead of taking the position past the
+/// records that come before it. The catalog's validation allows as much.
+const FUTURE_MS: i64 = 10 * 60_000;
+
+/// The latest instant read now.
+fn ceiling() -> i64 {
+    Timestamp::now().as_millisecond().saturating_add(FUTURE_MS)
 }
 
 /// `ms` as Nightscout writes `created_at`: `2014-07-19T17:49:15.000Z`.
@@ -631,21 +640,20 @@ impl Nightscout {
         Err(self.refused(StatusCode::UNAUTHORIZED))
     }
 
-    /// One request for the records of `c` from `from` (to `to`, inclusive), at most `count`.
+    /// One request for the records of `c` from `from` to `to` (both inclusive), at most
+    /// `count`.
     async fn fetch(
         &self,
         c: Collection,
         from: i64,
-        to: Option<i64>,
+        to: i64,
         count: usize,
     ) -> Result<Vec<Json>, SourceError> {
         let mut q: Vec<(&str, String)> = Vec::new();
         let (path, body) = match (self.api, c) {
             (Api::V1, Collection::Entries) => {
                 q.push(("find[date][$gte]", from.to_string()));
-                if let Some(to) = to {
-                    q.push(("find[date][$lte]", to.to_string()));
-                }
+                q.push(("find[date][$lte]", to.to_string()));
                 q.push(("count", count.to_string()));
                 (
                     "api/v1/entries/sgv.json",
@@ -654,9 +662,7 @@ impl Nightscout {
             }
             (Api::V1, Collection::Treatments) => {
                 q.push(("find[created_at][$gte]", iso(from)));
-                if let Some(to) = to {
-                    q.push(("find[created_at][$lte]", iso(to)));
-                }
+                q.push(("find[created_at][$lte]", iso(to)));
                 q.push(("find[glucose][$gt]", "0".into()));
                 q.push(("count", count.to_string()));
                 (
@@ -666,6 +672,7 @@ impl Nightscout {
             }
             (Api::V3, Collection::Entries) => {
                 q.push(("date$gte", from.to_string()));
+                q.push(("date$lte", to.to_string()));
                 q.push(("type", "sgv".into()));
                 q.push(("sort", "date".into()));
                 q.push(("limit", count.to_string()));
@@ -674,6 +681,7 @@ impl Nightscout {
             }
             (Api::V3, Collection::Treatments) => {
                 q.push(("created_at$gte", iso(from)));
+                q.push(("created_at$lte", iso(to)));
                 q.push(("glucose$gt", "0".into()));
                 q.push(("sort", "created_at".into()));
                 q.push(("limit", count.to_string()));
@@ -703,7 +711,7 @@ impl Nightscout {
     }
 
     /// The records of an answer after `pos` (up to `hi`), in the order they are taken in.
-    fn rows(&self, c: Collection, list: Vec<Json>, pos: &Position, hi: Option<i64>) -> Vec<Row> {
+    fn rows(&self, c: Collection, list: Vec<Json>, pos: &Position, hi: i64) -> Vec<Row> {
         let ids = self.api.ids();
         let mut rows: Vec<Row> = list
             .into_iter()
@@ -715,9 +723,7 @@ impl Nightscout {
                 raw,
             })
             .filter(|r| {
-                r.at >= pos.at
-                    && hi.is_none_or(|hi| r.at <= hi)
-                    && !(r.at == pos.at && pos.seen.contains(&r.key))
+                r.at >= pos.at && r.at <= hi && !(r.at == pos.at && pos.seen.contains(&r.key))
             })
             .collect();
         rows.sort_by(|a, b| (a.at, &a.key).cmp(&(b.at, &b.key)));
@@ -734,20 +740,24 @@ impl Nightscout {
         want: usize,
         requests: &mut usize,
     ) -> Result<Option<Page>, SourceError> {
-        let now = now_ms();
+        let ceiling = ceiling();
         let mut span = pos.span.clamp(0, MAX_SPAN_MS);
         let mut bounded = false;
         loop {
             if *requests >= MAX_REQUESTS {
                 return Ok(None);
             }
-            let hi = pos.at.saturating_add(span);
-            let open = !bounded && hi >= now;
+            let open = !bounded && pos.at.saturating_add(span) >= ceiling;
+            let hi = if open {
+                ceiling
+            } else {
+                pos.at.saturating_add(span)
+            };
             // The records of the position's millisecond come again: room for them.
             let count = (want.max(MIN_PAGE) + pos.seen.len())
                 .min(PAGE)
                 .max(pos.seen.len() + 1);
-            let list = self.fetch(c, pos.at, (!open).then_some(hi), count).await?;
+            let list = self.fetch(c, pos.at, hi, count).await?;
             *requests += 1;
             if list.len() >= count {
                 // The site answered its newest `count`: the oldest may be missing.
@@ -758,14 +768,14 @@ impl Nightscout {
                     });
                 }
                 if open {
-                    span = span.min(now.saturating_sub(pos.at).max(0));
+                    span = span.min(ceiling.saturating_sub(pos.at).max(0));
                 }
                 span /= 2;
                 bounded = true;
                 continue;
             }
             let sparse = list.len() * 2 < count;
-            let rows = self.rows(c, list, pos, (!open).then_some(hi));
+            let rows = self.rows(c, list, pos, hi);
             let end = if open {
                 End::Present
             } else {
@@ -788,10 +798,11 @@ impl Nightscout {
             return Ok(None);
         }
         let count = (want + pos.seen.len() + 1).min(PAGE);
-        let list = self.fetch(c, pos.at, None, count).await?;
+        let ceiling = ceiling();
+        let list = self.fetch(c, pos.at, ceiling, count).await?;
         *requests += 1;
         let full = list.len() >= count;
-        let rows = self.rows(c, list, pos, None);
+        let rows = self.rows(c, list, pos, ceiling);
         if full && rows.is_empty() {
             return Err(SourceError::BadData {
                 location: format!("{}: Nightscout {}s", self.id, c.name()),

@@ -665,10 +665,49 @@ async fn an_exhausted_cursor_gives_nothing_until_dexcom_publishes_more() {
     assert_eq!(fresh.measurements.len(), 1);
     assert_eq!(value(&fresh.measurements[0]), "111 mg/dL");
     assert!(fresh.exhausted);
+    // A receiver clock a year ahead: its EGV waits for the clock (neither read nor refused),
+    // and the source still comes to an end.
+    let now = jiff::Timestamp::now().as_millisecond();
+    s.api
+        .lock()
+        .expect("api")
+        .records
+        .push(receiver_egv(100, now + 365 * 86_400_000, json!(150)));
+    let ahead = pull_all(dexcom.as_ref(), &fresh.cursor, 1000).await;
+    assert!(all(&ahead).is_empty());
+    assert!(ahead.iter().all(|b| b.rejected.is_empty()), "{ahead:?}");
     // A cursor of another kind of source is refused.
     let e = dexcom
         .pull(&Cursor::new(r#"{"v":1,"nightscout":1}"#), 5)
         .await
         .expect_err("refused");
     assert!(matches!(e, Error::BadCursor { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn a_gap_of_months_is_crossed_in_a_few_requests() {
+    let mut records = synthetic(3 * 288, T0);
+    let later = T0 + 200 * 86_400_000;
+    records.extend(synthetic(3 * 288, later).into_iter().map(|mut r| {
+        let id = r["recordId"]
+            .as_str()
+            .expect("id")
+            .replacen("5a7e", "6b8f", 1);
+        r["recordId"] = json!(id);
+        r
+    }));
+    let expected = records.iter().filter(|r| r["status"].is_null()).count();
+    let s = start(records, oauth()).await;
+    s.connected();
+    let dexcom = s.source();
+    let batches = pull_all(dexcom.as_ref(), &Cursor::start(), 500).await;
+    assert_eq!(all(&batches).len(), expected);
+    let windows = s
+        .server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v3/users/self/egvs")
+        .count();
+    // 200 empty days in windows of a batch (under two days) would be over a hundred.
+    assert!(windows < 40, "{windows} requests");
 }

@@ -167,6 +167,7 @@ fn respond(site: &Shared, r: &RecordedRequest) -> MockResponse {
         }
         "/api/v3/entries" => {
             let from = int(r, "date$gte");
+            let to = int(r, "date$lte");
             let mut list: Vec<Json> = s
                 .entries
                 .iter()
@@ -175,6 +176,7 @@ fn respond(site: &Shared, r: &RecordedRequest) -> MockResponse {
                         .is_none_or(|t| e["type"].as_str() == Some(t.as_str()))
                 })
                 .filter(|e| from.is_none_or(|x| date(e) >= x))
+                .filter(|e| to.is_none_or(|x| date(e) <= x))
                 .map(v3)
                 .collect();
             list.sort_by(|a, b| {
@@ -185,11 +187,13 @@ fn respond(site: &Shared, r: &RecordedRequest) -> MockResponse {
         }
         "/api/v3/treatments" => {
             let from = r.query_param("created_at$gte");
+            let to = r.query_param("created_at$lte");
             let more = int(r, "glucose$gt");
             let mut list: Vec<Json> = s
                 .treatments
                 .iter()
                 .filter(|t| from.as_ref().is_none_or(|x| created(t) >= *x))
+                .filter(|t| to.as_ref().is_none_or(|x| created(t) <= *x))
                 .filter(|t| more.is_none_or(|x| glucose(t) > x as f64))
                 .map(v3)
                 .collect();
@@ -567,18 +571,36 @@ async fn an_exhausted_cursor_gives_nothing_until_a_new_reading_arrives() {
     let again = ns.pull(&end, 500).await.expect("pull");
     assert!(again.exhausted && again.measurements.is_empty());
     assert_eq!(again.cursor, end);
-    let now = jiff::Timestamp::now().as_millisecond() - 60_000;
-    site.lock()
-        .expect("site")
-        .entries
-        .push(json!({"_id": "new", "type": "sgv",
-        "sgv": 101, "date": now, "utcOffset": 60}));
+    let now = jiff::Timestamp::now().as_millisecond();
+    {
+        let mut s = site.lock().expect("site");
+        s.entries
+            .push(json!({"_id": "new", "type": "sgv", "sgv": 101,
+            "date": now - 120_000, "utcOffset": 60}));
+        // A device clock a year ahead: not read until the clock gets there.
+        s.entries
+            .push(json!({"_id": "ahead", "type": "sgv", "sgv": 102,
+            "date": now + 365 * 86_400_000, "utcOffset": 60}));
+    }
     let fresh = ns.pull(&end, 500).await.expect("pull");
     assert_eq!(fresh.measurements.len(), 1);
     assert_eq!(fresh.measurements[0].provenance.record_id, "new");
     assert!(fresh.exhausted);
     let after = ns.pull(&fresh.cursor, 500).await.expect("pull");
     assert!(after.exhausted && after.measurements.is_empty());
+    // So the readings after the one that is ahead are still read.
+    site.lock()
+        .expect("site")
+        .entries
+        .push(json!({"_id": "next", "type": "sgv",
+        "sgv": 103, "date": now - 60_000, "utcOffset": 60}));
+    let next = ns.pull(&after.cursor, 500).await.expect("pull");
+    let ids: Vec<_> = next
+        .measurements
+        .iter()
+        .map(|m| m.provenance.record_id.as_str())
+        .collect();
+    assert_eq!(ids, ["next"]);
 }
 
 #[tokio::test]
