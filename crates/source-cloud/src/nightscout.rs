@@ -33,7 +33,7 @@ use healthanalyzer_source::{Batch, Cursor, Error as SourceError, Rejected, Sourc
 use healthanalyzer_source_files::nightscout::{IdField, MappedEntry, entry};
 use jiff::Timestamp;
 use jiff::tz::{Offset, TimeZone};
-use reqwest::header::ACCEPT;
+use reqwest::header::{ACCEPT, HeaderValue};
 use reqwest::{Client, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -589,7 +589,18 @@ impl Nightscout {
                 .get(url.clone())
                 .header(ACCEPT, "application/json");
             match &self.credential {
-                Credential::Secret(hash) => request = request.header("api-secret", hash.expose()),
+                Credential::Secret(hash) => {
+                    // Marked sensitive, as reqwest marks a bearer token: never shown in a
+                    // header's `Debug`.
+                    let mut value = HeaderValue::from_str(hash.expose()).map_err(|_| {
+                        SourceError::Config(format!(
+                            "{}: the API_SECRET's hash is not a header",
+                            self.id
+                        ))
+                    })?;
+                    value.set_sensitive(true);
+                    request = request.header("api-secret", value);
+                }
                 Credential::Token(_) if self.api == Api::V3 => {
                     request = request.bearer_auth(self.jwt(attempt > 0).await?.expose());
                 }
