@@ -743,20 +743,22 @@ impl Nightscout {
     }
 
     /// API v1: the records of a window from `pos`, read whole (a window that comes back full
-    /// is halved and asked again), or `None` when the pull's requests ran out first.
+    /// is halved and asked again), or the width reached when the pull's requests ran out
+    /// first.
     async fn window(
         &self,
         c: Collection,
         pos: &Position,
         want: usize,
         requests: &mut usize,
-    ) -> Result<Option<Page>, SourceError> {
+    ) -> Result<Result<Page, i64>, SourceError> {
         let ceiling = ceiling();
         let mut span = pos.span.clamp(0, MAX_SPAN_MS);
         let mut bounded = false;
         loop {
             if *requests >= MAX_REQUESTS {
-                return Ok(None);
+                // The next pull goes on narrowing from here.
+                return Ok(Err(span));
             }
             let open = !bounded && pos.at.saturating_add(span) >= ceiling;
             let hi = if open {
@@ -792,11 +794,11 @@ impl Nightscout {
             } else {
                 End::Closed { hi, sparse }
             };
-            return Ok(Some(Page { rows, end, span }));
+            return Ok(Ok(Page { rows, end, span }));
         }
     }
 
-    /// API v3: a page of the records from `pos`, oldest first, or `None` when the pull's
+    /// API v3: a page of the records from `pos`, oldest first, or `Err` when the pull's
     /// requests ran out.
     async fn page(
         &self,
@@ -804,9 +806,9 @@ impl Nightscout {
         pos: &Position,
         want: usize,
         requests: &mut usize,
-    ) -> Result<Option<Page>, SourceError> {
+    ) -> Result<Result<Page, i64>, SourceError> {
         if *requests >= MAX_REQUESTS {
-            return Ok(None);
+            return Ok(Err(pos.span));
         }
         let count = (want + pos.seen.len() + 1).min(PAGE);
         let ceiling = ceiling();
@@ -821,7 +823,7 @@ impl Nightscout {
             });
         }
         let end = if full { End::More } else { End::Present };
-        Ok(Some(Page {
+        Ok(Ok(Page {
             rows,
             end,
             span: pos.span,
@@ -886,8 +888,12 @@ impl Source for Nightscout {
                 Api::V1 => self.window(c, &pos, want, &mut requests).await?,
                 Api::V3 => self.page(c, &pos, want, &mut requests).await?,
             };
-            let Some(page) = page else {
-                break false;
+            let page = match page {
+                Ok(page) => page,
+                Err(span) => {
+                    state.position(c).span = span;
+                    break false;
+                }
             };
             let all = page.rows.len();
             let rows: Vec<Row> = page.rows.into_iter().take(want).collect();
