@@ -824,3 +824,25 @@ async fn the_configuration_is_checked_before_anything_is_asked() {
     // Building asks nothing of the site.
     assert!(server.requests().is_empty());
 }
+
+#[tokio::test]
+async fn a_dense_burst_is_narrowed_down_to_across_pulls() {
+    // 3,000 records a millisecond apart (an uploader's replay) at the start of the range: the
+    // first window of two days must be halved more often than one pull asks.
+    let from: i64 = 1_420_070_400_000; // 2015-01-01, the `since`
+    let burst = (0..3000).map(|i| from + i);
+    let after = (1..=20).map(|i| from + i * 86_400_000);
+    let entries: Vec<Json> = burst
+        .chain(after)
+        .enumerate()
+        .map(|(i, at)| json!({"_id": format!("{i:024x}"), "type": "sgv", "sgv": 100, "date": at}))
+        .collect();
+    let (server, _site) = start(Site {
+        entries,
+        ..Site::default()
+    })
+    .await;
+    let ns = source(&server, json!({}), json!({"since": "2015-01-01"}));
+    let batches = pull_all(ns.as_ref(), &Cursor::start(), 1000).await;
+    assert_eq!(all(&batches).len(), 3000 + 20);
+}
