@@ -450,3 +450,83 @@ async fn killed_just_after_a_refresh_the_token_file_always_holds_a_working_refre
         "{counts:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_takes_the_pasted_address_when_the_redirect_uri_is_not_loopback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let oauth = OAuthMock::new(Dialect::Withings, AUTHORIZE, TOKEN);
+    let withings = Withings::new(oauth.clone(), &[("dora", 3)], Duration::ZERO);
+    let server = start(&withings).await;
+    let path = config(dir.path(), &server, &["dora"], PAGE);
+    // Withings accepts neither localhost nor an IP address as the redirect URI.
+    let edited = std::fs::read_to_string(&path).expect("config").replace(
+        "redirect_uri = \"http://127.0.0.1:0/callback\"",
+        "redirect_uri = \"https://care.example.org/withings/callback\"",
+    );
+    std::fs::write(&path, edited).expect("config");
+    oauth.log_in_as(Some("dora"));
+    let mut c = command(dir.path(), &["connect", "withings", "--subject", "dora"]);
+    c.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn connect");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let reader = std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines() {
+            let line = line.expect("line");
+            if line.trim().starts_with("http")
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(line.trim().to_string());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let url = tokio::time::timeout(Duration::from_secs(30), rx)
+        .await
+        .expect("the URL is printed")
+        .expect("url");
+    // The browser is sent to the redirect URI (a page that need not exist): take its address.
+    let browser = healthanalyzer_source::http::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = browser.get(&url).send().await.expect("authorize");
+    let location = response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("a redirect")
+        .to_string();
+    assert!(
+        location.starts_with("https://care.example.org/withings/callback?code="),
+        "{location}"
+    );
+    std::io::Write::write_all(&mut stdin, format!("{location}\n").as_bytes()).expect("paste");
+    drop(stdin);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("wait"))
+        .await
+        .expect("join");
+    let stderr = reader.join().expect("reader");
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("paste it here"), "{stderr}");
+    let kept = FileTokenStore::new(dir.path().join("tokens.json"))
+        .load(&GrantKey::new("withings", "dora"))
+        .expect("load")
+        .expect("kept");
+    assert!(oauth.accepts_refresh(kept.refresh_token.as_ref().expect("rt")));
+    let synced = run(dir.path(), &["sync"]).await;
+    assert!(synced.status.success(), "{}", text(&synced));
+    assert_eq!(
+        stored(dir.path())
+            .await
+            .get("urn:healthanalyzer:test|citizen-dora"),
+        Some(&3)
+    );
+}

@@ -257,16 +257,29 @@ pub async fn run(cli: Cli, registry: &Registry) -> Result<()> {
                 .name
                 .clone();
             let vendor = cloud.vendor().name();
+            let listens = cloud.listens_for_the_browser();
             let grant = cloud
-                .connect(
+                .connect_or_paste(
                     &citizen,
                     std::time::Duration::from_secs(*timeout_seconds),
                     |url| {
                         // The URL carries no secret (the PKCE verifier stays here), but it
                         // goes to the terminal only, never to a log.
                         eprintln!(
-                            "Open this address in a browser and log in to {vendor} as citizen {citizen}:\n\n  {url}\n\nWaiting for the browser (Ctrl-C to give up)…"
+                            "Open this address in a browser and log in to {vendor} as citizen {citizen}:\n\n  {url}\n"
                         );
+                        if listens {
+                            eprintln!("Waiting for the browser (Ctrl-C to give up)…");
+                        } else {
+                            eprintln!(
+                                "After access is allowed, the browser goes to the redirect URI (the page need not load).\nCopy the whole address from its address bar and paste it here (some vendors' codes expire within 30 seconds):"
+                            );
+                        }
+                    },
+                    || {
+                        let mut line = String::new();
+                        std::io::stdin().read_line(&mut line)?;
+                        Ok(line)
                     },
                 )
                 .await

@@ -83,18 +83,109 @@ pub async fn connect(
     Ok(grant)
 }
 
-/// Binds the redirect URI's loopback address; with port 0, the app with the port taken.
-async fn listen(app: &OAuthApp) -> Result<(TcpListener, OAuthApp), Error> {
-    let uri = &app.redirect_uri;
-    let loopback = match uri.host() {
+/// Whether `uri` is a loopback address `connect` can listen on.
+pub fn is_loopback(uri: &Url) -> bool {
+    loopback_ip(uri).is_some() && uri.scheme() == "http"
+}
+
+fn loopback_ip(uri: &Url) -> Option<IpAddr> {
+    match uri.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback().then_some(IpAddr::V4(ip)),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback().then_some(IpAddr::V6(ip)),
         Some(url::Host::Domain("localhost")) => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         _ => None,
+    }
+}
+
+/// The authorisation for a vendor that does not accept a loopback redirect URI (Withings
+/// accepts neither `localhost` nor IP addresses): the redirect URI is a page of yours (it
+/// need not exist), and the citizen's browser ends there with the code in its address.
+///
+/// Hands the authorisation URL to `announce`, then reads the address the browser ended on
+/// with `answer` (the command line reads a line the user pastes), checks its `state`,
+/// exchanges the code with the PKCE verifier and saves the grant. Some vendors' codes expire
+/// within 30 seconds: paste promptly.
+///
+/// # Errors
+/// [`Error::Authorization`] for an answer that is not one (no code, another `state`, a
+/// refusal), the token endpoint's and the store's errors.
+pub async fn connect_pasted(
+    app: &OAuthApp,
+    http: &Client,
+    store: &dyn TokenStore,
+    key: &GrantKey,
+    announce: impl FnOnce(&Url),
+    answer: impl FnOnce() -> std::io::Result<String>,
+) -> Result<Grant, Error> {
+    let pkce = Pkce::new()?;
+    let state = random_text(16)?;
+    announce(&app.authorization_url(&state, &pkce));
+    let pasted =
+        answer().map_err(|e| Error::Authorization(format!("reading the address pasted: {e}")))?;
+    let url = app
+        .redirect_uri
+        .join(pasted.trim())
+        .ok()
+        .filter(|u| u.query().is_some())
+        .ok_or_else(|| {
+            Error::Authorization(
+                "what was pasted is not the address the browser ended on (it has `code=` and `state=` in it)"
+                    .into(),
+            )
+        })?;
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
     };
-    let (Some(ip), "http") = (loopback, uri.scheme()) else {
+    if param("state").as_deref() != Some(state.as_str()) {
+        return Err(Error::Authorization(
+            "the pasted address is not the answer to this authorisation (its state differs): run connect again"
+                .into(),
+        ));
+    }
+    if let Some(error) = param("error") {
+        return Err(refused(app, &error));
+    }
+    let code = param("code")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| Error::Authorization("the pasted address has no code".into()))?;
+    let grant = app
+        .exchange(http, &code, &pkce)
+        .await
+        .map_err(|e| exchange_failed(app, e))?;
+    store.save(key, &grant)?;
+    Ok(grant)
+}
+
+fn refused(app: &OAuthApp, error: &str) -> Error {
+    let error: String = error
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(40)
+        .collect();
+    Error::Authorization(format!(
+        "{} answered {error}: the citizen refused, or the app registration does not allow what was asked",
+        app.vendor
+    ))
+}
+
+fn exchange_failed(app: &OAuthApp, e: TokenFailure) -> Error {
+    match e {
+        TokenFailure::Refused => Error::Authorization(format!(
+            "{} refused the authorisation code (it may have expired): run connect again",
+            app.vendor
+        )),
+        TokenFailure::Failed(e) => e,
+    }
+}
+
+/// Binds the redirect URI's loopback address; with port 0, the app with the port taken.
+async fn listen(app: &OAuthApp) -> Result<(TcpListener, OAuthApp), Error> {
+    let uri = &app.redirect_uri;
+    let (Some(ip), "http") = (loopback_ip(uri), uri.scheme()) else {
         return Err(Error::Authorization(format!(
-            "the redirect URI {uri} is not a loopback address: register and configure one such as http://127.0.0.1:8765/callback"
+            "the redirect URI {uri} is not a loopback address (http://127.0.0.1:PORT/…): connect_pasted takes the answer from the browser's address bar instead"
         )));
     };
     let port = uri.port().unwrap_or(80);

@@ -60,7 +60,7 @@ pub mod testkit;
 mod token;
 mod withings;
 
-pub use connect::{DEFAULT_CONNECT_TIMEOUT, connect};
+pub use connect::{DEFAULT_CONNECT_TIMEOUT, connect, connect_pasted, is_loopback};
 pub use error::Error;
 pub use oauth::{Dialect, OAuthApp, Pkce, WithingsStatus, random_text, withings_status};
 pub use session::{REFRESH_MARGIN_SECONDS, Session};

@@ -12,7 +12,7 @@ use reqwest::{Client, Url};
 use serde::Deserialize;
 
 use crate::Error;
-use crate::connect::connect;
+use crate::connect::{connect, connect_pasted, is_loopback};
 use crate::oauth::{Dialect, OAuthApp};
 use crate::session::Session;
 use crate::token::{FileTokenStore, Grant, GrantKey, Secret, TokenStore};
@@ -367,6 +367,19 @@ impl CloudSource {
                 vendor.name()
             )));
         }
+        for (set, key, owner) in [
+            (settings.api_version.is_some(), "api_version", Vendor::Nightscout),
+            (settings.ihealth_sc.is_some(), "ihealth_sc", Vendor::IHealth),
+            (settings.ihealth_sv.is_some(), "ihealth_sv", Vendor::IHealth),
+        ] {
+            if set && vendor != owner {
+                return Err(Error::Config(format!(
+                    "source {s}: `{key}` is a {} setting, not a {} one",
+                    owner.name(),
+                    vendor.name()
+                )));
+            }
+        }
         let defaults = vendor.defaults(sandbox);
         let mut timeout = http::DEFAULT_TIMEOUT;
         if let Some(t) = settings.timeout_seconds {
@@ -636,5 +649,38 @@ impl CloudSource {
             announce,
         )
         .await
+    }
+
+    /// Whether `connect` listens for the browser (the redirect URI is a loopback address),
+    /// or the address the browser ends on has to be pasted
+    /// ([`connect_or_paste`](Self::connect_or_paste)).
+    pub fn listens_for_the_browser(&self) -> bool {
+        self.app
+            .as_ref()
+            .is_some_and(|a| is_loopback(&a.redirect_uri))
+    }
+
+    /// Authorises the citizen `name` whatever the redirect URI: on a loopback address as
+    /// [`connect`](Self::connect) does; on any other (Withings accepts no loopback address),
+    /// `answer` reads the address the citizen's browser ended on
+    /// ([`connect_pasted`](crate::connect_pasted)).
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_or_paste(
+        &self,
+        name: &str,
+        timeout: Duration,
+        announce: impl FnOnce(&Url),
+        answer: impl FnOnce() -> std::io::Result<String>,
+    ) -> Result<Grant, Error> {
+        let citizen = self.citizen(name)?;
+        match &self.app {
+            Some(app) if !is_loopback(&app.redirect_uri) => {
+                let key = GrantKey::new(&self.source_id, &citizen.name);
+                connect_pasted(app, &self.http, self.store.as_ref(), &key, announce, answer).await
+            }
+            _ => self.connect(name, timeout, announce).await,
+        }
     }
 }

@@ -9,7 +9,7 @@ use healthanalyzer_source::testkit::mock::{MockResponse, MockServer, RecordedReq
 use healthanalyzer_source_cloud::testkit::{CLIENT_ID, CLIENT_SECRET, OAuthMock};
 use healthanalyzer_source_cloud::{
     Dialect, Error, FileTokenStore, Grant, GrantKey, MemoryTokenStore, OAuthApp, Secret, Session,
-    TokenStore, connect,
+    TokenStore, connect, connect_pasted,
 };
 use reqwest::Url;
 
@@ -508,4 +508,96 @@ fn no_vendor_source_shows_a_secret_or_an_identifier_in_its_debug_output() {
             assert!(!text.contains(secret), "{vendor:?} shows {secret}: {text}");
         }
     }
+}
+
+/// The address the vendor sends the browser to, without following it (the browser of a
+/// vendor whose redirect URI is a page elsewhere).
+async fn redirected_to(url: &Url) -> String {
+    let client = healthanalyzer_source::http::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let response = client.get(url.clone()).send().await.expect("authorize");
+    assert_eq!(response.status(), 302);
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("a Location")
+        .to_string()
+}
+
+// Several threads: the pasted answer is read on the flow's thread, while the mock answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_loopback_redirect_the_address_the_browser_ended_on_is_pasted() {
+    let oauth = OAuthMock::new(Dialect::Withings, "/authorize", "/v2/oauth2");
+    let server = vendor(&oauth).await;
+    let mut app = app(&server, &oauth, Dialect::Withings);
+    // Withings accepts neither localhost nor IP addresses as redirect URIs.
+    app.redirect_uri = Url::parse("https://care.example.org/withings/callback").expect("url");
+    assert!(!healthanalyzer_source_cloud::is_loopback(&app.redirect_uri));
+    oauth.log_in_as(Some("anna-account"));
+    let store = MemoryTokenStore::new();
+    let key = GrantKey::new("withings", "anna");
+    let client = http();
+
+    // The pasted address of another authorisation (another state) is refused.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let first = connect_pasted(
+        &app,
+        &client,
+        &store,
+        &key,
+        |u| tx.send(u.clone()).expect("send"),
+        || Ok("https://care.example.org/withings/callback?code=abc&state=someone-else\n".into()),
+    )
+    .await
+    .expect_err("another state");
+    assert!(first.to_string().contains("state differs"), "{first}");
+    let _ = rx.try_recv();
+    // Something that is not an address at all.
+    let e = connect_pasted(&app, &client, &store, &key, |_| {}, || Ok("hello\n".into()))
+        .await
+        .expect_err("not an address");
+    assert!(e.to_string().contains("code="), "{e}");
+
+    // The real one: announce hands over the URL, the "browser" is sent to the redirect URI
+    // with the code, and that address is pasted.
+    let announced = Arc::new(Mutex::new(None));
+    let a = Arc::clone(&announced);
+    let location = {
+        // The answer is read after announce ran, on the same task: fetch it in between.
+        let url_slot = Arc::clone(&announced);
+        let handle = tokio::runtime::Handle::current();
+        move || {
+            let url: Url = url_slot.lock().expect("lock").clone().expect("announced");
+            let location = std::thread::spawn(move || handle.block_on(redirected_to(&url)))
+                .join()
+                .expect("browser");
+            Ok(format!("{location}\n"))
+        }
+    };
+    let grant = connect_pasted(
+        &app,
+        &client,
+        &store,
+        &key,
+        move |u| {
+            *a.lock().expect("lock") = Some(u.clone());
+        },
+        location,
+    )
+    .await
+    .expect("connected");
+    assert_eq!(store.load(&key).expect("load"), Some(grant));
+    assert_eq!(oauth.exchanges(), 1);
+    let asked = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/authorize")
+        .expect("an authorisation request");
+    assert_eq!(
+        asked.query_param("redirect_uri").as_deref(),
+        Some("https://care.example.org/withings/callback")
+    );
 }
