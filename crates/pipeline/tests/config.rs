@@ -225,8 +225,14 @@ fn a_device_cloud_is_a_source_per_citizen_and_its_mistakes_are_named() {
     assert!(e.contains("letters, digits"), "{e}");
     let e = err(&text.replace("kind = \"withings\"", "kind = \"withings\"\nsandbox = true"));
     assert!(e.contains("`sandbox` is a Dexcom setting"), "{e}");
-    let e = err(&text.replace("kind = \"withings\"", "kind = \"withings\"\napi_version = 3"));
-    assert!(e.contains("`api_version` is a Nightscout setting, not a Withings one"), "{e}");
+    let e = err(&text.replace(
+        "kind = \"withings\"",
+        "kind = \"withings\"\napi_version = 3",
+    ));
+    assert!(
+        e.contains("`api_version` is a Nightscout setting, not a Withings one"),
+        "{e}"
+    );
     // No message quotes the secret or a subject's identifier.
     for e in [
         err(&text.replace("client_id = \"app\"\n", "")),
