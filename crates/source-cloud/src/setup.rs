@@ -368,7 +368,11 @@ impl CloudSource {
             )));
         }
         for (set, key, owner) in [
-            (settings.api_version.is_some(), "api_version", Vendor::Nightscout),
+            (
+                settings.api_version.is_some(),
+                "api_version",
+                Vendor::Nightscout,
+            ),
             (settings.ihealth_sc.is_some(), "ihealth_sc", Vendor::IHealth),
             (settings.ihealth_sv.is_some(), "ihealth_sv", Vendor::IHealth),
         ] {
