@@ -32,13 +32,13 @@ use healthanalyzer_model::{Catalog, Identifier, Validator};
 use healthanalyzer_source::http;
 use healthanalyzer_source::{Batch, Cursor, Error as SourceError, Result as SourceResult, Source};
 use jiff::Timestamp;
-use reqwest::{StatusCode, Url};
+use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::Error;
 use crate::oauth::Dialect;
-use crate::session::Session;
+use crate::session::{Answer, Session};
 use crate::setup::{Context, Defaults};
 use crate::token::{Grant, Secret};
 
@@ -330,17 +330,45 @@ fn refusal(json: &Json) -> Option<Refusal> {
     }))
 }
 
-impl IHealthSource {
-    fn revoked(&self) -> SourceError {
-        let key = self.session.key();
-        Error::GrantRevoked {
-            vendor: "iHealth",
-            source_id: key.source.clone(),
-            citizen: key.citizen.clone(),
-        }
-        .into()
+/// An iHealth answer: the page, a refused token, or what its error says.
+async fn read_page(response: reqwest::Response, location: &str) -> Result<Answer<Json>, Error> {
+    let location = location.to_string();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let text = http::read_text(response, BODY_LIMIT, &location).await?;
+    let json: Option<Json> = serde_json::from_str(&text).ok();
+    let refused = json.as_ref().and_then(refusal);
+    if matches!(refused, Some(Refusal::Token)) {
+        return Ok(Answer::TokenRefused);
     }
+    let failed = match refused {
+        Some(Refusal::Limit) => SourceError::Unavailable {
+            reason: format!("{location}: the app's hourly limit of requests at iHealth is reached"),
+            retry_after: Some(http::retry_after(&headers).unwrap_or(Duration::from_secs(3600))),
+            cause: None,
+        },
+        Some(Refusal::Other(code)) if status.is_success() => SourceError::BadData {
+            location,
+            reason: format!("iHealth answered {code}"),
+        },
+        Some(Refusal::Other(code)) if status.is_client_error() => {
+            http::status_error(status, &headers, &location, Some(&code))
+        }
+        _ if !status.is_success() => http::status_error(status, &headers, &location, None),
+        _ => {
+            return json.map(Answer::Read).ok_or_else(|| {
+                SourceError::BadData {
+                    location,
+                    reason: "the answer is not JSON".into(),
+                }
+                .into()
+            });
+        }
+    };
+    Err(failed.into())
+}
 
+impl IHealthSource {
     fn url(&self, grant: &Grant, kind: Kind, window: (i64, i64), page: u32) -> SourceResult<Url> {
         let key = self.session.key();
         let user = grant.user_id.as_deref().filter(|u| !u.is_empty()).ok_or_else(|| {
@@ -381,64 +409,15 @@ impl IHealthSource {
     async fn page(&self, kind: Kind, window: (i64, i64), page: u32) -> SourceResult<Json> {
         // Neither the user id nor the query (it holds the secrets) goes into messages.
         let location = format!("iHealth's {}.json (page {page})", kind.name());
-        let mut grant = self.session.token().await?;
-        for attempt in 0..2 {
-            let url = self.url(&grant, kind, window, page)?;
-            let response = self
-                .session
-                .http()
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| http::transport_error(&location, e))?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = http::read_text(response, BODY_LIMIT, &location).await?;
-            let json: Option<Json> = serde_json::from_str(&text).ok();
-            let refused = json.as_ref().and_then(refusal);
-            let token_refused =
-                status == StatusCode::UNAUTHORIZED || matches!(refused, Some(Refusal::Token));
-            if token_refused {
-                if attempt == 0 {
-                    grant = self.session.after_rejection(&grant.access_token).await?;
-                    continue;
-                }
-                // A fresh token refused as well: the grant no longer reaches this data.
-                return Err(self.revoked());
-            }
-            match refused {
-                Some(Refusal::Limit) => {
-                    return Err(SourceError::Unavailable {
-                        reason: format!(
-                            "{location}: the app's hourly limit of requests at iHealth is reached"
-                        ),
-                        retry_after: Some(
-                            http::retry_after(&headers).unwrap_or(Duration::from_secs(3600)),
-                        ),
-                        cause: None,
-                    });
-                }
-                Some(Refusal::Other(code)) if status.is_success() || status.is_client_error() => {
-                    return Err(if status.is_success() {
-                        SourceError::BadData {
-                            location,
-                            reason: format!("iHealth answered {code}"),
-                        }
-                    } else {
-                        http::status_error(status, &headers, &location, Some(&code))
-                    });
-                }
-                _ => {}
-            }
-            if !status.is_success() {
-                return Err(http::status_error(status, &headers, &location, None));
-            }
-            return json.ok_or_else(|| SourceError::BadData {
-                location,
-                reason: "the answer is not JSON".into(),
-            });
-        }
-        Err(self.revoked())
+        let answer = self
+            .session
+            .request(
+                &location,
+                |client, grant| Ok(client.get(self.url(grant, kind, window, page)?)),
+                |response| read_page(response, &location),
+            )
+            .await;
+        answer.map_err(SourceError::from)
     }
 
     /// The window start of a first pass.

@@ -63,7 +63,7 @@ mod withings;
 pub use connect::{DEFAULT_CONNECT_TIMEOUT, connect, connect_pasted, is_loopback};
 pub use error::Error;
 pub use oauth::{Dialect, OAuthApp, Pkce, WithingsStatus, random_text, withings_status};
-pub use session::{REFRESH_MARGIN_SECONDS, Session};
+pub use session::{Answer, REFRESH_MARGIN_SECONDS, Session};
 pub use setup::{
     Citizen, CitizenSettings, CloudSource, Context, DEFAULT_HISTORY_DAYS, DEFAULT_REDIRECT_URI,
     DEFAULT_TOKEN_STORE, KINDS, Settings, Vendor,

@@ -1,6 +1,7 @@
 //! One citizen's authorised session at a vendor: a valid access token on demand, refreshed
 //! before it expires, the new grant saved before it is used.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use healthanalyzer_source::http;
@@ -147,39 +148,73 @@ impl Session {
         Ok(fresh)
     }
 
-    /// Sends the request `build` makes with an access token (call it again for a retry: it
-    /// is called at most twice), refreshing the grant once when the vendor answers 401.
-    /// Returns the response whatever its status otherwise: the caller reads it with
-    /// [`http::success_text`] or its own rules.
+    /// Sends the request `build` makes with a valid grant and hands the response to `read`,
+    /// refreshing the grant once when the vendor refuses the access token: with HTTP 401, or
+    /// inside an answer (Withings' status 401 in a 200, iHealth's `invalid_token`), which
+    /// `read` says with [`Answer::TokenRefused`]. Refused again with a fresh token, the grant
+    /// no longer reaches the data: [`Error::GrantRevoked`]. `build` and `read` are called at
+    /// most twice.
     ///
-    /// `location` names the request in errors (a [`http::redact`]ed URL).
+    /// `location` names the request in errors (a [`http::redact`]ed URL, never one whose
+    /// query holds a token).
     ///
     /// # Errors
-    /// A transport failure ([`http::transport_error`]), [`Error::GrantRevoked`] when a
-    /// refresh after a 401 is refused, the token's own errors.
+    /// A transport failure ([`http::transport_error`]), what `build` or `read` return,
+    /// [`Error::GrantRevoked`], the token's own errors.
+    pub async fn request<T, Fut>(
+        &self,
+        location: &str,
+        build: impl Fn(&Client, &Grant) -> Result<RequestBuilder, Error>,
+        mut read: impl FnMut(Response) -> Fut,
+    ) -> Result<T, Error>
+    where
+        Fut: Future<Output = Result<Answer<T>, Error>>,
+    {
+        let mut grant = self.token().await?;
+        for attempt in 0..2 {
+            if attempt > 0 {
+                grant = self.after_rejection(&grant.access_token).await?;
+            }
+            let response = build(&self.http, &grant)?
+                .send()
+                .await
+                .map_err(|e| http::transport_error(location, e))?;
+            if response.status() == StatusCode::UNAUTHORIZED {
+                continue;
+            }
+            match read(response).await? {
+                Answer::Read(value) => return Ok(value),
+                Answer::TokenRefused => continue,
+            }
+        }
+        Err(self.revoked())
+    }
+
+    /// [`request`](Self::request) for a vendor that refuses a token with HTTP 401 only:
+    /// the response, whatever its status otherwise (read it with [`http::success_text`] or
+    /// the vendor's own rules).
+    ///
+    /// # Errors
+    /// As [`request`](Self::request).
     pub async fn send(
         &self,
         location: &str,
         build: impl Fn(&Client, &Secret) -> RequestBuilder,
     ) -> Result<Response, Error> {
-        let grant = self.token().await?;
-        let response = build(&self.http, &grant.access_token)
-            .send()
-            .await
-            .map_err(|e| http::transport_error(location, e))?;
-        if response.status() != StatusCode::UNAUTHORIZED {
-            return Ok(response);
-        }
-        drop(response);
-        let grant = self.after_rejection(&grant.access_token).await?;
-        let response = build(&self.http, &grant.access_token)
-            .send()
-            .await
-            .map_err(|e| http::transport_error(location, e))?;
-        if response.status() == StatusCode::UNAUTHORIZED {
-            // A fresh token refused as well: the grant no longer reaches this data.
-            return Err(self.revoked());
-        }
-        Ok(response)
+        self.request(
+            location,
+            |client, grant| Ok(build(client, &grant.access_token)),
+            |response| async move { Ok(Answer::Read(response)) },
+        )
+        .await
     }
+}
+
+/// What a [`Session::request`] reader made of a vendor's answer.
+#[derive(Debug)]
+pub enum Answer<T> {
+    /// The answer, read.
+    Read(T),
+    /// The vendor refused the access token inside its answer: refresh and ask again.
+    TokenRefused,
 }

@@ -22,12 +22,13 @@ use healthanalyzer_model::{Identifier, Measurement};
 use healthanalyzer_source::{Batch, Cursor, Rejected, Source, http};
 use healthanalyzer_source_files::withings as mapping;
 use jiff::tz::TimeZone;
-use reqwest::{Client, StatusCode, Url};
+use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::Error;
 use crate::oauth::{Dialect, WithingsStatus, withings_status};
+use crate::session::Answer;
 use crate::session::Session;
 use crate::setup::{Context, Defaults};
 
@@ -74,7 +75,6 @@ pub(crate) fn source(cx: Context) -> Result<Arc<dyn Source>, Error> {
         subject: cx.citizen.subject,
         since: cx.since.as_second(),
         url,
-        http: cx.http,
         session,
     }))
 }
@@ -89,7 +89,6 @@ struct Withings {
     url: Url,
     /// The request, for messages.
     location: String,
-    http: Client,
     session: Arc<Session>,
 }
 
@@ -175,15 +174,6 @@ impl Withings {
         }
     }
 
-    fn revoked(&self) -> SourceError {
-        Error::GrantRevoked {
-            vendor: self.session.app().vendor,
-            source_id: self.session.key().source.clone(),
-            citizen: self.session.key().citizen.clone(),
-        }
-        .into()
-    }
-
     /// A `getmeas` request's `body`, for the groups modified since `lastupdate`, from
     /// `offset`. A refused access token (HTTP 401, or status 401 and friends in the body) is
     /// refreshed once; refused again, the grant is revoked.
@@ -202,76 +192,70 @@ impl Withings {
         if offset > 0 {
             form.push(("offset", offset.to_string()));
         }
-        let mut grant = self.session.token().await?;
-        for attempt in 0..2 {
-            if attempt > 0 {
-                grant = self.session.after_rejection(&grant.access_token).await?;
+        let answer = self
+            .session
+            .request(
+                &self.location,
+                |client, grant| {
+                    Ok(client
+                        .post(self.url.clone())
+                        .bearer_auth(grant.access_token.expose())
+                        .form(&form))
+                },
+                |response| self.read_getmeas(response),
+            )
+            .await;
+        answer.map_err(SourceError::from)
+    }
+
+    /// A `getmeas` answer's `body`, or what its `status` says.
+    async fn read_getmeas(&self, response: reqwest::Response) -> Result<Answer<Json>, Error> {
+        let retry_after = http::retry_after(response.headers());
+        let text = http::success_text(response, BODY_LIMIT, &self.location).await?;
+        // serde_json's messages can quote the data: say where only.
+        let json: Json = serde_json::from_str(&text).map_err(|e| {
+            self.bad_data(format!(
+                "the answer is not JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let code = json
+            .get("status")
+            .and_then(Json::as_i64)
+            .ok_or_else(|| self.bad_data("the answer has no `status`"))?;
+        let failed = match withings_status(code) {
+            WithingsStatus::Ok => {
+                let Json::Object(mut answer) = json else {
+                    return Err(self.bad_data("the answer is not a JSON object").into());
+                };
+                return match answer.remove("body") {
+                    Some(body @ Json::Object(_)) => Ok(Answer::Read(body)),
+                    _ => Err(self
+                        .bad_data("the answer has status 0 and no `body` object")
+                        .into()),
+                };
             }
-            let response = self
-                .http
-                .post(self.url.clone())
-                .bearer_auth(grant.access_token.expose())
-                .form(&form)
-                .send()
-                .await
-                .map_err(|e| http::transport_error(&self.location, e))?;
-            if response.status() == StatusCode::UNAUTHORIZED {
-                continue;
+            WithingsStatus::AuthFailed => return Ok(Answer::TokenRefused),
+            WithingsStatus::RateLimited => SourceError::Unavailable {
+                reason: format!("{}: too many requests (Withings status 601)", self.location),
+                retry_after: Some(retry_after.unwrap_or(RATE_LIMIT_WAIT)),
+                cause: None,
+            },
+            WithingsStatus::Transient => SourceError::Unavailable {
+                reason: format!(
+                    "{}: Withings status {code} (an unknown error at Withings)",
+                    self.location
+                ),
+                retry_after,
+                cause: None,
+            },
+            WithingsStatus::InvalidParams => {
+                self.bad_data("Withings answered status 503 (invalid parameters)")
             }
-            let retry_after = http::retry_after(response.headers());
-            let text = http::success_text(response, BODY_LIMIT, &self.location).await?;
-            // serde_json's messages can quote the data: say where only.
-            let json: Json = serde_json::from_str(&text).map_err(|e| {
-                self.bad_data(format!(
-                    "the answer is not JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ))
-            })?;
-            let code = json
-                .get("status")
-                .and_then(Json::as_i64)
-                .ok_or_else(|| self.bad_data("the answer has no `status`"))?;
-            match withings_status(code) {
-                WithingsStatus::Ok => {
-                    let Json::Object(mut answer) = json else {
-                        return Err(self.bad_data("the answer is not a JSON object"));
-                    };
-                    return match answer.remove("body") {
-                        Some(body @ Json::Object(_)) => Ok(body),
-                        _ => Err(self.bad_data("the answer has status 0 and no `body` object")),
-                    };
-                }
-                WithingsStatus::AuthFailed => continue,
-                WithingsStatus::RateLimited => {
-                    return Err(SourceError::Unavailable {
-                        reason: format!(
-                            "{}: too many requests (Withings status 601)",
-                            self.location
-                        ),
-                        retry_after: Some(retry_after.unwrap_or(RATE_LIMIT_WAIT)),
-                        cause: None,
-                    });
-                }
-                WithingsStatus::Transient => {
-                    return Err(SourceError::Unavailable {
-                        reason: format!(
-                            "{}: Withings status {code} (an unknown error at Withings)",
-                            self.location
-                        ),
-                        retry_after,
-                        cause: None,
-                    });
-                }
-                WithingsStatus::InvalidParams => {
-                    return Err(self.bad_data("Withings answered status 503 (invalid parameters)"));
-                }
-                WithingsStatus::Other => {
-                    return Err(self.bad_data(format!("Withings answered status {code}")));
-                }
-            }
-        }
-        Err(self.revoked())
+            WithingsStatus::Other => self.bad_data(format!("Withings answered status {code}")),
+        };
+        Err(failed.into())
     }
 
     /// Where a group is, for a rejected entry: its id, else its place in the page.
