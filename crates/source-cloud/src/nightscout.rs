@@ -30,7 +30,7 @@ use healthanalyzer_model::{
     Catalog, DateTime, Identifier, Measurement, Provenance, Validator, Value, parse_decimal,
 };
 use healthanalyzer_source::{Batch, Cursor, Error as SourceError, Rejected, Source, http};
-use healthanalyzer_source_files::nightscout::{IdField, MappedEntry, entry};
+use healthanalyzer_source_files::nightscout::{IdField, MappedEntry, entry, minutes_offset};
 use jiff::Timestamp;
 use jiff::tz::{Offset, TimeZone};
 use reqwest::header::{ACCEPT, HeaderValue};
@@ -295,17 +295,6 @@ fn iso(ms: i64) -> String {
         .unwrap_or(Timestamp::UNIX_EPOCH)
         .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
-}
-
-/// The offset of Nightscout's `utcOffset` (minutes east of UTC), when it is one.
-fn minutes_offset(v: &Json) -> Option<Offset> {
-    let minutes = v.as_i64().or_else(|| {
-        v.as_f64()
-            .filter(|m| m.fract() == 0.0 && m.abs() <= 1440.0)
-            .map(|m| m as i64)
-    })?;
-    let seconds = i32::try_from(minutes.checked_mul(60)?).ok()?;
-    Offset::from_seconds(seconds).ok()
 }
 
 /// A JSON number, or a number written as a string.

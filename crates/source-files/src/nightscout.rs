@@ -121,8 +121,9 @@ fn number(v: &Json) -> Option<String> {
     }
 }
 
-/// The offset of Nightscout's `utcOffset` (minutes east of UTC), when it is one.
-fn minutes_offset(v: &Json) -> Option<Offset> {
+/// The offset of Nightscout's `utcOffset` (minutes east of UTC, a whole number within a
+/// day), when it is one: for entries and treatments alike.
+pub fn minutes_offset(v: &Json) -> Option<Offset> {
     let minutes = v.as_i64().or_else(|| {
         v.as_f64()
             .filter(|m| m.fract() == 0.0 && m.abs() <= 1440.0)
