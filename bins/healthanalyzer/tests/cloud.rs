@@ -530,3 +530,41 @@ async fn connect_takes_the_pasted_address_when_the_redirect_uri_is_not_loopback(
         Some(&3)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_refreshing_one_token_file_never_void_each_others_grant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Every request refreshes first and the refresh token rotates: two syncs of the same
+    // citizen at once refresh all the time.
+    let oauth = OAuthMock::new(Dialect::Withings, AUTHORIZE, TOKEN).expires_in(0);
+    let groups = 100;
+    let withings = Withings::new(oauth.clone(), &[("anna", groups)], Duration::from_millis(3));
+    let server = start(&withings).await;
+    config(dir.path(), &server, &["anna"], PAGE);
+    seed(dir.path(), &oauth, &["anna"]);
+    // Two stores, one token file: the processes share only the grants.
+    let a = run(dir.path(), &["--db", "sqlite:a.db", "--json", "sync"]);
+    let b = run(dir.path(), &["--db", "sqlite:b.db", "--json", "sync"]);
+    let (a, b) = tokio::join!(a, b);
+    assert!(a.status.success(), "{}", text(&a));
+    assert!(b.status.success(), "{}", text(&b));
+    assert!(
+        oauth.refreshes() >= 2 * groups / PAGE,
+        "{} refreshes",
+        oauth.refreshes()
+    );
+    for db in ["sqlite:a.db", "sqlite:b.db"] {
+        let o = run(dir.path(), &["--db", db, "--json", "patients"]).await;
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        assert_eq!(
+            v[0]["measurements"].as_u64(),
+            Some(groups as u64),
+            "{db}: {v}"
+        );
+    }
+    let kept = FileTokenStore::new(dir.path().join("tokens.json"))
+        .load(&GrantKey::new("withings", "anna"))
+        .expect("load")
+        .expect("kept");
+    assert!(oauth.accepts_refresh(kept.refresh_token.as_ref().expect("rt")));
+}

@@ -68,7 +68,9 @@ pub use setup::{
     Citizen, CitizenSettings, CloudSource, Context, DEFAULT_HISTORY_DAYS, DEFAULT_REDIRECT_URI,
     DEFAULT_TOKEN_STORE, KINDS, Settings, Vendor,
 };
-pub use token::{FileTokenStore, Grant, GrantKey, MemoryTokenStore, Secret, TokenStore};
+pub use token::{
+    FileTokenStore, Grant, GrantKey, MemoryTokenStore, RefreshLock, Secret, TokenStore,
+};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -18,8 +18,9 @@ pub const REFRESH_MARGIN_SECONDS: i64 = 300;
 /// A citizen's authorisation at one vendor, shared by the requests of their source.
 ///
 /// [`token`](Session::token) gives an access token that is valid for at least
-/// [`REFRESH_MARGIN_SECONDS`], refreshing first when needed. A refresh reads the token store
-/// again first (another process may have refreshed already), asks the vendor, **saves the new
+/// [`REFRESH_MARGIN_SECONDS`], refreshing first when needed. A refresh takes the store's
+/// [`lock_refresh`](TokenStore::lock_refresh), reads the grant again (another process may
+/// have refreshed already), asks the vendor, **saves the new
 /// grant, and only then uses it**: a vendor that rotates refresh tokens voids the old one
 /// when the new one is first used, so whenever the process dies, the store holds a refresh
 /// token that works.
@@ -131,6 +132,12 @@ impl Session {
 
     /// The stored grant if it is good, else a refreshed one, saved before it is returned.
     async fn refreshed(&self, rejected: Option<&Secret>) -> Result<Grant, Error> {
+        // Another process may be refreshing this grant: wait for it, then read what it saved.
+        let store = Arc::clone(&self.store);
+        let key = self.key.clone();
+        let _refreshing = tokio::task::spawn_blocking(move || store.lock_refresh(&key))
+            .await
+            .map_err(|e| Error::Config(format!("the token store's task failed: {e}")))??;
         let stored = self.load().await?;
         let usable = !stored.expires_within(now(), REFRESH_MARGIN_SECONDS)
             && rejected.is_none_or(|r| &stored.access_token != r);

@@ -117,6 +117,34 @@ impl fmt::Display for GrantKey {
     }
 }
 
+/// Held while a grant is refreshed: other refreshes of the store's grants, in this process
+/// or another, wait until it is dropped ([`TokenStore::lock_refresh`]).
+pub struct RefreshLock {
+    _held: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl RefreshLock {
+    /// A lock that holds nothing off (a store only one process uses).
+    pub fn none() -> RefreshLock {
+        RefreshLock { _held: None }
+    }
+
+    /// A lock held as long as `guard` lives (a locked file, a lease).
+    pub fn holding(guard: impl std::any::Any + Send) -> RefreshLock {
+        RefreshLock {
+            _held: Some(Box::new(guard)),
+        }
+    }
+}
+
+impl fmt::Debug for RefreshLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshLock")
+            .field("held", &self._held.is_some())
+            .finish()
+    }
+}
+
 /// Where grants are kept between runs.
 ///
 /// [`FileTokenStore`] (a private file) is the default; implement this to keep them elsewhere
@@ -142,6 +170,19 @@ pub trait TokenStore: fmt::Debug + Send + Sync + 'static {
     /// # Errors
     /// The store cannot be written.
     fn remove(&self, key: &GrantKey) -> Result<(), Error>;
+
+    /// Waits until no other refresh of `key`'s grant runs, and holds others off until the
+    /// lock is dropped. A session takes it before it reads the grant to refresh, so that two
+    /// processes never refresh with the same refresh token (a vendor that rotates refuses the
+    /// second, and the grant would look revoked). The default holds nothing off: enough for a
+    /// store that one process uses.
+    ///
+    /// # Errors
+    /// The lock cannot be taken.
+    fn lock_refresh(&self, key: &GrantKey) -> Result<RefreshLock, Error> {
+        let _ = key;
+        Ok(RefreshLock::none())
+    }
 }
 
 /// Grants in memory only, for tests and for one-off runs.
@@ -323,6 +364,24 @@ impl TokenStore for FileTokenStore {
         self.update(|grants| {
             grants.remove(&key.to_string());
         })
+    }
+
+    /// An exclusive lock on `<file>.refresh.lock` (one for all the file's grants: refreshes
+    /// are rare and short).
+    fn lock_refresh(&self, _: &GrantKey) -> Result<RefreshLock, Error> {
+        if let Some(folder) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(folder).map_err(self.io("its folder cannot be created"))?;
+        }
+        let file = private_options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(sibling(&self.path, ".refresh.lock"))
+            .map_err(self.io("its refresh lock cannot be opened"))?;
+        file.lock()
+            .map_err(self.io("cannot be locked for a refresh"))?;
+        Ok(RefreshLock::holding(file))
     }
 }
 
