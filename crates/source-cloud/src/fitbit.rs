@@ -13,10 +13,11 @@
 //! The cursor (JSON, `"src": "fitbit"`, version 1) holds the zone, the first day each series
 //! reads next, the series being read, the key of the last item delivered within its window
 //! (so a window with more than `limit` measurements is split), and fingerprints of what was
-//! delivered for days that are not over. Once a series reaches today, the next pass reads
-//! today again (same ids: the day's value is updated, `preliminary` until the day is over),
-//! and what it delivered unchanged is not delivered again: pulling from an exhausted cursor
-//! gives an empty, exhausted batch until Fitbit has something new.
+//! delivered for the days still settling. Once a series reaches today, the next pass reads
+//! today and the three days before it again ([`SETTLING_DAYS`]: a tracker that syncs late
+//! changes days that are over; same ids, so the day's value is updated, `preliminary` until
+//! the day is over), and what it delivered unchanged is not delivered again: pulling from an
+//! exhausted cursor gives an empty, exhausted batch until Fitbit has something new.
 //!
 //! # Rate limit
 //!
@@ -68,6 +69,17 @@ pub(crate) const DEFAULTS: Defaults = Defaults {
 
 /// The cursor's format version.
 const CURSOR_VERSION: u32 = 1;
+
+/// Days before today that every pass reads again: a tracker that syncs late (the last hours
+/// of yesterday, uploaded this morning) changes days that are already over.
+const SETTLING_DAYS: i64 = 3;
+
+/// The first day a pass on `today` reads again.
+fn settling_since(today: Date) -> Date {
+    today
+        .checked_sub(jiff::Span::new().days(SETTLING_DAYS))
+        .unwrap_or(today)
+}
 
 /// The most requests one pull sends once it has something to return (a pass over a long
 /// history takes several pulls). A pull with nothing yet goes on to the end of the pass, so
@@ -292,13 +304,14 @@ impl State {
         self.after = None;
     }
 
-    /// The window of `series` is read up to `end`; `today` is the citizen's.
-    fn finish_window(&mut self, series: Series, end: Date, today: Date) {
+    /// The window of `series` is read up to `end`; `today` is the citizen's, `settling` the
+    /// first day that is read again next pass.
+    fn finish_window(&mut self, series: Series, end: Date, today: Date, settling: Date) {
         self.after = None;
         let next = if end >= today {
-            // Today is read again next pass; this pass moves on.
+            // The days still settling are read again next pass; this pass moves on.
             self.at = series.next();
-            today
+            settling
         } else {
             end.tomorrow().unwrap_or(end)
         };
@@ -535,6 +548,7 @@ impl Source for FitbitSource {
         let zone = st.zone.time_zone();
         let zone_text = st.zone.text();
         let today = Timestamp::now().to_zoned(zone.clone()).date();
+        let settling = settling_since(today);
         let validator = Validator::new(Catalog::builtin());
         let cx = map::Ctx {
             source_id: &self.id,
@@ -602,7 +616,7 @@ impl Source for FitbitSource {
                 if st.seen.get(&item.id).is_some_and(|s| s.h == item.hash) {
                     continue;
                 }
-                if item.day >= today {
+                if item.day >= settling {
                     st.seen.insert(
                         item.id.clone(),
                         Seen {
@@ -620,7 +634,7 @@ impl Source for FitbitSource {
                     map::Entry::Rejected(r) => batch.rejected.push(r),
                 }
             }
-            st.finish_window(series, end, today);
+            st.finish_window(series, end, today, settling);
             if count >= limit {
                 break;
             }

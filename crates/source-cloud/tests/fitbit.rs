@@ -537,7 +537,8 @@ async fn today_is_read_again_and_delivered_again_only_when_it_changed() {
     );
     let done = batches.last().expect("a batch").cursor.clone();
 
-    // Nothing new: an empty, exhausted batch, though today was asked for again.
+    // Nothing new: an empty, exhausted batch, though today (and the three days before it,
+    // which a late sync can still change) was asked for again.
     let before = fake.api_requests().len();
     let again = source.pull(&done, 1000).await.expect("pulled");
     assert!(again.exhausted && again.measurements.is_empty());
@@ -548,7 +549,7 @@ async fn today_is_read_again_and_delivered_again_only_when_it_changed() {
     assert!(
         asked
             .iter()
-            .any(|p| p.contains(&format!("/steps/date/{}/", today()))),
+            .any(|p| p.contains(&format!("/steps/date/{}/{}.json", day(3), today()))),
         "{asked:?}"
     );
 
@@ -853,4 +854,46 @@ async fn cursors_of_others_are_refused() {
         assert!(matches!(e, SourceError::BadCursor { .. }), "{bad}: {e:?}");
     }
     assert!(fake.api_requests().is_empty(), "nothing was asked");
+}
+
+#[tokio::test]
+async fn a_day_a_tracker_synced_late_is_read_again_and_updated() {
+    let fake = Fake::start(oauth(), synthetic()).await;
+    let (store, _) = store(&fake.oauth);
+    let source = source_of(fake.cloud(&since(), json!({})), &store);
+    let batches = pull_all(source.as_ref(), &Cursor::start(), 1000).await;
+    let done = batches.last().expect("a batch").cursor.clone();
+    let yesterday = day(1).to_string();
+    let yesterday_id = id(&format!("steps/{yesterday}"));
+    let before = all_measurements(&batches)
+        .into_iter()
+        .find(|m| m.id == yesterday_id)
+        .expect("yesterday's steps");
+    // This morning the tracker uploads yesterday's last hours.
+    let mut changed = false;
+    for r in fake.data().records.get_mut("steps").expect("steps") {
+        if r["dateTime"] == json!(yesterday) {
+            r["value"] = json!("12345");
+            changed = true;
+        }
+    }
+    assert!(changed, "the synthetic data has yesterday");
+    let update = source.pull(&done, 1000).await.expect("pulled");
+    let after: Vec<_> = update
+        .measurements
+        .iter()
+        .filter(|m| m.id == yesterday_id)
+        .collect();
+    assert_eq!(after.len(), 1, "{:?}", update.measurements);
+    assert_eq!(quantity(after[0]).0, "12345");
+    assert_ne!(quantity(&before).0, "12345");
+    assert_eq!(
+        update.measurements.len(),
+        1,
+        "only what changed comes again"
+    );
+    // A day that is over is final.
+    assert_eq!(after[0].status, Status::Final);
+    let again = source.pull(&update.cursor, 1000).await.expect("pulled");
+    assert!(again.measurements.is_empty() && again.exhausted);
 }
