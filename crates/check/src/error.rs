@@ -23,6 +23,14 @@ pub enum Error {
         /// What is wrong, with the line where the TOML parser knows it.
         reason: String,
     },
+    /// A TestScript is not valid JSON or FHIR XML, or not an R4 `TestScript`.
+    #[error("TestScript {origin}: {reason}")]
+    TestScript {
+        /// The file it came from.
+        origin: String,
+        /// What is wrong, naming the element where it is known.
+        reason: String,
+    },
     /// An element path in a scenario cannot be parsed.
     #[error("element path `{path}`: {reason}")]
     Path {

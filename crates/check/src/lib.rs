@@ -43,6 +43,7 @@ pub mod report;
 mod run;
 mod scenario;
 pub mod suites;
+pub mod testscript;
 mod vars;
 
 pub use error::{Error, Result};

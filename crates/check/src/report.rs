@@ -300,6 +300,10 @@ pub fn markdown(run: &Run) -> String {
                 Owner::Sender => "the source system or client that sends the data",
                 Owner::Receiver => "the server or exchange that receives, stores and serves it",
                 Owner::Data => "the test data (or the profile it should follow)",
+                Owner::Script => {
+                    "the test script itself (it contradicts FHIR, or asks for what the checker \
+                     cannot evaluate yet)"
+                }
             };
             let _ = writeln!(out, "| {} | {e} | {w} | {means} |", owner.as_str());
         }

@@ -45,6 +45,9 @@ pub enum Owner {
     Receiver,
     /// Neither party's code: the test data (or the profile it should follow).
     Data,
+    /// The test script itself: it contradicts the FHIR specification (the finding names the
+    /// rule), or it asks for what the checker cannot evaluate yet (a `skipped` finding).
+    Script,
 }
 
 impl Owner {
@@ -54,6 +57,7 @@ impl Owner {
             Self::Sender => "sender",
             Self::Receiver => "receiver",
             Self::Data => "data",
+            Self::Script => "script",
         }
     }
 }

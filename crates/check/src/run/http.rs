@@ -226,7 +226,7 @@ impl Runner {
     }
 }
 
-fn transport_reason(e: &reqwest::Error) -> String {
+pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
     let mut s = if e.is_connect() {
         "could not connect".to_owned()
     } else if e.is_timeout() {
@@ -244,7 +244,7 @@ fn transport_reason(e: &reqwest::Error) -> String {
 
 /// Why an answer's body was not read whole.
 #[derive(Debug)]
-pub(super) enum BodyError {
+pub(crate) enum BodyError {
     /// It is larger than [`MAX_RESPONSE_BYTES`]: `kept` is its start (never more than the
     /// bound; empty when the `Content-Length` the server `declared` was already too large).
     TooLarge {
@@ -256,7 +256,7 @@ pub(super) enum BodyError {
 }
 
 /// The whole body, if it is at most [`MAX_RESPONSE_BYTES`] (after decompression).
-pub(super) async fn read_body(
+pub(crate) async fn read_body(
     mut resp: reqwest::Response,
 ) -> std::result::Result<String, BodyError> {
     let bound = MAX_RESPONSE_BYTES as u64;
@@ -313,7 +313,7 @@ fn excerpt_of_start(kept: &[u8]) -> String {
     )
 }
 
-pub(super) fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .and_then(|v| v.to_str().ok())

@@ -8,7 +8,7 @@ mod capture;
 mod command;
 mod compare;
 mod expect;
-mod http;
+pub(crate) mod http;
 mod results;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,12 +36,14 @@ use http::Response;
 /// Runs scenarios against one FHIR base URL.
 #[derive(Debug, Clone)]
 pub struct Runner {
-    base: String,
-    client: reqwest::Client,
-    timeout: Duration,
-    headers: Vec<(String, String)>,
-    vars: BTreeMap<String, String>,
-    run_id: String,
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) timeout: Duration,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) vars: BTreeMap<String, String>,
+    pub(crate) run_id: String,
+    /// TestScript destinations mapped to base URLs.
+    pub(crate) dests: BTreeMap<String, String>,
 }
 
 /// The state of one scenario's run.
@@ -82,6 +84,7 @@ impl Runner {
             headers: Vec::new(),
             vars,
             run_id,
+            dests: BTreeMap::new(),
         })
     }
 
@@ -101,6 +104,17 @@ impl Runner {
     pub fn var(mut self, name: &str, value: &str) -> Self {
         self.vars.insert(name.to_owned(), value.to_owned());
         self
+    }
+
+    /// Maps a TestScript destination (its index, or its profile code) to a base URL; a
+    /// destination not mapped goes to the runner's base URL.
+    pub fn destination(mut self, name: &str, base_url: &str) -> Result<Self> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::BaseUrl(base_url.to_owned()));
+        }
+        self.dests.insert(name.to_owned(), base);
+        Ok(self)
     }
 
     /// This run's id.
