@@ -51,6 +51,8 @@ struct State<'a> {
     fixture_errors: BTreeMap<String, String>,
     responses: BTreeMap<String, Rc<Resp>>,
     last: Option<Rc<Resp>>,
+    /// The last exchange, quoted by the asserts' findings.
+    last_exchange: Option<Exchange>,
     /// Fixtures created on the server: fixture id -> (type, id).
     created: BTreeMap<String, (String, String)>,
     /// The FHIR rule the last operation broke (its failures are the script's).
@@ -115,6 +117,7 @@ impl Runner {
             fixture_errors: BTreeMap::new(),
             responses: BTreeMap::new(),
             last: None,
+            last_exchange: None,
             created: BTreeMap::new(),
             script_fault: None,
             seq: 0,
@@ -332,7 +335,7 @@ impl Runner {
         let mut fault: Option<String> = None;
 
         // The body: a fixture or an earlier response, variables substituted.
-        let body: Option<Value> = match op["sourceId"].as_str() {
+        let mut body: Option<Value> = match op["sourceId"].as_str() {
             None => None,
             Some(id) => match source(st, id) {
                 Ok(v) => match subst_json(st, &v) {
@@ -367,6 +370,7 @@ impl Runner {
             Err(reason) => return skip_finding(script, name, &reason),
         };
         let ty = target.as_ref().map(|t| t.0.clone()).or(rtype.clone());
+        let mut put_id: Option<String> = None;
         let join = |path: &str| format!("{base}/{}", path.trim_start_matches('/'));
         let (method, url) = if let Some(u) = op["url"].as_str() {
             let u = match subst(st, u) {
@@ -374,14 +378,7 @@ impl Runner {
                 Err(reason) => return skip_finding(script, name, &reason),
             };
             let m = if body.is_some() { "POST" } else { "GET" };
-            (
-                m.to_owned(),
-                if u.starts_with("http://") || u.starts_with("https://") {
-                    u
-                } else {
-                    join(&u)
-                },
-            )
+            (m.to_owned(), absolute(&base, &u))
         } else {
             let need_type = || {
                 ty.clone().ok_or_else(|| format!("the `{code}` operation names no resource type (resource, targetId or sourceId)"))
@@ -456,6 +453,7 @@ impl Runner {
                         ));
                         fault = Some(rule.to_owned());
                     }
+                    put_id = Some(id.clone());
                     ("PUT".to_owned(), with_params(format!("{t}/{id}")))
                 }
                 "search" => match need_type() {
@@ -502,6 +500,10 @@ impl Runner {
         let method = op["method"]
             .as_str()
             .map_or(method, str::to_ascii_uppercase);
+        // An update's body carries the id of its URL (R4 http.html#update).
+        if let (Some(id), Some(Value::Object(b))) = (put_id, body.as_mut()) {
+            b.entry("id").or_insert(Value::String(id));
+        }
         if let Some(f) = &fault
             && !findings.iter().any(|x| x.owner == Owner::Script)
         {
@@ -586,6 +588,7 @@ impl Runner {
         }
         let message = format!("{method} {url} answered {}", resp.status);
         st.last = Some(resp);
+        st.last_exchange = Some(exchange.clone());
         for f in &mut findings {
             f.exchange = Some(exchange.clone());
         }
@@ -665,6 +668,22 @@ impl Runner {
             text,
         })
     }
+}
+
+/// A URL as a script or a `Location` header writes it, made absolute against `base`: as is when
+/// it has a scheme, against the server's origin when it starts with `/`, else under `base`.
+fn absolute(base: &str, u: &str) -> String {
+    if u.starts_with("http://") || u.starts_with("https://") {
+        return u.to_owned();
+    }
+    if u.starts_with('/') {
+        let origin_end = base
+            .find("://")
+            .and_then(|s| base[s + 3..].find('/').map(|p| s + 3 + p))
+            .unwrap_or(base.len());
+        return format!("{}{u}", &base[..origin_end]);
+    }
+    format!("{base}/{u}")
 }
 
 /// The R4 operation codes the checker knows by name (others are named operations, `$code`).
@@ -1442,15 +1461,18 @@ fn assertion(st: &mut State<'_>, a: &Value, name: &str, base: &str) -> Done {
                 } else {
                     Outcome::Failed
                 },
-                findings: vec![finding(
-                    script,
-                    name,
-                    severity,
-                    format!("{message}."),
-                    owner,
-                    &reason,
-                )],
-                exchange: None,
+                findings: vec![Finding {
+                    exchange: st.last_exchange.clone(),
+                    ..finding(
+                        script,
+                        name,
+                        severity,
+                        format!("{message}."),
+                        owner,
+                        &reason,
+                    )
+                }],
+                exchange: st.last_exchange.clone(),
                 message,
                 stop: stop_on_fail && !warning,
             }
