@@ -550,6 +550,9 @@ impl Runner {
         let resp = match sent {
             Ok(r) => r,
             Err(why) => {
+                // Asserts after it must not judge an earlier answer.
+                st.last = None;
+                st.last_exchange = Some(exchange.clone());
                 findings.push(Finding {
                     transport: true,
                     exchange: Some(exchange.clone()),
@@ -1358,6 +1361,15 @@ fn assertion(st: &mut State<'_>, a: &Value, name: &str, base: &str) -> Done {
                 }
                 if more && !has("next") {
                     lacking.push("next (the total is more than this page)");
+                }
+                let url_of = |rel: &str| {
+                    links
+                        .iter()
+                        .find(|l| l["relation"] == rel)
+                        .and_then(|l| l["url"].as_str())
+                };
+                if url_of("next").is_some() && url_of("next") == url_of("self") {
+                    lacking.push("next that leads on (next is this page itself: a loop)");
                 }
                 let holds = lacking.is_empty();
                 let want = a["navigationLinks"] != false;

@@ -1,6 +1,8 @@
 //! Shared by the checker's integration tests: our own server in-process, and the JUnit schema.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::print_stderr)]
 
+pub mod broken_server;
+
 use std::sync::Arc;
 
 use healthanalyzer_check::{Finding, Owner, Run, Severity, report};
