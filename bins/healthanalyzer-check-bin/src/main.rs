@@ -1,4 +1,5 @@
-//! `healthanalyzer-check`: runs scenarios against a FHIR R4 base URL and reports what it found.
+//! `healthanalyzer-check`: runs scenarios and FHIR TestScripts against a FHIR R4 base URL and
+//! reports what it found.
 //!
 //! Exit codes: 0 no error findings, 1 at least one error finding, 2 bad arguments or scenario
 //! files (nothing was run).
@@ -43,6 +44,17 @@ struct Args {
     /// Write the Markdown triage report here.
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
+    /// A FHIR R4 TestScript (JSON or XML), or a folder of them; repeat for more. Fixtures are
+    /// read relative to the script.
+    #[arg(long = "testscript", value_name = "PATH")]
+    testscripts: Vec<PathBuf>,
+    /// Maps a TestScript destination (its index or profile code) to a base URL, NAME=URL;
+    /// repeat. Destinations not mapped go to --base.
+    #[arg(long = "dest", value_name = "NAME=URL")]
+    dests: Vec<String>,
+    /// Write each TestScript's FHIR TestReport (JSON) into this folder.
+    #[arg(long, value_name = "DIR")]
+    testreports: Option<PathBuf>,
     /// List the built-in suites and stop.
     #[arg(long)]
     list: bool,
@@ -89,6 +101,9 @@ async fn run(args: Args) -> Result<ExitCode, Error> {
         timeout_secs: args.timeout_secs,
         junit: args.junit,
         report: args.report,
+        testscripts: args.testscripts,
+        dests: args.dests,
+        testreports: args.testreports,
     };
     let run = options.run().await?;
     print_out(&report::summary(&run));

@@ -232,3 +232,81 @@ async fn bad_arguments_say_what_is_wrong_once_and_never_quote_a_header_value() {
     );
     assert_eq!(stderr.matches(&cause).count(), 1, "{cause}: {stderr}");
 }
+
+/// `--testscript` runs FHIR TestScripts: a clean one exits 0, one the script itself gets wrong
+/// exits 1; each writes its TestReport where `--testreports` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testscripts_run_with_exit_codes_and_testreports() {
+    let api = api().await;
+    let dir = tempfile::tempdir().unwrap();
+    let scripts =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/check/tests/testscripts");
+    let own = scripts.join("own/server.json");
+    let dest = format!("1={}", api.base);
+    let out = check(
+        &[
+            "--base",
+            &api.base,
+            "--testscript",
+            own.to_str().unwrap(),
+            "--var",
+            "given=Ada",
+            "--dest",
+            &dest,
+            "--testreports",
+            "reports",
+            "--junit",
+            "junit.xml",
+        ],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let report =
+        std::fs::read_to_string(dir.path().join("reports/own-server-json.testreport.json"))
+            .unwrap();
+    assert!(
+        report.contains("\"resourceType\": \"TestReport\""),
+        "{report}"
+    );
+    assert!(report.contains("\"result\": \"pass\""), "{report}");
+    assert!(!report.contains("\"result\": \"fail\""), "{report}");
+    let mismatch = scripts.join("mismatch/put-mismatch.json");
+    let out = check(
+        &[
+            "--base",
+            &api.base,
+            "--testscript",
+            mismatch.to_str().unwrap(),
+            "--testreports",
+            "reports",
+        ],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("[script]"),
+        "{}",
+        text(&out)
+    );
+    let out = check(
+        &["--base", &api.base, "--testscript", "no-such.json"],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let out = check(
+        &[
+            "--base",
+            &api.base,
+            "--testscript",
+            own.to_str().unwrap(),
+            "--dest",
+            "1=ftp://x",
+        ],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}

@@ -76,6 +76,14 @@ pub struct Options {
     pub junit: Option<PathBuf>,
     /// Where to write the Markdown triage report.
     pub report: Option<PathBuf>,
+    /// FHIR TestScript files or folders of them (JSON or XML), see
+    /// [`testscript`](crate::testscript).
+    pub testscripts: Vec<PathBuf>,
+    /// TestScript destinations, `NAME=URL` each: NAME is a destination's index or its profile
+    /// code; destinations not named go to `base`.
+    pub dests: Vec<String>,
+    /// A folder to write each script's FHIR `TestReport` (JSON) in.
+    pub testreports: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -90,6 +98,9 @@ impl Default for Options {
             timeout_secs: 10.0,
             junit: None,
             report: None,
+            testscripts: Vec::new(),
+            dests: Vec::new(),
+            testreports: None,
         }
     }
 }
@@ -110,6 +121,9 @@ impl std::fmt::Debug for Options {
             .field("timeout_secs", &self.timeout_secs)
             .field("junit", &self.junit)
             .field("report", &self.report)
+            .field("testscripts", &self.testscripts)
+            .field("dests", &self.dests)
+            .field("testreports", &self.testreports)
             .finish()
     }
 }
@@ -125,7 +139,7 @@ impl Options {
             .ok_or_else(|| Error::BaseUrl("(none given: pass --base URL)".to_owned()))?;
         let timeout = parse_timeout_secs(self.timeout_secs)?;
         let mut scenarios = Vec::new();
-        if self.suites.is_empty() && self.scenarios.is_empty() {
+        if self.suites.is_empty() && self.scenarios.is_empty() && self.testscripts.is_empty() {
             for name in suites::DEFAULT {
                 scenarios.push(suites::builtin(name)?);
             }
@@ -140,6 +154,10 @@ impl Options {
         for v in &self.vars {
             let (name, value) = parse_var(v)?;
             runner = runner.var(&name, &value);
+        }
+        for d in &self.dests {
+            let (name, url) = parse_var(d)?;
+            runner = runner.destination(&name, &url)?;
         }
         for h in &self.headers {
             let (name, value) = parse_header(h)?;
@@ -164,9 +182,43 @@ impl Options {
     /// report where asked. What the server got wrong is in the [`Run`]
     /// ([`Run::has_errors`] decides the exit code); an `Err` means nothing ran or a report could
     /// not be written.
+    ///
+    /// TestScripts ([`testscripts`](Self::testscripts)) run after the scenarios, into the same
+    /// [`Run`]; each one's `TestReport` goes to [`testreports`](Self::testreports) as
+    /// `<name>.testreport.json`.
     pub async fn run(&self) -> Result<Run> {
         let (runner, scenarios) = self.prepare()?;
-        let run = runner.run(&scenarios).await;
+        let mut scripts = Vec::new();
+        for path in &self.testscripts {
+            scripts.extend(crate::testscript::load(path)?);
+        }
+        let mut run = runner.run(&scenarios).await;
+        if !scripts.is_empty() {
+            let ran = runner.run_testscripts(&scripts).await;
+            if let Some(dir) = &self.testreports {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Write {
+                    path: dir.clone(),
+                    source,
+                })?;
+                for (script, report) in scripts.iter().zip(&ran.reports) {
+                    let file: String = script
+                        .name
+                        .chars()
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect();
+                    let text = serde_json::to_string_pretty(report).unwrap_or_default();
+                    write(&dir.join(format!("{file}.testreport.json")), &text)?;
+                }
+            }
+            run.scenarios.extend(ran.run.scenarios);
+            run.elapsed += ran.run.elapsed;
+        }
         if let Some(path) = &self.junit {
             write(path, &report::junit(&run))?;
         }
