@@ -12,6 +12,11 @@
 //! [`Options`] is a whole check as the `healthanalyzer-check` command runs it: the arguments as
 //! text ([`parse_var`], [`parse_header`]), the scenarios loaded, the run, the report files.
 //!
+//! FHIR R4 TestScripts ([`testscript`]: JSON or XML, a file or a folder) run through the same
+//! runner ([`Runner::run_testscripts`]) into the same [`Run`], and write a FHIR `TestReport` per
+//! script; a finding the script itself is to blame for (it contradicts FHIR) is owned by
+//! [`Owner::Script`].
+//!
 //! Built-in suites ([`suites::builtin`]): `vital-signs` (each catalog kind created, read back
 //! equal, found by patient, code and date; paging; `$lastn`), `errors` (bad input gets 4xx with
 //! an OperationOutcome, unknown ids 404) and `chain` (source server -> sync -> receiving API,
@@ -33,6 +38,24 @@
 //! std::fs::write("triage.md", report::markdown(&run)).ok();
 //! std::fs::write("junit.xml", report::junit(&run)).ok();
 //! assert!(!run.has_errors(), "{}", report::summary(&run));
+//! # Ok(()) }
+//! ```
+//!
+//! TestScripts, with destination 1 on a second server:
+//!
+//! ```no_run
+//! use healthanalyzer_check::{Runner, report, testscript};
+//!
+//! # async fn f() -> Result<(), healthanalyzer_check::Error> {
+//! let scripts = testscript::load("testscripts/".as_ref())?;
+//! let runner = Runner::new("http://127.0.0.1:8080/fhir")?
+//!     .var("patient-token-id", "Bearer …")
+//!     .destination("1", "http://127.0.0.1:8081/fhir")?;
+//! let ran = runner.run_testscripts(&scripts).await;
+//! for (script, test_report) in scripts.iter().zip(&ran.reports) {
+//!     std::fs::write(format!("{}.testreport.json", script.name), test_report.to_string()).ok();
+//! }
+//! std::fs::write("triage.md", report::markdown(&ran.run)).ok();
 //! # Ok(()) }
 //! ```
 

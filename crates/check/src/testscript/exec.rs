@@ -326,9 +326,6 @@ impl Runner {
                 );
             }
         }
-        if op["encodeRequestUrl"] == false {
-            // Sent as written either way; reqwest encodes what a URL cannot carry.
-        }
         let code = op["type"]["code"].as_str().unwrap_or_default().to_owned();
         let base = self.base_for(script, op);
         let mut findings = Vec::new();
