@@ -206,3 +206,25 @@ fn a_folder_loads_every_script_in_it_and_leaves_fixtures_alone() {
     let e = testscript::load(&scripts("nothing-here")).unwrap_err();
     assert!(e.with_causes().contains("nothing-here"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_with_search_parameters_is_the_scripts_fault() {
+    let own = common::own_server().await;
+    let ran = Runner::new(&own.base)
+        .unwrap()
+        .run_testscripts(&[load("mismatch/read-with-params.json")])
+        .await;
+    let summary = report::summary(&ran.run);
+    let errors: Vec<_> = ran
+        .run
+        .findings()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    // The read itself, and the assert that expected a Patient where a search answers a Bundle.
+    assert_eq!(errors.len(), 2, "{summary}");
+    for f in &errors {
+        assert_eq!(f.owner, Owner::Script, "{summary}");
+        assert!(f.reason.contains("http.html#read"), "{}", f.reason);
+    }
+    assert!(errors[1].message.contains("got `Bundle`"), "{summary}");
+}
