@@ -1488,3 +1488,55 @@ fn assertion(st: &mut State<'_>, a: &Value, name: &str, base: &str) -> Done {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn operators_compare_as_the_spec_says() {
+        assert_eq!(compare(Some("201"), "200,201", "in"), Ok(true));
+        assert_eq!(compare(Some("404"), "200, 201", "in"), Ok(false));
+        assert_eq!(compare(Some("404"), "200,201", "notIn"), Ok(true));
+        assert_eq!(compare(Some("10"), "9", "greaterThan"), Ok(true));
+        assert_eq!(compare(Some("abc"), "9", "greaterThan"), Ok(false));
+        assert_eq!(compare(Some("8"), "9", "lessThan"), Ok(true));
+        assert_eq!(compare(None, "", "empty"), Ok(true));
+        assert_eq!(compare(None, "x", "equals"), Ok(false));
+        assert_eq!(compare(Some("a-b"), "-", "contains"), Ok(true));
+        assert!(
+            compare(Some("x"), "x", "eval")
+                .unwrap_err()
+                .contains("`eval`")
+        );
+    }
+
+    #[test]
+    fn minimum_id_lists_what_is_missing_and_ignores_array_order() {
+        let want = json!({"id": "x", "code": {"coding": [{"code": "a"}, {"code": "b"}]}, "valueQuantity": {"value": 1.0}});
+        let have = json!({"id": "y", "code": {"coding": [{"code": "b", "system": "s"}, {"code": "a"}]}, "valueQuantity": {"value": 1}});
+        let mut out = Vec::new();
+        missing(&want, &have, "", &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        let have = json!({"code": {"coding": [{"code": "a"}]}});
+        missing(&want, &have, "", &mut out);
+        assert_eq!(out, ["code.coding[1]", "valueQuantity"]);
+    }
+
+    #[test]
+    fn urls_are_made_absolute_against_the_base() {
+        let base = "http://h:1/fhir";
+        assert_eq!(
+            absolute(base, "/fhir/Patient/1/_history/2"),
+            "http://h:1/fhir/Patient/1/_history/2"
+        );
+        assert_eq!(absolute(base, "Patient?x=1"), "http://h:1/fhir/Patient?x=1");
+        assert_eq!(
+            absolute(base, "https://o/fhir/metadata"),
+            "https://o/fhir/metadata"
+        );
+        assert_eq!(absolute("http://h:1", "/metadata"), "http://h:1/metadata");
+    }
+}
