@@ -228,3 +228,41 @@ async fn a_read_with_search_parameters_is_the_scripts_fault() {
     }
     assert!(errors[1].message.contains("got `Bundle`"), "{summary}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_goes_where_dest_maps_it_by_index_or_profile_code() {
+    let own = common::own_server().await;
+    let elsewhere = "http://127.0.0.1:1/fhir";
+    for name in ["1", "FHIR-Server"] {
+        let ran = Runner::new(&own.base)
+            .unwrap()
+            .var("given", "Ada")
+            .destination(name, elsewhere)
+            .unwrap()
+            .run_testscripts(&[load("own/server.json")])
+            .await;
+        let steps = &ran.run.scenarios[0].steps;
+        // The capabilities names destination 1: it goes to the unreachable server.
+        let first = &steps[1];
+        assert!(
+            first.name.contains("operation capabilities"),
+            "{}",
+            first.name
+        );
+        let sent = &first.exchange.as_ref().unwrap().request;
+        assert_eq!(sent, &format!("GET {elsewhere}/metadata"), "{name}");
+        assert!(first.findings.iter().any(|f| f.transport), "{name}");
+        // The autocreate before it names no destination: it went to --base and passed.
+        assert_eq!(steps[0].outcome, Outcome::Passed, "{}", steps[0].name);
+        assert!(
+            steps[0]
+                .exchange
+                .as_ref()
+                .unwrap()
+                .request
+                .contains(&own.base),
+            "{name}"
+        );
+        assert_eq!(ran.reports[0]["result"], "fail");
+    }
+}
