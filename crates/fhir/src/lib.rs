@@ -112,6 +112,7 @@ mod patient;
 mod profile;
 mod raw;
 mod strict;
+mod xml;
 
 pub use bundle::{
     BundleKind, Contents, EntryError, MAX_BUNDLE_BYTES, read_bundle, read_ndjson, write_bundle,
@@ -126,6 +127,7 @@ pub use observation::{
 pub use patient::{read_patient, write_patient};
 pub use profile::{EUI64_SYSTEM, Profile, WriteOptions, phd_identifier};
 pub use strict::{check_strict, read_observation_strict};
+pub use xml::xml_to_json;
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

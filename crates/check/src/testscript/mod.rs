@@ -1,4 +1,4 @@
-//! FHIR R4 `TestScript` resources: loading them (JSON, or FHIR XML through fhirbolt), running
+//! FHIR R4 `TestScript` resources: loading them (JSON, or FHIR XML read by `healthanalyzer-fhir`), running
 //! them with the checker's [`Runner`](crate::Runner) and writing a FHIR `TestReport` per script.
 //!
 //! A script becomes a [`ScenarioResult`](crate::ScenarioResult) named after the script, and
@@ -45,7 +45,7 @@ impl TestScript {
         Self::from_value(resource, origin)
     }
 
-    /// A script from its FHIR XML text, converted to JSON with fhirbolt's element model.
+    /// A script from its FHIR XML text, converted to JSON by `healthanalyzer_fhir::xml_to_json`.
     pub fn from_xml(text: &str, origin: &str) -> Result<Self> {
         let json = xml_to_json(text).map_err(|reason| Error::TestScript {
             origin: origin.to_owned(),
@@ -176,24 +176,11 @@ fn is_xml(path: &Path, text: &str) -> bool {
         || text.trim_start().starts_with('<')
 }
 
-/// FHIR XML to FHIR JSON, through fhirbolt's generic element model (R4, strict). fhirbolt
-/// panics on some input: the panic is caught and is an error.
+/// FHIR XML to FHIR JSON ([`healthanalyzer_fhir::xml_to_json`]: fhirbolt's element model,
+/// R4, strict; a panic of its reader is an error).
 pub(crate) fn xml_to_json(text: &str) -> std::result::Result<Value, String> {
-    use fhirbolt::FhirReleases;
-    use fhirbolt::element::Element;
-    use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
-    let convert = || -> std::result::Result<Value, String> {
-        let config = DeserializationConfig {
-            mode: DeserializationMode::Strict,
-        };
-        let element: Element<{ FhirReleases::R4 }> = fhirbolt::xml::from_str(text, Some(config))
-            .map_err(|e| format!("not FHIR R4 XML: {e}"))?;
-        let json = fhirbolt::json::to_string(&element, None)
-            .map_err(|e| format!("cannot convert the XML to JSON: {e}"))?;
-        serde_json::from_str(&json).map_err(|e| format!("cannot convert the XML to JSON: {e}"))
-    };
-    std::panic::catch_unwind(convert)
-        .unwrap_or_else(|_| Err("the FHIR XML reader gave up on this input".to_owned()))
+    let json = healthanalyzer_fhir::xml_to_json(text).map_err(|e| e.to_string())?;
+    serde_json::from_str(&json).map_err(|e| format!("cannot convert the XML to JSON: {e}"))
 }
 
 #[cfg(test)]
