@@ -19,6 +19,15 @@ fn load(file: &str) -> TestScript {
     TestScript::from_file(&scripts(file)).unwrap()
 }
 
+/// Keeps a TestReport in `$HEALTHANALYZER_TESTREPORT_DIR`, when it is set, for validators
+/// written by others (`.ci/run` checks them with `../shared/tools/validate_fhir.py`).
+fn keep(report: &serde_json::Value, name: &str) {
+    if let Some(dir) = std::env::var_os("HEALTHANALYZER_TESTREPORT_DIR") {
+        let path = Path::new(&dir).join(format!("TestReport-{name}.json"));
+        std::fs::write(&path, serde_json::to_vec_pretty(report).unwrap()).unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_operation_and_assert_passes_against_our_server() {
     let own = common::own_server().await;
@@ -79,10 +88,11 @@ async fn every_operation_and_assert_passes_against_our_server() {
             .any(|s| s.contains("autodelete fixture `auto`"))
     );
     assert_eq!(ran.reports.len(), 2);
-    for r in &ran.reports {
+    for (i, r) in ran.reports.iter().enumerate() {
         assert_eq!(r["result"], "pass", "{r:#}");
         assert_eq!(r["status"], "completed");
         healthanalyzer_fhir::check_strict(&r.to_string()).unwrap();
+        keep(r, &format!("own-{i}"));
     }
     assert_eq!(
         ran.reports[0]["testScript"]["reference"],
@@ -143,6 +153,7 @@ async fn fhirpath_xpath_and_the_unknown_are_skipped_naming_script_action_and_rea
     );
     // The TestReport says skip for each, and is valid R4.
     let r = &ran.reports[0];
+    keep(r, "skipped");
     let results: Vec<&str> = r["test"][0]["action"]
         .as_array()
         .unwrap()
@@ -194,6 +205,7 @@ async fn a_put_whose_body_id_differs_from_the_url_is_the_scripts_fault() {
     assert_eq!(errors[1].exchange.as_ref().unwrap().status, Some(400));
     assert_eq!(ran.reports[0]["result"], "fail");
     healthanalyzer_fhir::check_strict(&ran.reports[0].to_string()).unwrap();
+    keep(&ran.reports[0], "mismatch");
     let md = report::markdown(&ran.run);
     assert!(md.contains("| script | 2 | 0 |"), "{md}");
 }
