@@ -234,21 +234,11 @@ fn no_secrets(oauth: &OAuthMock, outputs: &[&Output]) {
     assert!(!all.contains("citizen-anna"), "{all}");
 }
 
-/// Runs `healthanalyzer connect withings --subject NAME` and plays the browser.
-async fn connect(dir: &Path, name: &str) -> Output {
-    let mut c = command(
-        dir,
-        &[
-            "connect",
-            "withings",
-            "--subject",
-            name,
-            "--timeout-seconds",
-            "60",
-        ],
-    );
-    c.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = c.spawn().expect("spawn connect");
+/// The authorisation URL a running `connect` prints on stderr, and the thread that keeps
+/// reading its stderr (joined, it gives all of it).
+async fn announced_url(
+    child: &mut std::process::Child,
+) -> (String, std::thread::JoinHandle<String>) {
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = tokio::sync::oneshot::channel();
     let reader = std::thread::spawn(move || {
@@ -270,6 +260,25 @@ async fn connect(dir: &Path, name: &str) -> Output {
         .await
         .expect("the URL is printed")
         .expect("url");
+    (url, reader)
+}
+
+/// Runs `healthanalyzer connect withings --subject NAME` and plays the browser.
+async fn connect(dir: &Path, name: &str) -> Output {
+    let mut c = command(
+        dir,
+        &[
+            "connect",
+            "withings",
+            "--subject",
+            name,
+            "--timeout-seconds",
+            "60",
+        ],
+    );
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn connect");
+    let (url, reader) = announced_url(&mut child).await;
     // The browser follows the vendor's redirect to the loopback address connect listens on.
     let browser = healthanalyzer_source::http::client_builder()
         .build()
@@ -471,27 +480,7 @@ async fn connect_takes_the_pasted_address_when_the_redirect_uri_is_not_loopback(
         .stderr(Stdio::piped());
     let mut child = c.spawn().expect("spawn connect");
     let mut stdin = child.stdin.take().expect("stdin");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let reader = std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.expect("line");
-            if line.trim().starts_with("http")
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(line.trim().to_string());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let url = tokio::time::timeout(Duration::from_secs(30), rx)
-        .await
-        .expect("the URL is printed")
-        .expect("url");
+    let (url, reader) = announced_url(&mut child).await;
     // The browser is sent to the redirect URI (a page that need not exist): take its address.
     let browser = healthanalyzer_source::http::client_builder()
         .redirect(reqwest::redirect::Policy::none())
