@@ -457,4 +457,18 @@ impl WriteSetStore for Counting {
     async fn subject_versioned(&self, id: &Identifier) -> StoreResult<Option<Versioned<Subject>>> {
         self.inner.subject_versioned(id).await
     }
+    async fn document(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> StoreResult<Option<Versioned<healthanalyzer_store::Document>>> {
+        self.inner.document(resource_type, id).await
+    }
+
+    async fn find_documents(
+        &self,
+        query: &healthanalyzer_store::DocumentQuery,
+    ) -> StoreResult<Vec<Versioned<healthanalyzer_store::Document>>> {
+        self.inner.find_documents(query).await
+    }
 }

@@ -62,13 +62,22 @@ const MIGRATIONS: &[&str] = &[
        AND substring(body::jsonb #>> '{payload,content}'
                      FROM '"versionId"\s*:\s*"([0-9]{1,18})"') IS NOT NULL;
     "#,
+    // 3: documents (FHIR resources kept beside the measurements) and their search keys.
+    crate::documents::V3,
 ];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The tables we create; finding one without our meta table means the schema is not ours.
-const TABLES: &[&str] = &["measurement", "checkpoint", "subject", "subject_identifier"];
+const TABLES: &[&str] = &[
+    "measurement",
+    "checkpoint",
+    "subject",
+    "subject_identifier",
+    "document",
+    "document_key",
+];
 
 /// Brings the schema in the connection's `search_path` up to [`SCHEMA_VERSION`].
 pub(crate) async fn migrate(client: &mut Client) -> Result<(), PostgresError> {

@@ -11,8 +11,8 @@ use healthanalyzer_store::backend::{
     SortKey, check_subjects, identifier_key, parse_identifier_key, split_instant,
 };
 use healthanalyzer_store::{
-    Applied, Checkpoint, Error, Filter, MeasurementStore, Order, Page, Precondition, Query, Result,
-    SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary,
+    Applied, Checkpoint, Document, DocumentQuery, Error, Filter, MeasurementStore, Order, Page,
+    Precondition, Query, Result, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -578,6 +578,18 @@ impl WriteSetStore for PostgresStore {
             })
         })
         .transpose()
+    }
+
+    async fn document(&self, resource_type: &str, id: &str) -> Result<Option<Versioned<Document>>> {
+        let client = self.client().await?;
+        crate::documents::get(&client, resource_type, id).await
+    }
+
+    /// A range of the `document_key` primary key on the first key (the most selective key
+    /// should come first), each further key one probe of it.
+    async fn find_documents(&self, query: &DocumentQuery) -> Result<Vec<Versioned<Document>>> {
+        let client = self.client().await?;
+        crate::documents::find(&client, query).await
     }
 
     async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>> {

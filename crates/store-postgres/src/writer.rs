@@ -1,6 +1,6 @@
 //! Write sets on PostgreSQL: one transaction (READ COMMITTED) per set.
 //!
-//! Records with a precondition, and every subject, are first locked with transaction-level
+//! Records with a precondition, every subject and every document are first locked with transaction-level
 //! advisory locks keyed by a hash of the record's id (or identifier), all of the set's keys in
 //! one sorted statement so that two sets never wait for each other in a cycle. Inside those
 //! locks a precondition is read and the write made with no other writer in between, in this
@@ -20,6 +20,7 @@ use healthanalyzer_store::{
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
+use crate::documents;
 use crate::error::{bad_row, db};
 use crate::store::{Columns, split_nanos};
 
@@ -39,6 +40,10 @@ fn measurement_lock(id: &MeasurementId) -> i64 {
     lock_key(b'm', id.as_uuid().as_bytes())
 }
 
+fn document_lock(resource_type: &str, id: &str) -> i64 {
+    lock_key(b'd', &documents::lock_bytes(resource_type, id))
+}
+
 fn identifier_lock(id: &Identifier) -> i64 {
     lock_key(b's', identifier_key(id).as_bytes())
 }
@@ -53,6 +58,9 @@ fn locks(set: &WriteSet) -> Vec<i64> {
             }
             RecordKey::Measurement(_) => {}
             RecordKey::Subject(id) => keys.push(identifier_lock(id)),
+            RecordKey::Document { resource_type, id } => {
+                keys.push(document_lock(resource_type, id))
+            }
         }
     }
     for w in &set.subjects {
@@ -67,6 +75,11 @@ fn locks(set: &WriteSet) -> Vec<i64> {
         if w.precondition != Precondition::Any {
             keys.push(measurement_lock(&w.measurement.id));
         }
+    }
+    // Every document, whatever its precondition: an upsert reads the stored version to count
+    // it up, and documents are few.
+    for w in &set.documents {
+        keys.push(document_lock(&w.document.resource_type, &w.document.id));
     }
     keys.sort_unstable();
     keys.dedup();
@@ -125,6 +138,9 @@ async fn apply_once(client: &mut deadpool_postgres::Object, set: &WriteSet) -> R
         put_subjects(&tx, set, &mut applied).await?;
     }
     put_measurements(&tx, &set.measurements, &mut applied).await?;
+    if !set.documents.is_empty() {
+        documents::put(&tx, &set.documents, &mut applied).await?;
+    }
     if let Some(cp) = &set.checkpoint {
         tx.execute(
             "INSERT INTO checkpoint (source_id, cursor) VALUES ($1, $2)
@@ -184,6 +200,11 @@ async fn delete(tx: &Tx<'_>, set: &WriteSet, applied: &mut Applied) -> Result<()
                         .execute("DELETE FROM measurement WHERE id = $1", &[id.as_uuid()])
                         .await
                         .map_err(db)?;
+                }
+            }
+            RecordKey::Document { resource_type, id } => {
+                if documents::delete(tx, &d.record, resource_type, id, d.precondition).await? {
+                    applied.deleted += 1;
                 }
             }
             RecordKey::Subject(primary) => {

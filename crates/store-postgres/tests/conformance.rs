@@ -151,3 +151,117 @@ async fn an_unreachable_server_is_a_retryable_error() {
     let err: healthanalyzer_store::Error = err.into();
     assert!(err.is_retryable(), "{err}");
 }
+
+/// A schema at version 2 (as a build before documents left it, with measurements, a subject and
+/// a checkpoint) migrates to version 3 on connect: every record reads back as it was, at its
+/// version, and documents can be written and found beside them.
+#[tokio::test]
+async fn a_schema_2_database_gains_documents_and_keeps_its_records() {
+    use healthanalyzer_model::{Identifier, Subject};
+    use healthanalyzer_store::{
+        Checkpoint, Document, DocumentQuery, MeasurementStore, Precondition, SubjectStore,
+        WriteSet, WriteSetStore,
+    };
+    let Some(url) = common::url("a_schema_2_database_gains_documents_and_keeps_its_records") else {
+        return;
+    };
+    let url = common::fresh_schema(&url, "v2docs").await;
+    let old = PostgresStore::connect(&url).await.expect("connect");
+    let rows: Vec<_> = (0..20)
+        .map(|i| testkit::heart_rate("src", "p", i, 60 + i))
+        .collect();
+    old.write(&rows, Some(&Checkpoint::new("src", "offset=20")))
+        .await
+        .expect("write");
+    let mut changed = rows[3].clone();
+    changed.value = healthanalyzer_model::Value::quantity(99.into(), "/min");
+    old.apply(&WriteSet::new().put_measurement(changed.clone(), Precondition::Version(1)))
+        .await
+        .expect("update");
+    let person = Subject::new(Identifier::local("p"));
+    old.put_subjects(std::slice::from_ref(&person))
+        .await
+        .expect("subject");
+    drop(old);
+    // Back to what schema 2 was: no document tables, version 2.
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "DROP TABLE document, document_key;
+             UPDATE healthanalyzer_meta SET value = '2' WHERE key = 'schema_version';",
+        )
+        .await
+        .expect("a version-2 schema");
+
+    let store = PostgresStore::connect(&url)
+        .await
+        .expect("connect migrates");
+    for (i, m) in rows.iter().enumerate() {
+        let got = store
+            .get_versioned(&m.id)
+            .await
+            .expect("get")
+            .expect("kept");
+        let want = if i == 3 { (&changed, 2) } else { (m, 1) };
+        assert_eq!((&got.value, got.version), want);
+    }
+    assert_eq!(
+        store
+            .checkpoint("src")
+            .await
+            .expect("checkpoint")
+            .map(|c| c.cursor),
+        Some("offset=20".to_string())
+    );
+    let got = store
+        .subject_versioned(&person.id)
+        .await
+        .expect("subject")
+        .expect("kept");
+    assert_eq!((got.value, got.version), (person, 1));
+    let t = rows[0].effective.instant();
+    let provenance = Document::new(
+        "Provenance",
+        "sub-1",
+        r#"{"resourceType":"Provenance","id":"sub-1"}"#,
+    )
+    .key("patient|Patient/p")
+    .span(t, rows[19].effective.instant());
+    store
+        .apply(
+            &WriteSet::new()
+                .put_measurement(
+                    testkit::heart_rate("src", "p", 20, 80),
+                    Precondition::Absent,
+                )
+                .put_document(provenance.clone(), Precondition::Absent),
+        )
+        .await
+        .expect("documents after the migration");
+    let found = store
+        .find_documents(
+            &DocumentQuery::new("Provenance", 10)
+                .key("patient|Patient/p")
+                .period(Some(t), Some(t)),
+        )
+        .await
+        .expect("find");
+    assert_eq!(found.len(), 1);
+    assert_eq!((&found[0].value, found[0].version), (&provenance, 1));
+    let version: String = client
+        .query_one(
+            "SELECT value FROM healthanalyzer_meta WHERE key = 'schema_version'",
+            &[],
+        )
+        .await
+        .expect("version")
+        .get(0);
+    assert_eq!(
+        version,
+        healthanalyzer_store_postgres::SCHEMA_VERSION.to_string()
+    );
+    assert_eq!(healthanalyzer_store_postgres::SCHEMA_VERSION, 3);
+}

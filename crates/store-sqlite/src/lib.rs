@@ -53,12 +53,15 @@
 //!
 //! One row per measurement: the id, the subject key, the kind, the effective instant (seconds and
 //! nanoseconds) as indexed columns, and the whole measurement as JSON, so it reads back exactly.
-//! Indexes serve (subject, kind, time), (subject, time) and (time). See the `schema` module
-//! source for the migrations.
+//! Indexes serve (subject, kind, time), (subject, time) and (time). Documents (schema 5: FHIR
+//! resources kept beside the measurements, such as a submission's Provenance) have a row each
+//! and a clustered key index on (type, key, start of span, id), so a search by keys and period
+//! is one index range in result order. See the `schema` module source for the migrations.
 
 #![warn(missing_docs)]
 
 mod codec;
+mod documents;
 mod error;
 mod rows;
 mod schema;
@@ -70,7 +73,7 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use store::{SqliteOptions, SqliteStore, Synchronous};
 
 #[doc(hidden)]
-pub use store::create_at_version;
+pub use store::{create_at_version, open_at_version};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

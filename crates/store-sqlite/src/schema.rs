@@ -73,6 +73,8 @@ const MIGRATIONS: &[Step] = &[
     // 4: the layout for throughput (ADR 0008): subjects and kinds as small integers from
     // dictionaries, the kept record apart from the body, both compressed.
     Step::Rust(to_v4),
+    // 5: documents (FHIR resources kept beside the measurements) and their search keys.
+    Step::Sql(crate::documents::V5),
 ];
 
 /// Schema 4's tables and indexes.

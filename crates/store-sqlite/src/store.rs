@@ -8,8 +8,8 @@ use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 use healthanalyzer_store::backend::{check_subjects, identifier_key, parse_identifier_key};
 use healthanalyzer_store::{
-    Applied, Checkpoint, Error, Filter, MeasurementStore, Page, Precondition, Query, Result,
-    SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary,
+    Applied, Checkpoint, Document, DocumentQuery, Error, Filter, MeasurementStore, Page,
+    Precondition, Query, Result, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
@@ -168,7 +168,9 @@ impl SqliteStore {
     /// whatever else is waiting. Dropping this future before the commit leaves the set out.
     async fn submit(&self, set: WriteSet) -> Result<Applied> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let set = if set.measurements.len() + set.subjects.len() <= writer::CALLER_ENCODES {
+        let set = if set.measurements.len() + set.subjects.len() + set.documents.len()
+            <= writer::CALLER_ENCODES
+        {
             writer::Prepared::of(set)?
         } else {
             blocking(move || writer::Prepared::of(set)).await?
@@ -306,6 +308,21 @@ pub fn create_at_version(path: &Path, version: i64) -> Result<(), SqliteError> {
         });
     }
     open_file(path.into(), SqliteOptions::default(), version).map(drop)
+}
+
+/// Opens a store on a file migrated to exactly schema `version` (created when new), for
+/// migration tests: it writes measurements, subjects and checkpoints as a build of that schema
+/// would (a set with documents needs schema 5).
+#[doc(hidden)]
+pub async fn open_at_version(path: &Path, version: i64) -> Result<SqliteStore, SqliteError> {
+    create_at_version(path, version)?;
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || open_file(path, SqliteOptions::default(), version))
+        .await
+        .map_err(|e| SqliteError::Url {
+            url: String::new(),
+            reason: format!("the opening task failed: {e}"),
+        })?
 }
 
 fn parse_url(url: &str) -> Result<(Option<PathBuf>, SqliteOptions), SqliteError> {
@@ -705,6 +722,20 @@ impl WriteSetStore for SqliteStore {
             .transpose()
         })
         .await
+    }
+
+    async fn document(&self, resource_type: &str, id: &str) -> Result<Option<Versioned<Document>>> {
+        let (resource_type, id) = (resource_type.to_string(), id.to_string());
+        self.with_reader(move |conn| crate::documents::get(conn, &resource_type, &id))
+            .await
+    }
+
+    /// A range of the `document_key` index on the first key (the most selective key should come
+    /// first), each further key one probe of it.
+    async fn find_documents(&self, query: &DocumentQuery) -> Result<Vec<Versioned<Document>>> {
+        let query = query.clone();
+        self.with_reader(move |conn| crate::documents::find(conn, &query))
+            .await
     }
 
     /// One range of the `series` dictionary's key index: the subjects with a measurement

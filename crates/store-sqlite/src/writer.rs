@@ -24,6 +24,7 @@ use healthanalyzer_store::{
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
+use crate::documents::{self, DocRow};
 use crate::error::{bad_row, db};
 use crate::rows::{self, Row, id_bytes};
 
@@ -37,11 +38,13 @@ pub(crate) struct Prepared {
     rows: Vec<Row>,
     subject_keys: Vec<String>,
     subject_bodies: Vec<String>,
+    documents: Vec<DocRow>,
 }
 
 impl Prepared {
     pub(crate) fn of(mut set: WriteSet) -> Result<Self> {
         set.check()?;
+
         let rows = set
             .measurements
             .iter_mut()
@@ -57,11 +60,17 @@ impl Prepared {
             .iter()
             .map(|w| rows::encode_subject(&w.subject))
             .collect::<Result<Vec<_>>>()?;
+        let documents = set
+            .documents
+            .iter()
+            .map(|w| DocRow::of(&w.document))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             set,
             rows,
             subject_keys,
             subject_bodies,
+            documents,
         })
     }
 }
@@ -90,7 +99,7 @@ struct Job {
 }
 
 fn size(set: &WriteSet) -> usize {
-    set.measurements.len() + set.subjects.len() + set.deletions.len() + 1
+    set.measurements.len() + set.subjects.len() + set.documents.len() + set.deletions.len() + 1
 }
 
 /// How many transactions the writer committed and how many write sets they held.
@@ -324,6 +333,11 @@ fn apply_one(conn: &Connection, p: &Prepared, keys: &Keys, new: &mut NewKeys) ->
                     applied.deleted += 1;
                 }
             }
+            RecordKey::Document { resource_type, id } => {
+                if documents::delete(conn, &d.record, resource_type, id, d.precondition)? {
+                    applied.deleted += 1;
+                }
+            }
             RecordKey::Subject(primary) => {
                 let key = identifier_key(primary);
                 let stored = version_of(conn, SUBJECT_VERSION, &key)?;
@@ -344,6 +358,9 @@ fn apply_one(conn: &Connection, p: &Prepared, keys: &Keys, new: &mut NewKeys) ->
         put_subjects(conn, p, &mut applied)?;
     }
     put_measurements(conn, p, &mut applied, keys, new)?;
+    if !set.documents.is_empty() {
+        documents::put(conn, &set.documents, &p.documents, &mut applied)?;
+    }
     if let Some(cp) = &set.checkpoint {
         conn.prepare_cached(
             "INSERT INTO checkpoint (source_id, cursor) VALUES (?1, ?2)

@@ -449,3 +449,110 @@ async fn a_failed_set_leaves_no_dictionary_number_behind() {
         .expect("query");
     assert_eq!(third.items.len(), 1, "the third subject keeps its own rows");
 }
+
+/// A file written by schema 4 (measurements, subjects, a checkpoint) migrates to schema 5 on
+/// open: every record reads back as it was, at its version, and documents can be written and
+/// found beside them, also after reopening.
+#[tokio::test]
+async fn a_schema_4_file_gains_documents_and_keeps_its_records() {
+    use healthanalyzer_store::{
+        Checkpoint, Document, DocumentQuery, Precondition, WriteSet, WriteSetStore,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v4.db");
+    let old = healthanalyzer_store_sqlite::open_at_version(&path, 4)
+        .await
+        .expect("v4 store");
+    let rows: Vec<_> = (0..20)
+        .map(|i| testkit::heart_rate("src", "p", i, 60 + i))
+        .collect();
+    old.write(&rows, Some(&Checkpoint::new("src", "offset=20")))
+        .await
+        .expect("v4 write");
+    let mut changed = rows[3].clone();
+    changed.value = healthanalyzer_model::Value::quantity(99.into(), "/min");
+    old.apply(&WriteSet::new().put_measurement(changed.clone(), Precondition::Version(1)))
+        .await
+        .expect("v4 update");
+    let person = Subject::new(Identifier::local("p"));
+    old.put_subjects(std::slice::from_ref(&person))
+        .await
+        .expect("v4 subject");
+    let refused = old
+        .apply(
+            &WriteSet::new()
+                .put_document(Document::new("Provenance", "x", "{}"), Precondition::Any),
+        )
+        .await;
+    assert!(refused.is_err(), "schema 4 has no document table");
+    drop(old);
+
+    let store = SqliteStore::open(&path).await.expect("open migrates");
+    for (i, m) in rows.iter().enumerate() {
+        let got = store
+            .get_versioned(&m.id)
+            .await
+            .expect("get")
+            .expect("kept");
+        if i == 3 {
+            assert_eq!((&got.value, got.version), (&changed, 2));
+        } else {
+            assert_eq!((&got.value, got.version), (m, 1));
+        }
+    }
+    assert_eq!(
+        store
+            .checkpoint("src")
+            .await
+            .expect("checkpoint")
+            .map(|c| c.cursor),
+        Some("offset=20".to_string())
+    );
+    let got = store
+        .subject_versioned(&person.id)
+        .await
+        .expect("subject")
+        .expect("kept");
+    assert_eq!((got.value, got.version), (person.clone(), 1));
+
+    let t = rows[0].effective.instant();
+    let provenance = Document::new(
+        "Provenance",
+        "sub-1",
+        r#"{"resourceType":"Provenance","id":"sub-1"}"#,
+    )
+    .key("patient|Patient/p")
+    .key(format!("target|Observation/{}", rows[0].id))
+    .span(t, rows[19].effective.instant());
+    let applied = store
+        .apply(
+            &WriteSet::new()
+                .put_measurement(
+                    testkit::heart_rate("src", "p", 20, 80),
+                    Precondition::Absent,
+                )
+                .put_document(provenance.clone(), Precondition::Absent),
+        )
+        .await
+        .expect("documents after the migration");
+    assert_eq!(applied.document_versions, vec![1]);
+    drop(store);
+    let store = SqliteStore::open(&path).await.expect("reopen");
+    let found = store
+        .find_documents(
+            &DocumentQuery::new("Provenance", 10)
+                .key("patient|Patient/p")
+                .period(Some(t), Some(t)),
+        )
+        .await
+        .expect("find");
+    assert_eq!(found.len(), 1);
+    assert_eq!((&found[0].value, found[0].version), (&provenance, 1));
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).expect("raw open");
+    let v: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 5);
+}

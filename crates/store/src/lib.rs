@@ -1,8 +1,9 @@
 //! Storage traits of [Health Analyzer](https://github.com/os2health/health-analyzer).
 //!
-//! A store keeps measurements, each source's sync checkpoint and subjects' demographics. This crate
-//! is light (no database driver, no runtime): it holds the [`MeasurementStore`],
-//! [`SubjectStore`] and [`WriteSetStore`] traits with their contracts ([`Store`] is all three;
+//! A store keeps measurements, each source's sync checkpoint, subjects' demographics and
+//! [`Document`]s (FHIR resources kept beside the measurements, such as a submission's
+//! Provenance). This crate is light (no database driver, no runtime): it holds the
+//! [`MeasurementStore`], [`SubjectStore`] and [`WriteSetStore`] traits with their contracts ([`Store`] is all three;
 //! a [`WriteSet`] commits records under preconditions, all or nothing), the query and page
 //! types, an in-memory store ([`MemoryStore`]), and, behind the `testkit` feature, the
 //! **conformance kit** that every implementation runs, ours (memory, SQLite, PostgreSQL) and
@@ -89,6 +90,7 @@
 
 #![warn(missing_docs)]
 
+mod document;
 mod error;
 mod memory;
 mod query;
@@ -98,6 +100,7 @@ mod subject;
 pub mod testkit;
 mod writeset;
 
+pub use document::{Document, DocumentQuery, DocumentWrite};
 pub use error::{BoxError, Error, Result};
 pub use memory::MemoryStore;
 pub use query::{Filter, Order, Page, PageToken, Query};

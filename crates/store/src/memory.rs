@@ -7,6 +7,7 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 
+use crate::document::{Document, DocumentQuery};
 use crate::error::{Error, Result};
 use crate::query::{Filter, Order, Page, PageToken, Query, SortKey};
 use crate::store::{Checkpoint, MeasurementStore, WriteSummary};
@@ -25,12 +26,18 @@ struct State {
     subject_versions: HashMap<Identifier, u64>,
     /// Every identifier of a stored subject -> its primary identifier.
     aliases: HashMap<Identifier, Identifier>,
+    /// Documents by (resource type, id), with their versions.
+    documents: HashMap<DocKey, (Document, u64)>,
 }
+
+/// A document's key: (resource type, id).
+type DocKey = (String, String);
 
 /// What to put back when a write set fails half-way.
 enum Undo {
     Measurement(MeasurementId, Option<Box<(Measurement, u64)>>),
     Subject(Identifier, Option<Box<(Subject, u64)>>),
+    Document(DocKey, Option<Box<(Document, u64)>>),
 }
 
 impl State {
@@ -83,6 +90,12 @@ impl State {
                 Undo::Subject(id, old) => {
                     self.set_subject(&id, old.map(|b| *b));
                 }
+                Undo::Document(key, old) => {
+                    match old {
+                        Some(b) => self.documents.insert(key, *b),
+                        None => self.documents.remove(&key),
+                    };
+                }
             }
         }
     }
@@ -116,6 +129,14 @@ impl State {
                     let old = self.set_subject(id, None);
                     applied.deleted += u64::from(old.is_some());
                     log.push(Undo::Subject(id.clone(), old.map(Box::new)));
+                }
+                RecordKey::Document { resource_type, id } => {
+                    let key = (resource_type.clone(), id.clone());
+                    d.precondition
+                        .check(&d.record, self.documents.get(&key).map(|(_, v)| *v))?;
+                    let old = self.documents.remove(&key);
+                    applied.deleted += u64::from(old.is_some());
+                    log.push(Undo::Document(key, old.map(Box::new)));
                 }
             }
         }
@@ -188,6 +209,30 @@ impl State {
             log.push(Undo::Measurement(m.id, old.map(Box::new)));
             applied.measurement_versions.push(version);
         }
+        for w in &set.documents {
+            let doc = &w.document;
+            let key = (doc.resource_type.clone(), doc.id.clone());
+            let record = RecordKey::document(&doc.resource_type, &doc.id);
+            let stored = self.documents.get(&key);
+            w.precondition.check(&record, stored.map(|(_, v)| *v))?;
+            let version = match stored {
+                Some((old, v)) if old == doc => {
+                    applied.documents.unchanged += 1;
+                    *v
+                }
+                Some((_, v)) => {
+                    applied.documents.updated += 1;
+                    v + 1
+                }
+                None => {
+                    applied.documents.inserted += 1;
+                    1
+                }
+            };
+            let old = self.documents.insert(key.clone(), (doc.clone(), version));
+            log.push(Undo::Document(key, old.map(Box::new)));
+            applied.document_versions.push(version);
+        }
         if let Some(cp) = &set.checkpoint {
             self.checkpoints.insert(cp.source_id.clone(), cp.clone());
         }
@@ -249,6 +294,35 @@ impl WriteSetStore for MemoryStore {
                 value: s.clone(),
                 version: st.subject_versions.get(&s.id).copied().unwrap_or(1),
             }))
+    }
+
+    async fn document(&self, resource_type: &str, id: &str) -> Result<Option<Versioned<Document>>> {
+        let st = self.read()?;
+        Ok(st
+            .documents
+            .get(&(resource_type.to_string(), id.to_string()))
+            .map(|(doc, version)| Versioned {
+                value: doc.clone(),
+                version: *version,
+            }))
+    }
+
+    async fn find_documents(&self, query: &DocumentQuery) -> Result<Vec<Versioned<Document>>> {
+        let st = self.read()?;
+        let mut found: Vec<&(Document, u64)> = st
+            .documents
+            .values()
+            .filter(|(doc, _)| query.matches(doc))
+            .collect();
+        found.sort_by(|a, b| DocumentQuery::sort_key(&a.0).cmp(&DocumentQuery::sort_key(&b.0)));
+        Ok(found
+            .into_iter()
+            .take(query.limit)
+            .map(|(doc, version)| Versioned {
+                value: doc.clone(),
+                version: *version,
+            })
+            .collect())
     }
 
     async fn unrecorded_subjects_page(

@@ -19,8 +19,9 @@ use healthanalyzer_model::{
 
 use crate::backend::SortKey;
 use crate::{
-    Checkpoint, Conflict, ConflictReason, Error, Filter, MeasurementStore, MeasurementStoreExt,
-    Order, PageToken, Precondition, Query, RecordKey, SubjectStore, WriteSet, WriteSetStore,
+    Checkpoint, Conflict, ConflictReason, Document, DocumentQuery, Error, Filter, MeasurementStore,
+    MeasurementStoreExt, Order, PageToken, Precondition, Query, RecordKey, SubjectStore, WriteSet,
+    WriteSetStore,
 };
 use healthanalyzer_model::{Gender, HumanName, Subject};
 
@@ -923,6 +924,7 @@ pub async fn subjects_page_through_the_list(store: &dyn SubjectStore) {
 /// (another connection pool, another open of the same file), so that the concurrency checks
 /// also run across handles, as separate processes would; pass `&[]` when there are none.
 /// `contention` is how long each concurrency check runs (the contract's checks use 5 s).
+/// Includes [`run_document_checks`].
 pub async fn run_write_set_checks(
     store: &dyn WriteSetStore,
     replicas: &[&dyn WriteSetStore],
@@ -937,6 +939,7 @@ pub async fn run_write_set_checks(
     handles.extend_from_slice(replicas);
     concurrent_compare_and_set_loses_nothing(&handles, 16, contention).await;
     concurrent_conditional_creates_make_one_record(&handles, 16).await;
+    run_document_checks(&handles).await;
 }
 
 /// Follows pages of [`WriteSetStore::unrecorded_subjects_page`] of `limit` from `after` to the
@@ -1749,4 +1752,635 @@ pub async fn migrated_versions_are_kept(store: &dyn WriteSetStore) {
         Some((subject.clone(), *version)),
         "the subject after the migration"
     );
+}
+
+// Documents
+
+/// Runs every check of documents ([`WriteSetStore::document`], [`WriteSetStore::find_documents`]
+/// and documents in write sets). `handles` as for [`run_write_set_checks`]: the first is the store,
+/// the others more handles on the same database.
+pub async fn run_document_checks(handles: &[&dyn WriteSetStore]) {
+    let store = handles[0];
+    documents_read_back_exactly(store).await;
+    documents_are_found_by_keys_and_period(store).await;
+    a_failed_document_fails_the_whole_set(store).await;
+    documents_are_deleted(store).await;
+    document_versions_are_kept_by_the_store(store).await;
+    concurrent_document_creates_make_one(handles, 16).await;
+}
+
+/// A resource type no other check (or data already in a shared database) uses: letters and
+/// digits only, as a FHIR type.
+fn doc_type() -> String {
+    ns("doc")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .replacen("kitdoc", "KitDoc", 1)
+}
+
+fn at(minutes: i64) -> Timestamp {
+    base() + SignedDuration::from_mins(minutes)
+}
+
+fn doc(resource_type: &str, id: &str, keys: &[&str], span: Option<(i64, i64)>) -> Document {
+    let mut d = Document::new(
+        resource_type,
+        id,
+        format!(r#"{{"resourceType":"{resource_type}","id":"{id}"}}"#),
+    );
+    d.keys = keys.iter().map(|k| k.to_string()).collect();
+    if let Some((s, e)) = span {
+        d = d.span(at(s), at(e));
+    }
+    d
+}
+
+async fn create_documents(store: &dyn WriteSetStore, docs: &[Document]) {
+    let mut set = WriteSet::new();
+    for d in docs {
+        set = set.put_document(d.clone(), Precondition::Absent);
+    }
+    let applied = store.apply(&set).await.expect("creates of new documents");
+    assert_eq!(
+        applied.document_versions,
+        vec![1; docs.len()],
+        "new documents start at version 1"
+    );
+    assert_eq!(applied.documents.inserted, docs.len() as u64);
+}
+
+/// A search case: what it tests, keys, from, to, and the ids expected in order.
+type SearchCase<'a> = (
+    &'a str,
+    Vec<&'a str>,
+    Option<Timestamp>,
+    Option<Timestamp>,
+    Vec<&'a str>,
+);
+
+fn ids(found: &[crate::Versioned<Document>]) -> Vec<&str> {
+    found.iter().map(|v| v.value.id.as_str()).collect()
+}
+
+/// A document reads back exactly as written: the body byte for byte (whitespace, escapes,
+/// characters outside ASCII, a large body), the keys in their order, the span to the
+/// nanosecond; a document of another type with the same id is another record.
+pub async fn documents_read_back_exactly(store: &dyn WriteSetStore) {
+    let ty = doc_type();
+    let other = format!("{ty}Other");
+    let body = "{ \"resourceType\" : \"Provenance\",\n\t\"id\":\"a\", \"note\": \"\\u00e6\\\"x\\\" æøå 🩺\",\"n\":1.50 }  ";
+    let mut written = Document::new(&ty, "a", body)
+        .key("patient|Patient/kit-1")
+        .key("episode-of-care|EpisodeOfCare/kit-2")
+        .key("patient|Patient/kit-1");
+    written.start = Some(at(0) + SignedDuration::from_nanos(123_456_789));
+    written.end = Some(at(90) + SignedDuration::from_nanos(1));
+    let large = Document::new(
+        &ty,
+        "large",
+        format!(
+            r#"{{"resourceType":"Media","content":{{"data":"{}"}}}}"#,
+            "QUJD".repeat(64 * 1024)
+        ),
+    );
+    let mut start_only = doc(&ty, "start-only", &[], None);
+    start_only.start = Some(at(5));
+    let mut end_only = doc(&ty, "end-only", &[], None);
+    end_only.end = Some(at(6));
+    let twin = Document::new(&other, "a", "{}");
+    create_documents(
+        store,
+        &[
+            written.clone(),
+            large.clone(),
+            start_only.clone(),
+            end_only.clone(),
+            twin.clone(),
+        ],
+    )
+    .await;
+    for want in [&written, &large, &start_only, &end_only, &twin] {
+        let got = store
+            .document(&want.resource_type, &want.id)
+            .await
+            .expect("document")
+            .unwrap_or_else(|| panic!("document {} was not stored", want.id));
+        assert_eq!(got.version, 1);
+        assert_eq!(
+            got.value.body.as_bytes(),
+            want.body.as_bytes(),
+            "document {}/{}: the body did not read back byte for byte",
+            want.resource_type,
+            want.id
+        );
+        assert_eq!(
+            &got.value, want,
+            "document {}/{} read back differs",
+            want.resource_type, want.id
+        );
+    }
+    assert_eq!(
+        store.document(&ty, "missing").await.expect("document"),
+        None,
+        "a document never written was found"
+    );
+    assert_eq!(
+        store.document(&other, "large").await.expect("document"),
+        None,
+        "a document was found under another resource type"
+    );
+}
+
+/// [`WriteSetStore::find_documents`]: only the type asked for; every key must match (AND);
+/// spans overlap the period with both bounds inclusive, to the nanosecond; documents without a
+/// span only when there are no bounds; results ordered (spanless, start, id) and cut at the
+/// limit; a rewritten document is found by its new keys only, a deleted one not at all.
+pub async fn documents_are_found_by_keys_and_period(store: &dyn WriteSetStore) {
+    let ty = doc_type();
+    let (p, e, e2) = (ns("patient|Patient/"), ns("eoc|EpisodeOfCare/"), ns("eoc|"));
+    let (p, e, e2) = (p.as_str(), e.as_str(), e2.as_str());
+    let mut b = doc(&ty, "b", &[p], None);
+    b.start = Some(at(5)); // an instant, by its start alone
+    let docs = vec![
+        doc(&ty, "a", &[p, e], Some((0, 10))),
+        b,
+        doc(&ty, "c", &[e, p], Some((20, 30))),
+        doc(&ty, "d", &[p], None),
+        doc(&ty, "e", &[p, e2], Some((20, 25))),
+        doc(&ty, "f", &[e], Some((0, 100))),
+        // Same keys, another type: never found by a search of `ty`.
+        doc(&format!("{ty}Other"), "a", &[p, e], Some((0, 100))),
+    ];
+    create_documents(store, &docs).await;
+    let find = |keys: &[&str], from: Option<Timestamp>, to: Option<Timestamp>, limit: usize| {
+        let mut q = DocumentQuery::new(&ty, limit).period(from, to);
+        q.keys = keys.iter().map(|k| k.to_string()).collect();
+        async move { store.find_documents(&q).await.expect("find_documents") }
+    };
+    let ns1 = SignedDuration::from_nanos(1);
+    let nobody = ns("nobody|");
+    let cases: Vec<SearchCase<'_>> = vec![
+        (
+            "one key, no period",
+            vec![p],
+            None,
+            None,
+            vec!["d", "a", "b", "c", "e"],
+        ),
+        ("two keys", vec![p, e], None, None, vec!["a", "c"]),
+        (
+            "two keys, given the other way",
+            vec![e, p],
+            None,
+            None,
+            vec!["a", "c"],
+        ),
+        (
+            "no keys",
+            vec![],
+            None,
+            None,
+            vec!["d", "a", "f", "b", "c", "e"],
+        ),
+        (
+            "a key nobody has",
+            vec![nobody.as_str()],
+            None,
+            None,
+            vec![],
+        ),
+        (
+            "both bounds on span ends",
+            vec![p],
+            Some(at(10)),
+            Some(at(20)),
+            vec!["a", "c", "e"],
+        ),
+        (
+            "between spans",
+            vec![p],
+            Some(at(10) + ns1),
+            Some(at(20) - ns1),
+            vec![],
+        ),
+        (
+            "an instant inside",
+            vec![p],
+            Some(at(5)),
+            Some(at(5)),
+            vec!["a", "b"],
+        ),
+        ("from alone", vec![p], Some(at(26)), None, vec!["c"]),
+        (
+            "from alone, on an end",
+            vec![p],
+            Some(at(25)),
+            None,
+            vec!["c", "e"],
+        ),
+        ("to alone", vec![p], None, Some(at(4)), vec!["a"]),
+        (
+            "to alone, on a start",
+            vec![p],
+            None,
+            Some(at(5)),
+            vec!["a", "b"],
+        ),
+        ("keys and period", vec![p, e], Some(at(11)), None, vec!["c"]),
+        ("after everything", vec![p], Some(at(31)), None, vec![]),
+    ];
+    for (what, keys, from, to, want) in cases {
+        let got = find(&keys, from, to, 100).await;
+        assert_eq!(ids(&got), want, "find_documents: {what}");
+        assert!(
+            got.iter()
+                .all(|v| v.value.resource_type == ty && v.version == 1),
+            "find_documents: {what}: another type or a wrong version"
+        );
+    }
+    let got = find(&[p], None, None, 2).await;
+    assert_eq!(
+        ids(&got),
+        vec!["d", "a"],
+        "the limit keeps the first in order"
+    );
+    assert!(find(&[p], None, None, 0).await.is_empty(), "limit 0");
+    let got = find(&[e], Some(at(0)), None, 1).await;
+    assert_eq!(ids(&got), vec!["a"], "equal starts are ordered by id");
+    // By byte, not by a locale's collation: "Y" (0x59) before "x" (0x78) before "é".
+    let tie = ns("tie|");
+    create_documents(
+        store,
+        &[
+            doc(&ty, "x", &[&tie], Some((60, 61))),
+            doc(&ty, "é", &[&tie], Some((60, 60))),
+            doc(&ty, "Y", &[&tie], Some((60, 62))),
+        ],
+    )
+    .await;
+    assert_eq!(
+        ids(&find(&[&tie], None, None, 100).await),
+        vec!["Y", "x", "é"],
+        "ids of equal starts in byte order"
+    );
+    let got = find(&[p], None, None, 100).await;
+    assert_eq!(
+        got.iter()
+            .find(|v| v.value.id == "a")
+            .map(|v| v.value.clone()),
+        Some(docs[0].clone()),
+        "a search returns the document as written"
+    );
+    // Rewritten with other keys and span: found by the new ones only.
+    let moved = doc(&ty, "a", &[e2], Some((40, 50)));
+    store
+        .apply(&WriteSet::new().put_document(moved.clone(), Precondition::Version(1)))
+        .await
+        .expect("rewrite");
+    assert_eq!(
+        ids(&find(&[p, e], None, None, 100).await),
+        vec!["c"],
+        "old keys"
+    );
+    assert_eq!(
+        ids(&find(&[e2], Some(at(45)), None, 100).await),
+        vec!["a"],
+        "new keys and span"
+    );
+    assert!(
+        find(&[e2], Some(at(0)), Some(at(10)), 100)
+            .await
+            .iter()
+            .all(|v| v.value.id != "a"),
+        "found by its old span"
+    );
+    store
+        .apply(&WriteSet::new().delete_document(&ty, "c", Precondition::Version(1)))
+        .await
+        .expect("delete");
+    assert_eq!(
+        ids(&find(&[p], None, None, 100).await),
+        vec!["d", "b", "e"],
+        "after a rewrite and a deletion"
+    );
+}
+
+/// A write set whose document precondition fails (after measurements, a subject, other
+/// documents and a document deletion in the same set) writes nothing, and the conflict names
+/// the document.
+pub async fn a_failed_document_fails_the_whole_set(store: &dyn WriteSetStore) {
+    let ty = doc_type();
+    let (src, subj) = (ns("docset-src"), ns("docset-subj"));
+    let key = ns("patient|");
+    let existing = doc(&ty, "existing", &[&key], Some((0, 1)));
+    let doomed = doc(&ty, "doomed", &[&key], None);
+    create_documents(store, &[existing.clone(), doomed.clone()]).await;
+    let m1 = heart_rate(&src, &subj, 0, 60);
+    let m2 = heart_rate(&src, &subj, 1, 61);
+    let person = Subject::new(Identifier::local(&subj));
+    let fresh = doc(&ty, "fresh", &[&key], Some((0, 1)));
+    let changed = doc(&ty, "existing", &[&key, "changed"], Some((0, 1)));
+    let cases = [
+        (Precondition::Absent, ConflictReason::Exists { version: 1 }),
+        (
+            Precondition::Version(7),
+            ConflictReason::Version {
+                expected: 7,
+                found: 1,
+            },
+        ),
+    ];
+    for (pre, reason) in cases {
+        let set = WriteSet::new()
+            .delete_document(&ty, "doomed", Precondition::Version(1))
+            .put_subject(person.clone(), Precondition::Absent)
+            .put_measurement(m1.clone(), Precondition::Absent)
+            .put_measurement(m2.clone(), Precondition::Any)
+            .put_document(fresh.clone(), Precondition::Absent)
+            .put_document(changed.clone(), pre)
+            .checkpoint(Checkpoint::new(&src, "must-not-be-saved"));
+        let err = store
+            .apply(&set)
+            .await
+            .expect_err("a set whose document precondition fails");
+        let conflict = err
+            .conflict()
+            .unwrap_or_else(|| panic!("not a precondition failure: {err}"));
+        assert_eq!(
+            conflict.record,
+            RecordKey::document(&ty, "existing"),
+            "the conflict names another record"
+        );
+        assert_eq!(conflict.reason, reason);
+        let text = conflict.to_string();
+        assert!(
+            text.contains(&format!("{ty}/existing")),
+            "the message does not name the document: {text}"
+        );
+        for m in [&m1, &m2] {
+            assert_eq!(
+                store.get(&m.id).await.expect("get"),
+                None,
+                "a measurement of the failed set was written"
+            );
+        }
+        assert_eq!(store.subject(&person.id).await.expect("subject"), None);
+        assert_eq!(store.checkpoint(&src).await.expect("checkpoint"), None);
+        assert_eq!(
+            store.document(&ty, "fresh").await.expect("document"),
+            None,
+            "a document of the failed set was written"
+        );
+        let kept = store.document(&ty, "existing").await.expect("document");
+        assert_eq!(
+            kept.map(|v| (v.value, v.version)),
+            Some((existing.clone(), 1))
+        );
+        let kept = store.document(&ty, "doomed").await.expect("document");
+        assert_eq!(
+            kept.map(|v| v.version),
+            Some(1),
+            "the deletion of the failed set was kept"
+        );
+        let found = store
+            .find_documents(&DocumentQuery::new(&ty, 10).key(&key))
+            .await
+            .expect("find_documents");
+        assert_eq!(
+            ids(&found),
+            vec!["doomed", "existing"],
+            "the index of the failed set"
+        );
+    }
+    // A failing measurement fails the documents beside it too.
+    store
+        .write(std::slice::from_ref(&m1), None)
+        .await
+        .expect("write");
+    let set = WriteSet::new()
+        .put_document(fresh.clone(), Precondition::Absent)
+        .put_measurement(m1.clone(), Precondition::Absent);
+    let err = store
+        .apply(&set)
+        .await
+        .expect_err("an existing measurement");
+    assert!(
+        matches!(err.conflict(), Some(Conflict { record: RecordKey::Measurement(id), .. }) if *id == m1.id),
+        "{err}"
+    );
+    assert_eq!(store.document(&ty, "fresh").await.expect("document"), None);
+}
+
+/// Deleting a document: under [`Precondition::Any`] whether or not it exists, under a version
+/// only at that version; it is gone from reads and searches; written anew it starts at 1.
+pub async fn documents_are_deleted(store: &dyn WriteSetStore) {
+    let ty = doc_type();
+    let key = ns("patient|");
+    let d = doc(&ty, "x", &[&key], Some((0, 1)));
+    create_documents(store, std::slice::from_ref(&d)).await;
+    let applied = store
+        .apply(&WriteSet::new().delete_document(&ty, "never-written", Precondition::Any))
+        .await
+        .expect("a deletion of nothing");
+    assert_eq!(applied.deleted, 0);
+    let err = store
+        .apply(&WriteSet::new().delete_document(&ty, "never-written", Precondition::Version(1)))
+        .await
+        .expect_err("a versioned deletion of nothing");
+    assert!(
+        matches!(
+            err.conflict(),
+            Some(Conflict {
+                reason: ConflictReason::Missing,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let err = store
+        .apply(&WriteSet::new().delete_document(&ty, "x", Precondition::Absent))
+        .await
+        .expect_err("a deletion that needs it absent");
+    assert!(
+        matches!(
+            err.conflict(),
+            Some(Conflict {
+                reason: ConflictReason::Exists { version: 1 },
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let applied = store
+        .apply(&WriteSet::new().delete_document(&ty, "x", Precondition::Any))
+        .await
+        .expect("delete");
+    assert_eq!(applied.deleted, 1);
+    assert_eq!(store.document(&ty, "x").await.expect("document"), None);
+    assert!(
+        store
+            .find_documents(&DocumentQuery::new(&ty, 10).key(&key))
+            .await
+            .expect("find_documents")
+            .is_empty(),
+        "a deleted document was found"
+    );
+    let applied = store
+        .apply(&WriteSet::new().put_document(d.clone(), Precondition::Absent))
+        .await
+        .expect("written anew");
+    assert_eq!(
+        applied.document_versions,
+        vec![1],
+        "written anew starts at 1"
+    );
+    // A set may delete a document and create it anew.
+    let again = doc(&ty, "x", &[&key, "again"], None);
+    let applied = store
+        .apply(
+            &WriteSet::new()
+                .delete_document(&ty, "x", Precondition::Version(1))
+                .put_document(again.clone(), Precondition::Absent),
+        )
+        .await
+        .expect("delete and create in one set");
+    assert_eq!((applied.deleted, applied.document_versions), (1, vec![1]));
+    let got = store.document(&ty, "x").await.expect("document");
+    assert_eq!(got.map(|v| v.value), Some(again));
+}
+
+/// Document versions: 1 when created, unchanged by an identical write, one more for each write
+/// that changes any field (the body, a key, the span); preconditions checked as for
+/// measurements.
+pub async fn document_versions_are_kept_by_the_store(store: &dyn WriteSetStore) {
+    let ty = doc_type();
+    let v1 = doc(&ty, "v", &["k1"], Some((0, 1)));
+    let put = |d: &Document, pre: Precondition| {
+        let set = WriteSet::new().put_document(d.clone(), pre);
+        async move { store.apply(&set).await }
+    };
+    let a = put(&v1, Precondition::Any)
+        .await
+        .expect("upsert of a new document");
+    assert_eq!((a.documents.inserted, a.document_versions), (1, vec![1]));
+    let a = put(&v1, Precondition::Any).await.expect("replay");
+    assert_eq!(
+        (a.documents.unchanged, a.document_versions),
+        (1, vec![1]),
+        "an identical write changed the version"
+    );
+    let a = put(&v1, Precondition::Version(1))
+        .await
+        .expect("identical at version 1");
+    assert_eq!(a.document_versions, vec![1]);
+    let mut body = v1.clone();
+    body.body.push(' ');
+    let mut keys = body.clone();
+    keys.keys.push("k2".into());
+    let mut span = keys.clone();
+    span.end = Some(at(2));
+    let mut version = 1;
+    for (what, next) in [("body", &body), ("keys", &keys), ("span", &span)] {
+        let a = put(next, Precondition::Version(version))
+            .await
+            .unwrap_or_else(|e| panic!("update of the {what}: {e}"));
+        version += 1;
+        assert_eq!(
+            (a.documents.updated, a.document_versions.clone()),
+            (1, vec![version]),
+            "a changed {what} did not bump the version"
+        );
+        let got = store
+            .document(&ty, "v")
+            .await
+            .expect("document")
+            .expect("stored");
+        assert_eq!((&got.value, got.version), (next, version));
+    }
+    let err = put(&v1, Precondition::Version(1)).await.expect_err("stale");
+    assert!(
+        matches!(err.conflict(), Some(Conflict { record, reason: ConflictReason::Version { expected: 1, found: 4 } }) if *record == RecordKey::document(&ty, "v")),
+        "{err}"
+    );
+    let err = put(&v1, Precondition::Absent).await.expect_err("exists");
+    assert!(
+        matches!(
+            err.conflict(),
+            Some(Conflict {
+                reason: ConflictReason::Exists { version: 4 },
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let err = put(&doc(&ty, "w", &[], None), Precondition::Version(1))
+        .await
+        .expect_err("missing");
+    assert!(
+        matches!(
+            err.conflict(),
+            Some(Conflict {
+                reason: ConflictReason::Missing,
+                ..
+            })
+        ),
+        "{err}"
+    );
+    let a = put(&v1, Precondition::Any).await.expect("upsert back");
+    assert_eq!(a.document_versions, vec![5], "an upsert that changes bumps");
+    assert_eq!(
+        store.document(&ty, "w").await.expect("document"),
+        None,
+        "a failed write left a document"
+    );
+    // Refused before anything is written: what no store can keep.
+    for bad in [
+        doc("", "x", &[], None),
+        doc("Not a type", "x", &[], None),
+        doc(&ty, "", &[], None),
+        Document::new(&ty, "x", "{\"a\":\"\0\"}"),
+        doc(&ty, "x", &[], Some((10, 9))),
+    ] {
+        let err = put(&bad, Precondition::Any)
+            .await
+            .expect_err("a bad document");
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
+    }
+    assert_eq!(store.document(&ty, "x").await.expect("document"), None);
+}
+
+/// `tasks` concurrent creates of one document (spread over the handles, as processes would be):
+/// exactly one succeeds; every other one fails with a conflict naming the document.
+pub async fn concurrent_document_creates_make_one(handles: &[&dyn WriteSetStore], tasks: usize) {
+    let ty = doc_type();
+    let mut futs = Vec::new();
+    for t in 0..tasks {
+        let store = handles[t % handles.len()];
+        let mine = Document::new(&ty, "once", format!("{{\"task\":{t}}}")).key("k");
+        futs.push(Box::pin(async move {
+            store
+                .apply(&WriteSet::new().put_document(mine, Precondition::Absent))
+                .await
+        })
+            as std::pin::Pin<
+                Box<dyn std::future::Future<Output = crate::Result<crate::Applied>> + Send + '_>,
+            >);
+    }
+    let mut wins = 0;
+    for r in join_all(futs).await {
+        match r {
+            Ok(_) => wins += 1,
+            Err(e) => assert!(
+                matches!(e.conflict(), Some(Conflict { record, reason: ConflictReason::Exists { .. } }) if *record == RecordKey::document(&ty, "once")),
+                "a losing create failed with something else: {e}"
+            ),
+        }
+    }
+    assert_eq!(
+        wins, 1,
+        "{wins} concurrent creates of one document succeeded"
+    );
+    let got = handles[0].document(&ty, "once").await.expect("document");
+    assert_eq!(got.map(|v| v.version), Some(1));
 }

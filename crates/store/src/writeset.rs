@@ -1,5 +1,5 @@
-//! Write sets: subjects, measurements, deletions and a checkpoint committed together, or not at
-//! all, each record under its own precondition, checked inside the store's transaction.
+//! Write sets: subjects, measurements, documents, deletions and a checkpoint committed together,
+//! or not at all, each record under its own precondition, checked inside the store's transaction.
 //!
 //! This is what makes many server and sync processes on one store safe (see
 //! `docs/adr/0007-write-sets.md`): a version check or a "must not exist" is not a read in the
@@ -11,6 +11,7 @@ use std::fmt;
 use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, Measurement, MeasurementId, Subject};
 
+use crate::document::{Document, DocumentQuery, DocumentWrite};
 use crate::error::Result;
 use crate::store::{Checkpoint, MeasurementStore, WriteSummary};
 use crate::subject::{SubjectStore, identifier_key};
@@ -59,6 +60,23 @@ pub enum RecordKey {
     Measurement(MeasurementId),
     /// A subject, by primary identifier.
     Subject(Identifier),
+    /// A document (a FHIR resource kept beside the measurements), by resource type and id.
+    Document {
+        /// The resource type, e.g. `"Provenance"`.
+        resource_type: String,
+        /// Its logical id.
+        id: String,
+    },
+}
+
+impl RecordKey {
+    /// The key of a document.
+    pub fn document(resource_type: impl Into<String>, id: impl Into<String>) -> Self {
+        Self::Document {
+            resource_type: resource_type.into(),
+            id: id.into(),
+        }
+    }
 }
 
 impl fmt::Display for RecordKey {
@@ -67,6 +85,8 @@ impl fmt::Display for RecordKey {
             Self::Measurement(id) => write!(f, "measurement {id}"),
             // Identifiers of people are personal data: only their system and a redacted value.
             Self::Subject(id) => write!(f, "subject {}", id.redacted()),
+            // A resource's type and logical id name no person.
+            Self::Document { resource_type, id } => write!(f, "document {resource_type}/{id}"),
         }
     }
 }
@@ -163,7 +183,7 @@ pub struct Deletion {
 /// Applied in this order, each precondition checked against the state the earlier ones left
 /// (so a set may delete a record and create it anew): deletions, then subjects (their
 /// identifiers checked together, as by [`SubjectStore::put_subjects`]), then measurements, then
-/// the checkpoint.
+/// documents, then the checkpoint.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriteSet {
     /// Records to delete.
@@ -172,6 +192,8 @@ pub struct WriteSet {
     pub subjects: Vec<SubjectWrite>,
     /// Measurements to put.
     pub measurements: Vec<MeasurementWrite>,
+    /// Documents to put (after the measurements).
+    pub documents: Vec<DocumentWrite>,
     /// The source position to save with the rest.
     pub checkpoint: Option<Checkpoint>,
 }
@@ -263,6 +285,29 @@ impl WriteSet {
         self
     }
 
+    /// Adds a document.
+    pub fn put_document(mut self, document: Document, precondition: Precondition) -> Self {
+        self.documents.push(DocumentWrite {
+            document,
+            precondition,
+        });
+        self
+    }
+
+    /// Adds the deletion of a document.
+    pub fn delete_document(
+        mut self,
+        resource_type: impl Into<String>,
+        id: impl Into<String>,
+        precondition: Precondition,
+    ) -> Self {
+        self.deletions.push(Deletion {
+            record: RecordKey::document(resource_type, id),
+            precondition,
+        });
+        self
+    }
+
     /// Sets the checkpoint.
     pub fn checkpoint(mut self, checkpoint: Checkpoint) -> Self {
         self.checkpoint = Some(checkpoint);
@@ -274,12 +319,23 @@ impl WriteSet {
         self.deletions.is_empty()
             && self.subjects.is_empty()
             && self.measurements.is_empty()
+            && self.documents.is_empty()
             && self.checkpoint.is_none()
     }
 
     /// Checks what every store rejects before touching its data: measurement ids that do not
-    /// match their provenance, and identifiers shared by two subjects of the set.
+    /// match their provenance, identifiers shared by two subjects of the set, and documents that
+    /// [`Document::check`] refuses (also the type and id of a document's deletion).
     pub fn check(&self) -> Result<()> {
+        for (i, w) in self.documents.iter().enumerate() {
+            w.document.check(&format!("documents[{i}]"))?;
+        }
+        for (i, d) in self.deletions.iter().enumerate() {
+            if let RecordKey::Document { resource_type, id } = &d.record {
+                Document::new(resource_type.as_str(), id.as_str(), "")
+                    .check(&format!("deletions[{i}]"))?;
+            }
+        }
         for (i, w) in self.measurements.iter().enumerate() {
             let m = &w.measurement;
             if m.id != m.provenance.measurement_id() {
@@ -307,6 +363,10 @@ pub struct Applied {
     pub subject_versions: Vec<u64>,
     /// The version each measurement write left, in the order of [`WriteSet::measurements`].
     pub measurement_versions: Vec<u64>,
+    /// Documents inserted, updated, unchanged.
+    pub documents: WriteSummary,
+    /// The version each document write left, in the order of [`WriteSet::documents`].
+    pub document_versions: Vec<u64>,
 }
 
 /// A record with the version the store keeps for it.
@@ -337,6 +397,8 @@ pub struct Versioned<T> {
 ///   whose caller is gone before the commit is not committed.
 /// - The upserts of [`MeasurementStore::write`] and [`SubjectStore::put_subjects`] are write
 ///   sets with [`Precondition::Any`], and bump versions the same way.
+/// - **Documents** are records like the others: the same preconditions, versions and atomicity
+///   (a document is unchanged when every field of it is equal), read back exactly as written.
 ///
 /// `testkit::run_write_set_checks` (feature `testkit`) checks all of this.
 #[async_trait]
@@ -349,6 +411,14 @@ pub trait WriteSetStore: MeasurementStore + SubjectStore {
 
     /// The subject that has `id` among its identifiers, with its version.
     async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>>;
+
+    /// The document of `resource_type` with logical id `id`, with its version.
+    async fn document(&self, resource_type: &str, id: &str) -> Result<Option<Versioned<Document>>>;
+
+    /// The documents that [`DocumentQuery::matches`], at most [`DocumentQuery::limit`], in the
+    /// order of [`DocumentQuery::sort_key`]: those without a span first, then by the start of
+    /// their span, then by id.
+    async fn find_documents(&self, query: &DocumentQuery) -> Result<Vec<Versioned<Document>>>;
 
     /// One page of the subjects known only from their measurements: those of
     /// [`MeasurementStore::measured_subjects`] that no stored subject holds as its primary or other

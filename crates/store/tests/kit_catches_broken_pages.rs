@@ -106,6 +106,19 @@ impl WriteSetStore for Broken {
     async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>> {
         self.inner.subject_versioned(id).await
     }
+    async fn document(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Versioned<healthanalyzer_store::Document>>> {
+        self.inner.document(resource_type, id).await
+    }
+    async fn find_documents(
+        &self,
+        query: &healthanalyzer_store::DocumentQuery,
+    ) -> Result<Vec<Versioned<healthanalyzer_store::Document>>> {
+        self.inner.find_documents(query).await
+    }
     async fn unrecorded_subjects_page(
         &self,
         after: Option<&Identifier>,
@@ -249,6 +262,19 @@ async fn the_default_listings_pass() {
         }
         async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>> {
             self.0.subject_versioned(id).await
+        }
+        async fn document(
+            &self,
+            resource_type: &str,
+            id: &str,
+        ) -> Result<Option<Versioned<healthanalyzer_store::Document>>> {
+            self.0.document(resource_type, id).await
+        }
+        async fn find_documents(
+            &self,
+            query: &healthanalyzer_store::DocumentQuery,
+        ) -> Result<Vec<Versioned<healthanalyzer_store::Document>>> {
+            self.0.find_documents(query).await
         }
     }
     let store = Plain::default();

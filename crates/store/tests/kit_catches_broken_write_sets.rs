@@ -9,8 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use healthanalyzer_model::{Identifier, KindId, Measurement, MeasurementId, Subject};
 use healthanalyzer_store::{
-    Applied, Checkpoint, Filter, MeasurementStore, MemoryStore, Page, Precondition, Query,
-    RecordKey, Result, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary, testkit,
+    Applied, Checkpoint, Document, DocumentQuery, Filter, MeasurementStore, MemoryStore, Page,
+    Precondition, Query, RecordKey, Result, SubjectStore, Versioned, WriteSet, WriteSetStore,
+    WriteSummary, testkit,
 };
 
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +69,12 @@ impl WriteSetStore for Broken {
                     applied.measurement_versions.extend(a.measurement_versions);
                     yield_now().await;
                 }
+                for w in &set.documents {
+                    let one = WriteSet::new().put_document(w.document.clone(), w.precondition);
+                    let a = self.inner.apply(&one).await?;
+                    applied.document_versions.extend(a.document_versions);
+                    yield_now().await;
+                }
                 if let Some(cp) = &set.checkpoint {
                     self.inner
                         .apply(&WriteSet::new().checkpoint(cp.clone()))
@@ -97,6 +104,7 @@ impl WriteSetStore for Broken {
                             merged.deletions.extend(s.deletions.iter().cloned());
                             merged.subjects.extend(s.subjects.iter().cloned());
                             merged.measurements.extend(s.measurements.iter().cloned());
+                            merged.documents.extend(s.documents.iter().cloned());
                         }
                         let outcome = match self.inner.apply(&merged).await {
                             Ok(_) => Ok(()),
@@ -136,12 +144,25 @@ impl WriteSetStore for Broken {
                     w.precondition
                         .check(&RecordKey::Subject(w.subject.id.clone()), stored)?;
                 }
+                for w in &set.documents {
+                    let d = &w.document;
+                    let stored = self
+                        .inner
+                        .document(&d.resource_type, &d.id)
+                        .await?
+                        .map(|v| v.version);
+                    w.precondition
+                        .check(&RecordKey::document(&d.resource_type, &d.id), stored)?;
+                }
                 yield_now().await;
                 let mut unchecked = set.clone();
                 for w in &mut unchecked.measurements {
                     w.precondition = Precondition::Any;
                 }
                 for w in &mut unchecked.subjects {
+                    w.precondition = Precondition::Any;
+                }
+                for w in &mut unchecked.documents {
                     w.precondition = Precondition::Any;
                 }
                 self.inner.apply(&unchecked).await
@@ -153,6 +174,12 @@ impl WriteSetStore for Broken {
     }
     async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>> {
         self.inner.subject_versioned(id).await
+    }
+    async fn document(&self, resource_type: &str, id: &str) -> Result<Option<Versioned<Document>>> {
+        self.inner.document(resource_type, id).await
+    }
+    async fn find_documents(&self, query: &DocumentQuery) -> Result<Vec<Versioned<Document>>> {
+        self.inner.find_documents(query).await
     }
 }
 
@@ -272,4 +299,24 @@ async fn a_group_commit_that_fails_neighbours_fails_the_independence_check() {
     );
     // Alone, each set keeps its own outcome.
     testkit::write_set_is_all_or_nothing(&*s).await;
+}
+
+#[tokio::test]
+async fn documents_written_record_by_record_or_checked_before_writing_fail_the_kit() {
+    let s = broken(Fault::RecordByRecord);
+    let store = s.clone();
+    assert!(
+        fails(async move { testkit::a_failed_document_fails_the_whole_set(&*store).await }).await,
+        "the kit accepted a store that keeps part of a set whose document failed"
+    );
+    let s = broken(Fault::CheckThenWrite);
+    let store = s.clone();
+    assert!(
+        fails(async move { testkit::concurrent_document_creates_make_one(&[&*store], 16).await })
+            .await,
+        "the kit accepted duplicate creates of a document"
+    );
+    // Without concurrency it looks right.
+    testkit::document_versions_are_kept_by_the_store(&*s).await;
+    testkit::a_failed_document_fails_the_whole_set(&*s).await;
 }
