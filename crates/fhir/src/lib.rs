@@ -5,8 +5,12 @@
 //!
 //! - **Profiles** on output ([`Profile`]): the HL7 international vital signs (default), HL7
 //!   Denmark's dk-core (with the PHD identifier for idempotent conditional create), Nictiz
-//!   nl-core (zib 2020) and HL7 Norway's no-basis. `docs/fhir-profiles.md` in the repository
-//!   lists what each adds.
+//!   nl-core (zib 2020) and HL7 Norway's no-basis; and the national exchanges, Denmark's FUT
+//!   (`ehealth-observation`, [`fut_submission`]) and Norway's PMD (VKP profiles,
+//!   [`pmd_bundle`]), with their settings in [`National`]. `docs/fhir-profiles.md` in the
+//!   repository lists what each adds.
+//! - **Rules** of those national profiles and exchanges, checked on any FHIR JSON:
+//!   [`rules`] (each broken rule a [`rules::Violation`] with its name and location).
 //! - **Exact both ways**: decimals keep their digits (`107.50`), times their offset and
 //!   precision; a resource read here keeps its original text, and writing the measurement back
 //!   returns it unchanged unless the measurement changed.
@@ -111,6 +115,7 @@ mod observation;
 mod patient;
 mod profile;
 mod raw;
+pub mod rules;
 mod strict;
 mod xml;
 
@@ -125,9 +130,12 @@ pub use observation::{
     read_observation, write_observation, write_observation_text, write_served_observation_text,
 };
 pub use patient::{read_patient, write_patient};
-pub use profile::{EUI64_SYSTEM, Profile, WriteOptions, phd_identifier};
+pub use profile::{
+    DEFAULT_SUBJECT_DISPLAY, EUI64_SYSTEM, FutContext, FutPerformer, FutSubject, National,
+    PmdContext, Profile, WriteOptions, fut_submission, phd_identifier, pmd_bundle,
+};
 pub use strict::{check_strict, read_observation_strict};
-pub use xml::xml_to_json;
+pub use xml::{MAX_XML_DEPTH, json_to_xml, xml_to_json};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -528,7 +528,7 @@ pub fn write_observation(m: &Measurement, options: &WriteOptions<'_>) -> Result<
         && let Json::Object(o) = &mut out
         && let Some(kind) = catalog.kind(m.kind.as_str())
     {
-        apply_to_observation(o, m, kind, options.profile);
+        apply_to_observation(o, m, kind, options)?;
     }
     Ok(out)
 }
