@@ -8,7 +8,7 @@ use clap::Parser;
 use std::path::PathBuf;
 
 use healthanalyzer_server::{
-    AuthConfig, AuthFiles, DashboardConfig, FhirServer, GlucoseUnit, ServerConfig,
+    AuthConfig, AuthFiles, DashboardConfig, DpopConfig, FhirServer, GlucoseUnit, ServerConfig,
 };
 
 /// Serves the Patients and Observations of a Health Analyzer store as a FHIR R4 REST API
@@ -42,8 +42,9 @@ struct Cli {
     /// Requests taking longer than this many seconds are abandoned (503).
     #[arg(long, default_value_t = 30)]
     timeout_secs: u64,
-    /// Bearer tokens: a file of `NAME TOKEN SCOPE… [patient=ID]` lines (SMART scopes such as
-    /// user/*.rs or patient/Observation.cruds). Turns authentication on.
+    /// Bearer tokens: a file of `NAME TOKEN SCOPE… [patient=ID] [episode_of_care=REF]
+    /// [jkt=THUMBPRINT]` lines (SMART scopes such as user/*.rs or patient/Observation.cruds;
+    /// `jkt=` binds the token to a DPoP key). Turns authentication on.
     #[arg(long, value_name = "PATH")]
     token_file: Option<PathBuf>,
     /// Accept JWTs signed with HS256 under the secret in this file. Turns authentication on.
@@ -58,6 +59,20 @@ struct Cli {
     /// The `aud` a JWT must carry.
     #[arg(long)]
     jwt_audience: Option<String>,
+    /// DPoP (RFC 9449): a DPoP-bound token (a JWT's `cnf.jkt`, a token file's `jkt=`) is
+    /// accepted only as `Authorization: DPoP <token>` with a valid `DPoP` proof. Needs
+    /// authentication on; set --base-url to the URL clients use (proofs name it).
+    #[arg(long)]
+    dpop: bool,
+    /// With --dpop: refuse tokens that are not DPoP-bound (HelseID-style deployments).
+    #[arg(long, requires = "dpop")]
+    dpop_required: bool,
+    /// With --dpop: how old a proof may be, in seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    dpop_window_secs: u64,
+    /// With --dpop: the clock difference allowed between clients and this server, in seconds.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    dpop_clock_skew_secs: u64,
     /// Subject identifiers that fail their national rules (test numbers): `mark` them (a
     /// `meta.tag` on the Patient) or `refuse` their Observations (422).
     #[arg(long, default_value = "mark", value_parser = ["mark", "refuse"])]
@@ -90,6 +105,32 @@ impl Cli {
             issuer: self.jwt_issuer.clone(),
             audience: self.jwt_audience.clone(),
         }
+    }
+
+    /// The DPoP settings of `--dpop…`; `None` without `--dpop`.
+    fn dpop(&self, auth_on: bool) -> Result<Option<DpopConfig>, String> {
+        if !self.dpop {
+            return Ok(None);
+        }
+        if !auth_on {
+            return Err(
+                "--dpop needs authentication: give --token-file, --jwt-hs256-secret-file or --jwt-rs256-public-key"
+                    .into(),
+            );
+        }
+        if self.dpop_window_secs == 0 {
+            return Err("--dpop-window-secs must be at least 1".into());
+        }
+        if self.base_url.is_none() {
+            tracing::warn!(
+                "--dpop without --base-url: proofs must name http://<Host header>/fhir/…; behind a proxy or TLS, set --base-url to the URL clients use"
+            );
+        }
+        let mut d = DpopConfig::default();
+        d.window = Duration::from_secs(self.dpop_window_secs);
+        d.clock_skew = Duration::from_secs(self.dpop_clock_skew_secs);
+        d.require_bound_tokens = self.dpop_required;
+        Ok(Some(d))
     }
 
     /// The dashboard, from `--rules`, `--dashboard-days`, `--time-zone`, `--glucose-unit`.
@@ -164,6 +205,13 @@ async fn run(cli: Cli) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let dpop = match cli.dpop(auth.is_some()) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let dashboard = match cli.dashboard() {
         Ok(d) => d,
         Err(e) => {
@@ -173,6 +221,7 @@ async fn run(cli: Cli) -> ExitCode {
     };
     let config = ServerConfig {
         auth,
+        dpop,
         base_url: cli.base_url.clone(),
         max_body_bytes: cli.max_body_mib.saturating_mul(1024 * 1024),
         request_timeout: Duration::from_secs(cli.timeout_secs.max(1)),

@@ -3,7 +3,14 @@
 //! Tokens come from a token file (opaque tokens with their scopes) or are JWTs signed with
 //! HS256 (a shared secret) or RS256 (an RSA public key), carrying `scope` (space-separated) or
 //! `scp`, `exp`, and for patient-context scopes a `patient` claim. A patient-scoped token sees
-//! and writes only its own compartment. Every access is written to the audit log (target
+//! and writes only its own compartment.
+//!
+//! Context claims ([`Grant::patient`], [`Grant::episode_of_care`]): the Patient comes from the
+//! `patient` claim (SMART), or else from FUT's `context.patient_id` (a Patient reference, often
+//! absolute, of which the id after the last `Patient/` is kept). The EpisodeOfCare comes from a
+//! plain `episode_of_care` claim, or else from FUT's `context.episode_of_care_id` (as in the
+//! Danish eHealth tokens: `"context": {"episode_of_care_id": "https://…/EpisodeOfCare/32584",
+//! "patient_id": "https://…/Patient/75288"}`), kept as the reference the token carries. Every access is written to the audit log (target
 //! `healthanalyzer_server::audit`): who (the token's name or client), what (interaction and
 //! resource type), when, and the outcome; never identifiers or values.
 
@@ -17,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
+use crate::dpop::{self, DpopConfig};
 use crate::error::{ApiError, Error};
 use crate::http::RequestId;
 use crate::state::AppState;
@@ -31,7 +39,7 @@ pub enum Access {
 }
 
 /// The rights of a verified token.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Grant {
     /// Who, for the audit log: the token's name, or the JWT's `client_id`/`azp`.
     pub who: String,
@@ -39,6 +47,15 @@ pub struct Grant {
     pub scopes: Vec<Scope>,
     /// The Patient id of a patient-context token.
     pub patient: Option<String>,
+    /// The EpisodeOfCare a FUT-style token is limited to, as the reference the token carries
+    /// (`https://careplan.example/fhir/EpisodeOfCare/39765` or `EpisodeOfCare/39765`); compare
+    /// with [`Grant::allows_episode_of_care`].
+    pub episode_of_care: Option<String>,
+    /// The RFC 7638 SHA-256 thumbprint (base64url) of the key the token is bound to: a JWT's
+    /// `cnf.jkt` claim, or a token file's `jkt=` word. With DPoP on (the server's DPoP
+    /// setting), such a token is accepted only as `Authorization: DPoP <token>` with a proof
+    /// signed by that key (RFC 9449).
+    pub jkt: Option<String>,
 }
 
 /// A SMART scope: `patient|user|system` `/` `Type|*` `.` permissions.
@@ -90,6 +107,17 @@ impl Grant {
         })
     }
 
+    /// Whether `reference` (an EpisodeOfCare reference, absolute or `EpisodeOfCare/<id>`) is
+    /// inside the token's episode-of-care context: always when the token names none; else when
+    /// both are the same reference, or, when either is relative, when their `EpisodeOfCare/<id>`
+    /// tails are equal (two absolute references on different hosts differ).
+    pub fn allows_episode_of_care(&self, reference: &str) -> bool {
+        let Some(mine) = self.episode_of_care.as_deref() else {
+            return true;
+        };
+        same_reference(mine, reference, "EpisodeOfCare")
+    }
+
     /// The Patient compartment this token is limited to: `Some` when every scope that could
     /// apply is a patient scope.
     pub fn compartment(&self) -> Option<&str> {
@@ -100,6 +128,35 @@ impl Grant {
             None
         }
     }
+}
+
+/// Whether two references to a `ty` are the same: equal, or, when either is relative, with
+/// equal `ty/<id>` tails.
+fn same_reference(a: &str, b: &str, ty: &str) -> bool {
+    let (a, b) = (a.trim(), b.trim());
+    if a == b {
+        return true;
+    }
+    let absolute = |r: &str| r.contains("://");
+    if absolute(a) && absolute(b) {
+        return false;
+    }
+    let marker = format!("{ty}/");
+    let tail = |r: &'_ str| -> Option<String> {
+        let at = r.rfind(&marker)?;
+        let id = &r[at + marker.len()..];
+        let id = id.split('/').next().unwrap_or("");
+        (!id.is_empty() && (at == 0 || r[..at].ends_with('/'))).then(|| format!("{marker}{id}"))
+    };
+    matches!((tail(a), tail(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// The id after the last `Patient/` of a reference (`https://…/Patient/75288` -> `75288`), or
+/// the text itself when it has none.
+fn patient_id(reference: &str) -> String {
+    let r = reference.trim();
+    let id = r.rsplit_once("Patient/").map_or(r, |(_, id)| id);
+    id.split('/').next().unwrap_or(id).to_string()
 }
 
 /// Where a deployment keeps its credentials, for [`AuthConfig::from_files`].
@@ -227,9 +284,11 @@ impl AuthConfig {
         Ok(auth)
     }
 
-    /// Reads a token file: one token per line, `NAME TOKEN SCOPE… [patient=ID]`; `#` starts
-    /// a comment. Example: `dashboard 6f1c… user/*.rs` or `app-anne 91ab… patient/*.cruds
-    /// patient=123`.
+    /// Reads a token file: one token per line, `NAME TOKEN SCOPE… [patient=ID]
+    /// [episode_of_care=REFERENCE] [jkt=THUMBPRINT]`; `#` starts a comment. Example:
+    /// `dashboard 6f1c… user/*.rs` or `app-anne 91ab… patient/*.cruds patient=123
+    /// episode_of_care=EpisodeOfCare/7`. `jkt=` binds the token to a DPoP key (see
+    /// [`Grant::jkt`]).
     pub fn from_token_file(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Error::Config(format!(
@@ -262,10 +321,16 @@ impl AuthConfig {
                 who: name.to_string(),
                 scopes: Vec::new(),
                 patient: None,
+                episode_of_care: None,
+                jkt: None,
             };
             for w in words {
                 if let Some(p) = w.strip_prefix("patient=") {
                     grant.patient = Some(p.to_string());
+                } else if let Some(e) = w.strip_prefix("episode_of_care=") {
+                    grant.episode_of_care = Some(e.to_string());
+                } else if let Some(j) = w.strip_prefix("jkt=") {
+                    grant.jkt = Some(j.to_string());
                 } else {
                     grant.scopes.push(Scope::parse(w).ok_or_else(|| {
                         Error::Config(format!(
@@ -286,6 +351,12 @@ impl AuthConfig {
             tokens.insert(token.to_string(), grant);
         }
         Ok(Self { tokens, jwt: None })
+    }
+
+    /// The rights of `token` (an opaque token of the token file, or a JWT verified under
+    /// [`jwt`](Self::jwt)), with its context claims; `None` when it is not valid here.
+    pub fn grant(&self, token: &str) -> Option<Grant> {
+        self.verify(token).ok()
     }
 
     /// Verifies a bearer token.
@@ -337,27 +408,95 @@ impl AuthConfig {
             patient: claims
                 .get("patient")
                 .and_then(Value::as_str)
+                .map(str::to_string)
+                .or_else(|| {
+                    claims
+                        .pointer("/context/patient_id")
+                        .and_then(Value::as_str)
+                        .map(patient_id)
+                })
+                .filter(|p| !p.is_empty()),
+            episode_of_care: claims
+                .get("episode_of_care")
+                .or_else(|| claims.pointer("/context/episode_of_care_id"))
+                .and_then(Value::as_str)
+                .map(|r| r.trim().to_string())
+                .filter(|r| !r.is_empty()),
+            jkt: claims
+                .pointer("/cnf/jkt")
+                .and_then(Value::as_str)
                 .map(str::to_string),
         })
     }
 }
 
-fn unauthorized(why: &str) -> Response {
-    let mut r = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "login",
-        format!("{why}; send Authorization: Bearer <token>"),
-    )
-    .into_response();
-    r.headers_mut().insert(
+fn unauthorized(why: &str, dpop: Option<&DpopConfig>) -> Response {
+    let how = if dpop.is_some() {
+        "send Authorization: Bearer <token>, or DPoP <token> with a DPoP proof for a DPoP-bound token"
+    } else {
+        "send Authorization: Bearer <token>"
+    };
+    let mut r =
+        ApiError::new(StatusCode::UNAUTHORIZED, "login", format!("{why}; {how}")).into_response();
+    let h = r.headers_mut();
+    h.insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"healthanalyzer\""),
     );
+    if dpop.is_some()
+        && let Ok(v) = HeaderValue::from_str(&format!("DPoP algs=\"{}\"", dpop::ALGS))
+    {
+        h.append(header::WWW_AUTHENTICATE, v);
+    }
     r
 }
 
+/// 401 for a DPoP failure (RFC 9449 §7.1): `WWW-Authenticate: DPoP error="…"` and an
+/// OperationOutcome saying which check failed.
+fn dpop_refused(error: &'static str, why: &str) -> Response {
+    let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "login", why).into_response();
+    let challenge = format!("DPoP error=\"{error}\", algs=\"{}\"", dpop::ALGS);
+    if let Ok(v) = HeaderValue::from_str(&challenge) {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// The credentials of an `Authorization` header: the scheme (`Bearer` or `DPoP`, any case)
+/// and the token.
+fn credentials(value: &str) -> Option<(Scheme, String)> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    if token.is_empty() {
+        return None;
+    }
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
+        return None;
+    };
+    Some((scheme, token.to_string()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    Bearer,
+    Dpop,
+}
+
+/// The public URL of this request for the DPoP `htu` check: the server's base URL (the
+/// configured one, else `http://<Host>/fhir`) with `/fhir` replaced by the request's path.
+fn public_url(state: &AppState, req: &Request) -> String {
+    let base = crate::resource::base_url(state, req.headers());
+    let root = base.strip_suffix("/fhir").unwrap_or(&base);
+    format!("{root}{}", req.uri().path())
+}
+
 /// Authenticates the request (when auth is on) and puts its [`Access`] in the extensions;
-/// `/fhir/metadata` and `/healthz` stay open.
+/// `/fhir/metadata` and `/healthz` stay open. With DPoP on, a DPoP-bound token must come as
+/// `Authorization: DPoP <token>` with a valid `DPoP` proof.
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
     mut req: Request,
@@ -372,33 +511,104 @@ pub(crate) async fn authenticate(
         req.extensions_mut().insert(Access::Open);
         return next.run(req).await;
     }
-    let token = req
+    let dpop = state.config.dpop.as_ref();
+    let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .map(str::to_string);
+        .and_then(credentials)
+        .filter(|(scheme, _)| *scheme == Scheme::Bearer || dpop.is_some());
     let request_id = req
         .extensions()
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
-    let Some(token) = token else {
+    let Some((scheme, token)) = presented else {
         tracing::info!(target: "healthanalyzer_server::audit", request_id, who = "-", outcome = 401, "access refused: no token");
-        return unauthorized("this server needs a bearer token");
+        return unauthorized("this server needs a bearer token", dpop);
     };
-    match auth.verify(&token) {
-        Ok(grant) => {
-            req.extensions_mut().insert(Access::Token(grant));
-            next.run(req).await
-        }
+    let grant = match auth.verify(&token) {
+        Ok(grant) => grant,
         Err(why) => {
             tracing::info!(target: "healthanalyzer_server::audit", request_id, who = "-", outcome = 401, reason = %why, "access refused");
-            unauthorized(&why)
+            return unauthorized(&why, dpop);
+        }
+    };
+    if let Some(dpop) = dpop
+        && let Some(refused) = check_dpop(dpop, &state, &req, scheme, &token, &grant)
+    {
+        tracing::info!(target: "healthanalyzer_server::audit", request_id, who = %grant.who, outcome = refused.status().as_u16(), "access refused: DPoP");
+        return refused;
+    }
+    req.extensions_mut().insert(Access::Token(grant));
+    next.run(req).await
+}
+
+/// The DPoP rules (RFC 9449 §7.1): a bound token only under the DPoP scheme with one valid
+/// proof; the DPoP scheme only for a bound token; unbound tokens refused when so configured.
+/// `Some`: the refusal to answer with.
+fn check_dpop(
+    dpop: &DpopConfig,
+    state: &AppState,
+    req: &Request,
+    scheme: Scheme,
+    token: &str,
+    grant: &Grant,
+) -> Option<Response> {
+    const PROOF: &str = "invalid_dpop_proof";
+    let Some(jkt) = grant.jkt.as_deref() else {
+        if scheme == Scheme::Dpop {
+            return Some(dpop_refused(
+                "invalid_token",
+                "the token is not DPoP-bound (it has no cnf.jkt); send it as Authorization: Bearer <token>",
+            ));
+        }
+        if dpop.require_bound_tokens {
+            return Some(dpop_refused(
+                "invalid_token",
+                "this server accepts only DPoP-bound tokens; ask the authorization server for a DPoP token",
+            ));
+        }
+        return None;
+    };
+    if scheme == Scheme::Bearer {
+        return Some(dpop_refused(
+            PROOF,
+            "the token is DPoP-bound: send it as Authorization: DPoP <token> with a DPoP proof header, not as Bearer",
+        ));
+    }
+    let mut proofs = req.headers().get_all("dpop").iter();
+    let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+        return Some(dpop_refused(
+            PROOF,
+            "a DPoP-bound token needs exactly one DPoP header holding a proof (RFC 9449)",
+        ));
+    };
+    let Ok(proof) = proof.to_str() else {
+        return Some(dpop_refused(PROOF, "the DPoP header is not ASCII"));
+    };
+    let url = public_url(state, req);
+    let presented = dpop::Presented {
+        method: req.method().as_str(),
+        url: &url,
+        token,
+        jkt,
+    };
+    match dpop.check(proof, &presented) {
+        Ok(()) => None,
+        Err(dpop::ProofError::Invalid(why)) => Some(dpop_refused(PROOF, &why)),
+        Err(dpop::ProofError::Busy) => {
+            let mut r = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "transient",
+                "too many DPoP proofs to remember right now; retry in a moment",
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(dpop.window.as_secs().max(1)),
+            );
+            Some(r)
         }
     }
 }
@@ -416,10 +626,20 @@ fn interaction(method: &Method, path: &str) -> Option<(String, char)> {
     if ty.is_empty() || ty == "metadata" {
         return None;
     }
+    // FUT's system-level operations read or write Observations (and what comes with them).
+    match (method.as_str(), ty) {
+        ("POST", "$submit-measurement") => return Some(("Observation".into(), 'c')),
+        ("GET" | "POST", op) if op.starts_with("$search-measurements") => {
+            return Some(("Observation".into(), 's'));
+        }
+        _ => {}
+    }
     let letter = match (method.as_str(), second) {
         ("GET", None) => 's',
         ("GET", Some(op)) if op.starts_with('$') => 's',
         ("GET", Some(_)) => 'r',
+        // `POST [type]/_search` and operations by POST (`$lastn`, `$stats`) only read.
+        ("POST", Some(op)) if op == "_search" || op.starts_with('$') => 's',
         ("POST", None) => 'c',
         ("PUT", Some(_)) => 'u',
         ("DELETE", Some(_)) => 'd',
@@ -593,6 +813,7 @@ mod tests {
             who: "t".into(),
             scopes: vec![Scope::parse("patient/Observation.rs").expect("scope")],
             patient: Some("p1".into()),
+            ..Grant::default()
         };
         assert!(g.allows("Observation", 'r'));
         assert!(!g.allows("Observation", 'c'));
@@ -606,6 +827,35 @@ mod tests {
             !no_patient.allows("Observation", 'r'),
             "a patient scope without a patient grants nothing"
         );
+    }
+
+    #[test]
+    fn episode_of_care_references_compare_by_tail_unless_both_are_absolute() {
+        let g = |e: Option<&str>| Grant {
+            who: "t".into(),
+            scopes: Vec::new(),
+            patient: None,
+            episode_of_care: e.map(str::to_string),
+            jkt: None,
+        };
+        assert!(g(None).allows_episode_of_care("EpisodeOfCare/1"));
+        let abs = g(Some("https://careplan.example/fhir/EpisodeOfCare/39765"));
+        assert!(abs.allows_episode_of_care("https://careplan.example/fhir/EpisodeOfCare/39765"));
+        assert!(abs.allows_episode_of_care("EpisodeOfCare/39765"));
+        assert!(!abs.allows_episode_of_care("EpisodeOfCare/3976"));
+        assert!(!abs.allows_episode_of_care("https://other.example/fhir/EpisodeOfCare/39765"));
+        assert!(
+            !abs.allows_episode_of_care("https://careplan.example/fhir/NotEpisodeOfCare/39765")
+        );
+        let rel = g(Some("EpisodeOfCare/7"));
+        assert!(rel.allows_episode_of_care("https://x.example/fhir/EpisodeOfCare/7"));
+        assert!(!rel.allows_episode_of_care("EpisodeOfCare/8"));
+        assert!(!rel.allows_episode_of_care("Patient/7"));
+        assert_eq!(
+            patient_id("https://patient.example/fhir/Patient/75288"),
+            "75288"
+        );
+        assert_eq!(patient_id("75288"), "75288");
     }
 
     #[test]
@@ -633,6 +883,30 @@ mod tests {
         assert_eq!(
             interaction(&Method::DELETE, "/Observation/1"),
             Some(("Observation".into(), 'd'))
+        );
+        assert_eq!(
+            interaction(&Method::POST, "/fhir/Observation/_search"),
+            Some(("Observation".into(), 's'))
+        );
+        assert_eq!(
+            interaction(&Method::POST, "/fhir/Patient/_search"),
+            Some(("Patient".into(), 's'))
+        );
+        assert_eq!(
+            interaction(&Method::POST, "/fhir/Observation/$stats"),
+            Some(("Observation".into(), 's'))
+        );
+        assert_eq!(
+            interaction(&Method::POST, "/fhir/$submit-measurement"),
+            Some(("Observation".into(), 'c'))
+        );
+        assert_eq!(
+            interaction(&Method::POST, "/fhir/$search-measurements"),
+            Some(("Observation".into(), 's'))
+        );
+        assert_eq!(
+            interaction(&Method::POST, "/fhir/$search-measurements-bundle-limit"),
+            Some(("Observation".into(), 's'))
         );
         assert_eq!(interaction(&Method::POST, "/fhir"), None);
         assert_eq!(interaction(&Method::GET, "/fhir/metadata"), None);

@@ -7,6 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::Response;
+use healthanalyzer_fhir::rules::{PMD_BUNDLE_PROFILE, check_pmd_bundle};
 use healthanalyzer_model::{Identifier, Measurement, MeasurementId};
 use healthanalyzer_store::{Applied, ConflictReason, Filter, Precondition, RecordKey, WriteSet};
 use serde_json::{Map, Value, json};
@@ -109,6 +110,11 @@ pub(crate) async fn post(
     let access = access.map_or(Access::Open, |a| a.0);
     let text = json_body(&headers, &body)?;
     let bundle = parse_resource(&text, "Bundle")?;
+    if claims_profile(&bundle, PMD_BUNDLE_PROFILE)
+        && let Some(refused) = check_pmd(&bundle)
+    {
+        return Ok(refused);
+    }
     let kind = bundle.get("type").and_then(Value::as_str).unwrap_or("");
     let list = entries(&bundle, state.config.max_bundle_entries)?;
     match kind {
@@ -120,6 +126,51 @@ pub(crate) async fn post(
         .at("Bundle.type")),
     }
 }
+
+/// Whether a resource claims a profile in `meta.profile` (with or without a `|version`).
+fn claims_profile(resource: &Map<String, Value>, profile: &str) -> bool {
+    resource
+        .get("meta")
+        .and_then(|m| m.get("profile"))
+        .and_then(Value::as_array)
+        .is_some_and(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .any(|p| p == profile || p.split_once('|').is_some_and(|(url, _)| url == profile))
+        })
+}
+
+/// A Bundle claiming `pmd-Bundle-Observation` is checked against it whole before anything is
+/// done (`rules::check_pmd_bundle`: a batch of Observations only, each with a unique
+/// `fullUrl` and `request.method` POST or PUT, each a VkpObservation): when it breaks a rule,
+/// 400 with an OperationOutcome of one issue per violation, located by its `expression`, and
+/// nothing is written.
+fn check_pmd(bundle: &Map<String, Value>) -> Option<Response> {
+    let violations = check_pmd_bundle(&Value::Object(bundle.clone()));
+    if violations.is_empty() {
+        return None;
+    }
+    let issue: Vec<Value> = violations
+        .iter()
+        .map(|v| {
+            json!({
+                "severity": "error",
+                "code": "invariant",
+                "details": {"coding": [{"system": PMD_RULE_SYSTEM, "code": v.rule}]},
+                "diagnostics": format!("{}: {}", v.location, v.message),
+                "expression": [v.location],
+            })
+        })
+        .collect();
+    tracing::debug!(violations = violations.len(), "PMD batch refused");
+    Some(fhir_response(
+        StatusCode::BAD_REQUEST,
+        &json!({"resourceType": "OperationOutcome", "issue": issue}),
+    ))
+}
+
+/// The system of the rule names in a refused PMD batch's issues (`details.coding`).
+const PMD_RULE_SYSTEM: &str = "urn:healthanalyzer:rule";
 
 /// A batch: every entry through the API on its own, as if sent alone.
 async fn batch(
@@ -135,6 +186,7 @@ async fn batch(
             "the API router is not ready",
         ));
     };
+    let base = base_url(state, headers);
     let mut out = Vec::with_capacity(list.len());
     for e in list {
         let uri = format!("/{}", e.url.trim_start_matches('/'));
@@ -167,15 +219,19 @@ async fn batch(
             None => Body::empty(),
         };
         let Ok(request) = req.body(body) else {
-            out.push(json!({"response": {"status": "400 Bad Request", "outcome":
-                ApiError::bad_request(format!("request.url {:?} is not a valid URL", e.url)).outcome()}}));
+            let mut entry = json!({"response": {"status": "400 Bad Request", "outcome":
+                ApiError::bad_request(format!("request.url {:?} is not a valid URL", e.url)).outcome()}});
+            if let (Some(f), Some(o)) = (&e.full_url, entry.as_object_mut()) {
+                o.insert("fullUrl".into(), Value::String(f.clone()));
+            }
+            out.push(entry);
             continue;
         };
         let res = match api.clone().oneshot(request).await {
             Ok(r) => r,
             Err(never) => match never {},
         };
-        out.push(response_entry(res).await);
+        out.push(response_entry(res, e.full_url.as_deref(), &base).await);
     }
     Ok(fhir_response(
         StatusCode::OK,
@@ -183,7 +239,12 @@ async fn batch(
     ))
 }
 
-async fn response_entry(res: Response) -> Value {
+/// A batch-response entry from the answer to one entry: it echoes the request entry's
+/// `fullUrl` (PMD's batch-response rule: each answer is matched to its entry), else names what
+/// was written or read (under `base`). The body is the entry's `resource`, or its `response.outcome` when it is an
+/// OperationOutcome (an error, or the answer `Prefer: return=OperationOutcome` asks for); with
+/// `return=minimal` a write has none.
+async fn response_entry(res: Response, full_url: Option<&str>, base: &str) -> Value {
     let status = res.status();
     let h = res.headers().clone();
     let bytes = axum::body::to_bytes(res.into_body(), usize::MAX)
@@ -199,29 +260,64 @@ async fn response_entry(res: Response) -> Value {
             status.canonical_reason().unwrap_or("")
         )),
     );
-    for (name, key) in [(header::LOCATION, "location"), (header::ETAG, "etag")] {
+    for (name, key) in [
+        (header::LOCATION, "location"),
+        (header::ETAG, "etag"),
+        (header::LAST_MODIFIED, "lastModified"),
+    ] {
         if let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) {
-            response.insert(key.into(), Value::String(v.to_string()));
+            let v = match key {
+                "lastModified" => match http_date_instant(v) {
+                    Some(i) => i,
+                    None => continue,
+                },
+                _ => v.to_string(),
+            };
+            response.insert(key.into(), Value::String(v));
         }
     }
     let mut entry = Map::new();
+    match full_url {
+        Some(f) => {
+            entry.insert("fullUrl".into(), Value::String(f.to_string()));
+        }
+        None if !status.is_success() => {}
+        None => {
+            let read = body.as_ref().and_then(|b| {
+                let ty = b.get("resourceType")?.as_str()?;
+                let id = b.get("id")?.as_str()?;
+                (!matches!(ty, "Bundle" | "OperationOutcome" | "Parameters"))
+                    .then(|| format!("{base}/{ty}/{id}"))
+            });
+            let written = response
+                .get("location")
+                .and_then(Value::as_str)
+                .map(|loc| strip_history(loc).to_string());
+            if let Some(url) = written.or(read) {
+                entry.insert("fullUrl".into(), Value::String(url));
+            }
+        }
+    }
     match body {
-        Some(b) if !status.is_success() => {
+        Some(b)
+            if !status.is_success()
+                || b.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome") =>
+        {
             response.insert("outcome".into(), b);
         }
         Some(b) => {
-            if let Some(loc) = response.get("location").and_then(Value::as_str) {
-                entry.insert(
-                    "fullUrl".into(),
-                    Value::String(strip_history(loc).to_string()),
-                );
-            }
             entry.insert("resource".into(), b);
         }
         None => {}
     }
     entry.insert("response".into(), Value::Object(response));
     Value::Object(entry)
+}
+
+/// An HTTP date (`Mon, 23 Nov 2026 06:00:00 GMT`) as a FHIR instant.
+fn http_date_instant(date: &str) -> Option<String> {
+    let t = healthanalyzer_model::jiff::fmt::rfc2822::parse(date).ok()?;
+    Some(t.timestamp().to_string())
 }
 
 fn strip_history(location: &str) -> &str {
@@ -239,8 +335,8 @@ fn response_bundle(kind: &str, entries: Vec<Value>) -> Value {
 }
 
 /// Replaces every `reference` that names a Bundle entry's `fullUrl` with the entry's new
-/// `Type/id`.
-fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
+/// `Type/id` (also for `$submit-measurement`, `fut::submit`).
+pub(crate) fn rewrite_references(v: &mut Value, map: &HashMap<String, String>) {
     match v {
         Value::Object(o) => {
             for (k, x) in o.iter_mut() {
@@ -664,10 +760,21 @@ fn entry_response(
             "lastModified": now,
         }
     });
-    if prefer == Return::Representation
-        && let Some(o) = entry.as_object_mut()
-    {
-        o.insert("resource".into(), value);
+    match (prefer, entry.as_object_mut()) {
+        (Return::Representation, Some(o)) => {
+            o.insert("resource".into(), value);
+        }
+        (Return::OperationOutcome, Some(o)) => {
+            let outcome = json!({
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "information", "code": "informational",
+                           "diagnostics": format!("stored as {ty}/{id}/_history/{version}")}]
+            });
+            if let Some(Value::Object(r)) = o.get_mut("response") {
+                r.insert("outcome".into(), outcome);
+            }
+        }
+        _ => {}
     }
     entry
 }

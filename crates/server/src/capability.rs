@@ -2,12 +2,27 @@
 
 use serde_json::{Value, json};
 
+use crate::fut::{OPERATIONS, operation_definition};
 use crate::observation::SEARCH_PARAMS;
 
 /// The CapabilityStatement for a server at `base`.
 pub(crate) fn capability_statement(base: &str) -> Value {
-    let interactions =
-        |codes: &[&str]| -> Vec<Value> { codes.iter().map(|c| json!({ "code": c })).collect() };
+    let interactions = |codes: &[&str]| -> Vec<Value> {
+        codes
+            .iter()
+            .map(|c| match *c {
+                "search-type" => json!({
+                    "code": c,
+                    "documentation": "GET [type]?… and POST [type]/_search with the parameters in an \
+                        application/x-www-form-urlencoded body (the URL's and the body's combined). \
+                        A national person number (CPR, BSN, FNR, D- or H-number) is taken only in a \
+                        POST body, never in a URL; links never carry one. The self link names every \
+                        parameter used, in a canonical order, and none that was ignored."
+                }),
+                _ => json!({ "code": c }),
+            })
+            .collect()
+    };
     let params = |list: &[(&str, &str, &str)]| -> Vec<Value> {
         list.iter()
             .map(|(name, ty, doc)| json!({ "name": name, "type": ty, "documentation": doc }))
@@ -37,6 +52,28 @@ pub(crate) fn capability_statement(base: &str) -> Value {
         ("_id", "token", "The Patient id"),
     ]);
     patient_params.extend(params(&common));
+    // FUT's system-level operations, each with the OperationDefinition this server serves.
+    let operations: Vec<Value> = OPERATIONS
+        .iter()
+        .map(|(code, id)| {
+            let definition = operation_definition(base, id);
+            json!({
+                "name": code,
+                "definition": format!("{base}/OperationDefinition/{id}"),
+                "documentation": definition
+                    .as_ref()
+                    .and_then(|d| d.get("description").cloned())
+                    .unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    let kept = |ty: &str, doc: &str| {
+        json!({
+            "type": ty,
+            "interaction": interactions(&["read"]),
+            "documentation": doc,
+        })
+    };
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -90,8 +127,13 @@ pub(crate) fn capability_statement(base: &str) -> Value {
                         {"name": "lastn", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-lastn"},
                         {"name": "stats", "definition": "http://hl7.org/fhir/OperationDefinition/Observation-stats"}
                     ],
-                }
+                },
+                kept("Provenance", "The Provenance recorded for each $submit-measurement (and those submitted with it)"),
+                kept("Media", "Media submitted with $submit-measurement"),
+                kept("QuestionnaireResponse", "QuestionnaireResponses submitted with $submit-measurement"),
+                {"type": "OperationDefinition", "interaction": interactions(&["read"])}
             ],
+            "operation": operations,
         }],
     })
 }

@@ -17,6 +17,14 @@
 //!   `_summary=count`), with `next` links that stay correct while others insert. A
 //!   conditional create on `identifier=system|value` is idempotent: the next one with the
 //!   same condition finds the first.
+//! - `POST /fhir/Patient/_search`, `POST /fhir/Observation/_search` (and `$lastn`, `$stats`)
+//!   with `application/x-www-form-urlencoded` bodies; chained `patient.identifier`; national
+//!   person numbers only in POST bodies, never in a URL or a link.
+//! - Denmark's FUT: `POST /fhir/$submit-measurement` (a transaction Bundle of one Patient's
+//!   Observations, Media, QuestionnaireResponses and Provenances, checked against FUT's rules
+//!   and stored with a Provenance the server records, all or nothing), `$search-measurements`
+//!   and `$search-measurements-bundle-limit` (one Bundle per submission), their
+//!   OperationDefinitions, and reads of the kept Provenance, Media and QuestionnaireResponse.
 //! - Protocol: `application/fhir+json` (`_format=json`), `Prefer: return=minimal |
 //!   representation | OperationOutcome`, an OperationOutcome for every error, a body limit
 //!   (413), a request time limit (503), `X-Request-Id` echoed, `/healthz`.
@@ -42,7 +50,9 @@ mod auth;
 mod bundle;
 mod capability;
 mod dashboard;
+mod dpop;
 mod error;
+mod fut;
 mod http;
 mod observation;
 mod operations;
@@ -59,13 +69,14 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use healthanalyzer_model::Catalog;
 use healthanalyzer_store::Store;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use auth::{Access, AuthConfig, AuthFiles, Grant, JwtConfig, Scope};
 pub use dashboard::DashboardConfig;
+pub use dpop::DpopConfig;
 pub use error::Error;
 /// What [`ServerConfig::identifiers`] takes (from the model).
 pub use healthanalyzer_model::IdentifierPolicy;
@@ -134,6 +145,7 @@ impl FhirServer {
         let fhir = Router::new()
             .route("/metadata", get(metadata))
             .route("/Patient", get(patient::search).post(patient::create))
+            .route("/Patient/_search", post(patient::search_post))
             .route(
                 "/Patient/{id}",
                 get(patient::read)
@@ -144,8 +156,19 @@ impl FhirServer {
                 "/Observation",
                 get(observation::search).post(observation::create),
             )
-            .route("/Observation/$lastn", get(operations::lastn))
-            .route("/Observation/$stats", get(operations::stats))
+            .route("/Observation/_search", post(observation::search_post))
+            .route(
+                "/Observation/$lastn",
+                get(operations::lastn).post(operations::lastn_post),
+            )
+            .route(
+                "/Observation/$stats",
+                get(operations::stats).post(operations::stats_post),
+            )
+            .route("/OperationDefinition/{id}", get(fut::read_definition))
+            .route("/Provenance/{id}", get(fut::read_document))
+            .route("/Media/{id}", get(fut::read_document))
+            .route("/QuestionnaireResponse/{id}", get(fut::read_document))
             .route(
                 "/Observation/{id}",
                 get(observation::read)
@@ -162,6 +185,19 @@ impl FhirServer {
             .nest("/fhir", fhir)
             .route("/fhir/", axum::routing::post(bundle::post))
             .route("/fhir", axum::routing::post(bundle::post))
+            // FUT's operations check scopes and context themselves (each type they write).
+            .route(
+                "/fhir/$submit-measurement",
+                axum::routing::post(fut::submit_measurement),
+            )
+            .route(
+                "/fhir/$search-measurements",
+                axum::routing::post(fut::search_measurements),
+            )
+            .route(
+                "/fhir/$search-measurements-bundle-limit",
+                axum::routing::post(fut::search_measurements_bundle_limit),
+            )
             .route("/healthz", get(healthz))
             .route("/", get(dashboard::overview))
             .route("/patient/{id}", get(dashboard::patient))

@@ -2,6 +2,7 @@
 //! `healthanalyzer-analysis`.
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -43,12 +44,15 @@ pub(crate) const STATISTICS: &[&str] = &[
 fn patient_param(pairs: &[(String, String)], op: &str) -> ApiResult<Vec<(String, String)>> {
     let who: Vec<(String, String)> = pairs
         .iter()
-        .filter(|(k, _)| crate::auth::is_patient_param(k))
+        .filter(|(k, _)| {
+            crate::auth::is_patient_param(k)
+                || crate::search::PATIENT_IDENTIFIER_PARAMS.contains(&k.as_str())
+        })
         .cloned()
         .collect();
     if who.is_empty() {
         return Err(ApiError::bad_request(format!(
-            "{op} needs patient (or subject): the Patient whose Observations to use"
+            "{op} needs patient (or subject, or patient.identifier): the Patient whose Observations to use"
         ))
         .at("patient"));
     }
@@ -63,11 +67,36 @@ pub(crate) async fn lastn(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let mut pairs = params(query.as_deref());
+    let pairs = params(query.as_deref());
+    crate::search::refuse_national_in_url(&pairs, "Observation")?;
+    lastn_of(&state, &access, &headers, pairs).await
+}
+
+/// `POST /Observation/$lastn` with the parameters in the URL and an
+/// `application/x-www-form-urlencoded` body, combined.
+pub(crate) async fn lastn_post(
+    State(state): State<AppState>,
+    access: Option<Extension<Access>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    crate::search::check_search_scope(&access, "Observation")?;
+    let pairs =
+        crate::search::post_search_params(query.as_deref(), &headers, &body, "Observation")?;
+    lastn_of(&state, &access, &headers, pairs).await
+}
+
+async fn lastn_of(
+    state: &AppState,
+    access: &Option<Extension<Access>>,
+    headers: &HeaderMap,
+    mut pairs: Vec<(String, String)>,
+) -> ApiResult<Response> {
     crate::search::refuse_unsupported_modifiers(&pairs)?;
-    restrict_search(&mut pairs, limited_to(&access).as_deref())?;
-    check_format(&headers, format_of(&pairs))?;
-    let base = base_url(&state, &headers);
+    restrict_search(&mut pairs, limited_to(access).as_deref())?;
+    check_format(headers, format_of(&pairs))?;
+    let base = base_url(state, headers);
     let mut use_pairs = patient_param(&pairs, "$lastn")?;
     use_pairs.extend(
         pairs
@@ -86,7 +115,7 @@ pub(crate) async fn lastn(
                     .at("max")
             })?,
     };
-    let spec = Spec::parse(&state, &use_pairs, false).await?;
+    let spec = Spec::parse(state, &use_pairs, false).await?;
     let mut entries = Vec::new();
     if let (false, Some(subject)) = (spec.is_empty(), spec.filter().subject.clone()) {
         let latest = state
@@ -97,15 +126,17 @@ pub(crate) async fn lastn(
         for m in &latest {
             entries.push((
                 format!("{base}/Observation/{}", m.id.as_uuid()),
-                Value::Object(observation_json(&state, m)?),
+                Value::Object(observation_json(state, m)?),
             ));
         }
     }
-    let mut self_pairs = use_pairs.clone();
+    // What the operation used, in the canonical order (a national person number as the
+    // Patient it named).
+    let mut self_pairs = spec.applied().to_vec();
     self_pairs.push(("max".into(), max.to_string()));
     let self_link = format!(
         "{base}/Observation/$lastn?{}",
-        crate::search::query_string(&self_pairs)
+        crate::search::query_string(&crate::search::canonical(self_pairs))
     );
     let total = entries.len() as u64;
     Ok(fhir_response(
@@ -121,10 +152,35 @@ pub(crate) async fn stats(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let mut pairs = params(query.as_deref());
+    let pairs = params(query.as_deref());
+    crate::search::refuse_national_in_url(&pairs, "Observation")?;
+    stats_of(&state, &access, &headers, pairs).await
+}
+
+/// `POST /Observation/$stats` with the parameters in the URL and an
+/// `application/x-www-form-urlencoded` body, combined.
+pub(crate) async fn stats_post(
+    State(state): State<AppState>,
+    access: Option<Extension<Access>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    crate::search::check_search_scope(&access, "Observation")?;
+    let pairs =
+        crate::search::post_search_params(query.as_deref(), &headers, &body, "Observation")?;
+    stats_of(&state, &access, &headers, pairs).await
+}
+
+async fn stats_of(
+    state: &AppState,
+    access: &Option<Extension<Access>>,
+    headers: &HeaderMap,
+    mut pairs: Vec<(String, String)>,
+) -> ApiResult<Response> {
     crate::search::refuse_unsupported_modifiers(&pairs)?;
-    restrict_search(&mut pairs, limited_to(&access).as_deref())?;
-    check_format(&headers, format_of(&pairs))?;
+    restrict_search(&mut pairs, limited_to(access).as_deref())?;
+    check_format(headers, format_of(&pairs))?;
     let mut use_pairs = patient_param(&pairs, "$stats")?;
     // code (with system), or coding=system|code.
     let system = pairs
@@ -201,7 +257,7 @@ pub(crate) async fn stats(
             .transpose()?;
         range = (start.map(|s| s.lo), end.map(|e| e.hi));
     }
-    let mut spec = Spec::parse(&state, &use_pairs, false).await?;
+    let mut spec = Spec::parse(state, &use_pairs, false).await?;
     if let Some(from) = range.0 {
         spec.filter_mut().from = Bound::Included(from);
     }
@@ -222,14 +278,22 @@ pub(crate) async fn stats(
             .map_err(|e| ApiError::from_store(&e))?
     };
     let include = pairs.iter().any(|(k, v)| k == "include" && v == "true");
-    // The Patient as the client named it (its id is the one the client knows).
-    let patient_ref = use_pairs
-        .first()
-        .map(|(_, v)| match v.rsplit_once("Patient/") {
+    // The Patient as the client named it (its id is the one the client knows; by identifier,
+    // that identifier, and a national person number as the Patient id it named).
+    let subject = match spec
+        .applied()
+        .iter()
+        .find(|(k, _)| crate::auth::is_patient_param(k))
+    {
+        Some((_, v)) => json!({"reference": match v.rsplit_once("Patient/") {
             Some((_, id)) => format!("Patient/{id}"),
             None => format!("Patient/{v}"),
-        })
-        .unwrap_or_default();
+        }}),
+        None => match use_pairs.first().and_then(|(_, v)| v.split_once('|')) {
+            Some((system, value)) => json!({"identifier": {"system": system, "value": value}}),
+            None => json!({}),
+        },
+    };
     let mut parameter = Vec::new();
     for (key, points) in series(&measurements, &state.catalog) {
         let Some(kind) = state.catalog.kind(&key.kind) else {
@@ -273,7 +337,7 @@ pub(crate) async fn stats(
                 "resourceType": "Observation",
                 "status": "final",
                 "code": {"coding": [coding]},
-                "subject": {"reference": patient_ref},
+                "subject": subject,
                 "effectivePeriod": period,
                 "component": component,
             }
@@ -282,7 +346,7 @@ pub(crate) async fn stats(
     if include {
         for m in &measurements {
             parameter.push(
-                json!({"name": "source", "resource": Value::Object(observation_json(&state, m)?)}),
+                json!({"name": "source", "resource": Value::Object(observation_json(state, m)?)}),
             );
         }
     }

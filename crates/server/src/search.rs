@@ -19,14 +19,242 @@ pub(crate) fn params(raw: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Parameter names with a modifier that this server supports on Observation searches: the
-/// `Patient` type of a reference, which says no more than the parameter itself, and
-/// `:identifier` (the Patient by a business identifier, `system|value`).
+/// `Patient` type of a reference, which says no more than the parameter itself, `:identifier`
+/// (the Patient by a business identifier, `system|value`), and the chains to the Patient's
+/// `identifier` ([`CHAINED_IDENTIFIER`]), which ask the same.
 const SUPPORTED_MODIFIED: &[&str] = &[
     "patient:Patient",
     "subject:Patient",
     "patient:identifier",
     "subject:identifier",
+    "patient.identifier",
+    "subject.identifier",
+    "patient:Patient.identifier",
+    "subject:Patient.identifier",
 ];
+
+/// The Observation parameters that name the Patient by one of its identifiers
+/// (`system|value`): the `:identifier` modifier and the chains to `Patient.identifier`.
+pub(crate) const PATIENT_IDENTIFIER_PARAMS: &[&str] = &[
+    "patient.identifier",
+    "subject.identifier",
+    "patient:Patient.identifier",
+    "subject:Patient.identifier",
+    "patient:identifier",
+    "subject:identifier",
+];
+
+/// The Norwegian H-number (helsepersonell-/hjelpenummer, FHN), which the model does not name.
+pub(crate) const FHN: &str = "urn:oid:2.16.578.1.12.4.1.4.3";
+
+/// The identifier systems of national person numbers: Danish CPR, Dutch BSN, Norwegian FNR,
+/// D-number and H-number. Their values never appear in a URL this server reads or writes.
+pub(crate) const NATIONAL_SYSTEMS: &[&str] = &[
+    healthanalyzer_model::systems::CPR,
+    healthanalyzer_model::systems::BSN,
+    healthanalyzer_model::systems::FNR,
+    healthanalyzer_model::systems::DNR,
+    FHN,
+];
+
+/// Whether a `system|value` token names a national person number.
+pub(crate) fn is_national_token(token: &str) -> bool {
+    token
+        .split_once('|')
+        .is_some_and(|(system, _)| NATIONAL_SYSTEMS.contains(&system))
+}
+
+/// Whether a parameter takes identifiers (`system|value`): `identifier`, and every name that
+/// ends in `.identifier` or `:identifier`.
+fn takes_identifiers(name: &str) -> bool {
+    name == "identifier" || name.ends_with(".identifier") || name.ends_with(":identifier")
+}
+
+/// Refuses a national person number in a URL's query (MedMij's rule, and the reason FHIR has
+/// `POST [type]/_search`): 400 naming the parameter, telling the client to POST the search to
+/// `[type]/_search` with a form body. The message never quotes the value.
+pub(crate) fn refuse_national_in_url(pairs: &[(String, String)], ty: &str) -> ApiResult<()> {
+    for (name, value) in pairs {
+        if takes_identifiers(name) && value.split(',').any(is_national_token) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "not-supported",
+                format!(
+                    "{name}: a national person number (CPR, BSN, FNR, D- or H-number) is not supported in a URL, \
+                     where it would end up in logs and histories; send the search as POST [base]/{ty}/_search \
+                     with the parameters in an application/x-www-form-urlencoded body"
+                ),
+            )
+            .at(format!("http.{name}")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a `system|value` token that names a Patient: a system that is an absolute URI and a
+/// value; for the national systems, a value of the right shape (digits, length). 400 naming
+/// the parameter otherwise; the message never quotes the value.
+pub(crate) fn patient_identifier(
+    name: &str,
+    token: &str,
+) -> ApiResult<healthanalyzer_model::Identifier> {
+    let bad = |why: &str| {
+        ApiError::bad_request(format!(
+            "{name}: {why}; send system|value, the Patient's identifier with its system \
+             (e.g. urn:oid:2.16.578.1.12.4.1.4.1|<fødselsnummer>)"
+        ))
+        .at(format!("http.{name}"))
+    };
+    let Some((system, value)) = token.split_once('|') else {
+        return Err(bad("the identifier has no system"));
+    };
+    if value.is_empty() || value.contains('|') {
+        return Err(bad("the identifier value is missing or holds a second '|'"));
+    }
+    let absolute = system.starts_with("urn:")
+        || system.starts_with("http://")
+        || system.starts_with("https://");
+    if !absolute || system.contains(char::is_whitespace) {
+        return Err(bad(
+            "the identifier system is not an absolute URI (urn:…, http://… or https://…)",
+        ));
+    }
+    if NATIONAL_SYSTEMS.contains(&system) {
+        let digits = value.chars().filter(char::is_ascii_digit).count();
+        let dash = value.chars().filter(|c| *c == '-').count();
+        let shape = match system {
+            healthanalyzer_model::systems::CPR => {
+                digits == 10 && (dash == 0 || (dash == 1 && value.find('-') == Some(6)))
+            }
+            healthanalyzer_model::systems::BSN => digits == 9 && dash == 0,
+            _ => digits == 11 && dash == 0,
+        };
+        if !shape || digits + dash != value.len() {
+            return Err(bad(
+                "the value is not a national person number of that system (CPR: 10 digits, BSN: 9, FNR, D- and H-number: 11)",
+            ));
+        }
+    }
+    Ok(healthanalyzer_model::Identifier::new(system, value))
+}
+
+/// A POST `_search` body: `application/x-www-form-urlencoded` name/value pairs, percent-decoded,
+/// in order. An empty body without a media type is no parameters; any other media type is 415.
+pub(crate) fn form_body(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> ApiResult<Vec<(String, String)>> {
+    let media = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("?"))
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match media.as_deref() {
+        Some("application/x-www-form-urlencoded") => {}
+        None if body.is_empty() => return Ok(Vec::new()),
+        other => {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "not-supported",
+                format!(
+                    "a search POSTed to _search takes its parameters as application/x-www-form-urlencoded; \
+                     this body is {}",
+                    other.map_or("without a Content-Type".to_string(), |t| format!("{t:?}"))
+                ),
+            )
+            .at("http.Content-Type"));
+        }
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err(ApiError::bad_request("the form body is not UTF-8"));
+    }
+    Ok(form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect())
+}
+
+/// The parameters a POST `_search` runs with: those of the URL, then those of the body (FHIR
+/// R4 search.html: the server combines both). The URL's must not carry a national person
+/// number ([`refuse_national_in_url`]).
+pub(crate) fn post_search_params(
+    query: Option<&str>,
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    ty: &str,
+) -> ApiResult<Vec<(String, String)>> {
+    let mut pairs = params(query);
+    refuse_national_in_url(&pairs, ty)?;
+    pairs.extend(form_body(headers, body)?);
+    Ok(pairs)
+}
+
+/// Refuses a search the token's scopes do not allow (`s` on `ty`): the interactions the
+/// authorization layer does not see as searches (POST `_search`, POST operations) check here.
+pub(crate) fn check_search_scope(
+    access: &Option<axum::Extension<crate::auth::Access>>,
+    ty: &str,
+) -> ApiResult<()> {
+    if let Some(axum::Extension(crate::auth::Access::Token(grant))) = access
+        && !grant.allows(ty, 's')
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the token's scopes do not allow 's' on {ty}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The result parameters in the order self and next links carry them, after the criteria.
+const RESULT_ORDER: &[&str] = &[
+    "_sort", "_include", "_count", "_summary", "_total", "_format", "_page",
+];
+
+/// Parameters in the canonical order of this server's links: the criteria by name (the values
+/// of one name in the order given), then the result parameters ([`RESULT_ORDER`]); a pair given
+/// twice is kept once.
+pub(crate) fn canonical(mut pairs: Vec<(String, String)>) -> Vec<(String, String)> {
+    pairs.sort_by(|(a, _), (b, _)| {
+        let rank = |k: &str| RESULT_ORDER.iter().position(|r| *r == k);
+        match (rank(a), rank(b)) {
+            (None, None) => a.cmp(b),
+            (None, Some(_)) => std::cmp::Ordering::Less,
+            (Some(_), None) => std::cmp::Ordering::Greater,
+            (Some(x), Some(y)) => x.cmp(&y),
+        }
+    });
+    let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+    for p in pairs {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The result parameters a search used, for its links: `_count` (as applied), `_summary=count`,
+/// `_total=none` and `_format`, when given.
+pub(crate) fn result_params(pairs: &[(String, String)], paging: &Paging) -> Vec<(String, String)> {
+    let mut out = vec![("_count".to_string(), paging.count.to_string())];
+    for (k, v) in pairs {
+        let used = match k.as_str() {
+            "_summary" => v == "count",
+            "_total" => v == "none",
+            "_format" => true,
+            _ => false,
+        };
+        if used {
+            out.push((k.clone(), v.clone()));
+        }
+    }
+    out
+}
 
 /// Refuses a search parameter with a modifier (`patient:missing`, `code:text`,
 /// `date:missing`), a chain (`subject.identifier`, `patient.name`) or a reverse chain (`_has:…`)
@@ -479,6 +707,136 @@ mod tests {
                 inc.len()
             );
         }
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn links_carry_criteria_by_name_then_result_parameters_in_a_fixed_order() {
+        let got = canonical(pairs(&[
+            ("_page", "t"),
+            ("_count", "5"),
+            ("patient", "a"),
+            ("date", "lt2025"),
+            ("_sort", "-date"),
+            ("code", "x"),
+            ("date", "ge2024"),
+            ("patient", "a"),
+            ("_total", "none"),
+            ("_include", "Observation:subject"),
+        ]));
+        assert_eq!(
+            got,
+            pairs(&[
+                ("code", "x"),
+                ("date", "lt2025"),
+                ("date", "ge2024"),
+                ("patient", "a"),
+                ("_sort", "-date"),
+                ("_include", "Observation:subject"),
+                ("_count", "5"),
+                ("_total", "none"),
+                ("_page", "t"),
+            ])
+        );
+    }
+
+    #[test]
+    fn patient_identifiers_need_a_uri_system_and_a_value_of_the_right_shape() {
+        let fnr = healthanalyzer_model::systems::FNR;
+        let cpr = healthanalyzer_model::systems::CPR;
+        let bsn = healthanalyzer_model::systems::BSN;
+        for ok in [
+            format!("{fnr}|14038012345"),
+            format!("{cpr}|0101011234"),
+            format!("{cpr}|010101-1234"),
+            format!("{bsn}|999999990"),
+            "urn:test:mrn|Anne".to_string(),
+            "https://example.org/ids|a b".to_string(),
+        ] {
+            assert!(
+                patient_identifier("patient.identifier", &ok).is_ok(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "14038012345".to_string(),
+            format!("{fnr}|"),
+            format!("{fnr}|1403801234"),
+            format!("{fnr}|1403801234x"),
+            format!("{cpr}|01010-11234"),
+            format!("{bsn}|99999999"),
+            "mrn|1".to_string(),
+            "|1".to_string(),
+            format!("{fnr}|14038012345|1"),
+        ] {
+            let e = patient_identifier("subject.identifier", &bad).err();
+            let e = e.unwrap_or_else(|| panic!("{bad} passed"));
+            assert_eq!(e.expression.as_deref(), Some("http.subject.identifier"));
+            assert!(!e.diagnostics.contains("1403801"), "{}", e.diagnostics);
+        }
+    }
+
+    #[test]
+    fn national_numbers_are_refused_in_urls_only_in_identifier_parameters() {
+        let fnr = format!("{}|14038012345", healthanalyzer_model::systems::FNR);
+        for name in [
+            "identifier",
+            "patient.identifier",
+            "subject:Patient.identifier",
+            "patient:identifier",
+        ] {
+            let e = refuse_national_in_url(&pairs(&[(name, &format!("urn:a|1,{fnr}"))]), "X");
+            let e = e.err().unwrap_or_else(|| panic!("{name} passed"));
+            assert_eq!(e.expression, Some(format!("http.{name}")));
+            assert!(e.diagnostics.contains("POST [base]/X/_search"));
+            assert!(!e.diagnostics.contains("14038012345"));
+        }
+        assert!(refuse_national_in_url(&pairs(&[("identifier", "urn:a|1")]), "X").is_ok());
+        // Not an identifier parameter: no opinion.
+        assert!(refuse_national_in_url(&pairs(&[("code", &fnr)]), "X").is_ok());
+    }
+
+    #[test]
+    fn form_bodies_need_their_media_type() {
+        use axum::http::{HeaderMap, HeaderValue, header};
+        let with = |ct: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            h
+        };
+        let got = form_body(
+            &with("application/x-www-form-urlencoded; charset=utf-8"),
+            b"a=1&b=x%7Cy&a=2",
+        );
+        assert_eq!(
+            got.ok(),
+            Some(pairs(&[("a", "1"), ("b", "x|y"), ("a", "2")]))
+        );
+        assert_eq!(form_body(&HeaderMap::new(), b"").ok(), Some(Vec::new()));
+        for (headers, body) in [
+            (with("application/fhir+json"), &b"{}"[..]),
+            (with("text/plain"), &b"a=1"[..]),
+            (HeaderMap::new(), &b"a=1"[..]),
+        ] {
+            let e = form_body(&headers, body).err();
+            assert_eq!(
+                e.map(|e| e.status),
+                Some(axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE)
+            );
+        }
+        assert!(form_body(&with("application/x-www-form-urlencoded"), b"a=%ff").is_ok());
+        assert!(
+            form_body(
+                &with("application/x-www-form-urlencoded"),
+                &[b'a', b'=', 0xff]
+            )
+            .is_err()
+        );
     }
 
     fn ts(s: &str) -> Timestamp {

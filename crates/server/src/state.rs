@@ -27,6 +27,11 @@ pub struct ServerConfig {
     pub max_count: usize,
     /// Bearer-token authentication; `None`: off (everyone may do everything).
     pub auth: Option<crate::auth::AuthConfig>,
+    /// DPoP (RFC 9449) for DPoP-bound tokens, when [`auth`](Self::auth) is on; `None` (the
+    /// default): off, a bound token is taken as a bearer token and the `DPoP` scheme is not
+    /// accepted. With DPoP on, set [`base_url`](Self::base_url) to the public URL clients use:
+    /// proofs name it (`htu`).
+    pub dpop: Option<crate::dpop::DpopConfig>,
     /// What to do with subject identifiers that fail their national rules: mark them (a
     /// `meta.tag` on the Patient, the default) or refuse the Observation (422).
     pub identifiers: healthanalyzer_model::IdentifierPolicy,
@@ -42,6 +47,7 @@ impl Default for ServerConfig {
             default_count: 50,
             max_count: 1_000,
             auth: None,
+            dpop: None,
             identifiers: healthanalyzer_model::IdentifierPolicy::Mark,
         }
     }

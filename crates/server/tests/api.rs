@@ -785,6 +785,23 @@ impl healthanalyzer_store::WriteSetStore for SlowStore {
     > {
         self.0.subject_versioned(id).await
     }
+    async fn document(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> healthanalyzer_store::Result<
+        Option<healthanalyzer_store::Versioned<healthanalyzer_store::Document>>,
+    > {
+        self.0.document(resource_type, id).await
+    }
+    async fn find_documents(
+        &self,
+        query: &healthanalyzer_store::DocumentQuery,
+    ) -> healthanalyzer_store::Result<
+        Vec<healthanalyzer_store::Versioned<healthanalyzer_store::Document>>,
+    > {
+        self.0.find_documents(query).await
+    }
 }
 
 #[async_trait::async_trait]

@@ -36,7 +36,7 @@ fn grant(who: &str, scopes: &[&str]) -> Grant {
     Grant {
         who: who.into(),
         scopes: scopes.iter().map(|s| Scope::parse(s).unwrap()).collect(),
-        patient: None,
+        ..Grant::default()
     }
 }
 
@@ -471,13 +471,88 @@ async fn rs256_tokens_from_a_public_key() {
     assert!(JwtConfig::rs256_pem(b"not a key").is_err());
 }
 
+#[tokio::test]
+async fn context_claims_give_the_patient_and_the_episode_of_care() {
+    let auth = AuthConfig {
+        tokens: HashMap::new(),
+        jwt: Some(JwtConfig::hs256(SECRET).unwrap()),
+    };
+    // Plain claims.
+    let plain = jwt(json!({"scope": "patient/*.rs", "patient": "p1",
+        "episode_of_care": "EpisodeOfCare/39765", "exp": now() + 600}));
+    let g = auth.grant(&plain).unwrap();
+    assert_eq!(g.patient.as_deref(), Some("p1"));
+    assert_eq!(g.episode_of_care.as_deref(), Some("EpisodeOfCare/39765"));
+    // FUT's context claim (as in the Danish eHealth tokens).
+    let fut = jwt(
+        json!({"user_id": "u", "user_type": "PATIENT", "exp": now() + 600,
+        "context": {"episode_of_care_id": "https://careplan.example/fhir/EpisodeOfCare/32584",
+                    "patient_id": "https://patient.example/fhir/Patient/75288", "team_on_eoc": false}}),
+    );
+    let g = auth.grant(&fut).unwrap();
+    assert_eq!(g.patient.as_deref(), Some("75288"));
+    assert_eq!(
+        g.episode_of_care.as_deref(),
+        Some("https://careplan.example/fhir/EpisodeOfCare/32584")
+    );
+    assert!(g.allows_episode_of_care("EpisodeOfCare/32584"));
+    assert!(!g.allows_episode_of_care("EpisodeOfCare/39765"));
+    // The plain claims win over the context.
+    let both = jwt(
+        json!({"patient": "p1", "episode_of_care": "EpisodeOfCare/1", "exp": now() + 600,
+        "context": {"episode_of_care_id": "EpisodeOfCare/2", "patient_id": "Patient/p2"}}),
+    );
+    let g = auth.grant(&both).unwrap();
+    assert_eq!(
+        (g.patient.as_deref(), g.episode_of_care.as_deref()),
+        (Some("p1"), Some("EpisodeOfCare/1"))
+    );
+    // No context: neither.
+    let none = jwt(json!({"scope": "system/*.rs", "exp": now() + 600}));
+    let g = auth.grant(&none).unwrap();
+    assert_eq!((g.patient, g.episode_of_care, g.jkt), (None, None, None));
+    let bound = jwt(
+        json!({"scope": "system/*.rs", "exp": now() + 600, "cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}),
+    );
+    assert_eq!(
+        auth.grant(&bound).unwrap().jkt.as_deref(),
+        Some("0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I")
+    );
+    assert!(auth.grant("not-a-token-we-issued-0000").is_none());
+
+    // Over HTTP: a FUT context patient limits a patient-scoped token to that compartment.
+    let s = server().await;
+    let w = world(&s).await;
+    let t = jwt(json!({"scope": "patient/*.rs", "exp": now() + 600,
+        "context": {"patient_id": format!("https://patient.example/fhir/Patient/{}", w.a),
+                    "episode_of_care_id": "https://careplan.example/fhir/EpisodeOfCare/1"}}));
+    let a = as_token(&s, Some(&t), Method::GET, "Observation", None).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    let ids: Vec<&str> = a.body["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [w.oa.as_str()]);
+    let a = as_token(
+        &s,
+        Some(&t),
+        Method::GET,
+        &format!("Observation/{}", w.ob),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 403, "{}", a.text);
+}
+
 #[test]
 fn token_files_are_read_and_bad_lines_named() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("tokens");
     std::fs::write(
         &good,
-        "# name token scopes\ndashboard 0123456789abcdef0123 user/*.rs\nanne fedcba98765432100000 patient/*.cruds patient=p1\n",
+        "# name token scopes\ndashboard 0123456789abcdef0123 user/*.rs\nanne fedcba98765432100000 patient/*.cruds patient=p1 episode_of_care=EpisodeOfCare/7\n",
     )
     .unwrap();
     let cfg = AuthConfig::from_token_file(&good).unwrap();
@@ -486,6 +561,13 @@ fn token_files_are_read_and_bad_lines_named() {
         cfg.tokens["fedcba98765432100000"].patient.as_deref(),
         Some("p1")
     );
+    assert_eq!(
+        cfg.tokens["fedcba98765432100000"]
+            .episode_of_care
+            .as_deref(),
+        Some("EpisodeOfCare/7")
+    );
+    assert_eq!(cfg.tokens["0123456789abcdef0123"].episode_of_care, None);
     for (text, why) in [
         ("x short user/*.rs\n", "shorter than 16"),
         ("x 0123456789abcdef0123 admin/*\n", "not a SMART scope"),

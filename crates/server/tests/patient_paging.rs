@@ -121,6 +121,19 @@ impl WriteSetStore for Counted {
     async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>> {
         self.inner.subject_versioned(id).await
     }
+    async fn document(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<Versioned<healthanalyzer_store::Document>>> {
+        self.inner.document(resource_type, id).await
+    }
+    async fn find_documents(
+        &self,
+        query: &healthanalyzer_store::DocumentQuery,
+    ) -> Result<Vec<Versioned<healthanalyzer_store::Document>>> {
+        self.inner.find_documents(query).await
+    }
     async fn unrecorded_subjects_page(
         &self,
         after: Option<&Identifier>,

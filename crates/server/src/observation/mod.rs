@@ -15,7 +15,7 @@ use healthanalyzer_model::Identifier;
 
 pub(crate) use crud::{create, delete, get_versioned, read, update};
 pub(crate) use mapping::{observation_json, to_measurement};
-pub(crate) use search::search;
+pub(crate) use search::{search, search_post};
 pub(crate) use search_params::{SEARCH_PARAMS, Spec};
 
 /// Patients created in the same transaction: `Patient/<id>` to their primary identifier.

@@ -3,6 +3,7 @@
 use std::ops::Bound;
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -17,7 +18,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::{check_format, fhir_response};
 use crate::patient::format_of;
 use crate::resource::{base_url, version_of};
-use crate::search::{Paging, max_lower, min_upper, params, query_string, searchset};
+use crate::search::{
+    Paging, canonical, check_search_scope, max_lower, min_upper, params, post_search_params,
+    query_string, refuse_national_in_url, result_params, searchset,
+};
 use crate::state::AppState;
 
 impl Spec {
@@ -112,29 +116,60 @@ impl Spec {
     }
 }
 
-/// `GET /Observation?…`.
+/// `GET /Observation?…`. A national person number in the query is refused (400): such a
+/// search is POSTed to `_search`.
 pub(crate) async fn search(
     State(state): State<AppState>,
     access: Option<Extension<Access>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let mut pairs = params(query.as_deref());
+    let pairs = params(query.as_deref());
+    refuse_national_in_url(&pairs, "Observation")?;
+    run(&state, &access, &headers, pairs).await
+}
+
+/// `POST /Observation/_search`: the parameters of the URL and of the form body, combined; the
+/// same answer as the GET of them, whose URL the self link is.
+pub(crate) async fn search_post(
+    State(state): State<AppState>,
+    access: Option<Extension<Access>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult<Response> {
+    check_search_scope(&access, "Observation")?;
+    let pairs = post_search_params(query.as_deref(), &headers, &body, "Observation")?;
+    run(&state, &access, &headers, pairs).await
+}
+
+/// An Observation search of `pairs`, by GET or POST.
+async fn run(
+    state: &AppState,
+    access: &Option<Extension<Access>>,
+    headers: &HeaderMap,
+    mut pairs: Vec<(String, String)>,
+) -> ApiResult<Response> {
+    let state = state.clone();
+    let headers = headers.clone();
     check_format(&headers, format_of(&pairs))?;
-    restrict_search(&mut pairs, limited_to(&access).as_deref())?;
+    restrict_search(&mut pairs, limited_to(access).as_deref())?;
     let base = base_url(&state, &headers);
     let spec = Spec::parse(&state, &pairs, false).await?;
     crate::http::check_strict_handling(&headers, &spec.ignored)?;
     let paging = Paging::parse(&pairs, state.config.default_count, state.config.max_count)?;
     let (count, token) = (paging.count, paging.page.clone());
+    // Every parameter the search used (a national person number as the Patient it named),
+    // in the canonical order, and none it ignored.
     let mut self_pairs = spec.applied.clone();
-    self_pairs.push(("_count".into(), count.to_string()));
+    self_pairs.extend(result_params(&pairs, &paging));
+    let self_pairs = canonical(self_pairs);
+    let link = |p: &[(String, String)]| format!("{base}/Observation?{}", query_string(p));
     if paging.only_total {
         let total = spec.total(&state).await?;
-        let self_link = format!("{base}/Observation?{}", query_string(&self_pairs));
         return Ok(fhir_response(
             StatusCode::OK,
-            &searchset(&self_link, None, total, Vec::new()),
+            &searchset(&link(&self_pairs), None, total, Vec::new()),
         ));
     }
     let total = if paging.want_total && token.is_none() {
@@ -146,12 +181,13 @@ pub(crate) async fn search(
     let next_link = next.map(|t| {
         let mut p = self_pairs.clone();
         p.push(("_page".into(), t.as_str().to_string()));
-        format!("{base}/Observation?{}", query_string(&p))
+        link(&p)
     });
+    let mut self_pairs = self_pairs;
     if let Some(t) = token {
         self_pairs.push(("_page".into(), t));
     }
-    let self_link = format!("{base}/Observation?{}", query_string(&self_pairs));
+    let self_link = link(&self_pairs);
     // The matches are written as text and spliced into the Bundle: building a `Value` per
     // Observation and serialising it was most of a search's time (`docs/benchmarks.md`).
     let mut entries = Vec::with_capacity(items.len());

@@ -55,6 +55,15 @@ pub(crate) const SEARCH_PARAMS: &[(&str, &str, &str)] = &[
         "The subject (a Patient) of the Observation",
     ),
     (
+        "patient.identifier",
+        "token",
+        "The Patient by one of its identifiers, system|value (also subject.identifier, \
+         subject:Patient.identifier, patient:identifier). A national person number (CPR, BSN, \
+         FNR, D- or H-number) only in the body of POST Observation/_search, never in a URL; the \
+         links then name the Patient as patient=<id>",
+    ),
+    ("subject.identifier", "token", "As patient.identifier"),
+    (
         "code",
         "token",
         "Observation.code: system|code, code, comma-separated for OR",
@@ -130,29 +139,45 @@ impl Spec {
                         None => spec.empty = true,
                     }
                 }
-                "patient:identifier" | "subject:identifier" => {
-                    let wanted = match v.parse::<healthanalyzer_model::Identifier>() {
-                        Ok(id) if id.system.is_some() => id,
-                        _ => {
-                            return Err(ApiError::bad_request(format!(
-                                "{k}: send system|value (the Patient's identifier with its system)"
-                            ))
-                            .at(k.clone()));
-                        }
-                    };
+                name if crate::search::PATIENT_IDENTIFIER_PARAMS.contains(&name) => {
+                    if v.contains(',') {
+                        return Err(ApiError::bad_request(format!(
+                            "{name}: one Patient per search (no comma-separated list)"
+                        ))
+                        .at(format!("http.{name}")));
+                    }
+                    let wanted = crate::search::patient_identifier(name, v)?;
                     // The subject that identifier names (a Patient's primary identifier, or one
                     // of its others), else measurements stored under it directly.
-                    let primary = match state
+                    let (primary, patient_id) = match state
                         .store
                         .subject(&wanted)
                         .await
                         .map_err(|e| ApiError::from_store(&e))?
                     {
-                        Some(s) => s.id,
-                        None => wanted,
+                        Some(s) => {
+                            let id = crate::patient::logical_id(&s);
+                            (s.id, id)
+                        }
+                        None => {
+                            let id = crate::patient::logical_id_of(&wanted);
+                            (wanted, id)
+                        }
                     };
                     if spec.filter.subject.as_ref().is_some_and(|s| *s != primary) {
                         spec.empty = true;
+                    }
+                    if crate::search::is_national_token(v) {
+                        // Never in a link: the links name the Patient it resolved to, which
+                        // is the same search (and resolves in one step on the next page).
+                        if patient_id == crate::patient::derived_id(&primary)
+                            && let Ok(mut ids) = state.derived_ids.write()
+                        {
+                            ids.insert(patient_id.clone(), primary.clone());
+                        }
+                        spec.applied.push(("patient".into(), patient_id));
+                        spec.filter.subject = Some(primary);
+                        continue;
                     }
                     spec.filter.subject = Some(primary);
                 }
@@ -282,6 +307,12 @@ impl Spec {
             spec.empty = true;
         }
         Ok(spec)
+    }
+
+    /// The parameters the search used, for its links (a national person number as
+    /// `patient=<the Patient id it named>`).
+    pub(crate) fn applied(&self) -> &[(String, String)] {
+        &self.applied
     }
 
     /// True when nothing can match.

@@ -9,7 +9,7 @@
 
 mod search;
 
-pub(crate) use search::search;
+pub(crate) use search::{search, search_post};
 
 use axum::Extension;
 use axum::body::Bytes;

@@ -424,15 +424,78 @@ fn remember(state: &AppState, e: &Entry) {
     }
 }
 
-/// `GET /Patient?…`.
+/// The criteria as the links carry them: an `identifier` parameter with a national person
+/// number becomes `_id=` the Patient ids its identifiers name (the same search; the number
+/// never appears in a URL). In such a parameter every identifier needs its system (400).
+async fn link_criteria(
+    state: &AppState,
+    applied: &[(String, String)],
+) -> ApiResult<Vec<(String, String)>> {
+    let mut out = Vec::with_capacity(applied.len());
+    for (k, v) in applied {
+        if k != "identifier" || !v.split(',').any(crate::search::is_national_token) {
+            out.push((k.clone(), v.clone()));
+            continue;
+        }
+        let mut ids = Vec::new();
+        for token in v.split(',') {
+            let id = match token.parse::<Identifier>() {
+                Ok(id) if id.system.is_some() => id,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "identifier: with a national person number in the parameter, send every \
+                         identifier of it as system|value",
+                    )
+                    .at("http.identifier"));
+                }
+            };
+            let patient = match state.store.subject(&id).await.map_err(store_error)? {
+                Some(s) => Entry::of(s),
+                None => Entry::of(Subject::new(id)),
+            };
+            remember(state, &patient);
+            ids.push(patient.id);
+        }
+        out.push(("_id".into(), ids.join(",")));
+    }
+    Ok(out)
+}
+
+/// `GET /Patient?…`. A national person number in the query is refused (400): such a search is
+/// POSTed to `_search`.
 pub(crate) async fn search(
     State(state): State<AppState>,
     access: Option<Extension<Access>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Response> {
-    let mut pairs = params(query.as_deref());
-    if let Some(p) = limited_to(&access) {
+    let pairs = params(query.as_deref());
+    crate::search::refuse_national_in_url(&pairs, "Patient")?;
+    run(&state, &access, &headers, pairs).await
+}
+
+/// `POST /Patient/_search`: the parameters of the URL and of the form body, combined.
+pub(crate) async fn search_post(
+    State(state): State<AppState>,
+    access: Option<Extension<Access>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    crate::search::check_search_scope(&access, "Patient")?;
+    let pairs = crate::search::post_search_params(query.as_deref(), &headers, &body, "Patient")?;
+    run(&state, &access, &headers, pairs).await
+}
+
+/// A Patient search of `pairs`, by GET or POST.
+async fn run(
+    state: &AppState,
+    access: &Option<Extension<Access>>,
+    headers: &HeaderMap,
+    mut pairs: Vec<(String, String)>,
+) -> ApiResult<Response> {
+    let (state, headers) = (state.clone(), headers.clone());
+    if let Some(p) = limited_to(access) {
         pairs.push(("_id".into(), p));
     }
     check_format(&headers, format_of(&pairs))?;
@@ -458,12 +521,11 @@ pub(crate) async fn search(
         .cloned()
         .collect();
     let criteria = Criteria::parse(&applied)?;
-    let mut self_pairs = applied;
-    self_pairs.push(("_count".into(), paging.count.to_string()));
-    if !paging.want_total {
-        // Kept in the links: the next page need not read to the end either.
-        self_pairs.push(("_total".into(), "none".into()));
-    }
+    // Every parameter the search used, in the canonical order, and none it ignored; `_total=none`
+    // is kept in the links: the next page need not read to the end either.
+    let mut self_pairs = link_criteria(&state, &applied).await?;
+    self_pairs.extend(crate::search::result_params(&pairs, &paging));
+    let mut self_pairs = crate::search::canonical(self_pairs);
     if paging.only_total {
         let found = scan(&state, &criteria, &Resume::Start, 0, true).await?;
         let self_link = format!("{base}/Patient?{}", query_string(&self_pairs));

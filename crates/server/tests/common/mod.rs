@@ -59,6 +59,42 @@ impl Answer {
     }
 }
 
+/// Sends one request to `base` (or to `path` when it is absolute) and reads the answer whole.
+pub async fn send_to(
+    http: &reqwest::Client,
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<&Value>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let url = if path.starts_with("http") {
+        path.to_string()
+    } else {
+        format!("{}/{}", base, path.trim_start_matches('/'))
+    };
+    let mut req = http.request(method, url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/fhir+json")
+            .body(b.to_string());
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
 pub async fn start(config: ServerConfig) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("t.db")).await.unwrap());
@@ -90,31 +126,7 @@ impl TestServer {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let url = if path.starts_with("http") {
-            path.to_string()
-        } else {
-            format!("{}/{}", self.base, path.trim_start_matches('/'))
-        };
-        let mut req = self.http.request(method, url);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/fhir+json")
-                .body(b.to_string());
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let text = res.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            body,
-            text,
-        }
+        send_to(&self.http, &self.base, method, path, body, headers).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
