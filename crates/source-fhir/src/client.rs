@@ -7,12 +7,45 @@ use std::time::{Duration, Instant};
 
 use healthanalyzer_source::http::{self, reqwest};
 use healthanalyzer_source::{Error, RetryPolicy};
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
 
+use crate::dpop::DpopKey;
+
 /// The media type of FHIR JSON.
 const FHIR_JSON: &str = "application/fhir+json";
+
+/// A request body, its media type and the `Prefer` header that goes with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Payload {
+    /// `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub text: String,
+    /// `Prefer` (`return=representation`), if any.
+    pub prefer: Option<&'static str>,
+}
+
+impl Payload {
+    /// FHIR JSON.
+    pub(crate) fn fhir(text: String) -> Self {
+        Payload {
+            content_type: FHIR_JSON,
+            text,
+            prefer: None,
+        }
+    }
+
+    /// An `application/x-www-form-urlencoded` body (a `POST [type]/_search`).
+    pub(crate) fn form(text: String) -> Self {
+        Payload {
+            content_type: "application/x-www-form-urlencoded",
+            text,
+            prefer: None,
+        }
+    }
+}
 
 /// How to authenticate to the server.
 #[derive(Clone, Default)]
@@ -70,6 +103,12 @@ pub struct ServerConfig {
     /// The largest response body read, in bytes; a larger page (or token answer) is refused
     /// with an error naming the limit. Default [`http::DEFAULT_BODY_LIMIT`] (64 MiB).
     pub body_limit: usize,
+    /// DPoP (RFC 9449): with a key, the token is sent as `Authorization: DPoP <token>` with
+    /// a fresh proof signed by the key on every request (and on the token request of
+    /// [`Auth::ClientCredentials`], which then asks for a DPoP-bound token). A server's
+    /// `DPoP-Nonce` challenge (`use_dpop_nonce`) is answered by one retry with the nonce,
+    /// which later proofs carry too. `None` (the default): plain bearer tokens.
+    pub dpop: Option<DpopKey>,
 }
 
 impl ServerConfig {
@@ -82,6 +121,7 @@ impl ServerConfig {
             timeout: http::DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
             body_limit: http::DEFAULT_BODY_LIMIT,
+            dpop: None,
         }
     }
 }
@@ -91,6 +131,16 @@ struct Token {
     access_token: String,
     #[serde(default)]
     expires_in: Option<u64>,
+    #[serde(default)]
+    token_type: Option<String>,
+}
+
+/// A token in hand: the token, whether it is DPoP-bound, and until when it is used.
+#[derive(Clone)]
+struct Held {
+    token: String,
+    bound: bool,
+    until: Instant,
 }
 
 /// A FHIR server connection, shared by sources and sinks (cheap to clone).
@@ -108,6 +158,7 @@ impl std::fmt::Debug for FhirClient {
             .field("timeout", &self.inner.config.timeout)
             .field("retry", &self.inner.config.retry)
             .field("body_limit", &self.inner.config.body_limit)
+            .field("dpop", &self.inner.config.dpop)
             .finish_non_exhaustive()
     }
 }
@@ -116,7 +167,33 @@ struct Inner {
     http: reqwest::Client,
     base: Url,
     config: ServerConfig,
-    token: Mutex<Option<(String, Instant)>>,
+    token: Mutex<Option<Held>>,
+    /// The last `DPoP-Nonce` of the FHIR server and of the token endpoint.
+    nonce: Mutex<Option<String>>,
+    token_nonce: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The `DPoP-Nonce` of an answer, if it has a usable one.
+fn dpop_nonce(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("dpop-nonce")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && n.len() <= 1_024)
+        .map(str::to_string)
+}
+
+/// Whether a 401's challenge asks for a DPoP nonce (RFC 9449 §9).
+fn asks_for_nonce(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|c| c.contains("use_dpop_nonce"))
 }
 
 /// The URL without its query (which may carry identifiers) and without user info.
@@ -144,6 +221,8 @@ impl FhirClient {
                 base,
                 config,
                 token: Mutex::new(None),
+                nonce: Mutex::new(None),
+                token_nonce: Mutex::new(None),
             }),
         })
     }
@@ -167,39 +246,72 @@ impl FhirClient {
         url.origin() == self.inner.base.origin()
     }
 
-    async fn token(&self) -> Result<Option<String>, Error> {
+    /// The token to send, and whether it goes with a DPoP proof.
+    async fn token(&self) -> Result<Option<(String, bool)>, Error> {
+        let dpop = self.inner.config.dpop.is_some();
         match &self.inner.config.auth {
             Auth::None => Ok(None),
-            Auth::Bearer(t) => Ok(Some(t.clone())),
+            Auth::Bearer(t) => Ok(Some((t.clone(), dpop))),
             Auth::ClientCredentials {
                 token_url,
                 client_id,
                 client_secret,
                 scope,
             } => {
-                if let Some((t, until)) = self
-                    .inner
-                    .token
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .as_ref()
-                    && Instant::now() < *until
+                if let Some(h) = lock(&self.inner.token).as_ref()
+                    && Instant::now() < h.until
                 {
-                    return Ok(Some(t.clone()));
+                    return Ok(Some((h.token.clone(), h.bound)));
                 }
                 let mut form = vec![("grant_type", "client_credentials")];
                 if let Some(s) = scope {
                     form.push(("scope", s));
                 }
-                let resp = self
-                    .inner
-                    .http
-                    .post(token_url)
-                    .basic_auth(client_id, Some(client_secret))
-                    .form(&form)
-                    .send()
-                    .await
-                    .map_err(|e| http::transport_error("the token endpoint", e))?;
+                let mut retried_nonce = false;
+                let resp = loop {
+                    let mut req = self
+                        .inner
+                        .http
+                        .post(token_url)
+                        .basic_auth(client_id, Some(client_secret))
+                        .form(&form);
+                    if let Some(key) = &self.inner.config.dpop {
+                        let url = Url::parse(token_url)
+                            .map_err(|e| Error::Config(format!("the token endpoint's URL: {e}")))?;
+                        let nonce = lock(&self.inner.token_nonce).clone();
+                        req = req.header("DPoP", key.proof("POST", &url, None, nonce.as_deref())?);
+                    }
+                    let resp = req
+                        .send()
+                        .await
+                        .map_err(|e| http::transport_error("the token endpoint", e))?;
+                    let nonce = dpop_nonce(resp.headers());
+                    if dpop && let Some(n) = &nonce {
+                        *lock(&self.inner.token_nonce) = Some(n.clone());
+                    }
+                    // RFC 9449 §8: an authorization server asks for a nonce with a 400
+                    // `use_dpop_nonce` error and a `DPoP-Nonce` header.
+                    if dpop
+                        && !retried_nonce
+                        && nonce.is_some()
+                        && resp.status() == StatusCode::BAD_REQUEST
+                    {
+                        let body = http::read_text(
+                            resp,
+                            self.inner.config.body_limit,
+                            "the token endpoint",
+                        )
+                        .await?;
+                        if body.contains("use_dpop_nonce") {
+                            retried_nonce = true;
+                            continue;
+                        }
+                        return Err(Error::Auth {
+                            reason: "the token endpoint refused the client credentials (400 Bad Request)".into(),
+                        });
+                    }
+                    break resp;
+                };
                 let status = resp.status();
                 if status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST {
                     return Err(Error::Auth {
@@ -222,16 +334,22 @@ impl FhirClient {
                 let token: Token = serde_json::from_str(&body).map_err(|e| Error::Auth {
                     reason: format!("the token endpoint's answer is not an OAuth2 token: {e}"),
                 })?;
+                // A DPoP-bound token says `token_type: DPoP`; one that says `Bearer` was not
+                // bound (the server does not do DPoP) and goes as a bearer token.
+                let bound = dpop
+                    && token
+                        .token_type
+                        .as_deref()
+                        .is_none_or(|t| t.eq_ignore_ascii_case("dpop"));
                 // Renew a minute early.
                 let life =
                     Duration::from_secs(token.expires_in.unwrap_or(300).saturating_sub(60).max(1));
-                *self
-                    .inner
-                    .token
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
-                    Some((token.access_token.clone(), Instant::now() + life));
-                Ok(Some(token.access_token))
+                *lock(&self.inner.token) = Some(Held {
+                    token: token.access_token.clone(),
+                    bound,
+                    until: Instant::now() + life,
+                });
+                Ok(Some((token.access_token, bound)))
             }
         }
     }
@@ -246,8 +364,25 @@ impl FhirClient {
     /// with conditional creates is safe to repeat.
     pub(crate) async fn post_bundle(&self, body: String) -> Result<String, Error> {
         let base = self.inner.base.clone();
-        self.with_retries(|| self.once(reqwest::Method::POST, &base, Some(body.clone())))
+        let payload = Payload::fhir(body);
+        self.with_retries(|| self.once(reqwest::Method::POST, &base, Some(&payload)))
             .await
+    }
+
+    /// POST `payload` to `url` (an operation, a `_search`, a batch): with retries when
+    /// `repeatable` (a read, or a write that is safe to send twice), else once.
+    pub(crate) async fn post(
+        &self,
+        url: &Url,
+        payload: &Payload,
+        repeatable: bool,
+    ) -> Result<String, Error> {
+        if repeatable {
+            self.with_retries(|| self.once(reqwest::Method::POST, url, Some(payload)))
+                .await
+        } else {
+            self.once(reqwest::Method::POST, url, Some(payload)).await
+        }
     }
 
     async fn with_retries<F, Fut>(&self, op: F) -> Result<String, Error>
@@ -266,32 +401,66 @@ impl FhirClient {
         &self,
         method: reqwest::Method,
         url: &Url,
-        body: Option<String>,
+        body: Option<&Payload>,
     ) -> Result<String, Error> {
-        let mut req = self
-            .inner
-            .http
-            .request(method, url.clone())
-            .header(ACCEPT, FHIR_JSON);
-        if let Some(t) = self.token().await? {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.header(CONTENT_TYPE, FHIR_JSON).body(b);
-        }
+        let token = self.token().await?;
         let where_ = redact(url);
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&where_, e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        // Bounded: a page (or an error's body) over the limit is refused, not held.
-        let text = http::read_text(resp, self.inner.config.body_limit, &where_).await?;
-        if status.is_success() {
-            return Ok(text);
+        let mut retried_nonce = false;
+        loop {
+            let mut req = self
+                .inner
+                .http
+                .request(method.clone(), url.clone())
+                .header(ACCEPT, FHIR_JSON);
+            match (&token, &self.inner.config.dpop) {
+                (Some((t, true)), Some(key)) => {
+                    let nonce = lock(&self.inner.nonce).clone();
+                    let proof = key.proof(method.as_str(), url, Some(t), nonce.as_deref())?;
+                    req = req
+                        .header(AUTHORIZATION, format!("DPoP {t}"))
+                        .header("DPoP", proof);
+                }
+                (Some((t, _)), _) => req = req.bearer_auth(t),
+                (None, _) => {}
+            }
+            if let Some(b) = body {
+                req = req
+                    .header(CONTENT_TYPE, b.content_type)
+                    .body(b.text.clone());
+                if let Some(p) = b.prefer {
+                    req = req.header("Prefer", p);
+                }
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| http::transport_error(&where_, e))?;
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let nonce = dpop_nonce(&headers);
+            if self.inner.config.dpop.is_some()
+                && let Some(n) = &nonce
+            {
+                *lock(&self.inner.nonce) = Some(n.clone());
+            }
+            // Bounded: a page (or an error's body) over the limit is refused, not held.
+            let text = http::read_text(resp, self.inner.config.body_limit, &where_).await?;
+            if status.is_success() {
+                return Ok(text);
+            }
+            // RFC 9449 §9: the server wants a nonce in the proof; once, with the one it sent.
+            if status == StatusCode::UNAUTHORIZED
+                && matches!(token, Some((_, true)))
+                && self.inner.config.dpop.is_some()
+                && nonce.is_some()
+                && asks_for_nonce(&headers)
+                && !retried_nonce
+            {
+                retried_nonce = true;
+                continue;
+            }
+            return Err(status_error(status, &headers, &where_, &text));
         }
-        Err(status_error(status, &headers, &where_, &text))
     }
 }
 
@@ -362,12 +531,11 @@ mod tests {
         let mut config = ServerConfig::new("https://me:pa55@fhir.example/fhir");
         config.auth = Auth::Bearer("s3cret".into());
         let client = FhirClient::new(config).expect("client");
-        *client
-            .inner
-            .token
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(("t0ken".into(), Instant::now()));
+        *lock(&client.inner.token) = Some(Held {
+            token: "t0ken".into(),
+            bound: false,
+            until: Instant::now(),
+        });
         let shown = format!("{client:?}");
         assert!(shown.contains("fhir.example/fhir"), "{shown}");
         for secret in ["s3cret", "t0ken", "pa55"] {

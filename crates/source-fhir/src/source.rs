@@ -1,13 +1,16 @@
 //! Observations (and their Patients) from a FHIR server, incrementally.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use healthanalyzer_fhir::{ReadOptions, Validation, read_bundle};
-use healthanalyzer_model::{Catalog, DateTime};
+use healthanalyzer_model::{Catalog, DateTime, Identifier};
 use healthanalyzer_source::http::reqwest::Url;
 use healthanalyzer_source::{Batch, Cursor, Error, Rejected, Result, Source};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{FhirClient, redact};
+use crate::chains::Shape;
+use crate::client::{FhirClient, Payload, redact};
 
 /// Which Observations to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,13 +20,28 @@ pub struct Query {
     /// `code` tokens (`http://loinc.org|85354-9`); empty for any.
     pub codes: Vec<String>,
     /// A `patient` (`Patient/123`) or `subject:identifier` (`urn:oid:…|0101701234`) to read
-    /// one person's Observations only.
+    /// one person's Observations only. Under [`Shape::Fut`] the `patient` parameter of
+    /// `$search-measurements` (a reference); under [`Shape::Pmd`] the `patient.identifier`
+    /// (`system|value`, required); under [`Shape::Medmij`] none may be given (the patient is
+    /// the token's).
     pub patient: Option<String>,
     /// Ask the server to include the Observations' Patients (`_include=Observation:subject`),
     /// so subjects resolve to their national identifiers.
     pub include_patients: bool,
     /// The most pages one search may take (a guard against `next` links that loop).
     pub max_pages: u32,
+    /// How to read: the plain search (the default) or a national chain's shape.
+    pub shape: Shape,
+    /// [`Shape::Fut`]: the `episodeOfCare` of `$search-measurements` (`EpisodeOfCare/<id>`
+    /// or the care-plan service's absolute URL); with or instead of `patient`.
+    pub episode_of_care: Option<String>,
+    /// [`Shape::Fut`]: the identifier (`urn:oid:1.2.208.176.1.2|<CPR>`) to give measurements
+    /// of `patient`, whose Observations name it only by a reference into the patient service.
+    pub subject: Option<Identifier>,
+    /// [`Shape::Fut`]: how far before the end of the last period each search starts (FUT
+    /// searches by the time measured, so a measurement submitted up to this late is still
+    /// found). Default two days.
+    pub overlap: Duration,
 }
 
 impl Default for Query {
@@ -35,6 +53,10 @@ impl Default for Query {
             patient: None,
             include_patients: true,
             max_pages: 100_000,
+            shape: Shape::Search,
+            episode_of_care: None,
+            subject: None,
+            overlap: Duration::from_secs(2 * 24 * 3600),
         }
     }
 }
@@ -42,22 +64,30 @@ impl Default for Query {
 /// The cursor: the high-water mark of `meta.lastUpdated` (what is older was read), the highest
 /// seen in the search under way, and the page being read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Position {
+pub(crate) struct Position {
     /// Read everything updated up to this instant (as the server wrote it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    since: Option<String>,
+    pub(crate) since: Option<String>,
     /// The latest `lastUpdated` of the search under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    max: Option<String>,
+    pub(crate) max: Option<String>,
     /// The page being read (a search URL or a `next` link), if a search is under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    page: Option<String>,
+    pub(crate) page: Option<String>,
     /// Measurements of that page already delivered.
     #[serde(default, skip_serializing_if = "is_zero")]
-    skip: usize,
+    pub(crate) skip: usize,
     /// Pages read in this search.
     #[serde(default, skip_serializing_if = "is_zero_u32")]
-    pages: u32,
+    pub(crate) pages: u32,
+    /// [`Shape::Fut`]: the last period searched was cut short (the server found too many
+    /// submissions in it), so the next one starts where it ended, without the overlap, and
+    /// the sync goes on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) more: bool,
+    /// [`Shape::Fut`]: the period under way (`max`) was cut short: after it the sync goes on.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) cut: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -113,11 +143,11 @@ struct Page {
 /// cursor recovers it).
 #[derive(Debug, Clone)]
 pub struct FhirSource {
-    id: String,
-    client: FhirClient,
-    query: Query,
-    catalog: &'static Catalog,
-    validation: Validation,
+    pub(crate) id: String,
+    pub(crate) client: FhirClient,
+    pub(crate) query: Query,
+    pub(crate) catalog: &'static Catalog,
+    pub(crate) validation: Validation,
 }
 
 impl FhirSource {
@@ -139,36 +169,72 @@ impl FhirSource {
         self
     }
 
-    /// The first page of a search for what was updated after `since`.
-    fn search(&self, since: Option<&str>, count: usize) -> Result<Url> {
-        let mut url = self.client.url("Observation")?;
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("_count", &count.to_string());
-            if !self.query.categories.is_empty() {
-                q.append_pair("category", &self.query.categories.join(","));
-            }
-            if !self.query.codes.is_empty() {
-                q.append_pair("code", &self.query.codes.join(","));
-            }
-            if let Some(p) = &self.query.patient {
-                if p.contains('|') {
-                    q.append_pair("subject:identifier", p);
-                } else {
-                    q.append_pair("patient", p);
-                }
-            }
-            if let Some(s) = since {
-                q.append_pair("_lastUpdated", &format!("gt{s}"));
-            }
-            if self.query.include_patients {
-                q.append_pair("_include", "Observation:subject");
+    /// Checks that the [`Query`] fits its [`Shape`] (a `patient` as `system|value` under
+    /// [`Shape::Pmd`], none under [`Shape::Medmij`], a patient or episode of care under
+    /// [`Shape::Fut`]); every pull checks it too.
+    ///
+    /// # Errors
+    /// [`Error::Config`] saying what to set.
+    pub fn check_settings(&self) -> Result<()> {
+        self.check_shape()
+    }
+
+    /// The parameters of a search for what was updated after `since`.
+    fn parameters(&self, since: Option<&str>, count: usize) -> Vec<(&'static str, String)> {
+        let mut q = vec![("_count", count.to_string())];
+        if !self.query.categories.is_empty() {
+            q.push(("category", self.query.categories.join(",")));
+        }
+        if !self.query.codes.is_empty() {
+            q.push(("code", self.query.codes.join(",")));
+        }
+        if let Some(p) = &self.query.patient {
+            match self.query.shape {
+                // The patient is the token's.
+                Shape::Medmij => {}
+                Shape::Pmd => q.push(("patient.identifier", p.trim().to_string())),
+                _ if p.contains('|') => q.push(("subject:identifier", p.clone())),
+                _ => q.push(("patient", p.clone())),
             }
         }
+        if let Some(s) = since {
+            q.push(("_lastUpdated", format!("gt{s}")));
+        }
+        if self.query.include_patients {
+            q.push(("_include", "Observation:subject".into()));
+        }
+        q
+    }
+
+    /// The first page of a search for what was updated after `since`, as a GET URL.
+    fn search(&self, since: Option<&str>, count: usize) -> Result<Url> {
+        let mut url = self.client.url("Observation")?;
+        url.query_pairs_mut()
+            .extend_pairs(self.parameters(since, count));
         Ok(url)
     }
 
-    fn decode(cursor: &Cursor) -> Result<Position> {
+    /// The first page of a search: a GET of [`FhirSource::search`], or under [`Shape::Pmd`]
+    /// a POST to `Observation/_search` with the parameters as a form body (the national
+    /// number stays out of the URL). The URL read and the page.
+    async fn first_page(&self, since: Option<&str>, count: usize) -> Result<(Url, String)> {
+        if self.query.shape == Shape::Pmd {
+            let url = self.client.url("Observation/_search")?;
+            // Encoded as a query is (application/x-www-form-urlencoded), on a URL never sent.
+            let mut form = Url::parse("http://form.invalid/")
+                .map_err(|e| Error::Config(format!("a form body: {e}")))?;
+            form.query_pairs_mut()
+                .extend_pairs(self.parameters(since, count));
+            let body = form.query().unwrap_or_default().to_string();
+            let text = self.client.post(&url, &Payload::form(body), true).await?;
+            return Ok((url, text));
+        }
+        let url = self.search(since, count)?;
+        let text = self.client.get(&url).await?;
+        Ok((url, text))
+    }
+
+    pub(crate) fn decode(cursor: &Cursor) -> Result<Position> {
         if cursor.is_start() {
             return Ok(Position::default());
         }
@@ -177,7 +243,7 @@ impl FhirSource {
         })
     }
 
-    fn encode(p: &Position) -> Cursor {
+    pub(crate) fn encode(p: &Position) -> Cursor {
         Cursor::new(serde_json::to_string(p).unwrap_or_default())
     }
 }
@@ -201,16 +267,28 @@ impl Source for FhirSource {
         "fhir"
     }
 
-    /// One search for a single Observation: the server answers and accepts the credentials.
+    /// One search for a single Observation (under [`Shape::Fut`], a `$search-measurements`
+    /// of the last minute): the server answers and accepts the credentials.
     async fn check(&self) -> Result<()> {
-        let url = self.search(None, 1)?;
-        self.client.get(&url).await.map(|_| ())
+        self.check_shape()?;
+        if self.query.shape == Shape::Fut {
+            let now = healthanalyzer_model::jiff::Timestamp::now();
+            let start = now
+                .checked_sub(healthanalyzer_model::jiff::SignedDuration::from_secs(60))
+                .ok();
+            return self.fut_search(start, now).await.map(|_| ());
+        }
+        self.first_page(None, 1).await.map(|_| ())
     }
 
     async fn pull(&self, cursor: &Cursor, limit: usize) -> Result<Batch> {
+        self.check_shape()?;
         let limit = limit.max(1);
         let mut at = Self::decode(cursor)?;
-        let url = match &at.page {
+        if self.query.shape == Shape::Fut {
+            return self.pull_fut(at, limit).await;
+        }
+        let (url, text) = match &at.page {
             Some(page) => {
                 let url = Url::parse(page).map_err(|_| Error::BadCursor {
                     reason: "the page in the cursor is not a URL".into(),
@@ -220,11 +298,15 @@ impl Source for FhirSource {
                         reason: "the page in the cursor is on another server".into(),
                     });
                 }
-                url
+                let text = self.client.get(&url).await?;
+                (url, text)
             }
-            None => self.search(at.since.as_deref(), limit.min(1000))?,
+            None => {
+                self.first_page(at.since.as_deref(), limit.min(1000))
+                    .await?
+            }
         };
-        let text = self.client.get(&url).await?;
+        let first_post = at.page.is_none() && self.query.shape == Shape::Pmd;
         let location = redact(&url);
         let bad = |reason: String| Error::BadData {
             location: location.clone(),
@@ -268,9 +350,10 @@ impl Source for FhirSource {
                 .collect();
         }
         if to < available {
-            // The page holds more than the limit: the next pull reads it again from here.
+            // The page holds more than the limit: the next pull reads it again from here
+            // (the first page of a PMD search by POSTing the search again).
             let next = Position {
-                page: Some(url.to_string()),
+                page: (!first_post).then(|| url.to_string()),
                 skip: to,
                 max,
                 ..at
@@ -308,6 +391,8 @@ impl Source for FhirSource {
                     page: Some(next.to_string()),
                     skip: 0,
                     pages: at.pages + 1,
+                    more: false,
+                    cut: false,
                 });
             }
             None => {
