@@ -99,15 +99,24 @@ pub enum Command {
         /// Only measurements taken at or after this time (RFC 3339).
         #[arg(long)]
         since: Option<Timestamp>,
-        /// The profile: vital-signs, dk-core, nl-core or no-basis.
-        #[arg(long, default_value = "vital-signs")]
-        profile: String,
+        /// The profile: vital-signs, dk-core, nl-core, no-basis, fut (Denmark's FUT, with the
+        /// `[export.fut]` settings) or pmd (Norway's PMD/VKP, also `vkp`; `[export.pmd]`).
+        /// Default: `[export] profile` of the configuration, else vital-signs.
+        #[arg(long)]
+        profile: Option<String>,
         /// Write to this file (default: stdout).
         #[arg(long, conflicts_with = "push")]
         out: Option<PathBuf>,
-        /// Push to this FHIR server instead, as transactions of conditional creates.
+        /// Push to this FHIR server instead, in the profile's upload shape: transactions of
+        /// conditional creates; under fut one $submit-measurement per measurement time, under
+        /// pmd a pmd-Bundle-Observation batch, under nl-core a MedMij batch (Prefer:
+        /// return=representation). Measurements the server refuses are listed one by one.
         #[arg(long, value_name = "FHIR_BASE_URL")]
         push: Option<String>,
+        /// The environment variable holding the bearer token for --push (the token stays out
+        /// of the command line and the shell history).
+        #[arg(long, value_name = "VAR", requires = "push")]
+        push_token_env: Option<String>,
     },
     /// A report: HTML (default, to healthanalyzer-report.html), Markdown or JSON (to stdout).
     Report {

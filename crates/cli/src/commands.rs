@@ -127,37 +127,73 @@ pub async fn run(cli: Cli, registry: &Registry) -> Result<()> {
             profile,
             out,
             push,
+            push_token_env,
         } => {
-            let profile: Profile = profile
-                .parse()
-                .map_err(|e: healthanalyzer_fhir::Error| Failure::Usage(e.to_string()))?;
+            if let Some(name) = profile {
+                name.parse::<Profile>()
+                    .map_err(|e: healthanalyzer_fhir::Error| Failure::Usage(e.to_string()))?;
+            }
+            // The profile from --profile or [export], and the settings fut and pmd need.
+            let (profile, national) = config.export_options(profile.as_deref())?;
             let store = store(&cli, &config).await?;
             let who = patient.as_deref().map(identifier).transpose()?;
             let options = WriteOptions {
                 catalog: Catalog::builtin(),
                 profile,
+                national: Some(&national),
             };
             if let Some(url) = push {
-                let client = healthanalyzer_source_fhir::FhirClient::new(
-                    healthanalyzer_source_fhir::ServerConfig::new(url.clone()),
-                )
-                .map_err(|e| Failure::Usage(format!("{url}: {e}")))?;
+                let mut server = healthanalyzer_source_fhir::ServerConfig::new(url.clone());
+                if let Some(var) = push_token_env {
+                    let token = std::env::var(var).map_err(|_| {
+                        Failure::Usage(format!(
+                            "--push-token-env {var}: the environment variable {var} is not set"
+                        ))
+                    })?;
+                    server.auth = healthanalyzer_source_fhir::Auth::Bearer(token);
+                }
+                let client = healthanalyzer_source_fhir::FhirClient::new(server)
+                    .map_err(|e| Failure::Usage(format!("{url}: {e}")))?;
                 let sink = healthanalyzer_source_fhir::FhirSink::new(client, options);
                 let (patients, measurements, pushed) =
                     healthanalyzer_pipeline::push(store.as_ref(), who.as_ref(), *since, &sink)
                         .await?;
+                let requests = match profile {
+                    Profile::Fut => "submissions",
+                    Profile::Pmd | Profile::NlCore => "batches",
+                    _ => "transactions",
+                };
                 if cli.json {
+                    let refused: Vec<serde_json::Value> = pushed
+                        .refused
+                        .iter()
+                        .map(|r| serde_json::json!({"measurement": r.measurement.to_string(), "status": r.status, "reason": r.reason}))
+                        .collect();
                     out!(
                         "{}",
-                        serde_json::json!({"created": pushed.created, "existing": pushed.existing, "bundles": pushed.bundles})
+                        serde_json::json!({"created": pushed.created, "existing": pushed.existing, "bundles": pushed.bundles, "refused": refused})
                     );
                 } else {
                     out!(
-                        "pushed {patients} patients and {measurements} measurements to {url}: {} created, {} already there ({} transactions)",
+                        "pushed {patients} patients and {measurements} measurements to {url}: {} created, {} already there ({} {requests})",
                         pushed.created,
                         pushed.existing,
                         pushed.bundles
                     );
+                    for r in &pushed.refused {
+                        out!(
+                            "refused: measurement {} ({}): {}",
+                            r.measurement,
+                            r.status,
+                            r.reason
+                        );
+                    }
+                }
+                if !pushed.refused.is_empty() {
+                    return Err(Failure::Run(format!(
+                        "{} of {measurements} measurements were refused (listed above); the others were pushed",
+                        pushed.refused.len()
+                    )));
                 }
                 return Ok(());
             }

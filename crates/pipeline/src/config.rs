@@ -49,7 +49,13 @@ pub const STORE_ENV: &str = "HEALTHANALYZER_DB";
 /// [report]
 /// days = 90
 /// time_zone = "Europe/Copenhagen"
+///
+/// [export]
+/// profile = "vital-signs"                # or dk-core, nl-core, no-basis, fut, pmd (vkp)
 /// ```
+///
+/// The `fut` and `pmd` export profiles take settings of their own under `[export.fut]` and
+/// `[export.pmd]`: see [`Config::export_options`] and `docs/configuration.md`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -71,6 +77,9 @@ pub struct Config {
     /// Report settings.
     #[serde(default)]
     pub report: ReportSection,
+    /// Export settings, read through [`Config::export_options`].
+    #[serde(default)]
+    export: ExportSection,
     /// The configuration file's folder: relative paths are resolved against it.
     #[serde(skip)]
     pub base: PathBuf,
@@ -105,6 +114,214 @@ pub struct ReportSection {
     /// The unit glucose is shown in, `mmol/L` or `mg/dL` (default: the unit most glucose
     /// readings came in, mmol/L when they do not say).
     pub glucose_unit: Option<String>,
+}
+
+/// `[export]`: the profile and the settings of the exchange profiles.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportSection {
+    profile: Option<String>,
+    fut: Option<FutSection>,
+    pmd: Option<PmdSection>,
+}
+
+/// `[export.fut]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FutSection {
+    patient_base: Option<String>,
+    careplan_base: Option<String>,
+    organization_base: Option<String>,
+    #[serde(default)]
+    subject: Vec<FutSubjectSection>,
+}
+
+/// `[[export.fut.subject]]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FutSubjectSection {
+    identifier: Option<String>,
+    patient: Option<String>,
+    episode_of_care: Option<String>,
+    service_request: Option<String>,
+    service_request_version: Option<String>,
+    performer: Option<String>,
+}
+
+/// `[export.pmd]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PmdSection {
+    subject_display: Option<String>,
+    author: Option<String>,
+    author_display: Option<String>,
+    organization: Option<String>,
+    organization_display: Option<String>,
+}
+
+/// The value of a required `[export.…]` key, or an error naming it and what it holds.
+fn required<'a>(value: &'a Option<String>, key: &str, what: &str) -> Result<&'a str, Error> {
+    match value.as_deref().map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err(Error::Config(format!(
+            "{key} is required by the fut profile: {what}"
+        ))),
+    }
+}
+
+fn base_url(value: &Option<String>, key: &str, what: &str) -> Result<String, Error> {
+    let v = required(value, key, what)?;
+    if !(v.starts_with("https://") || v.starts_with("http://")) {
+        return Err(Error::Config(format!(
+            "{key} must be an absolute http(s) URL ({what})"
+        )));
+    }
+    Ok(v.trim_end_matches('/').to_string())
+}
+
+/// A logical id of a FHIR resource (`[A-Za-z0-9\-.]{1,64}`).
+fn logical_id(value: &Option<String>, key: &str, what: &str) -> Result<String, Error> {
+    let v = required(value, key, what)?;
+    if v.len() > 64
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        return Err(Error::Config(format!(
+            "{key} must be a FHIR logical id (letters, digits, '-' and '.', at most 64): {what}"
+        )));
+    }
+    Ok(v.to_string())
+}
+
+impl FutSection {
+    fn context(&self) -> Result<healthanalyzer_fhir::FutContext, Error> {
+        use healthanalyzer_fhir::{FutContext, FutPerformer, FutSubject};
+        let patient_base = base_url(
+            &self.patient_base,
+            "export.fut.patient_base",
+            "the FHIR base URL of FUT's patient service, e.g. https://patient.<environment>/fhir",
+        )?;
+        let careplan_base = base_url(
+            &self.careplan_base,
+            "export.fut.careplan_base",
+            "the FHIR base URL of FUT's care-plan service (EpisodeOfCare, ServiceRequest)",
+        )?;
+        let organization_base = base_url(
+            &self.organization_base,
+            "export.fut.organization_base",
+            "the FHIR base URL of FUT's organization service (Practitioner, Organization)",
+        )?;
+        let mut subjects = Vec::with_capacity(self.subject.len());
+        for (i, s) in self.subject.iter().enumerate() {
+            let at = |key: &str| format!("export.fut.subject[{i}].{key}");
+            let text = required(
+                &s.identifier,
+                &at("identifier"),
+                "the subject as `system|value`, e.g. urn:oid:1.2.208.176.1.2|<CPR number>",
+            )?;
+            let subject: Identifier = text
+                .parse()
+                .map_err(|e| Error::Config(format!("{}: {e}", at("identifier"))))?;
+            let performer = match s.performer.as_deref().map(str::trim) {
+                None | Some("patient") => FutPerformer::Patient,
+                Some(p) => match p.split_once('/') {
+                    Some(("Practitioner", id)) => FutPerformer::Practitioner(logical_id(
+                        &Some(id.to_string()),
+                        &at("performer"),
+                        "the Practitioner's id",
+                    )?),
+                    Some(("Organization", id)) => FutPerformer::Organization(logical_id(
+                        &Some(id.to_string()),
+                        &at("performer"),
+                        "the Organization's id",
+                    )?),
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "{} must be \"patient\" (the default), \"Practitioner/<id>\" or \"Organization/<id>\"",
+                            at("performer")
+                        )));
+                    }
+                },
+            };
+            let subject = FutSubject {
+                patient: logical_id(
+                    &s.patient,
+                    &at("patient"),
+                    "the id of the subject's Patient in the patient service",
+                )?,
+                episode_of_care: logical_id(
+                    &s.episode_of_care,
+                    &at("episode_of_care"),
+                    "the id of the EpisodeOfCare the measurements belong to",
+                )?,
+                service_request: logical_id(
+                    &s.service_request,
+                    &at("service_request"),
+                    "the id of the ServiceRequest the measurements fulfil",
+                )?,
+                service_request_version: logical_id(
+                    &s.service_request_version,
+                    &at("service_request_version"),
+                    "the version id of that ServiceRequest",
+                )?,
+                subject,
+                performer,
+            };
+            if subjects
+                .iter()
+                .any(|o: &FutSubject| o.subject == subject.subject)
+            {
+                return Err(Error::Config(format!(
+                    "{}: the same subject is listed twice under [[export.fut.subject]]",
+                    at("identifier")
+                )));
+            }
+            subjects.push(subject);
+        }
+        Ok(FutContext {
+            patient_base,
+            careplan_base,
+            organization_base,
+            subjects,
+        })
+    }
+}
+
+impl PmdSection {
+    fn context(&self) -> Result<healthanalyzer_fhir::PmdContext, Error> {
+        let mut c = healthanalyzer_fhir::PmdContext::default();
+        if let Some(d) = &self.subject_display {
+            c.subject_display = d.clone();
+        }
+        let party = |id: &Option<String>,
+                     display: &Option<String>,
+                     key: &str,
+                     default: &str|
+         -> Result<Option<(Identifier, String)>, Error> {
+            let Some(text) = id else { return Ok(None) };
+            let id: Identifier = text
+                .parse()
+                .map_err(|e| Error::Config(format!("export.pmd.{key}: {e}")))?;
+            let display = display.clone().unwrap_or_else(|| default.to_string());
+            Ok(Some((id, display)))
+        };
+        c.author = party(
+            &self.author,
+            &self.author_display,
+            "author",
+            "Helsepersonell",
+        )?;
+        c.organization = party(
+            &self.organization,
+            &self.organization_display,
+            "organization",
+            "Virksomhet",
+        )?;
+        c.check()
+            .map_err(|e| Error::Config(format!("export.{e}")))?;
+        Ok(c)
+    }
 }
 
 /// A `[[source]]` table: its id, its kind, and the kind's own options.
@@ -214,6 +431,45 @@ impl Config {
             options.title = t.clone();
         }
         Ok((rules, options))
+    }
+
+    /// The export profile and the settings it needs: `explicit` (the command line's
+    /// `--profile`) when given, else `[export] profile`, else `vital-signs`; with the `fut`
+    /// profile the `[export.fut]` settings (required, every key checked), with `pmd` the
+    /// `[export.pmd]` ones (optional: defaults without them).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the unknown profile or the missing or wrong setting.
+    pub fn export_options(
+        &self,
+        explicit: Option<&str>,
+    ) -> Result<(healthanalyzer_fhir::Profile, healthanalyzer_fhir::National), Error> {
+        use healthanalyzer_fhir::{National, Profile};
+        let name = explicit
+            .or(self.export.profile.as_deref())
+            .unwrap_or("vital-signs");
+        let profile: Profile = name.parse().map_err(|e: healthanalyzer_fhir::Error| {
+            Error::Config(format!("export.profile: {e}"))
+        })?;
+        let mut national = National::default();
+        match profile {
+            Profile::Fut => {
+                let Some(fut) = &self.export.fut else {
+                    return Err(Error::Config(
+                        "the fut profile needs an [export.fut] section: patient_base, \
+                         careplan_base, organization_base and a [[export.fut.subject]] per \
+                         patient (see docs/configuration.md)"
+                            .into(),
+                    ));
+                };
+                national.fut = Some(fut.context()?);
+            }
+            Profile::Pmd => {
+                national.pmd = Some(self.export.pmd.clone().unwrap_or_default().context()?);
+            }
+            _ => {}
+        }
+        Ok((profile, national))
     }
 
     /// Parses a configuration; relative paths resolve against the working directory.

@@ -7,7 +7,7 @@ use healthanalyzer_model::jiff::civil::Date;
 use healthanalyzer_model::jiff::tz::TimeZone;
 use healthanalyzer_source::Source;
 use healthanalyzer_source_cloud::{CloudSource, Settings, Vendor};
-use healthanalyzer_source_fhir::{Auth, FhirClient, FhirSource, Query, ServerConfig};
+use healthanalyzer_source_fhir::{Auth, FhirClient, FhirSource, Query, ServerConfig, Shape};
 use healthanalyzer_source_files::{CsvMapping, FileOptions, FileSource, Format};
 use healthanalyzer_source_sim::{SimConfig, SimSource};
 use serde::Deserialize;
@@ -186,6 +186,10 @@ struct FhirOptions {
     client_secret: Option<String>,
     #[serde(default)]
     scope: Option<String>,
+    /// DPoP (RFC 9449): an EC P-256 private key (PEM, relative to the configuration file);
+    /// the token then goes with a proof signed by it on every request.
+    #[serde(default)]
+    dpop_key: Option<std::path::PathBuf>,
     /// Observation categories (default `["vital-signs"]`; `[]` for every category).
     #[serde(default)]
     categories: Option<Vec<String>>,
@@ -200,13 +204,26 @@ struct FhirOptions {
     /// `strict` (default) or `lenient`.
     #[serde(default)]
     validation: healthanalyzer_fhir::Validation,
+    /// The read shape: `search` (default), `fut`, `pmd` (or `vkp`) or `medmij`.
+    #[serde(default)]
+    shape: Option<String>,
+    /// `fut`: the EpisodeOfCare to search.
+    #[serde(default)]
+    episode_of_care: Option<String>,
+    /// `fut`: the identifier (`system|value`) of the `patient`'s measurements.
+    #[serde(default)]
+    subject: Option<String>,
+    /// `fut`: how far back each period search reaches before the last one's end, in hours.
+    #[serde(default)]
+    overlap_hours: Option<f64>,
 }
 
-pub(crate) fn fhir(spec: &SourceSpec, _: &BuildContext) -> Result<Arc<dyn Source>, Error> {
+pub(crate) fn fhir(spec: &SourceSpec, cx: &BuildContext) -> Result<Arc<dyn Source>, Error> {
     let o: FhirOptions = spec.options()?;
     let mut config = ServerConfig::new(o.base_url);
     // The sync engine retries (one policy, `[sync] max_attempts`), not the client as well.
     config.retry = healthanalyzer_source::RetryPolicy::none();
+    let config_auth_none = o.token.is_none() && o.token_url.is_none();
     config.auth = match (o.token, o.token_url, o.client_id, o.client_secret) {
         (Some(t), None, None, None) => Auth::Bearer(t),
         (None, Some(token_url), Some(client_id), Some(client_secret)) => Auth::ClientCredentials {
@@ -226,6 +243,12 @@ pub(crate) fn fhir(spec: &SourceSpec, _: &BuildContext) -> Result<Arc<dyn Source
     if let Some(t) = o.timeout_seconds {
         config.timeout = seconds(t, "timeout_seconds", &spec.id)?;
     }
+    if let Some(k) = &o.dpop_key {
+        config.dpop = Some(
+            healthanalyzer_source_fhir::DpopKey::from_pem_file(&cx.base.join(k))
+                .map_err(|e| Error::Config(format!("source {}: dpop_key: {e}", spec.id)))?,
+        );
+    }
     let client =
         FhirClient::new(config).map_err(|e| Error::Config(format!("source {}: {e}", spec.id)))?;
     let mut query = Query::default();
@@ -237,9 +260,54 @@ pub(crate) fn fhir(spec: &SourceSpec, _: &BuildContext) -> Result<Arc<dyn Source
     if let Some(i) = o.include_patients {
         query.include_patients = i;
     }
-    Ok(Arc::new(
-        FhirSource::new(&spec.id, client, query).with_validation(o.validation),
-    ))
+    if let Some(shape) = &o.shape {
+        query.shape = shape.parse::<Shape>().map_err(|e| match e {
+            healthanalyzer_source::Error::Config(m) => {
+                Error::Config(format!("source {}: shape: {m}", spec.id))
+            }
+            other => Error::Config(format!("source {}: shape: {other}", spec.id)),
+        })?;
+    }
+    query.episode_of_care = o.episode_of_care;
+    if let Some(text) = &o.subject {
+        if query.shape != Shape::Fut {
+            return Err(Error::Config(format!(
+                "source {}: `subject` is read by shape = \"fut\" only (the others find the identifier in what the server answers)",
+                spec.id
+            )));
+        }
+        query.subject = Some(identifier(text, "subject", &spec.id)?);
+    }
+    if let Some(h) = o.overlap_hours {
+        if query.shape != Shape::Fut {
+            return Err(Error::Config(format!(
+                "source {}: `overlap_hours` is read by shape = \"fut\" only",
+                spec.id
+            )));
+        }
+        query.overlap = std::time::Duration::try_from_secs_f64(h * 3600.0).map_err(|_| {
+            Error::Config(format!(
+                "source {}: overlap_hours must be a number of hours, 0 or more",
+                spec.id
+            ))
+        })?;
+    }
+    if query.shape == Shape::Medmij && config_auth_none {
+        return Err(Error::Config(format!(
+            "source {}: shape = \"medmij\" reads the patient of the token: give `token` (a patient-context token) or the client credentials",
+            spec.id
+        )));
+    }
+    let source = FhirSource::new(&spec.id, client, query).with_validation(o.validation);
+    // Settings that do not fit the shape (a patient under medmij, none under pmd) are named
+    // now, not at the first sync.
+    source.check_settings().map_err(|e| match e {
+        healthanalyzer_source::Error::Config(m) => {
+            Error::Config(format!("source {}: {m}", spec.id))
+        }
+        other => Error::Config(format!("source {}: {other}", spec.id)),
+    })?;
+    Ok(Arc::new(source))
 }
 
 /// The device clouds (`kind = "withings"`, `"fitbit"`, `"ihealth"`, `"nightscout"`,

@@ -167,12 +167,17 @@ pub async fn export_bundle(
 }
 
 /// Pushes what `store` holds (of one patient, or everyone; taken since `since`) to a FHIR
-/// server through `sink`, as transactions of conditional creates, a page of the store at a
-/// time. Returns how many patients and measurements were pushed, and what the server said.
+/// server through `sink`, a page of the store at a time, in the upload shape of the sink's
+/// profile: transactions of conditional creates, or under `fut` one `$submit-measurement` per
+/// submission, under `pmd` a pmd-Bundle-Observation batch, under `nl-core` a MedMij batch
+/// (see [`FhirSink`]). Returns how many patients and measurements were pushed, and what the
+/// server said; measurements it refused one by one are in [`PushSummary::refused`] (the rest
+/// were pushed).
 ///
 /// # Errors
-/// [`Error::Store`]; [`Error::Push`] when the server refuses or cannot be reached (what was
-/// pushed before stays: a conditional create makes a second push add nothing).
+/// [`Error::Store`]; [`Error::Push`] when the server refuses a transaction or cannot be
+/// reached (what was pushed before stays: a conditional create makes a second push add
+/// nothing).
 pub async fn push(
     store: &dyn Store,
     patient: Option<&Identifier>,
@@ -185,10 +190,7 @@ pub async fn push(
     let mut n = 0;
     while let Some(page) = pages.next().await? {
         n += page.len();
-        let s = sink.push(&subjects, &page).await.map_err(Error::Push)?;
-        total.created += s.created;
-        total.existing += s.existing;
-        total.bundles += s.bundles;
+        total.add(sink.push(&subjects, &page).await.map_err(Error::Push)?);
     }
     Ok((subjects.len(), n, total))
 }

@@ -241,3 +241,184 @@ fn a_device_cloud_is_a_source_per_citizen_and_its_mistakes_are_named() {
         assert!(!e.contains("s3cret") && !e.contains("0101709995"), "{e}");
     }
 }
+
+const FUT: &str = r#"
+[export]
+profile = "fut"
+
+[export.fut]
+patient_base = "https://patient.example.dk/fhir/"
+careplan_base = "https://careplan.example.dk/fhir"
+organization_base = "https://organization.example.dk/fhir"
+
+[[export.fut.subject]]
+identifier = "urn:oid:1.2.208.176.1.2|0101709995"
+patient = "76312"
+episode_of_care = "39765"
+service_request = "37067"
+service_request_version = "42"
+
+[[export.fut.subject]]
+identifier = "urn:oid:1.2.208.176.1.2|0202709996"
+patient = "76313"
+episode_of_care = "39766"
+service_request = "37068"
+service_request_version = "3"
+performer = "Practitioner/501"
+"#;
+
+fn export_err(text: &str, explicit: Option<&str>) -> String {
+    let c = Config::parse(text).expect("parses");
+    match c.export_options(explicit) {
+        Ok((p, _)) => panic!("accepted as {p}: {text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_fut_export_settings_become_the_fut_context() {
+    use healthanalyzer_fhir::{FutPerformer, Profile};
+    use healthanalyzer_model::Identifier;
+    let c = Config::parse(FUT).expect("parses");
+    let (profile, national) = c.export_options(None).expect("fut");
+    assert_eq!(profile, Profile::Fut);
+    let fut = national.fut.expect("the FUT context");
+    // A trailing slash is dropped, so references do not get two.
+    assert_eq!(fut.patient_base, "https://patient.example.dk/fhir");
+    assert_eq!(fut.subjects.len(), 2);
+    let second = fut
+        .subject(&Identifier::cpr("0202709996"))
+        .expect("second subject");
+    assert_eq!(second.performer, FutPerformer::Practitioner("501".into()));
+    assert_eq!(
+        fut.subject(&Identifier::cpr("0101709995"))
+            .map(|s| &s.performer),
+        Some(&FutPerformer::Patient)
+    );
+    assert!(national.pmd.is_none());
+    // The command line's --profile wins over [export] profile.
+    let (profile, national) = c.export_options(Some("dk-core")).expect("dk-core");
+    assert_eq!(profile, Profile::DkCore);
+    assert!(national.fut.is_none());
+}
+
+#[test]
+fn a_missing_or_wrong_fut_setting_is_named() {
+    let e = export_err("", Some("fut"));
+    assert!(
+        e.contains("[export.fut]") && e.contains("patient_base"),
+        "{e}"
+    );
+    let e = export_err(
+        &FUT.replace("patient_base = \"https://patient.example.dk/fhir/\"\n", ""),
+        None,
+    );
+    assert!(e.contains("export.fut.patient_base is required"), "{e}");
+    let e = export_err(
+        &FUT.replace(
+            "careplan_base = \"https://careplan.example.dk/fhir\"",
+            "careplan_base = \"careplan.example.dk\"",
+        ),
+        None,
+    );
+    assert!(
+        e.contains("export.fut.careplan_base must be an absolute http(s) URL"),
+        "{e}"
+    );
+    let e = export_err(&FUT.replace("episode_of_care = \"39766\"\n", ""), None);
+    assert!(
+        e.contains("export.fut.subject[1].episode_of_care is required"),
+        "{e}"
+    );
+    let e = export_err(&FUT.replace("Practitioner/501", "Device/1"), None);
+    assert!(e.contains("export.fut.subject[1].performer must be"), "{e}");
+    let e = export_err(
+        &FUT.replace(
+            "service_request = \"37067\"",
+            "service_request = \"ServiceRequest/37067\"",
+        ),
+        None,
+    );
+    assert!(
+        e.contains("export.fut.subject[0].service_request must be a FHIR logical id"),
+        "{e}"
+    );
+    let e = export_err(&FUT.replace("0202709996", "0101709995"), None);
+    assert!(e.contains("listed twice"), "{e}");
+    assert!(
+        !e.contains("0101709995"),
+        "the message does not repeat the CPR number: {e}"
+    );
+    // An unknown key is refused, not ignored.
+    let e = Config::parse(&FUT.replace("[export.fut]\n", "[export.fut]\npatient_url = \"x\"\n"))
+        .expect_err("unknown key")
+        .to_string();
+    assert!(e.contains("patient_url"), "{e}");
+}
+
+#[test]
+fn the_pmd_export_settings_are_optional_and_checked() {
+    use healthanalyzer_fhir::{DEFAULT_SUBJECT_DISPLAY, Profile};
+    let c = Config::parse("[export]\nprofile = \"vkp\"\n").expect("parses");
+    let (profile, national) = c.export_options(None).expect("defaults");
+    assert_eq!(profile, Profile::Pmd);
+    let pmd = national.pmd.expect("defaults");
+    assert_eq!(pmd.subject_display, DEFAULT_SUBJECT_DISPLAY);
+    assert!(pmd.author.is_none() && pmd.organization.is_none());
+    let c = Config::parse(
+        r#"
+[export]
+profile = "pmd"
+[export.pmd]
+subject_display = "Innbygger"
+author = "urn:oid:2.16.578.1.12.4.1.4.1|13116900216"
+organization = "urn:oid:2.16.578.1.12.4.1.4.102|4001031"
+organization_display = "Sykehuset"
+"#,
+    )
+    .expect("parses");
+    let pmd = c.export_options(None).expect("pmd").1.pmd.expect("pmd");
+    assert_eq!(pmd.subject_display, "Innbygger");
+    assert_eq!(
+        pmd.organization.as_ref().map(|o| o.1.as_str()),
+        Some("Sykehuset")
+    );
+    let e = export_err(
+        "[export.pmd]\norganization = \"urn:oid:1.2.3|4001031\"\n",
+        Some("pmd"),
+    );
+    assert!(
+        e.contains("export.pmd.organization") && e.contains("ORG"),
+        "{e}"
+    );
+    let e = export_err("[export]\nprofile = \"pmd-no\"\n", None);
+    assert!(
+        e.contains("export.profile") && e.contains("fut") && e.contains("pmd"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_configuration_doc_export_example_is_valid() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/configuration.md"),
+    )
+    .expect("docs/configuration.md");
+    let block = doc
+        .split("## Export profiles")
+        .nth(1)
+        .and_then(|s| s.split("```toml\n").nth(1))
+        .and_then(|b| b.split("```").next())
+        .expect("the export toml block");
+    let c = Config::parse(block).expect("the documented export settings");
+    let (profile, national) = c.export_options(None).expect("fut");
+    assert_eq!(profile, healthanalyzer_fhir::Profile::Fut);
+    assert_eq!(national.fut.map(|f| f.subjects.len()), Some(1));
+    let pmd = c
+        .export_options(Some("pmd"))
+        .expect("pmd")
+        .1
+        .pmd
+        .expect("pmd");
+    assert_eq!(pmd.subject_display, "Pasient");
+}

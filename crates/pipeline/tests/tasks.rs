@@ -54,6 +54,7 @@ async fn a_bundle_written_page_by_page_holds_the_entries_of_one_written_at_once(
     let options = WriteOptions {
         catalog: Catalog::builtin(),
         profile: Default::default(),
+        national: None,
     };
     let mut out = Vec::new();
     let (p, n) = export_bundle(store.as_ref(), None, None, &options, &mut out)
