@@ -40,7 +40,7 @@ pub enum Error {
         reason: String,
     },
     /// No built-in suite has that name.
-    #[error("no built-in suite `{0}` (there are: vital-signs, errors, chain)")]
+    #[error("no built-in suite `{0}` (there are: {list})", list = crate::suites::SUITES.join(", "))]
     UnknownSuite(String),
     /// Scenarios use variables that nothing sets.
     #[error("scenario {scenario} needs {}: pass --var NAME=VALUE", .names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))]

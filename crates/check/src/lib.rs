@@ -20,7 +20,12 @@
 //! Built-in suites ([`suites::builtin`]): `vital-signs` (each catalog kind created, read back
 //! equal, found by patient, code and date; paging; `$lastn`), `errors` (bad input gets 4xx with
 //! an OperationOutcome, unknown ids 404) and `chain` (source server -> sync -> receiving API,
-//! nothing lost, changed or doubled).
+//! nothing lost, changed or doubled); the national exchanges `fut` (Denmark's
+//! `$submit-measurement` / `$search-measurements`), `pmd` (Norway's PMD batch and
+//! `POST Observation/_search`) and `medmij` (the Netherlands' PGO searches with a patient
+//! token), each with its profile rules ([`RuleSet`], checked with `healthanalyzer_fhir::rules`),
+//! fullUrl and self-link echoes, no national person number in any URL, and refusals of what the
+//! exchange forbids; and their chains end to end, `chain-fut`, `chain-pmd`, `chain-medmij`.
 //!
 //! ```no_run
 //! use healthanalyzer_check::{Runner, Scenario, report, suites};
@@ -78,7 +83,7 @@ pub use run::{
 };
 pub use scenario::{
     Body, Capture, Check, Command, CommandLine, Compare, Count, Expect, Owner, Phase, Request,
-    Scenario, Severity, StatusSpec, Step,
+    RuleSet, Scenario, Severity, StatusSpec, Step,
 };
 
 #[cfg(doctest)]

@@ -150,6 +150,44 @@ pub struct Request {
     /// are collected (for `expect.entries` and `compare`).
     #[serde(default)]
     pub follow_next: Option<u32>,
+    /// National profile rules the body sent must keep (checked before it is sent; a broken
+    /// rule is a finding for the test data, and the request is still sent).
+    #[serde(default)]
+    pub rules: Vec<RuleSet>,
+}
+
+/// A set of national profile rules, checked with `healthanalyzer_fhir::rules`.
+///
+/// The Observation sets apply to every Observation in a body (the body itself, the entries of
+/// a Bundle, the Bundles inside it, a Parameters' resources); the exchange sets apply to the
+/// body as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleSet {
+    /// Denmark's FUT `ehealth-observation` (`rules::check_fut_observation`).
+    FutObservation,
+    /// A FUT `$submit-measurement` Parameters or its transaction Bundle
+    /// (`rules::check_fut_submission`): one Patient, one EpisodeOfCare, allowed types.
+    FutSubmission,
+    /// Norway's `VkpObservation` (`rules::check_vkp_observation`).
+    VkpObservation,
+    /// Norway's `pmd-Bundle-Observation` batch (`rules::check_pmd_bundle`).
+    PmdBundle,
+    /// The Netherlands' nl-core vital signs (`rules::check_nl_core_observation`).
+    NlCore,
+}
+
+impl RuleSet {
+    /// The name used in scenarios (`fut-observation`, `pmd-bundle`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FutObservation => "fut-observation",
+            Self::FutSubmission => "fut-submission",
+            Self::VkpObservation => "vkp-observation",
+            Self::PmdBundle => "pmd-bundle",
+            Self::NlCore => "nl-core",
+        }
+    }
 }
 
 fn get() -> String {
@@ -238,6 +276,25 @@ pub struct Expect {
     /// A command's exit code.
     #[serde(default)]
     pub exit_code: Option<i32>,
+    /// National profile rules every Observation in the answer (or, for `fut-submission` and
+    /// `pmd-bundle`, the answer itself) must keep; each broken rule is a finding naming the
+    /// rule and its location.
+    #[serde(default)]
+    pub rules: Vec<RuleSet>,
+    /// Each entry of the answer (a batch- or transaction-response) carries the `fullUrl` of
+    /// the request entry at the same index (PMD's `pmd-Bundle-Response`).
+    #[serde(default)]
+    pub echo_full_urls: bool,
+    /// The answer's `self` link names every search parameter sent, in the URL or in a form
+    /// body (the server may add its own, such as `_count`); a parameter whose value holds a
+    /// `private` value must not be named (the server names what it resolved it to instead).
+    #[serde(default)]
+    pub self_link_echoes: bool,
+    /// Values (national person numbers: CPR, FNR, DNR, FHN, BSN) that must appear in no URL
+    /// the server returns: the `Location` and `Content-Location` headers, and every `url`,
+    /// `fullUrl`, `location` and `reference` in the body. Checked whatever the status.
+    #[serde(default)]
+    pub private: Vec<String>,
 }
 
 /// A status expectation.
@@ -438,6 +495,7 @@ impl Scenario {
                 }
                 texts.extend(c.env.values().map(String::as_str));
             }
+            texts.extend(step.expect.private.iter().map(String::as_str));
             for c in step.expect.body.iter().chain(&step.expect.headers) {
                 texts.extend(c.contains.as_deref());
                 texts.extend(c.matches.as_deref());

@@ -1,5 +1,7 @@
-//! The built-in suites: `vital-signs` (made from the measurement catalog), `errors` and `chain`
-//! (TOML files in `suites/`, which double as examples of the format).
+//! The built-in suites: `vital-signs` (made from the measurement catalog), `errors` and `chain`,
+//! the national exchanges `fut` (Denmark), `pmd` (Norway) and `medmij` (the Netherlands), and
+//! their chains end to end `chain-fut`, `chain-pmd`, `chain-medmij` (TOML files in `suites/`,
+//! which double as examples of the format).
 
 use std::collections::BTreeMap;
 
@@ -12,13 +14,31 @@ use crate::scenario::{
 };
 
 /// The names of the built-in suites.
-pub const SUITES: [&str; 3] = ["vital-signs", "errors", "chain"];
+pub const SUITES: [&str; 9] = [
+    "vital-signs",
+    "errors",
+    "chain",
+    "fut",
+    "pmd",
+    "medmij",
+    "chain-fut",
+    "chain-pmd",
+    "chain-medmij",
+];
 
-/// The suites run when neither a suite nor a scenario file is named (the chain needs a source).
+/// The suites run when neither a suite nor a scenario file is named (the chain needs a source;
+/// the national suites need a server that speaks the national exchange, and `medmij` a
+/// patient's token).
 pub const DEFAULT: [&str; 2] = ["vital-signs", "errors"];
 
 const ERRORS: &str = include_str!("../suites/errors.toml");
 const CHAIN: &str = include_str!("../suites/chain.toml");
+const FUT: &str = include_str!("../suites/fut.toml");
+const PMD: &str = include_str!("../suites/pmd.toml");
+const MEDMIJ: &str = include_str!("../suites/medmij.toml");
+const CHAIN_FUT: &str = include_str!("../suites/chain-fut.toml");
+const CHAIN_PMD: &str = include_str!("../suites/chain-pmd.toml");
+const CHAIN_MEDMIJ: &str = include_str!("../suites/chain-medmij.toml");
 
 /// A built-in suite by name.
 pub fn builtin(name: &str) -> Result<Scenario> {
@@ -26,6 +46,12 @@ pub fn builtin(name: &str) -> Result<Scenario> {
         "vital-signs" => Ok(vital_signs(Catalog::builtin(), jiff::Timestamp::now())),
         "errors" => Scenario::from_toml(ERRORS, "built-in suite errors"),
         "chain" => Scenario::from_toml(CHAIN, "built-in suite chain"),
+        "fut" => Scenario::from_toml(FUT, "built-in suite fut"),
+        "pmd" => Scenario::from_toml(PMD, "built-in suite pmd"),
+        "medmij" => Scenario::from_toml(MEDMIJ, "built-in suite medmij"),
+        "chain-fut" => Scenario::from_toml(CHAIN_FUT, "built-in suite chain-fut"),
+        "chain-pmd" => Scenario::from_toml(CHAIN_PMD, "built-in suite chain-pmd"),
+        "chain-medmij" => Scenario::from_toml(CHAIN_MEDMIJ, "built-in suite chain-medmij"),
         other => Err(Error::UnknownSuite(other.to_owned())),
     }
 }
@@ -180,6 +206,7 @@ fn get(url: String) -> Request {
         body: None,
         body_file: None,
         follow_next: None,
+        rules: Vec::new(),
     }
 }
 

@@ -7,7 +7,7 @@
 
 mod common;
 
-use healthanalyzer_check::{Outcome, Owner, Runner, Severity, report, suites};
+use healthanalyzer_check::{Outcome, Owner, Runner, Severity, report, suites, testscript};
 
 fn sekmet() -> Option<String> {
     match std::env::var("HEALTHANALYZER_FHIR_URL") {
@@ -76,4 +76,66 @@ async fn the_suites_run_to_the_end_against_sekmet_and_report_what_it_lacks() {
         assert!(md.contains(row), "missing {row:?} in\n{md}");
     }
     common::validate_junit(&report::junit(&run));
+}
+
+/// Our own TestScripts (tests/testscripts/own and tests/testscripts/xml) against SEKMET: the
+/// run goes to the end with a TestReport per script, and every finding is given to someone
+/// with a reason. Whether SEKMET passes them is what the findings say, not asserted here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_testscripts_run_to_the_end_against_sekmet_and_every_finding_has_an_owner() {
+    let Some(base) = sekmet() else { return };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testscripts");
+    let mut scripts = testscript::load(&dir.join("own")).unwrap();
+    scripts.extend(testscript::load(&dir.join("xml")).unwrap());
+    let runner = Runner::new(&base)
+        .unwrap()
+        .var("given", "Ada")
+        .destination("1", &base)
+        .unwrap();
+    let ran = runner.run_testscripts(&scripts).await;
+    let summary = report::summary(&ran.run);
+    eprintln!("{summary}");
+    assert_eq!(ran.reports.len(), scripts.len(), "{summary}");
+    assert_eq!(ran.run.scenarios.len(), scripts.len(), "{summary}");
+    for (script, (result, r)) in scripts
+        .iter()
+        .zip(ran.run.scenarios.iter().zip(&ran.reports))
+    {
+        assert_eq!(result.name, script.name);
+        assert_eq!(r["resourceType"], "TestReport");
+        assert_eq!(r["status"], "completed", "{}: {r:#}", script.name);
+        assert!(
+            matches!(r["result"].as_str(), Some("pass" | "fail" | "pending")),
+            "{}: {r:#}",
+            script.name
+        );
+        healthanalyzer_fhir::check_strict(&r.to_string()).unwrap();
+        // To the end: every action of the script is a step (none lost on the way).
+        let actions: usize = ["setup", "teardown"]
+            .iter()
+            .map(|p| script.resource[p]["action"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+            + script.resource["test"].as_array().map_or(0, |ts| {
+                ts.iter()
+                    .map(|t| t["action"].as_array().map_or(0, Vec::len))
+                    .sum()
+            });
+        assert!(
+            result.steps.len() >= actions,
+            "{}: {} steps for {actions} actions\n{summary}",
+            script.name,
+            result.steps.len()
+        );
+    }
+    for f in ran.run.findings() {
+        assert!(
+            matches!(
+                f.owner,
+                Owner::Sender | Owner::Receiver | Owner::Data | Owner::Script
+            ) && !f.reason.trim().is_empty()
+                && !f.message.trim().is_empty(),
+            "{f:?}"
+        );
+    }
+    common::validate_junit(&report::junit(&ran.run));
 }

@@ -82,3 +82,50 @@ async fn each_fault_of_the_broken_server_is_found_and_owned() {
     assert!(md.contains("| receiver | 7 | 0 |"), "{md}");
     common::validate_junit(&report::junit(&ran.run));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fhirpath_asserts_find_the_lost_components_and_give_them_to_the_server() {
+    let base = broken_server(true).await;
+    let script = TestScript::from_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testscripts/fhirpath/fhirpath.json"),
+    )
+    .unwrap();
+    let ran = Runner::new(&base)
+        .unwrap()
+        .timeout(Duration::from_secs(2))
+        .run_testscripts(&[script])
+        .await;
+    let summary = report::summary(&ran.run);
+    let steps = &ran.run.scenarios[0].steps;
+    let step = |label: &str| {
+        steps
+            .iter()
+            .find(|s| s.name.ends_with(label))
+            .unwrap_or_else(|| panic!("no step {label}: {summary}"))
+    };
+    // The read loses the components: the expression, the value and the comparison see it.
+    for (label, says) in [
+        ("assert: both components", "is false"),
+        ("assert: systolic value", "got nothing"),
+        ("assert: values as sent", "expected equals [`120`, `80`]"),
+    ] {
+        let st = step(label);
+        assert_eq!(st.outcome, Outcome::Failed, "{label}: {summary}");
+        let f = &st.findings[0];
+        assert!(f.message.contains(says), "{label}: {}", f.message);
+        assert_eq!(
+            (f.severity, f.owner),
+            (Severity::Error, Owner::Receiver),
+            "{summary}"
+        );
+    }
+    // What it keeps passes: the code, the status, the fixture read by sourceId.
+    for ok in [
+        "assert: codes as sent",
+        "assert: status",
+        "assert: the fixture itself",
+    ] {
+        assert_eq!(step(ok).outcome, Outcome::Passed, "{ok}: {summary}");
+    }
+    assert_eq!(ran.reports[0]["result"], "fail");
+}

@@ -1,5 +1,6 @@
 //! Any mutation of a valid TestScript is either an error naming the script and what is wrong,
-//! or a run (against a server that refuses connections): never a panic.
+//! or a run (against a server that refuses connections): never a panic. FHIRPath is in play:
+//! the mutated scripts hold expression asserts and variables, and mutations write bad FHIRPath.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
@@ -9,9 +10,15 @@ use healthanalyzer_check::{Runner, report};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-fn dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testscripts/own")
+fn dir(folder: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/testscripts")
+        .join(folder)
 }
+
+/// The scripts mutated: every operation and assert kind, and FHIRPath (expression asserts and
+/// variables, compareToSourceId).
+const SCRIPTS: &[(&str, &str)] = &[("own", "server.json"), ("fhirpath", "fhirpath.json")];
 
 /// Every JSON pointer in a value.
 fn pointers(v: &Value, at: String, out: &mut Vec<String>) {
@@ -46,6 +53,8 @@ fn mutate(v: &mut Value, pointer: &str, how: u8) {
         3 => Some(json!("${nope} ${UUID} $${x} ${")),
         4 => Some(json!([])),
         5 => Some(json!({})),
+        6 => Some(json!("Observation.where((( $this.is(Coding) or %x.ofType(")),
+        7 => Some(json!("descendants().repeat(descendants()).count() > 'a'")),
         _ => Some(json!([{"x": []}])),
     };
     match (p, replacement) {
@@ -72,8 +81,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
     #[test]
-    fn a_mutated_script_is_an_error_or_a_run_never_a_panic(pick in any::<prop::sample::Index>(), how in 0u8..7) {
-        let text = std::fs::read_to_string(dir().join("server.json")).unwrap();
+    fn a_mutated_script_is_an_error_or_a_run_never_a_panic(which in 0..SCRIPTS.len(), pick in any::<prop::sample::Index>(), how in 0u8..9) {
+        let (folder, file) = SCRIPTS[which];
+        let text = std::fs::read_to_string(dir(folder).join(file)).unwrap();
         let mut v: Value = serde_json::from_str(&text).unwrap();
         let mut all = Vec::new();
         pointers(&v, String::new(), &mut all);
@@ -85,7 +95,7 @@ proptest! {
                 prop_assert!(msg.contains("mutated.json") && msg.contains("TestScript"), "{msg}");
             }
             Ok(mut script) => {
-                script.dir = Some(dir());
+                script.dir = Some(dir(folder));
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 let ran = rt.block_on(async {
                     Runner::new("http://127.0.0.1:1/fhir").unwrap().run_testscripts(&[script]).await

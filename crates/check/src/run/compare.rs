@@ -25,6 +25,10 @@ pub(super) fn compare(state: &State, c: &Compare, ctx: &mut StepCtx<'_>) {
         );
         return;
     };
+    // FUT's $search-measurements answers one collection Bundle per submission: its
+    // Observations are what is compared.
+    let (expected, actual) = (observations_of(expected), observations_of(actual));
+    let (expected, actual) = (&expected, &actual);
     let keys: Vec<ElementPath> = c
         .key
         .iter()
@@ -141,6 +145,29 @@ pub(super) fn ident(entry: &Value) -> String {
     )
 }
 
+/// The entries, with each entry that is a Bundle replaced by the entries of its Observations.
+fn observations_of(entries: &[Value]) -> Vec<Value> {
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let r = res(e);
+        if r.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+            let inner = r.get("entry").and_then(Value::as_array);
+            out.extend(
+                inner
+                    .into_iter()
+                    .flatten()
+                    .filter(|x| {
+                        res(x).get("resourceType").and_then(Value::as_str) == Some("Observation")
+                    })
+                    .cloned(),
+            );
+        } else {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
 fn res(entry: &Value) -> &Value {
     entry.get("resource").unwrap_or(entry)
 }
@@ -166,6 +193,19 @@ mod tests {
     use crate::scenario::Step;
     use serde_json::json;
     use std::collections::HashSet;
+
+    #[test]
+    fn submission_bundles_are_compared_by_their_observations() {
+        let entries = vec![
+            json!({"resource": {"resourceType": "Bundle", "type": "collection", "entry": [
+                {"resource": {"resourceType": "Observation", "id": "o1"}},
+                {"resource": {"resourceType": "Provenance", "id": "p1"}},
+                {"resource": {"resourceType": "Observation", "id": "o2"}}]}}),
+            json!({"resource": {"resourceType": "Observation", "id": "o3"}}),
+        ];
+        let ids: Vec<String> = observations_of(&entries).iter().map(ident).collect();
+        assert_eq!(ids, ["Observation/o1", "Observation/o2", "Observation/o3"]);
+    }
 
     #[test]
     fn compare_finds_lost_doubled_changed_and_extra() {

@@ -39,6 +39,7 @@ pub(super) fn expect_response(
     resp: &Response,
     vars: &BTreeMap<String, String>,
 ) {
+    super::national::private_urls(ctx, resp, vars);
     let e = &ctx.step.expect;
     let owner = ctx.owner;
     let body = resp.body.as_ref();
@@ -157,7 +158,9 @@ pub(super) fn expect_response(
         }
     }
     for c in &e.body {
-        let Ok(path) = ElementPath::parse(&c.path) else {
+        // Variables in filters (`entry[resource.id=${obs}]`) are substituted first.
+        let text = substitute(&c.path, vars).unwrap_or_else(|_| c.path.clone());
+        let Ok(path) = ElementPath::parse(&text) else {
             continue;
         };
         let nodes = body.map(|b| path.eval(b)).unwrap_or_default();
@@ -171,6 +174,7 @@ pub(super) fn expect_response(
             );
         }
     }
+    super::national::answer(ctx, resp, vars);
 }
 
 /// Who owns a wrong status, and why.

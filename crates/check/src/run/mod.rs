@@ -1,7 +1,8 @@
 //! Running scenarios: the runner and a step's course. What each kind of step does lives in its
 //! own module: [`http`] (requests, paging, bounded answers), [`command`] (programs, bounded
-//! output), [`compare`], [`expect`] (expectations), [`capture`], [`capability`] (what the server
-//! declares); [`results`] holds what a run produces.
+//! output), [`compare`], [`expect`] (expectations), [`national`] (the national exchanges' rules,
+//! echoes and privacy), [`capture`], [`capability`] (what the server declares); [`results`]
+//! holds what a run produces.
 
 mod capability;
 mod capture;
@@ -9,6 +10,7 @@ mod command;
 mod compare;
 mod expect;
 pub(crate) mod http;
+mod national;
 mod results;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -271,6 +273,9 @@ impl Runner {
         };
         match done {
             Ok(Done::Http(resp)) => {
+                if let Some(r) = &step.request {
+                    national::sent_rules(&mut ctx, &r.rules);
+                }
                 expect_response(&mut ctx, &resp, &state.vars);
                 capture(state, &mut ctx, &resp);
                 if !resp.entries.is_empty()

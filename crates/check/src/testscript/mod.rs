@@ -4,12 +4,25 @@
 //! A script becomes a [`ScenarioResult`](crate::ScenarioResult) named after the script, and
 //! each of its actions a [`StepResult`](crate::StepResult) (setup, test and teardown), so the
 //! JUnit XML and the Markdown triage report work as they do for TOML scenarios. What the checker
-//! cannot evaluate yet (FHIRPath `expression`, XPath `path`, `compareToSource…`, XML bodies, an
-//! unknown extension or operator) is a skipped step with a finding that names the script, the
-//! action and the reason: never a silent pass.
+//! cannot evaluate (a FHIRPath type test on a data type, a Turtle body, an unknown extension
+//! or operator…) is a skipped step with a finding that
+//! names the script, the action and the reason: never a silent pass. FHIRPath (`expression`
+//! asserts and variables, `compareToSourceExpression`) goes through [`fhirpath`], a thin layer
+//! over octofhir-fhirpath; XPath 1.0 `path` and `compareToSourcePath` through sxd-xpath over
+//! the FHIR XML of the answer; `contentType`/`accept` xml send and ask for FHIR XML; and the
+//! Touchstone placeholders include `${DATE, T, <unit>, <offset>}`.
 
+mod asserts;
 mod exec;
+mod expression;
+pub mod fhirpath;
+mod fixtures;
+mod operation;
+mod placeholders;
 mod report;
+mod variables;
+mod xml_body;
+mod xpath;
 
 use std::path::{Path, PathBuf};
 
