@@ -52,6 +52,7 @@
 
 #![warn(missing_docs)]
 
+mod codec;
 mod documents;
 mod error;
 mod schema;

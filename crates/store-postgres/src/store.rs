@@ -11,7 +11,7 @@ use healthanalyzer_store::backend::{
     SortKey, check_subjects, identifier_key, parse_identifier_key, split_instant,
 };
 use healthanalyzer_store::{
-    Applied, Checkpoint, Document, DocumentQuery, Error, Filter, MeasurementStore, Order, Page,
+    Applied, Checkpoint, Document, DocumentQuery, Filter, MeasurementStore, Order, Page,
     Precondition, Query, Result, SubjectStore, Versioned, WriteSet, WriteSetStore, WriteSummary,
 };
 use tokio_postgres::Row;
@@ -224,14 +224,18 @@ impl Where {
 
     fn filter(f: &Filter) -> Self {
         let mut w = Self::default();
+        // Dictionary numbers looked up by the statement itself (one-time subplans, so the
+        // index conditions stay on `sid` and `kid`).
         if let Some(subject) = &f.subject {
             let p = w.push(identifier_key(subject));
-            w.and(&format!("subject = {p}"));
+            w.and(&format!("sid = (SELECT sid FROM series WHERE key = {p})"));
         }
         if !f.kinds.is_empty() {
             let kinds: Vec<String> = f.kinds.iter().map(|k| k.as_str().to_string()).collect();
             let p = w.push(kinds);
-            w.and(&format!("kind = ANY({p})"));
+            w.and(&format!(
+                "kid = ANY(ARRAY(SELECT kid FROM kind_name WHERE name = ANY({p})))"
+            ));
         }
         w.bound(f.from, ">=", ">");
         w.bound(f.to, "<=", "<");
@@ -260,37 +264,47 @@ impl Where {
     }
 }
 
-fn decode(row: &Row) -> Result<Measurement> {
-    let body: &str = row.try_get(0).map_err(db)?;
-    serde_json::from_str(body).map_err(|e| bad_row("measurement", e))
+/// The columns [`decode`] reads, first in a `SELECT`.
+pub(crate) const COLUMNS: &str = "body, payload_type, payload";
+
+/// The measurement in a row whose first columns are [`COLUMNS`].
+pub(crate) fn decode(row: &Row) -> Result<Measurement> {
+    let body: &[u8] = row.try_get(0).map_err(db)?;
+    let payload_type: Option<&str> = row.try_get(1).map_err(db)?;
+    let payload: Option<&[u8]> = row.try_get(2).map_err(db)?;
+    crate::codec::decode(body, payload_type, payload)
 }
 
 /// The columns of a batch, one array per column, deduplicated by id (the last occurrence wins)
-/// and sorted by key, so concurrent writers lock rows in the same order.
+/// and sorted by id (the primary key's first column), so concurrent writers lock rows in the
+/// same order. Subjects and kinds are still their keys and names: the writer turns them into
+/// dictionary numbers inside its transaction.
 pub(crate) struct Columns {
     pub(crate) subject: Vec<String>,
     pub(crate) id: Vec<Uuid>,
     pub(crate) kind: Vec<String>,
     pub(crate) t_s: Vec<i64>,
     pub(crate) t_ns: Vec<i32>,
-    pub(crate) body: Vec<String>,
+    pub(crate) body: Vec<Vec<u8>>,
+    pub(crate) payload_type: Vec<Option<String>>,
+    pub(crate) payload: Vec<Option<Vec<u8>>>,
     /// Earlier occurrences of a repeated id, dropped.
     pub(crate) repeats: u64,
 }
 
 impl Columns {
-    pub(crate) fn of(batch: &[Measurement]) -> Result<Self> {
+    pub(crate) fn of(batch: &[&Measurement]) -> Result<Self> {
         let mut last: HashMap<MeasurementId, usize> = HashMap::with_capacity(batch.len());
         for (i, m) in batch.iter().enumerate() {
             last.insert(m.id, i);
         }
-        let mut rows: Vec<(String, Uuid, &Measurement)> = batch
+        let mut rows: Vec<(Uuid, &Measurement)> = batch
             .iter()
             .enumerate()
             .filter(|(i, m)| last.get(&m.id) == Some(i))
-            .map(|(_, m)| (identifier_key(&m.subject), uuid(&m.id), m))
+            .map(|(_, m)| (uuid(&m.id), *m))
             .collect();
-        rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        rows.sort_unstable_by_key(|r| r.0);
         let n = rows.len();
         let mut c = Self {
             subject: Vec::with_capacity(n),
@@ -299,20 +313,21 @@ impl Columns {
             t_s: Vec::with_capacity(n),
             t_ns: Vec::with_capacity(n),
             body: Vec::with_capacity(n),
+            payload_type: Vec::with_capacity(n),
+            payload: Vec::with_capacity(n),
             repeats: (batch.len() - n) as u64,
         };
-        for (subject, id, m) in rows {
+        for (id, m) in rows {
             let (s, ns) = split_nanos(m.effective.instant().as_nanosecond());
-            c.subject.push(subject);
+            let e = crate::codec::encode(m)?;
+            c.subject.push(identifier_key(&m.subject));
             c.id.push(id);
             c.kind.push(m.kind.as_str().to_string());
             c.t_s.push(s);
             c.t_ns.push(ns);
-            c.body.push(
-                serde_json::to_string(m).map_err(|e| {
-                    Error::invalid("measurement", format!("cannot be encoded: {e}"))
-                })?,
-            );
+            c.body.push(e.body);
+            c.payload_type.push(e.payload_type);
+            c.payload.push(e.payload);
         }
         Ok(c)
     }
@@ -335,7 +350,10 @@ impl MeasurementStore for PostgresStore {
     async fn get(&self, id: &MeasurementId) -> Result<Option<Measurement>> {
         let client = self.client().await?;
         let row = client
-            .query_opt("SELECT body FROM measurement WHERE id = $1", &[&uuid(id)])
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM measurement WHERE id = $1"),
+                &[&uuid(id)],
+            )
             .await
             .map_err(db)?;
         row.as_ref().map(decode).transpose()
@@ -353,7 +371,7 @@ impl MeasurementStore for PostgresStore {
         };
         let limit = query.limit;
         let sql = format!(
-            "SELECT body, version FROM measurement{}{order} LIMIT {}",
+            "SELECT {COLUMNS}, version FROM measurement{}{order} LIMIT {}",
             w.sql,
             limit.saturating_add(1).min(i64::MAX as usize)
         );
@@ -362,7 +380,7 @@ impl MeasurementStore for PostgresStore {
         let items = rows
             .iter()
             .map(|r| {
-                let version: i64 = r.try_get(1).map_err(db)?;
+                let version: i64 = r.try_get(3).map_err(db)?;
                 Ok((decode(r)?, version.max(1) as u64))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -394,7 +412,10 @@ impl MeasurementStore for PostgresStore {
         let kinds: Vec<String> = if kinds.is_empty() {
             client
                 .query(
-                    "SELECT DISTINCT kind FROM measurement WHERE subject = $1 ORDER BY kind",
+                    "SELECT k.name FROM kind_name k
+                     WHERE EXISTS (SELECT 1 FROM measurement m
+                                   WHERE m.sid = (SELECT sid FROM series WHERE key = $1) AND m.kid = k.kid)
+                     ORDER BY k.name",
                     &[&key],
                 )
                 .await
@@ -408,10 +429,12 @@ impl MeasurementStore for PostgresStore {
         // One index range scan per kind, in one round trip, kinds in the order asked.
         let rows = client
             .query(
-                "SELECT l.body FROM UNNEST($2::text[]) WITH ORDINALITY AS k(kind, ord)
+                "SELECT l.body, l.payload_type, l.payload
+                 FROM UNNEST($2::text[]) WITH ORDINALITY AS k(kind, ord)
+                 JOIN kind_name n ON n.name = k.kind
                  CROSS JOIN LATERAL (
-                   SELECT body, t_s, t_ns, id FROM measurement
-                   WHERE subject = $1 AND kind = k.kind
+                   SELECT body, payload_type, payload, t_s, t_ns, id FROM measurement
+                   WHERE sid = (SELECT sid FROM series WHERE key = $1) AND kid = n.kid
                    ORDER BY t_s DESC, t_ns DESC, id DESC LIMIT $3
                  ) l
                  ORDER BY k.ord, l.t_s DESC, l.t_ns DESC, l.id DESC",
@@ -425,7 +448,11 @@ impl MeasurementStore for PostgresStore {
     async fn measured_subjects(&self) -> Result<Vec<Identifier>> {
         let client = self.client().await?;
         let rows = client
-            .query("SELECT DISTINCT subject FROM measurement", &[])
+            .query(
+                "SELECT s.key FROM series s
+                 WHERE EXISTS (SELECT 1 FROM measurement m WHERE m.sid = s.sid)",
+                &[],
+            )
             .await
             .map_err(db)?;
         let mut out = Vec::with_capacity(rows.len());
@@ -441,7 +468,8 @@ impl MeasurementStore for PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT subject, COUNT(*) FROM measurement GROUP BY subject",
+                "SELECT s.key, c.n FROM (SELECT sid, COUNT(*) AS n FROM measurement GROUP BY sid) c
+                 JOIN series s ON s.sid = c.sid",
                 &[],
             )
             .await
@@ -565,13 +593,13 @@ impl WriteSetStore for PostgresStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "SELECT body, version FROM measurement WHERE id = $1",
+                &format!("SELECT {COLUMNS}, version FROM measurement WHERE id = $1"),
                 &[&uuid(id)],
             )
             .await
             .map_err(db)?;
         row.map(|r| {
-            let version: i64 = r.try_get(1).map_err(db)?;
+            let version: i64 = r.try_get(3).map_err(db)?;
             Ok(Versioned {
                 value: decode(&r)?,
                 version: version.max(1) as u64,
@@ -626,11 +654,11 @@ impl WriteSetStore for PostgresStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT d.subject FROM (
-                   SELECT DISTINCT subject FROM measurement WHERE subject COLLATE \"C\" > $1
-                 ) d
-                 WHERE NOT EXISTS (SELECT 1 FROM subject_identifier i WHERE i.identifier = d.subject)
-                 ORDER BY d.subject COLLATE \"C\" LIMIT $2",
+                "SELECT d.key FROM series d
+                 WHERE d.key COLLATE \"C\" > $1
+                   AND EXISTS (SELECT 1 FROM measurement m WHERE m.sid = d.sid)
+                   AND NOT EXISTS (SELECT 1 FROM subject_identifier i WHERE i.identifier = d.key)
+                 ORDER BY d.key COLLATE \"C\" LIMIT $2",
                 &[&after, &limit],
             )
             .await

@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::documents;
 use crate::error::{bad_row, db};
-use crate::store::{Columns, split_nanos};
+use crate::store::Columns;
 
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
@@ -155,16 +155,16 @@ async fn apply_once(client: &mut deadpool_postgres::Object, set: &WriteSet) -> R
     Ok(applied)
 }
 
-async fn measurement_version(tx: &Tx<'_>, id: Uuid) -> Result<Option<(String, u64)>> {
+async fn measurement_version(tx: &Tx<'_>, id: Uuid) -> Result<Option<(i32, u64)>> {
     let row = tx
         .query_opt(
-            "SELECT subject, version FROM measurement WHERE id = $1 FOR UPDATE",
+            "SELECT sid, version FROM measurement WHERE id = $1 FOR UPDATE",
             &[&id],
         )
         .await
         .map_err(db)?;
     row.map(|r| {
-        let subject: String = r.try_get(0).map_err(db)?;
+        let subject: i32 = r.try_get(0).map_err(db)?;
         let v: i64 = r.try_get(1).map_err(db)?;
         Ok((subject, v.max(1) as u64))
     })
@@ -321,6 +321,79 @@ async fn put_subjects(tx: &Tx<'_>, set: &WriteSet, applied: &mut Applied) -> Res
     Ok(())
 }
 
+/// A dictionary table: `series` (subject keys) or `kind_name` (kind names).
+#[derive(Clone, Copy)]
+enum Dictionary {
+    Series,
+    Kind,
+}
+
+impl Dictionary {
+    fn select(self) -> &'static str {
+        match self {
+            Self::Series => "SELECT key, sid FROM series WHERE key = ANY($1)",
+            Self::Kind => "SELECT name, kid FROM kind_name WHERE name = ANY($1)",
+        }
+    }
+
+    fn insert(self) -> &'static str {
+        // In key order, so two sets adding the same keys wait for each other without a cycle.
+        match self {
+            Self::Series => {
+                "INSERT INTO series (key) SELECT k FROM UNNEST($1::text[]) AS k ORDER BY k
+                 ON CONFLICT (key) DO NOTHING"
+            }
+            Self::Kind => {
+                "INSERT INTO kind_name (name) SELECT k FROM UNNEST($1::text[]) AS k ORDER BY k
+                 ON CONFLICT (name) DO NOTHING"
+            }
+        }
+    }
+}
+
+/// The dictionary numbers of `names` (distinct), adding those that are new. Rows are never
+/// changed or deleted; one added by a set that rolls back goes with it. A key another
+/// transaction is adding makes the insert wait for it, and the second read (a new snapshot,
+/// READ COMMITTED) then sees it.
+async fn numbers(tx: &Tx<'_>, dict: Dictionary, names: &[&str]) -> Result<HashMap<String, i32>> {
+    let read = |rows: Vec<tokio_postgres::Row>, into: &mut HashMap<String, i32>| -> Result<()> {
+        for r in rows {
+            into.insert(r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?);
+        }
+        Ok(())
+    };
+    let mut found = HashMap::with_capacity(names.len());
+    let stmt = tx.prepare_cached(dict.select()).await.map_err(db)?;
+    read(tx.query(&stmt, &[&names]).await.map_err(db)?, &mut found)?;
+    if found.len() < names.len() {
+        let new: Vec<&str> = names
+            .iter()
+            .filter(|n| !found.contains_key(**n))
+            .copied()
+            .collect();
+        tx.execute(dict.insert(), &[&new]).await.map_err(db)?;
+        read(tx.query(&stmt, &[&new]).await.map_err(db)?, &mut found)?;
+    }
+    Ok(found)
+}
+
+/// The dictionary number of each of `names`, in order.
+async fn numbered(tx: &Tx<'_>, dict: Dictionary, names: &[String]) -> Result<Vec<i32>> {
+    let mut distinct: Vec<&str> = names.iter().map(String::as_str).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let found = numbers(tx, dict, &distinct).await?;
+    names
+        .iter()
+        .map(|n| {
+            found
+                .get(n)
+                .copied()
+                .ok_or_else(|| bad_row("dictionary", "a key just added is missing"))
+        })
+        .collect()
+}
+
 async fn put_measurements(
     tx: &Tx<'_>,
     writes: &[MeasurementWrite],
@@ -331,10 +404,10 @@ async fn put_measurements(
     }
     let mut versions: HashMap<MeasurementId, u64> = HashMap::new();
     // Without preconditions: one bulk upsert.
-    let plain: Vec<healthanalyzer_model::Measurement> = writes
+    let plain: Vec<&healthanalyzer_model::Measurement> = writes
         .iter()
         .filter(|w| w.precondition == Precondition::Any)
-        .map(|w| w.measurement.clone())
+        .map(|w| &w.measurement)
         .collect();
     if !plain.is_empty() {
         let columns = Columns::of(&plain)?;
@@ -352,29 +425,44 @@ async fn put_measurements(
         let stored = measurement_version(tx, id).await?;
         w.precondition
             .check(&record, stored.as_ref().map(|s| s.1))?;
-        let subject = identifier_key(&m.subject);
-        let body = serde_json::to_string(m)
-            .map_err(|e| Error::invalid("measurement", format!("cannot be encoded: {e}")))?;
-        let (s, ns) = split_nanos(m.effective.instant().as_nanosecond());
-        let kind = m.kind.as_str();
+        let c = Columns::of(&[m])?;
+        let sid = numbered(tx, Dictionary::Series, &c.subject).await?[0];
+        let kid = numbered(tx, Dictionary::Kind, &c.kind).await?[0];
+        let (s, ns) = (c.t_s[0], c.t_ns[0]);
+        let (body, payload_type, payload) = (&c.body[0], &c.payload_type[0], &c.payload[0]);
+        let insert = |v: i64| async move {
+            tx.execute(
+                "INSERT INTO measurement (id, sid, kid, t_s, t_ns, body, payload_type, payload, version)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                &[&id, &sid, &kid, &s, &ns, body, payload_type, payload, &v],
+            )
+            .await
+            .map_err(db)
+        };
         let version = match stored {
             None => {
-                tx.execute(
-                    "INSERT INTO measurement (subject, id, kind, t_s, t_ns, body, version)
-                     VALUES ($1, $2, $3, $4, $5, $6, 1)",
-                    &[&subject, &id, &kind, &s, &ns, &body],
-                )
-                .await
-                .map_err(db)?;
+                insert(1).await?;
                 applied.measurements.inserted += 1;
                 1
             }
-            Some((old_subject, v)) if old_subject == subject => {
+            Some((old_subject, v)) if old_subject == sid => {
                 let n = tx
                     .execute(
-                        "UPDATE measurement SET kind = $3, t_s = $4, t_ns = $5, body = $6, version = $7
-                         WHERE subject = $1 AND id = $2 AND body IS DISTINCT FROM $6",
-                        &[&subject, &id, &kind, &s, &ns, &body, &((v + 1) as i64)],
+                        "UPDATE measurement SET kid = $3, t_s = $4, t_ns = $5, body = $6,
+                                payload_type = $7, payload = $8, version = $9
+                         WHERE id = $1 AND sid = $2
+                           AND (body, payload_type, payload) IS DISTINCT FROM ($6, $7, $8)",
+                        &[
+                            &id,
+                            &sid,
+                            &kid,
+                            &s,
+                            &ns,
+                            body,
+                            payload_type,
+                            payload,
+                            &((v + 1) as i64),
+                        ],
                     )
                     .await
                     .map_err(db)?;
@@ -389,18 +477,12 @@ async fn put_measurements(
             Some((old_subject, v)) => {
                 // A corrected subject: the row moves (the subject is part of the key).
                 tx.execute(
-                    "DELETE FROM measurement WHERE subject = $1 AND id = $2",
-                    &[&old_subject, &id],
+                    "DELETE FROM measurement WHERE id = $1 AND sid = $2",
+                    &[&id, &old_subject],
                 )
                 .await
                 .map_err(db)?;
-                tx.execute(
-                    "INSERT INTO measurement (subject, id, kind, t_s, t_ns, body, version)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    &[&subject, &id, &kind, &s, &ns, &body, &((v + 1) as i64)],
-                )
-                .await
-                .map_err(db)?;
+                insert((v + 1) as i64).await?;
                 applied.measurements.updated += 1;
                 v + 1
             }
@@ -420,8 +502,82 @@ fn add(total: &mut WriteSummary, more: WriteSummary) {
     total.unchanged += more.unchanged;
 }
 
+/// From this many rows, a batch goes to the server with binary `COPY` into a staging table
+/// (ADR 0015); below it, as arrays of one `UNNEST` statement.
+pub(crate) const BULK_ROWS: usize = 1_000;
+
+/// The upsert, from `UNNEST` of the arrays ($1 … $8) or from the staging table.
+fn upsert_sql(from: &str) -> String {
+    format!(
+        "WITH up AS (
+           INSERT INTO measurement AS m (id, sid, kid, t_s, t_ns, body, payload_type, payload, version)
+           SELECT id, sid, kid, t_s, t_ns, body, payload_type, payload, 1 FROM {from}
+           ON CONFLICT (id, sid) DO UPDATE
+             SET kid = excluded.kid, t_s = excluded.t_s, t_ns = excluded.t_ns, body = excluded.body,
+                 payload_type = excluded.payload_type, payload = excluded.payload,
+                 version = m.version + 1
+             WHERE (m.body, m.payload_type, m.payload)
+                   IS DISTINCT FROM (excluded.body, excluded.payload_type, excluded.payload)
+           RETURNING m.id, m.version, (m.xmax = 0) AS inserted)
+         SELECT count(*) FILTER (WHERE inserted),
+                COALESCE(array_agg(id) FILTER (WHERE NOT inserted), '{{}}'),
+                COALESCE(array_agg(version) FILTER (WHERE NOT inserted), '{{}}')
+         FROM up"
+    )
+}
+
+/// Sends the batch into the session's staging table (made on first use, emptied at every
+/// commit) with binary `COPY`.
+async fn stage(tx: &Tx<'_>, c: &Columns, sid: &[i32], kid: &[i32]) -> Result<()> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    tx.batch_execute(
+        "SET LOCAL client_min_messages = warning;
+         CREATE TEMP TABLE IF NOT EXISTS ha_staging (
+             id uuid, sid int, kid int, t_s bigint, t_ns int, body bytea, payload_type text, payload bytea
+         ) ON COMMIT DELETE ROWS",
+    )
+    .await
+    .map_err(db)?;
+    let sink = tx
+        .copy_in("COPY ha_staging FROM STDIN BINARY")
+        .await
+        .map_err(db)?;
+    let types = [
+        Type::UUID,
+        Type::INT4,
+        Type::INT4,
+        Type::INT8,
+        Type::INT4,
+        Type::BYTEA,
+        Type::TEXT,
+        Type::BYTEA,
+    ];
+    let writer = BinaryCopyInWriter::new(sink, &types);
+    let mut writer = std::pin::pin!(writer);
+    for i in 0..c.id.len() {
+        writer
+            .as_mut()
+            .write(&[
+                &c.id[i],
+                &sid[i],
+                &kid[i],
+                &c.t_s[i],
+                &c.t_ns[i],
+                &c.body[i],
+                &c.payload_type[i],
+                &c.payload[i],
+            ])
+            .await
+            .map_err(db)?;
+    }
+    writer.finish().await.map_err(db)?;
+    Ok(())
+}
+
 /// Upserts a batch in `tx`: rows whose subject changed are moved (keeping their version count),
-/// then one UNNEST upsert; the version of every id goes into `versions`.
+/// then one upsert (from `UNNEST`, or from the staging table for a bulk batch); the version of
+/// every id that is not at 1 goes into `versions`.
 async fn upsert(
     tx: &Tx<'_>,
     c: &Columns,
@@ -434,56 +590,64 @@ async fn upsert(
     if c.id.is_empty() {
         return Ok(summary);
     }
+    let sid = numbered(tx, Dictionary::Series, &c.subject).await?;
+    let kid = numbered(tx, Dictionary::Kind, &c.kind).await?;
     // An id stored under another subject (a corrected subject) is moved, counted as an update.
     let move_stmt = tx
         .prepare_cached(
-            // `id = ANY` probes the id index (new ids find nothing); the pair test runs only
+            // `id = ANY` probes the primary key (new ids find nothing); the pair test runs only
             // on ids that exist.
             "DELETE FROM measurement
              WHERE id = ANY($1::uuid[])
-               AND (subject, id) NOT IN (SELECT * FROM UNNEST($2::text[], $1::uuid[]))
+               AND (id, sid) NOT IN (SELECT * FROM UNNEST($1::uuid[], $2::int4[]))
              RETURNING id, version",
         )
         .await
         .map_err(db)?;
-    let upsert_stmt = tx
-        .prepare_cached(
-            "INSERT INTO measurement AS m (subject, id, kind, t_s, t_ns, body, version)
-             SELECT s, i, k, ts, tn, b, 1
-             FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::int8[], $5::int4[], $6::text[]) AS u(s, i, k, ts, tn, b)
-             ON CONFLICT (subject, id) DO UPDATE
-               SET kind = excluded.kind, t_s = excluded.t_s, t_ns = excluded.t_ns, body = excluded.body,
-                   version = m.version + 1
-               WHERE m.body IS DISTINCT FROM excluded.body
-             RETURNING id, version, (xmax = 0) AS inserted",
-        )
-        .await
-        .map_err(db)?;
-    let moved_rows = tx
-        .query(&move_stmt, &[&c.id, &c.subject])
-        .await
-        .map_err(db)?;
+    let moved_rows = tx.query(&move_stmt, &[&c.id, &sid]).await.map_err(db)?;
     let mut moved: Vec<(Uuid, i64)> = Vec::with_capacity(moved_rows.len());
     for r in &moved_rows {
         moved.push((r.try_get(0).map_err(db)?, r.try_get(1).map_err(db)?));
     }
-    let rows = tx
-        .query(
-            &upsert_stmt,
-            &[&c.subject, &c.id, &c.kind, &c.t_s, &c.t_ns, &c.body],
+    let row = if c.id.len() >= BULK_ROWS {
+        stage(tx, c, &sid, &kid).await?;
+        let stmt = tx
+            .prepare_cached(&upsert_sql("ha_staging"))
+            .await
+            .map_err(db)?;
+        tx.query_one(&stmt, &[]).await.map_err(db)?
+    } else {
+        let stmt = tx
+            .prepare_cached(&upsert_sql(
+                "UNNEST($1::uuid[], $2::int4[], $3::int4[], $4::int8[], $5::int4[], $6::bytea[], $7::text[], $8::bytea[])
+                   AS u(id, sid, kid, t_s, t_ns, body, payload_type, payload)",
+            ))
+            .await
+            .map_err(db)?;
+        tx.query_one(
+            &stmt,
+            &[
+                &c.id,
+                &sid,
+                &kid,
+                &c.t_s,
+                &c.t_ns,
+                &c.body,
+                &c.payload_type,
+                &c.payload,
+            ],
         )
         .await
-        .map_err(db)?;
-    for row in &rows {
-        let id: Uuid = row.try_get(0).map_err(db)?;
-        let v: i64 = row.try_get(1).map_err(db)?;
-        versions.insert(MeasurementId::from_uuid(id), v.max(1) as u64);
-        if row.try_get::<_, bool>(2).map_err(db)? {
-            summary.inserted += 1;
-        } else {
-            summary.updated += 1;
-        }
+        .map_err(db)?
+    };
+    let inserted: i64 = row.try_get(0).map_err(db)?;
+    let updated_ids: Vec<Uuid> = row.try_get(1).map_err(db)?;
+    let updated_versions: Vec<i64> = row.try_get(2).map_err(db)?;
+    for (id, v) in updated_ids.iter().zip(&updated_versions) {
+        versions.insert(MeasurementId::from_uuid(*id), (*v).max(1) as u64);
     }
+    summary.inserted = inserted.max(0) as u64;
+    summary.updated = updated_ids.len() as u64;
     // Moved rows were inserted anew under their new subject: they are updates, one version on.
     if !moved.is_empty() {
         let ids: Vec<Uuid> = moved.iter().map(|m| m.0).collect();
@@ -502,25 +666,25 @@ async fn upsert(
     let moved_n = moved.len() as u64;
     summary.inserted = summary.inserted.saturating_sub(moved_n);
     summary.updated += moved_n;
-    summary.unchanged += c.id.len() as u64 - rows.len() as u64;
-    // Unchanged rows returned nothing: read their versions.
-    let missing: Vec<Uuid> =
-        c.id.iter()
-            .filter(|id| !versions.contains_key(&MeasurementId::from_uuid(**id)))
-            .copied()
-            .collect();
-    if !missing.is_empty() {
+    let written = inserted.max(0) as u64 + updated_ids.len() as u64;
+    let unchanged = c.id.len() as u64 - written;
+    summary.unchanged += unchanged;
+    // Unchanged rows returned nothing: read the versions that are not 1 (a first import has
+    // none to read).
+    if unchanged > 0 {
         for r in tx
             .query(
-                "SELECT id, version FROM measurement WHERE id = ANY($1)",
-                &[&missing],
+                "SELECT id, version FROM measurement WHERE id = ANY($1) AND version <> 1",
+                &[&c.id],
             )
             .await
             .map_err(db)?
         {
             let id: Uuid = r.try_get(0).map_err(db)?;
             let v: i64 = r.try_get(1).map_err(db)?;
-            versions.insert(MeasurementId::from_uuid(id), v.max(1) as u64);
+            versions
+                .entry(MeasurementId::from_uuid(id))
+                .or_insert(v.max(1) as u64);
         }
     }
     Ok(summary)

@@ -153,48 +153,59 @@ async fn an_unreachable_server_is_a_retryable_error() {
 }
 
 /// A schema at version 2 (as a build before documents left it, with measurements, a subject and
-/// a checkpoint) migrates to version 3 on connect: every record reads back as it was, at its
+/// a checkpoint) migrates to the current version on connect: every record reads back as it was, at its
 /// version, and documents can be written and found beside them.
 #[tokio::test]
 async fn a_schema_2_database_gains_documents_and_keeps_its_records() {
     use healthanalyzer_model::{Identifier, Subject};
     use healthanalyzer_store::{
-        Checkpoint, Document, DocumentQuery, MeasurementStore, Precondition, SubjectStore,
-        WriteSet, WriteSetStore,
+        Document, DocumentQuery, MeasurementStore, Precondition, WriteSet, WriteSetStore,
     };
     let Some(url) = common::url("a_schema_2_database_gains_documents_and_keeps_its_records") else {
         return;
     };
     let url = common::fresh_schema(&url, "v2docs").await;
-    let old = PostgresStore::connect(&url).await.expect("connect");
     let rows: Vec<_> = (0..20)
         .map(|i| testkit::heart_rate("src", "p", i, 60 + i))
         .collect();
-    old.write(&rows, Some(&Checkpoint::new("src", "offset=20")))
-        .await
-        .expect("write");
     let mut changed = rows[3].clone();
     changed.value = healthanalyzer_model::Value::quantity(99.into(), "/min");
-    old.apply(&WriteSet::new().put_measurement(changed.clone(), Precondition::Version(1)))
-        .await
-        .expect("update");
     let person = Subject::new(Identifier::local("p"));
-    old.put_subjects(std::slice::from_ref(&person))
-        .await
-        .expect("subject");
-    drop(old);
-    // Back to what schema 2 was: no document tables, version 2.
+    // Schema 2 as a build of that version wrote it (no document tables), with those rows.
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
         .expect("connect");
     tokio::spawn(conn);
+    common::old_schema(&client, 2).await;
+    for (i, m) in rows.iter().enumerate() {
+        if i == 3 {
+            common::old_measurement(&client, &changed, 2).await;
+        } else {
+            common::old_measurement(&client, m, 1).await;
+        }
+    }
+    let key = healthanalyzer_store::backend::identifier_key(&person.id);
     client
-        .batch_execute(
-            "DROP TABLE document, document_key;
-             UPDATE healthanalyzer_meta SET value = '2' WHERE key = 'schema_version';",
+        .execute(
+            "INSERT INTO subject (key, body, version) VALUES ($1, $2, 1)",
+            &[&key, &serde_json::to_string(&person).expect("json")],
         )
         .await
-        .expect("a version-2 schema");
+        .expect("subject");
+    client
+        .execute(
+            "INSERT INTO subject_identifier (identifier, subject) VALUES ($1, $1)",
+            &[&key],
+        )
+        .await
+        .expect("identifier");
+    client
+        .execute(
+            "INSERT INTO checkpoint (source_id, cursor) VALUES ('src', 'offset=20')",
+            &[],
+        )
+        .await
+        .expect("checkpoint");
 
     let store = PostgresStore::connect(&url)
         .await
@@ -263,5 +274,5 @@ async fn a_schema_2_database_gains_documents_and_keeps_its_records() {
         version,
         healthanalyzer_store_postgres::SCHEMA_VERSION.to_string()
     );
-    assert_eq!(healthanalyzer_store_postgres::SCHEMA_VERSION, 3);
+    assert_eq!(healthanalyzer_store_postgres::SCHEMA_VERSION, 4);
 }
