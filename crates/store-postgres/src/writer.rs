@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use healthanalyzer_model::{Identifier, MeasurementId};
+use healthanalyzer_model::{Identifier, Measurement, MeasurementId};
 use healthanalyzer_store::backend::{identifier_key, parse_identifier_key};
 use healthanalyzer_store::{
     Applied, Conflict, ConflictReason, Error, MeasurementWrite, Precondition, RecordKey, Result,
@@ -111,16 +111,39 @@ pub(crate) async fn apply(
     set: &WriteSet,
 ) -> Result<Applied> {
     set.check()?;
+    // The rows without precondition, encoded (JSON, zstd) before the transaction begins; a bulk
+    // set's on the blocking pool, so the caller's next batch is parsed meanwhile on another core.
+    let plain: Vec<&Measurement> = set
+        .measurements
+        .iter()
+        .filter(|w| w.precondition == Precondition::Any)
+        .map(|w| &w.measurement)
+        .collect();
+    let columns = if plain.len() >= BULK_ROWS {
+        let owned: Vec<Measurement> = plain.into_iter().cloned().collect();
+        tokio::task::spawn_blocking(move || {
+            let refs: Vec<&Measurement> = owned.iter().collect();
+            Columns::of(&refs)
+        })
+        .await
+        .map_err(|e| Error::invalid("measurements", format!("encoding stopped: {e}")))??
+    } else {
+        Columns::of(&plain)?
+    };
     let mut attempt = 0;
     loop {
-        match apply_once(client, set).await {
+        match apply_once(client, set, &columns).await {
             Err(e) if attempt < 4 && is_deadlock(&e) => attempt += 1,
             other => return other,
         }
     }
 }
 
-async fn apply_once(client: &mut deadpool_postgres::Object, set: &WriteSet) -> Result<Applied> {
+async fn apply_once(
+    client: &mut deadpool_postgres::Object,
+    set: &WriteSet,
+    plain: &Columns,
+) -> Result<Applied> {
     let tx = client.transaction().await.map_err(db)?;
     let keys = locks(set);
     if !keys.is_empty() {
@@ -137,7 +160,7 @@ async fn apply_once(client: &mut deadpool_postgres::Object, set: &WriteSet) -> R
     if !set.subjects.is_empty() {
         put_subjects(&tx, set, &mut applied).await?;
     }
-    put_measurements(&tx, &set.measurements, &mut applied).await?;
+    put_measurements(&tx, &set.measurements, plain, &mut applied).await?;
     if !set.documents.is_empty() {
         documents::put(&tx, &set.documents, &mut applied).await?;
     }
@@ -397,21 +420,16 @@ async fn numbered(tx: &Tx<'_>, dict: Dictionary, names: &[String]) -> Result<Vec
 async fn put_measurements(
     tx: &Tx<'_>,
     writes: &[MeasurementWrite],
+    plain: &Columns,
     applied: &mut Applied,
 ) -> Result<()> {
     if writes.is_empty() {
         return Ok(());
     }
     let mut versions: HashMap<MeasurementId, u64> = HashMap::new();
-    // Without preconditions: one bulk upsert.
-    let plain: Vec<&healthanalyzer_model::Measurement> = writes
-        .iter()
-        .filter(|w| w.precondition == Precondition::Any)
-        .map(|w| &w.measurement)
-        .collect();
-    if !plain.is_empty() {
-        let columns = Columns::of(&plain)?;
-        let summary = upsert(tx, &columns, &mut versions).await?;
+    // Without preconditions (`plain`, encoded by the caller): one bulk upsert.
+    if !plain.id.is_empty() || plain.repeats > 0 {
+        let summary = upsert(tx, plain, &mut versions).await?;
         add(&mut applied.measurements, summary);
     }
     // With preconditions: one at a time, under their locks.
