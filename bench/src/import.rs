@@ -38,6 +38,34 @@ fn peak_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// CPU seconds (user + system, with reaped children) of the processes whose `comm` is `name`
+/// (`None`: of this process's reaped children), from `/proc`.
+fn cpu_seconds(name: Option<&str>) -> f64 {
+    let ticks = |stat: &str, fields: &[usize]| -> f64 {
+        // Fields after the `(comm)`: state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+        let rest = stat.rsplit_once(") ").map(|r| r.1).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        fields
+            .iter()
+            .filter_map(|i| f.get(i - 3).and_then(|v| v.parse::<f64>().ok()))
+            .sum::<f64>()
+            / 100.0
+    };
+    match name {
+        None => std::fs::read_to_string("/proc/self/stat")
+            .map(|s| ticks(&s, &[16, 17]))
+            .unwrap_or(0.0),
+        Some(name) => std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+            .filter(|s| s.contains(&format!("({name})")))
+            .map(|s| ticks(&s, &[14, 15, 16, 17]))
+            .sum(),
+    }
+}
+
 /// The peer: Python's `fhir.resources` (R4 models, from `../shared/tools/setup.sh`) parsing the
 /// first `lines` Observations of `file`; returns (seconds, parsed), or `None` when it is not
 /// installed.
@@ -230,23 +258,31 @@ async fn main() {
     let (t_q, peak_q, n_q) = import(&bin, &dir.path().join("q.db"), &quarter, "strict");
     let (t_f, peak_f, n_f) = import(&bin, &dir.path().join("f.db"), &full, "strict");
     let (t_l, peak_l, n_l) = import(&bin, &dir.path().join("l.db"), &full, "lenient");
-    // PostgreSQL, when a server is given (`.ci/start-postgres` makes a throwaway one): a fresh
-    // schema, so the import starts from an empty store as the SQLite one does.
+    // PostgreSQL, when a server is given (`.ci/start-postgres` makes a throwaway one): fresh
+    // schemas, so each import starts from an empty store as the SQLite one does; then its raw
+    // ceiling, the rows the lenient import stored sent again with binary COPY into an empty
+    // table of the same layout and indexes.
     let postgres = match std::env::var("HEALTHANALYZER_POSTGRES_URL") {
         Ok(url) => {
-            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            client
-                .batch_execute(
-                    "DROP SCHEMA IF EXISTS import_bench CASCADE; CREATE SCHEMA import_bench",
-                )
-                .await
-                .unwrap();
-            let sep = if url.contains('?') { '&' } else { '?' };
-            let url = format!("{url}{sep}options=-csearch_path%3Dimport_bench");
-            Some(import_url(&bin, &url, &full, "strict"))
+            let strict = import_url(
+                &bin,
+                &pg_schema(&url, "import_bench").await,
+                &full,
+                "strict",
+            );
+            let lenient_url = pg_schema(&url, "import_bench_lenient").await;
+            // Where the lenient import's time went: the CLI's CPU, the server's CPU (every
+            // `postgres` process of the machine: run it on a cluster of its own), and the wall.
+            let (client0, server0) = (cpu_seconds(None), cpu_seconds(Some("postgres")));
+            let lenient = import_url(&bin, &lenient_url, &full, "lenient");
+            println!(
+                "PostgreSQL lenient import: {:.1} s wall, CLI CPU {:.1} s, server CPU {:.1} s (2 cores)",
+                lenient.0.as_secs_f64(),
+                cpu_seconds(None) - client0,
+                cpu_seconds(Some("postgres")) - server0
+            );
+            let ceiling = pg_ceiling(&url).await;
+            Some((strict, lenient, ceiling))
         }
         Err(_) => {
             println!("(PostgreSQL skipped: HEALTHANALYZER_POSTGRES_URL is not set)");
@@ -254,6 +290,7 @@ async fn main() {
         }
     };
     assert_eq!(n_f, n);
+    let mut pg_ratios = None;
     let rate = |k: u64, d: Duration| k as f64 / d.as_secs_f64();
     println!(
         "{n} Observations ({:.0} MB NDJSON) and {} Patients; the release binary as a child process",
@@ -283,13 +320,25 @@ async fn main() {
         rate(n_l, t_l),
         peak_l as f64 / 1024.0
     );
-    if let Some((t_p, peak_p, n_p)) = postgres {
+    if let Some(((t_p, peak_p, n_p), (t_pl, peak_pl, n_pl), (t_c, n_c))) = postgres {
         println!(
             "| `healthanalyzer import` into PostgreSQL, whole file | {n_p} | {:.1} | {:.0} | {:.1} |",
             t_p.as_secs_f64(),
             rate(n_p, t_p),
             peak_p as f64 / 1024.0
         );
+        println!(
+            "| `healthanalyzer import --validation lenient` into PostgreSQL, whole file | {n_pl} | {:.1} | {:.0} | {:.1} |",
+            t_pl.as_secs_f64(),
+            rate(n_pl, t_pl),
+            peak_pl as f64 / 1024.0
+        );
+        println!(
+            "| PostgreSQL raw ceiling: the stored rows again, binary COPY into an empty table of the same layout | {n_c} | {:.1} | {:.0} | |",
+            t_c.as_secs_f64(),
+            rate(n_c, t_c)
+        );
+        pg_ratios = Some((rate(n_p, t_p), rate(n_pl, t_pl), rate(n_c, t_c)));
     }
     println!(
         "| in-process, parse only (the NDJSON file source) | {n} | {:.1} | {:.0} | |",
@@ -308,6 +357,7 @@ async fn main() {
             rate(n, *d)
         );
     }
+    let peer_rate = peer.map(|(secs, k)| k as f64 / secs);
     if let Some((secs, k)) = peer {
         println!(
             "| peer: Python fhir.resources 6.4.0 parsing the first {k} Observations (parse only) | {k} | {secs:.1} | {:.0} | |",
@@ -327,4 +377,114 @@ async fn main() {
         peak_f as f64 / peak_q.max(1) as f64,
         rate(n_f, t_f) / rate(n_l, t_l)
     );
+    if let Some((strict, lenient, ceiling)) = pg_ratios {
+        print!(
+            "PostgreSQL: import / raw ceiling {:.2} (lenient {:.2}); strict / lenient {:.2}",
+            strict / ceiling,
+            lenient / ceiling,
+            strict / lenient
+        );
+        match peer_rate {
+            Some(p) => println!(
+                "; import / fhir.resources {:.1}x (lenient {:.1}x)",
+                strict / p,
+                lenient / p
+            ),
+            None => println!(),
+        }
+    }
+}
+
+/// A fresh schema `name` on the server at `url`; returns the URL whose `search_path` is it.
+async fn pg_schema(url: &str, name: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}"
+        ))
+        .await
+        .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}options=-csearch_path%3D{name}")
+}
+
+/// The PostgreSQL raw ceiling: the rows the lenient import stored (already encoded: dictionary
+/// numbers, packed bodies), read into memory first, then timed: one binary `COPY` in one
+/// transaction into an empty table with the same columns and indexes. Returns (time, rows).
+async fn pg_ceiling(url: &str) -> (Duration, u64) {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let (mut client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "DROP SCHEMA IF EXISTS import_bench_ceiling CASCADE; CREATE SCHEMA import_bench_ceiling;
+             CREATE TABLE import_bench_ceiling.measurement
+               (LIKE import_bench_lenient.measurement INCLUDING ALL);
+             CHECKPOINT",
+        )
+        .await
+        .unwrap();
+    let rows = client
+        .query(
+            "SELECT id, sid, kid, t_s, t_ns, version, body, payload_type, payload
+             FROM import_bench_lenient.measurement",
+            &[],
+        )
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let tx = client.transaction().await.unwrap();
+    let sink = tx
+        .copy_in(
+            "COPY import_bench_ceiling.measurement
+               (id, sid, kid, t_s, t_ns, version, body, payload_type, payload) FROM STDIN BINARY",
+        )
+        .await
+        .unwrap();
+    let writer = BinaryCopyInWriter::new(
+        sink,
+        &[
+            Type::UUID,
+            Type::INT4,
+            Type::INT4,
+            Type::INT8,
+            Type::INT4,
+            Type::INT8,
+            Type::BYTEA,
+            Type::TEXT,
+            Type::BYTEA,
+        ],
+    );
+    let mut writer = std::pin::pin!(writer);
+    for r in &rows {
+        let id: uuid::Uuid = r.get(0);
+        let (sid, kid, t_s, t_ns, version): (i32, i32, i64, i32, i64) =
+            (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+        let (body, payload_type, payload): (&[u8], Option<&str>, Option<&[u8]>) =
+            (r.get(6), r.get(7), r.get(8));
+        writer
+            .as_mut()
+            .write(&[
+                &id,
+                &sid,
+                &kid,
+                &t_s,
+                &t_ns,
+                &version,
+                &body,
+                &payload_type,
+                &payload,
+            ])
+            .await
+            .unwrap();
+    }
+    let n = writer.finish().await.unwrap();
+    tx.commit().await.unwrap();
+    (t.elapsed(), n)
 }
