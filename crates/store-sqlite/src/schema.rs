@@ -185,6 +185,11 @@ pub(crate) enum Found {
 
 /// Inspects `path` without changing it: reads the header, then opens it read-only.
 pub(crate) fn inspect(path: &Path) -> Result<Found, SqliteError> {
+    inspect_once(path, false)
+}
+
+/// [`inspect`]; `recovered` once a hot journal was rolled back (then a second one is an error).
+fn inspect_once(path: &Path, recovered: bool) -> Result<Found, SqliteError> {
     let mut file = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Empty),
@@ -220,9 +225,19 @@ pub(crate) fn inspect(path: &Path) -> Result<Found, SqliteError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|source| classify(path, source))?;
-    let app_id: i32 = conn
-        .pragma_query_value(None, "application_id", |r| r.get(0))
-        .map_err(|source| classify(path, source))?;
+    let app_id: i32 = match conn.pragma_query_value(None, "application_id", |r| r.get(0)) {
+        Ok(id) => id,
+        // A process killed inside a rollback-journal transaction (before the file switched to
+        // WAL, or while it was created) leaves a hot journal, which a read-only connection may
+        // not roll back. Roll it back as any SQLite client would, then look again.
+        Err(e) if is_hot_journal(&e) && !recovered => {
+            drop(conn);
+            recover_hot_journal(path).map_err(|source| classify(path, source))?;
+            return inspect_once(path, true);
+        }
+        Err(source) => return Err(classify(path, source)),
+    };
+
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|source| classify(path, source))?;
@@ -250,6 +265,25 @@ pub(crate) fn inspect(path: &Path) -> Result<Found, SqliteError> {
             what: format!("application id {other:#010x}"),
         }),
     }
+}
+
+/// Whether a read-only connection failed because the file has a hot rollback journal.
+fn is_hot_journal(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if f.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK)
+}
+
+/// Rolls back a hot journal: the first read of a read-write connection (never creating the
+/// file) replays it, which restores the last committed state.
+fn recover_hot_journal(path: &Path) -> rusqlite::Result<()> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(drop)
 }
 
 fn classify(path: &Path, source: rusqlite::Error) -> SqliteError {
