@@ -257,51 +257,74 @@ async fn delete(tx: &Tx<'_>, set: &WriteSet, applied: &mut Applied) -> Result<()
 }
 
 async fn put_subjects(tx: &Tx<'_>, set: &WriteSet, applied: &mut Applied) -> Result<()> {
-    // Identifiers first, for all subjects of the set together: one may hand an identifier to
-    // another. The advisory locks on every identifier are held, so this read stays true.
+    // Set-wise, a fixed number of statements whatever the number of subjects. Identifiers first,
+    // for all subjects of the set together: one may hand an identifier to another. The advisory
+    // locks on every identifier are held, so these reads stay true.
     let keys: Vec<String> = set
         .subjects
         .iter()
         .map(|w| identifier_key(&w.subject.id))
         .collect();
     let rewritten: HashSet<&str> = keys.iter().map(String::as_str).collect();
-    for (w, key) in set.subjects.iter().zip(&keys) {
+    // Every identifier of the set -> the index of the subject that claims it (unique: checked).
+    let mut claims: HashMap<String, usize> = HashMap::new();
+    for (i, w) in set.subjects.iter().enumerate() {
         let s = &w.subject;
-        let aliases: Vec<Identifier> = std::iter::once(&s.id)
-            .chain(&s.other_ids)
-            .cloned()
-            .collect();
-        let alias_keys: Vec<String> = aliases.iter().map(identifier_key).collect();
-        let held = tx
-            .query(
-                "SELECT identifier, subject FROM subject_identifier WHERE identifier = ANY($1)",
-                &[&alias_keys],
-            )
-            .await
-            .map_err(db)?;
-        for row in &held {
-            let identifier: String = row.try_get(0).map_err(db)?;
-            let owner: String = row.try_get(1).map_err(db)?;
-            if owner != *key && !rewritten.contains(owner.as_str()) {
-                let owner =
-                    parse_identifier_key(&owner).ok_or_else(|| bad_row("subject key", &owner))?;
-                let identifier = parse_identifier_key(&identifier)
-                    .ok_or_else(|| bad_row("identifier", &identifier))?;
-                return Err(failed(Conflict {
-                    record: RecordKey::Subject(s.id.clone()),
-                    reason: ConflictReason::IdentifierTaken { identifier, owner },
-                }));
-            }
+        for id in std::iter::once(&s.id).chain(&s.other_ids) {
+            claims.insert(identifier_key(id), i);
         }
     }
+    let all: Vec<&str> = claims.keys().map(String::as_str).collect();
+    let held = tx
+        .query(
+            "SELECT identifier, subject FROM subject_identifier WHERE identifier = ANY($1)",
+            &[&all],
+        )
+        .await
+        .map_err(db)?;
+    for row in &held {
+        let identifier: String = row.try_get(0).map_err(db)?;
+        let owner: String = row.try_get(1).map_err(db)?;
+        let Some(&i) = claims.get(&identifier) else {
+            continue;
+        };
+        if owner != keys[i] && !rewritten.contains(owner.as_str()) {
+            let owner =
+                parse_identifier_key(&owner).ok_or_else(|| bad_row("subject key", &owner))?;
+            let identifier = parse_identifier_key(&identifier)
+                .ok_or_else(|| bad_row("identifier", &identifier))?;
+            return Err(failed(Conflict {
+                record: RecordKey::Subject(set.subjects[i].subject.id.clone()),
+                reason: ConflictReason::IdentifierTaken { identifier, owner },
+            }));
+        }
+    }
+    let mut stored: HashMap<String, (String, u64)> = HashMap::new();
+    for r in tx
+        .query(
+            "SELECT key, body, version FROM subject WHERE key = ANY($1)",
+            &[&keys],
+        )
+        .await
+        .map_err(db)?
+    {
+        let v: i64 = r.try_get(2).map_err(db)?;
+        stored.insert(
+            r.try_get(0).map_err(db)?,
+            (r.try_get(1).map_err(db)?, v.max(1) as u64),
+        );
+    }
+    // What changes: key, body, version; and every identifier of a changed subject.
+    let (mut put_keys, mut put_bodies, mut put_versions) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut alias, mut alias_owner) = (Vec::new(), Vec::new());
     for (w, key) in set.subjects.iter().zip(&keys) {
         let s = &w.subject;
         let body = serde_json::to_string(s)
             .map_err(|e| Error::invalid("subject", format!("cannot be encoded: {e}")))?;
-        let old = subject_version(tx, key).await?;
+        let old = stored.get(key);
         w.precondition
-            .check(&RecordKey::Subject(s.id.clone()), old.as_ref().map(|o| o.1))?;
-        let version = match &old {
+            .check(&RecordKey::Subject(s.id.clone()), old.map(|o| o.1))?;
+        let version = match old {
             Some((old_body, v)) if *old_body == body => {
                 applied.subjects.unchanged += 1;
                 applied.subject_versions.push(*v);
@@ -316,31 +339,40 @@ async fn put_subjects(tx: &Tx<'_>, set: &WriteSet, applied: &mut Applied) -> Res
                 1
             }
         };
-        let aliases: Vec<String> = std::iter::once(&s.id)
-            .chain(&s.other_ids)
-            .map(identifier_key)
-            .collect();
-        let v = i64::try_from(version).unwrap_or(i64::MAX);
-        tx.execute(
-            "INSERT INTO subject (key, body, version) VALUES ($1, $2, $3)
-             ON CONFLICT (key) DO UPDATE SET body = excluded.body, version = excluded.version",
-            &[key, &body, &v],
-        )
-        .await
-        .map_err(db)?;
-        tx.execute("DELETE FROM subject_identifier WHERE subject = $1", &[key])
-            .await
-            .map_err(db)?;
-        tx.execute(
-            "INSERT INTO subject_identifier (identifier, subject)
-             SELECT a, $2 FROM UNNEST($1::text[]) AS a
-             ON CONFLICT (identifier) DO UPDATE SET subject = excluded.subject",
-            &[&aliases, key],
-        )
-        .await
-        .map_err(db)?;
+        for id in std::iter::once(&s.id).chain(&s.other_ids) {
+            alias.push(identifier_key(id));
+            alias_owner.push(key.as_str());
+        }
+        put_keys.push(key.as_str());
+        put_bodies.push(body);
+        put_versions.push(i64::try_from(version).unwrap_or(i64::MAX));
         applied.subject_versions.push(version);
     }
+    if put_keys.is_empty() {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO subject (key, body, version)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[])
+         ON CONFLICT (key) DO UPDATE SET body = excluded.body, version = excluded.version",
+        &[&put_keys, &put_bodies, &put_versions],
+    )
+    .await
+    .map_err(db)?;
+    tx.execute(
+        "DELETE FROM subject_identifier WHERE subject = ANY($1)",
+        &[&put_keys],
+    )
+    .await
+    .map_err(db)?;
+    tx.execute(
+        "INSERT INTO subject_identifier (identifier, subject)
+         SELECT * FROM UNNEST($1::text[], $2::text[])
+         ON CONFLICT (identifier) DO UPDATE SET subject = excluded.subject",
+        &[&alias, &alias_owner],
+    )
+    .await
+    .map_err(db)?;
     Ok(())
 }
 
