@@ -214,11 +214,27 @@ impl FhirSource {
         Ok(url)
     }
 
-    /// The first page of a search: a GET of [`FhirSource::search`], or under [`Shape::Pmd`]
-    /// a POST to `Observation/_search` with the parameters as a form body (the national
-    /// number stays out of the URL). The URL read and the page.
+    /// Whether the first page is a `POST Observation/_search`: always under [`Shape::Pmd`],
+    /// and under [`Shape::Search`] when the patient is a national person number (CPR, BSN,
+    /// FNR, D-number), which must never appear in a URL (servers and proxies log URLs).
+    fn posts_search(&self) -> bool {
+        match self.query.shape {
+            Shape::Pmd => true,
+            Shape::Search => self
+                .query
+                .patient
+                .as_deref()
+                .and_then(|p| p.trim().parse::<Identifier>().ok())
+                .is_some_and(|i| i.national_system().is_some()),
+            Shape::Fut | Shape::Medmij => false,
+        }
+    }
+
+    /// The first page of a search: a GET of [`FhirSource::search`], or (see
+    /// [`FhirSource::posts_search`]) a POST to `Observation/_search` with the parameters as a
+    /// form body, so that a national number stays out of the URL. The URL read and the page.
     async fn first_page(&self, since: Option<&str>, count: usize) -> Result<(Url, String)> {
-        if self.query.shape == Shape::Pmd {
+        if self.posts_search() {
             let url = self.client.url("Observation/_search")?;
             // Encoded as a query is (application/x-www-form-urlencoded), on a URL never sent.
             let mut form = Url::parse("http://form.invalid/")
@@ -306,7 +322,7 @@ impl Source for FhirSource {
                     .await?
             }
         };
-        let first_post = at.page.is_none() && self.query.shape == Shape::Pmd;
+        let first_post = at.page.is_none() && self.posts_search();
         let location = redact(&url);
         let bad = |reason: String| Error::BadData {
             location: location.clone(),

@@ -187,3 +187,61 @@ async fn a_pmd_read_cut_inside_its_first_page_posts_the_search_again() {
     assert_eq!(requests.len(), 2);
     assert!(requests.iter().all(|r| r.method.as_str() == "POST"));
 }
+
+#[tokio::test]
+async fn a_plain_search_by_a_national_number_posts_it_and_by_another_system_gets_it() {
+    let server = MockServer::start().await;
+    let empty = json!({"resourceType": "Bundle", "type": "searchset", "entry": []});
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(empty.clone()))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(empty))
+        .mount(&server)
+        .await;
+    let client =
+        FhirClient::new(ServerConfig::new(format!("{}/fhir", server.uri()))).expect("client");
+    let source = |patient: String| {
+        FhirSource::new(
+            "plain-in",
+            client.clone(),
+            Query {
+                shape: Shape::Search,
+                patient: Some(patient),
+                ..Query::default()
+            },
+        )
+    };
+    let cpr = "0101709995";
+    let by_cpr = source(format!("{}|{cpr}", healthanalyzer_model::systems::CPR));
+    let batch = by_cpr
+        .pull(&Cursor::start(), 10)
+        .await
+        .expect("pull by CPR");
+    assert!(batch.exhausted);
+    let mrn = "mrn-4711";
+    let by_mrn = source(format!("https://hospital.test.local/mrn|{mrn}"));
+    by_mrn
+        .pull(&Cursor::start(), 10)
+        .await
+        .expect("pull by MRN");
+
+    let requests = server.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let (post, get) = (&requests[0], &requests[1]);
+    assert_eq!(post.method.as_str(), "POST");
+    assert!(
+        post.url.path().ends_with("/Observation/_search"),
+        "{}",
+        post.url
+    );
+    assert!(!post.url.as_str().contains(cpr), "the CPR is in the URL");
+    let body = String::from_utf8_lossy(&post.body);
+    assert!(
+        body.contains("subject%3Aidentifier=urn%3Aoid%3A1.2.208.176.1.2%7C") && body.contains(cpr),
+        "the CPR search is not in the form body: {body}"
+    );
+    assert_eq!(get.method.as_str(), "GET");
+    assert!(get.url.as_str().contains(mrn), "{}", get.url);
+}
