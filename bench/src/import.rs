@@ -9,6 +9,11 @@
 //! cargo run --release -p healthanalyzer-bench --bin import-bench -- [--days 228] [--patients 1000]
 //! ```
 //!
+//! With `HEALTHANALYZER_POSTGRES_URL` set (`.ci/start-postgres`) it also imports the whole file
+//! into PostgreSQL (strict and lenient) and measures PostgreSQL's raw ceiling: the stored rows
+//! sent again with binary `COPY` into an empty table of the same layout.
+//! `HEALTHANALYZER_BIN` names another build of the binary.
+//!
 //! It writes the NDJSON (simulated patients, one Observation per line, Patients first) and a
 //! quarter of it into a temporary folder, imports both, and prints the figures: memory that is
 //! flat in the file size shows as the same peak for both files.
@@ -161,7 +166,12 @@ async fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/healthanalyzer");
+    // The release binary of the workspace, or another build of it (`HEALTHANALYZER_BIN`).
+    let bin = std::env::var_os("HEALTHANALYZER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/healthanalyzer")
+        });
     assert!(
         bin.exists(),
         "build the binary first: cargo build --release -p healthanalyzer"
