@@ -11,8 +11,31 @@
 //! `wrk` and the server share this machine's cores: the figures are for the pair.
 //!
 //! `cargo run --release -p healthanalyzer-bench --bin server-bench -- [--patients N] [--days N]
-//! [--seconds N] [--postgres-only] [--tx-only]` (`--tx-only`: the transaction shape alone, with
-//! the store committing the same write sets beside it).
+//! [--seconds N] [--postgres-only] [--tx-only] [--no-tx]` (`--tx-only`: the transaction shape
+//! alone, with the store committing the same write sets beside it; `--no-tx`: the read and
+//! search shapes only).
+//!
+//! **Helios HFS beside ours** (SQLite runs only). Build HFS into its own target dir, so that it
+//! does not lock ours:
+//!
+//! ```text
+//! CARGO_TARGET_DIR=/tmp/hfs-target nice cargo install helios-hfs --version 0.2.7 \
+//!     --no-default-features --features R4,sqlite --root /tmp/hfs
+//! HEALTHANALYZER_HFS_BIN=/tmp/hfs/bin/hfs \
+//! HEALTHANALYZER_HFS_SEARCH_PARAMETERS=/path/to/search-parameters-r4.json \
+//!     cargo run --release -p healthanalyzer-bench --bin server-bench -- --no-tx
+//! ```
+//!
+//! The search parameters file is the R4 SearchParameter Bundle HFS reads from its data folder
+//! (`search-parameters-r4.json`, in the HFS repository under `data/`); a Bundle holding only the
+//! parameters these shapes use (Patient `_id`, Observation `patient`, `subject`, `code`,
+//! `date`) does as well. The bench starts HFS in a temporary folder (its own `fhir.db`, that
+//! file copied to `data/`), `PUT`s every Patient of our store into it under the same id, and runs
+//! (b) against both in the same run, printing ours / HFS. With `--hfs-search` it also loads
+//! into HFS the Observations that (c) matches (every patient's 30-day window: the same answers,
+//! in a database far smaller than ours, which favours HFS) and runs (c) against it with
+//! `_count=50&_total=accurate` (our default page and total). Without `HEALTHANALYZER_HFS_BIN`
+//! the bench says so and runs ours only.
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
@@ -145,6 +168,117 @@ async fn fill(store: &Arc<dyn Store>, patients: usize, days: u32) -> (u64, Times
     }
 }
 
+/// Helios HFS, started for this run in a folder of its own (stopped when dropped).
+struct Hfs {
+    child: std::process::Child,
+    /// Its FHIR base (`http://127.0.0.1:<port>`: HFS serves at the root).
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Hfs {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts HFS when `HEALTHANALYZER_HFS_BIN` and `HEALTHANALYZER_HFS_SEARCH_PARAMETERS` say
+/// where it and its search parameters are; says why not otherwise.
+async fn start_hfs(http: &reqwest::Client) -> Option<Hfs> {
+    let Some(bin) = std::env::var_os("HEALTHANALYZER_HFS_BIN") else {
+        println!(
+            "\n(Helios HFS skipped: HEALTHANALYZER_HFS_BIN is not set; see this bench's doc comment)"
+        );
+        return None;
+    };
+    let Some(params) = std::env::var_os("HEALTHANALYZER_HFS_SEARCH_PARAMETERS") else {
+        println!(
+            "\n(Helios HFS skipped: HEALTHANALYZER_HFS_SEARCH_PARAMETERS, its search-parameters-r4.json, is not set)"
+        );
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::copy(&params, data.join("search-parameters-r4.json"))
+        .expect("HEALTHANALYZER_HFS_SEARCH_PARAMETERS names a readable file");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let log = std::fs::File::create(dir.path().join("hfs.log")).unwrap();
+    let child = Command::new(bin)
+        .current_dir(dir.path())
+        .env("HFS_SERVER_HOST", "127.0.0.1")
+        .env("HFS_SERVER_PORT", port.to_string())
+        .env("HFS_BASE_URL", &url)
+        .env("HFS_LOG_LEVEL", "warn")
+        .env("HFS_DATA_DIR", &data)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("HEALTHANALYZER_HFS_BIN runs");
+    let hfs = Hfs { child, url, dir };
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if let Ok(r) = http.get(format!("{}/metadata", hfs.url)).send().await
+            && r.status().is_success()
+        {
+            return Some(hfs);
+        }
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(hfs.dir.path().join("hfs.log")).unwrap_or_default();
+            println!("\n(Helios HFS did not answer /metadata within 120 s; its log:\n{log})");
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// `PUT`s each resource (`Type/id`, body) into HFS, 8 at a time; the count that failed.
+async fn put_all(http: &reqwest::Client, base: &str, resources: Vec<(String, Value)>) -> usize {
+    let resources = Arc::new(std::sync::Mutex::new(resources));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (http, base, resources) = (http.clone(), base.to_string(), resources.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut failed = 0;
+            loop {
+                let Some((path, body)) = resources.lock().unwrap().pop() else {
+                    return failed;
+                };
+                let ok = http
+                    .put(format!("{base}/{path}"))
+                    .header("Content-Type", "application/fhir+json")
+                    .header("Prefer", "return=minimal")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if !ok {
+                    failed += 1;
+                }
+            }
+        }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        failed += t.await.unwrap();
+    }
+    failed
+}
+
+/// A resource as HFS should store it: ours without `meta` (HFS keeps its own versions).
+fn for_hfs(mut resource: Value) -> Value {
+    if let Some(o) = resource.as_object_mut() {
+        o.remove("meta");
+    }
+    resource
+}
+
 fn lua_list(ids: &[String]) -> String {
     let quoted: Vec<String> = ids.iter().map(|i| format!("\"{i}\"")).collect();
     format!("ids = {{{}}}\n", quoted.join(","))
@@ -224,8 +358,9 @@ async fn run(
     patients: usize,
     days: u32,
     seconds: u32,
-    tx_only: bool,
+    shapes: Shapes,
 ) {
+    let tx_only = shapes.tx_only;
     println!("\n## {label}\n");
     let (_, lo, hi) = if tx_only {
         // A few patients only: the transaction shape does not read the data.
@@ -263,11 +398,15 @@ async fn run(
             .unwrap(),
     )
     .unwrap();
-    let ids: Vec<String> = body["entry"]
+    let patients_json: Vec<Value> = body["entry"]
         .as_array()
         .unwrap_or_else(|| panic!("no Patients listed: {body}"))
         .iter()
-        .map(|e| e["resource"]["id"].as_str().unwrap().to_string())
+        .map(|e| e["resource"].clone())
+        .collect();
+    let ids: Vec<String> = patients_json
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
         .collect();
     // A 30-day window in the middle of the data.
     let mid = lo + (hi.duration_since(lo) / 2);
@@ -290,14 +429,20 @@ async fn run(
         ids.len()
     );
 
-    let read = format!(
-        "{}request = function()\n  return wrk.format(\"GET\", \"/fhir/Patient/\" .. ids[math.random(#ids)])\nend\n",
-        lua_list(&ids)
-    );
-    let search = format!(
-        "{}request = function()\n  return wrk.format(\"GET\", \"/fhir/Observation?patient=\" .. ids[math.random(#ids)] .. \"&code=http%3A%2F%2Floinc.org%7C85354-9&date=ge{from}&date=lt{to}\")\nend\n",
-        lua_list(&ids)
-    );
+    let read_at = |prefix: &str| {
+        format!(
+            "{}request = function()\n  return wrk.format(\"GET\", \"{prefix}/Patient/\" .. ids[math.random(#ids)])\nend\n",
+            lua_list(&ids)
+        )
+    };
+    let search_at = |prefix: &str, extra: &str| {
+        format!(
+            "{}request = function()\n  return wrk.format(\"GET\", \"{prefix}/Observation?patient=\" .. ids[math.random(#ids)] .. \"&code=http%3A%2F%2Floinc.org%7C85354-9&date=ge{from}&date=lt{to}{extra}\")\nend\n",
+            lua_list(&ids)
+        )
+    };
+    let read = read_at("/fhir");
+    let search = search_at("/fhir", "");
     let tx = r#"
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/fhir+json"
@@ -325,9 +470,141 @@ wrk.body = [[{"resourceType":"Bundle","type":"transaction","entry":[
         let _ = std::io::stdout().flush();
     };
     let url = format!("http://{addr}/fhir");
+    if !shapes.no_tx {
+        transactions(&url, tx, &store, sqlite.as_ref(), seconds).await;
+    }
+    if tx_only {
+        return;
+    }
+    let w = wrk(&format!("{url}/Patient"), &read, 32, seconds);
+    show("(b) read Patient", 32, &w);
+    let ours_read = w.rps;
+    let w = wrk(&format!("{url}/Observation"), &search, 32, seconds);
+    show("(c) search patient + code + date", 32, &w);
+    let ours_search = w;
+
+    if shapes.hfs
+        && let Some(hfs) = start_hfs(&http).await
+    {
+        let t = Instant::now();
+        let resources = patients_json
+            .iter()
+            .map(|p| {
+                (
+                    format!("Patient/{}", p["id"].as_str().unwrap()),
+                    for_hfs(p.clone()),
+                )
+            })
+            .collect();
+        let failed = put_all(&http, &hfs.url, resources).await;
+        println!(
+            "\nHelios HFS ({}): {} Patients PUT in {:.1} s ({failed} failed)",
+            hfs.url,
+            ids.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let sample = http
+            .get(format!("{}/Patient/{}", hfs.url, ids[0]))
+            .send()
+            .await
+            .unwrap();
+        println!("HFS read sample: {}", sample.status());
+        let w = wrk(&format!("{}/Patient", hfs.url), &read_at(""), 32, seconds);
+        show("(b) read Patient: Helios HFS", 32, &w);
+        println!(
+            "\n(b) ours / Helios HFS, same run: **{:.2}x** ({ours_read:.0} / {:.0} req/s)",
+            ours_read / w.rps,
+            w.rps
+        );
+        if shapes.hfs_search {
+            // The Observations (c) matches, every patient's window: HFS holds these only.
+            let t = Instant::now();
+            let mut resources = Vec::new();
+            for id in &ids {
+                let page: Value = serde_json::from_str(
+                    &http
+                        .get(format!(
+                            "{base}/Observation?patient={id}&code=http://loinc.org|85354-9&date=ge{from}&date=lt{to}&_count=1000"
+                        ))
+                        .send()
+                        .await
+                        .unwrap()
+                        .text()
+                        .await
+                        .unwrap(),
+                )
+                .unwrap();
+                for e in page["entry"].as_array().into_iter().flatten() {
+                    let r = &e["resource"];
+                    resources.push((
+                        format!("Observation/{}", r["id"].as_str().unwrap()),
+                        for_hfs(r.clone()),
+                    ));
+                }
+            }
+            let n = resources.len();
+            let failed = put_all(&http, &hfs.url, resources).await;
+            println!(
+                "HFS: {n} Observations (the windows (c) searches) PUT in {:.1} s ({failed} failed)",
+                t.elapsed().as_secs_f64()
+            );
+            let sample: Value = serde_json::from_str(
+                &http
+                    .get(format!(
+                        "{}/Observation?patient={}&code=http://loinc.org|85354-9&date=ge{from}&date=lt{to}&_count=50&_total=accurate",
+                        hfs.url, ids[0]
+                    ))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap(),
+            )
+            .unwrap_or_default();
+            println!(
+                "HFS search sample: total {}, {} entries",
+                sample["total"],
+                sample["entry"].as_array().map_or(0, Vec::len)
+            );
+            let w = wrk(
+                &format!("{}/Observation", hfs.url),
+                &search_at("", "&_count=50&_total=accurate"),
+                32,
+                seconds,
+            );
+            show("(c) search: Helios HFS (the matching rows only)", 32, &w);
+            println!(
+                "\n(c) ours / Helios HFS, same run: **{:.2}x** req/s; p99 {:.1} vs {:.1} ms",
+                ours_search.rps / w.rps,
+                ours_search.p99_ms,
+                w.p99_ms
+            );
+        }
+    }
+
+    store_alone(&store, &from, &to).await;
+}
+
+/// Shape (a) at 32 and 128 clients, then the store alone committing the same write sets.
+async fn transactions(
+    url: &str,
+    tx: &str,
+    store: &Arc<dyn Store>,
+    sqlite: Option<&healthanalyzer_store_sqlite::SqliteStore>,
+    seconds: u32,
+) {
+    let show = |name: &str, c: u32, w: &Wrk| {
+        println!(
+            "| {name} | {c} | {:.0} | {:.2} | {:.2} | {} |",
+            w.rps, w.p50_ms, w.p99_ms, w.non_2xx
+        );
+        let _ = std::io::stdout().flush();
+    };
+    let url = url.to_string();
     let mut tx_rps = f64::NAN;
     let groups = |before: (u64, u64)| {
-        sqlite.as_ref().map_or(String::new(), |s| {
+        sqlite.map_or(String::new(), |s| {
             let (t, n) = s.commit_stats();
             let (t, n) = (t - before.0, n - before.1);
             format!(
@@ -337,7 +614,7 @@ wrk.body = [[{"resourceType":"Bundle","type":"transaction","entry":[
         })
     };
     let stats = || {
-        sqlite.as_ref().map_or(
+        sqlite.map_or(
             (0, 0),
             healthanalyzer_store_sqlite::SqliteStore::commit_stats,
         )
@@ -352,7 +629,7 @@ wrk.body = [[{"resourceType":"Bundle","type":"transaction","entry":[
         }
     }
     let before = stats();
-    let (one, many) = store_tx(&store, 32, seconds).await;
+    let (one, many) = store_tx(store, 32, seconds).await;
     println!("store alone{}", groups(before));
     println!(
         "\nThe store alone committing the same write sets (1 subject + 1 measurement, each must not \
@@ -361,15 +638,10 @@ wrk.body = [[{"resourceType":"Bundle","type":"transaction","entry":[
         tx_rps / many,
         tx_rps / one
     );
-    if tx_only {
-        return;
-    }
-    let w = wrk(&format!("{url}/Patient"), &read, 32, seconds);
-    show("(b) read Patient", 32, &w);
-    let w = wrk(&format!("{url}/Observation"), &search, 32, seconds);
-    show("(c) search patient + code + date", 32, &w);
+}
 
-    // The store alone, same work, one client.
+/// The store alone doing (b)'s and (c)'s work, one client, in process.
+async fn store_alone(store: &Arc<dyn Store>, from: &str, to: &str) {
     println!("\nThe store alone, same run (one client, in-process):\n");
     let subjects = store.list_subjects().await.unwrap();
     let subject_ids: Vec<Identifier> = subjects.iter().map(|s| s.id.clone()).collect();
@@ -407,12 +679,30 @@ wrk.body = [[{"resourceType":"Bundle","type":"transaction","entry":[
     );
 }
 
+/// Which shapes a run measures.
+#[derive(Clone, Copy)]
+struct Shapes {
+    /// (a) alone.
+    tx_only: bool,
+    /// (b) and (c) only.
+    no_tx: bool,
+    /// Helios HFS beside ours, when it is set up (the SQLite run).
+    hfs: bool,
+    /// (c) against HFS too (loads the matching Observations into it).
+    hfs_search: bool,
+}
+
 fn main() {
     let mut patients = 1000;
     let mut days = 228;
     let mut seconds = 10;
     let mut postgres_only = false;
-    let mut tx_only = false;
+    let mut shapes = Shapes {
+        tx_only: false,
+        no_tx: false,
+        hfs: true,
+        hfs_search: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -425,7 +715,9 @@ fn main() {
             "--days" => days = value(),
             "--seconds" => seconds = value(),
             "--postgres-only" => postgres_only = true,
-            "--tx-only" => tx_only = true,
+            "--tx-only" => shapes.tx_only = true,
+            "--no-tx" => shapes.no_tx = true,
+            "--hfs-search" => shapes.hfs_search = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -452,7 +744,7 @@ fn main() {
                 patients,
                 days,
                 seconds,
-                tx_only,
+                shapes,
             )
             .await;
         }
@@ -463,7 +755,11 @@ fn main() {
                         .await
                         .unwrap(),
                 );
-                run("PostgreSQL", store, None, patients, days, seconds, tx_only).await;
+                let shapes = Shapes {
+                    hfs: false,
+                    ..shapes
+                };
+                run("PostgreSQL", store, None, patients, days, seconds, shapes).await;
             }
             Err(_) => println!("\n(PostgreSQL skipped: HEALTHANALYZER_POSTGRES_URL is not set)"),
         }

@@ -87,7 +87,7 @@ pub use observation::API_SOURCE;
 pub use state::ServerConfig;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 
 /// A FHIR server over a store: build it, then take its [`router`](Self::router) or
 /// [`serve`](Self::serve) it.
@@ -132,7 +132,7 @@ impl FhirServer {
 
     /// The router: the FHIR API under `/fhir` and `/healthz`.
     pub fn router(&self) -> Router {
-        let state = AppState {
+        let state = AppState::new(Shared {
             store: self.store.clone(),
             catalog: self.catalog.clone(),
             config: Arc::new(self.config.clone()),
@@ -141,7 +141,7 @@ impl FhirServer {
             api: Arc::new(std::sync::OnceLock::new()),
             dashboard: self.dashboard.clone(),
             dashboard_cache: Arc::new(tokio::sync::RwLock::new(None)),
-        };
+        });
         let fhir = Router::new()
             .route("/metadata", get(metadata))
             .route("/Patient", get(patient::search).post(patient::create))

@@ -152,13 +152,29 @@ fn versioned_json_with(
 /// [`versioned_json`] as JSON text: a fresh Observation is written straight from the model
 /// (no `Value`, ADR 0008's companion in `docs/benchmarks.md`), anything else is stamped and
 /// serialised. The two give the same text (tested below).
+#[cfg(test)]
 pub(crate) fn versioned_text(catalog: &Catalog, v: &Versioned<Measurement>) -> ApiResult<String> {
+    versioned_text_as(catalog, v, subject_reference(&v.value.subject).as_deref())
+}
+
+/// The `subject.reference` a measurement of `subject` is served with, when the identifier is
+/// not itself a reference (`Patient/<derived id>`: a UUID v5, worth computing once per
+/// subject of a page).
+pub(crate) fn subject_reference(subject: &Identifier) -> Option<String> {
+    (subject.system.as_deref() != Some(healthanalyzer_fhir::REFERENCE_SYSTEM))
+        .then(|| format!("Patient/{}", logical_id_of(subject)))
+}
+
+/// [`versioned_text`] with the subject's reference already made ([`subject_reference`]).
+pub(crate) fn versioned_text_as(
+    catalog: &Catalog,
+    v: &Versioned<Measurement>,
+    reference: Option<&str>,
+) -> ApiResult<String> {
     let m = &v.value;
-    let reference = (m.subject.system.as_deref() != Some(healthanalyzer_fhir::REFERENCE_SYSTEM))
-        .then(|| format!("Patient/{}", logical_id_of(&m.subject)));
     let served = healthanalyzer_fhir::Served {
         version: v.version,
-        subject_reference: reference.as_deref(),
+        subject_reference: reference,
     };
     if let Some(text) =
         healthanalyzer_fhir::write_served_observation_text(m, &WriteOptions::new(catalog), served)

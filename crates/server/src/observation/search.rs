@@ -12,7 +12,7 @@ use healthanalyzer_store::{PageToken, Query, Versioned};
 use serde_json::Value;
 
 use super::Spec;
-use super::mapping::{observation_json, versioned_text};
+use super::mapping::{observation_json, subject_reference, versioned_text_as};
 use crate::auth::{Access, limited_to, restrict_search};
 use crate::error::{ApiError, ApiResult};
 use crate::http::{check_format, fhir_response};
@@ -150,13 +150,11 @@ async fn run(
     headers: &HeaderMap,
     mut pairs: Vec<(String, String)>,
 ) -> ApiResult<Response> {
-    let state = state.clone();
-    let headers = headers.clone();
-    check_format(&headers, format_of(&pairs))?;
+    check_format(headers, format_of(&pairs))?;
     restrict_search(&mut pairs, limited_to(access).as_deref())?;
-    let base = base_url(&state, &headers);
-    let spec = Spec::parse(&state, &pairs, false).await?;
-    crate::http::check_strict_handling(&headers, &spec.ignored)?;
+    let base = base_url(state, headers);
+    let spec = Spec::parse(state, &pairs, false).await?;
+    crate::http::check_strict_handling(headers, &spec.ignored)?;
     let paging = Paging::parse(&pairs, state.config.default_count, state.config.max_count)?;
     let (count, token) = (paging.count, paging.page.clone());
     // Every parameter the search used (a national person number as the Patient it named),
@@ -166,18 +164,18 @@ async fn run(
     let self_pairs = canonical(self_pairs);
     let link = |p: &[(String, String)]| format!("{base}/Observation?{}", query_string(p));
     if paging.only_total {
-        let total = spec.total(&state).await?;
+        let total = spec.total(state).await?;
         return Ok(fhir_response(
             StatusCode::OK,
             &searchset(&link(&self_pairs), None, total, Vec::new()),
         ));
     }
     let total = if paging.want_total && token.is_none() {
-        spec.total(&state).await?
+        spec.total(state).await?
     } else {
         None
     };
-    let (items, next) = spec.page(&state, count, token.clone()).await?;
+    let (items, next) = spec.page(state, count, token.clone()).await?;
     let next_link = next.map(|t| {
         let mut p = self_pairs.clone();
         p.push(("_page".into(), t.as_str().to_string()));
@@ -191,10 +189,17 @@ async fn run(
     // The matches are written as text and spliced into the Bundle: building a `Value` per
     // Observation and serialising it was most of a search's time (`docs/benchmarks.md`).
     let mut entries = Vec::with_capacity(items.len());
+    // A page is mostly one subject's: its reference is made once, not once per entry.
+    let mut reference: Option<(&healthanalyzer_model::Identifier, Option<String>)> = None;
     for v in &items {
+        let subject = &v.value.subject;
+        if reference.as_ref().is_none_or(|(s, _)| *s != subject) {
+            reference = Some((subject, subject_reference(subject)));
+        }
+        let r = reference.as_ref().and_then(|(_, r)| r.as_deref());
         entries.push((
             format!("{base}/Observation/{}", v.value.id.as_uuid()),
-            versioned_text(&state.catalog, v)?,
+            versioned_text_as(&state.catalog, v, r)?,
         ));
     }
     let bundle = searchset(&self_link, next_link.as_deref(), total, Vec::new());
