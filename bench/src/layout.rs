@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p healthanalyzer-bench --bin layout-bench -- [--days 228] [--patients 1000] [--batch 100000]
+//!     [--only N | --from N] [--also N]...   (LAYOUT_TRACE=1 prints every transaction's rate)
 //! ```
 //!
 //! It simulates patients, writes their Observations as FHIR NDJSON, reads them back through the
@@ -32,6 +33,26 @@ struct Layout {
     /// The columns: `Text` for today's v3 body, `Split` for body without payload + payload.
     encoding: Encoding,
     dict: bool,
+    /// How each transaction writes its rows.
+    method: Method,
+}
+
+/// How a transaction writes its rows.
+#[derive(Clone, Copy, PartialEq)]
+enum Method {
+    /// One prepared insert per row, every index kept up to date row by row (today).
+    Rows,
+    /// The bulk path: the secondary (`CREATE INDEX`) indexes dropped, the rows inserted, the
+    /// indexes built again by `CREATE INDEX` (a sort), all in the one transaction. The first
+    /// transaction goes into an empty table; later ones show the cost of rebuilding over a table
+    /// that has grown.
+    Rebuild,
+    /// As `Rebuild`, but every row in one transaction whatever `--batch` says (a first import
+    /// written as one set).
+    RebuildOneSet,
+    /// The transaction's rows staged in a TEMP table, then inserted sorted by
+    /// (subject, kind, time).
+    Staged,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -72,6 +93,7 @@ fn layouts() -> Vec<Layout> {
             insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             encoding: Encoding::Text,
             dict: false,
+            method: Method::Rows,
         },
         Layout {
             name: "v3 indexes, payload in its own column, uncompressed",
@@ -79,6 +101,7 @@ fn layouts() -> Vec<Layout> {
             insert: INSERT,
             encoding: Encoding::Split,
             dict: false,
+            method: Method::Rows,
         },
         Layout {
             name: "v3 indexes, payload zstd",
@@ -86,6 +109,7 @@ fn layouts() -> Vec<Layout> {
             insert: INSERT,
             encoding: Encoding::Zstd,
             dict: false,
+            method: Method::Rows,
         },
         Layout {
             name: "v3 indexes, payload zstd with a trained dictionary",
@@ -93,6 +117,7 @@ fn layouts() -> Vec<Layout> {
             insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: false,
+            method: Method::Rows,
         },
         Layout {
             name: "dictionary keys (subject, kind integers), payload zstd+dict, 4 indexes",
@@ -104,6 +129,7 @@ fn layouts() -> Vec<Layout> {
             insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
+            method: Method::Rows,
         },
         Layout {
             name: "dictionary keys, payload zstd+dict, without the subject-time index (3 indexes)",
@@ -114,6 +140,7 @@ fn layouts() -> Vec<Layout> {
             insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
+            method: Method::Rows,
         },
         Layout {
             name: "clustered WITHOUT ROWID on (subject, kind, t, id), payload zstd+dict inline, id + time indexes",
@@ -125,6 +152,7 @@ fn layouts() -> Vec<Layout> {
             insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
+            method: Method::Rows,
         },
         Layout {
             name: "no secondary index at all (diagnostic: the row bytes alone)",
@@ -133,6 +161,7 @@ fn layouts() -> Vec<Layout> {
             insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
+            method: Method::Rows,
         },
         Layout {
             name: "diagnostic: the id index alone",
@@ -141,6 +170,7 @@ fn layouts() -> Vec<Layout> {
             insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
+            method: Method::Rows,
         },
         Layout {
             name: "diagnostic: the (subject, kind, time, id) index alone",
@@ -150,6 +180,7 @@ fn layouts() -> Vec<Layout> {
             insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
+            method: Method::Rows,
         },
         Layout {
             name: "diagnostic: the (time, id) index alone",
@@ -159,6 +190,7 @@ fn layouts() -> Vec<Layout> {
             insert: INSERT,
             encoding: Encoding::ZstdDict,
             dict: true,
+            method: Method::Rows,
         },
         Layout {
             name: "diagnostic: the id index alone, on the id's first 8 bytes as an integer",
@@ -168,8 +200,75 @@ fn layouts() -> Vec<Layout> {
             insert: "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload, h) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             encoding: Encoding::ZstdDict,
             dict: true,
+            method: Method::Rows,
+        },
+        Layout {
+            name: "bulk path: schema 5, per transaction the 3 secondary indexes dropped, rows inserted, indexes rebuilt",
+            ddl: SCHEMA5_DDL,
+            insert: INSERT,
+            encoding: Encoding::ZstdDict,
+            dict: true,
+            method: Method::Rebuild,
+        },
+        Layout {
+            name: "bulk path: schema 5, every row in one transaction, indexes dropped and rebuilt (a first import as one set)",
+            ddl: SCHEMA5_DDL,
+            insert: INSERT,
+            encoding: Encoding::ZstdDict,
+            dict: true,
+            method: Method::RebuildOneSet,
+        },
+        Layout {
+            name: "schema 5, each transaction staged in a TEMP table and inserted sorted by (subject, kind, time)",
+            ddl: SCHEMA5_DDL,
+            insert: INSERT,
+            encoding: Encoding::ZstdDict,
+            dict: true,
+            method: Method::Staged,
+        },
+        Layout {
+            name: "schema 5 without the global time index (3 indexes)",
+            ddl: "CREATE TABLE measurement (id BLOB NOT NULL UNIQUE, subject INTEGER NOT NULL, kind INTEGER NOT NULL,
+                t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);
+                CREATE INDEX m_skt ON measurement (subject, kind, t_s, t_ns, id);
+                CREATE INDEX m_st ON measurement (subject, t_s, t_ns, id);",
+            insert: INSERT,
+            encoding: Encoding::ZstdDict,
+            dict: true,
+            method: Method::Rows,
+        },
+        Layout {
+            name: "schema 5 with the global time index on t_s alone (narrower entries)",
+            ddl: "CREATE TABLE measurement (id BLOB NOT NULL UNIQUE, subject INTEGER NOT NULL, kind INTEGER NOT NULL,
+                t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);
+                CREATE INDEX m_skt ON measurement (subject, kind, t_s, t_ns, id);
+                CREATE INDEX m_st ON measurement (subject, t_s, t_ns, id);
+                CREATE INDEX m_t ON measurement (t_s);",
+            insert: INSERT,
+            encoding: Encoding::ZstdDict,
+            dict: true,
+            method: Method::Rows,
         },
     ]
+}
+
+/// Schema 5's measurement table (as schema 4's) and its indexes, in the bench's column names.
+const SCHEMA5_DDL: &str = "CREATE TABLE measurement (id BLOB NOT NULL UNIQUE, subject INTEGER NOT NULL, kind INTEGER NOT NULL,
+    t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB, version INTEGER NOT NULL DEFAULT 1);
+    CREATE INDEX m_skt ON measurement (subject, kind, t_s, t_ns, id);
+    CREATE INDEX m_st ON measurement (subject, t_s, t_ns, id);
+    CREATE INDEX m_t ON measurement (t_s, t_ns, id);";
+
+/// The `CREATE INDEX` statements of a layout, with the names they create.
+fn secondary_indexes(ddl: &str) -> Vec<(String, String)> {
+    ddl.split(';')
+        .map(str::trim)
+        .filter(|s| s.starts_with("CREATE INDEX"))
+        .map(|s| {
+            let name = s.split_whitespace().nth(2).unwrap().to_string();
+            (name, s.to_string())
+        })
+        .collect()
 }
 
 struct Encoded {
@@ -246,15 +345,41 @@ fn insert(
     conn.pragma_update(None, "wal_autocheckpoint", 8192)
         .unwrap();
     conn.execute_batch(layout.ddl).unwrap();
+    let indexes = secondary_indexes(layout.ddl);
+    let batch = if layout.method == Method::RebuildOneSet {
+        rows.len().max(1)
+    } else {
+        batch
+    };
+    if layout.method == Method::Staged {
+        conn.execute_batch(
+            "CREATE TEMP TABLE stage (id BLOB NOT NULL, subject INTEGER NOT NULL, kind INTEGER NOT NULL,
+                t_s INTEGER NOT NULL, t_ns INTEGER NOT NULL, body BLOB NOT NULL, payload BLOB)",
+        )
+        .unwrap();
+    }
     let t = Instant::now();
-    for chunk in rows.chunks(batch) {
+    let trace = std::env::var_os("LAYOUT_TRACE").is_some();
+    for (k, chunk) in rows.chunks(batch).enumerate() {
+        let started = Instant::now();
         let mut order: Vec<&Encoded> = chunk.iter().collect();
         if sorted {
             order.sort_unstable_by_key(|r| r.id);
         }
         let tx = conn.transaction().unwrap();
+        let rebuild = matches!(layout.method, Method::Rebuild | Method::RebuildOneSet);
+        if rebuild {
+            for (name, _) in &indexes {
+                tx.execute_batch(&format!("DROP INDEX {name}")).unwrap();
+            }
+        }
         {
-            let mut s = tx.prepare_cached(layout.insert).unwrap();
+            let insert = if layout.method == Method::Staged {
+                "INSERT INTO stage (id, subject, kind, t_s, t_ns, body, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            } else {
+                layout.insert
+            };
+            let mut s = tx.prepare_cached(insert).unwrap();
             for r in order {
                 if layout.encoding == Encoding::Text {
                     s.execute(params![
@@ -303,7 +428,29 @@ fn insert(
                 }
             }
         }
+        if layout.method == Method::Staged {
+            tx.execute_batch(
+                "INSERT INTO measurement (id, subject, kind, t_s, t_ns, body, payload)
+                 SELECT id, subject, kind, t_s, t_ns, body, payload FROM stage
+                 ORDER BY subject, kind, t_s, t_ns;
+                 DELETE FROM stage;",
+            )
+            .unwrap();
+        }
+        if rebuild {
+            for (_, create) in &indexes {
+                tx.execute_batch(create).unwrap();
+            }
+        }
         tx.commit().unwrap();
+        if trace {
+            println!(
+                "  transaction {k}: {} rows into {}: {:.0} rows/s",
+                chunk.len(),
+                k * batch,
+                chunk.len() as f64 / started.elapsed().as_secs_f64()
+            );
+        }
     }
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
         .unwrap();
@@ -320,6 +467,7 @@ async fn main() {
     let mut sorted = false;
     let mut cache: i64 = 32;
     let mut migration = false;
+    let mut also: Vec<usize> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -333,6 +481,7 @@ async fn main() {
             "--batch" => batch = value() as usize,
             "--only" => only = Some(value() as usize),
             "--from" => from = value() as usize,
+            "--also" => also.push(value() as usize),
             "--sorted" => sorted = value() == 1,
             "--cache" => cache = value(),
             "--migration" => migration = value() == 1,
@@ -438,7 +587,7 @@ async fn main() {
     println!("| layout | encode rows/s | insert rows/s | bytes/row on disk |");
     println!("|---|---:|---:|---:|");
     for (i, layout) in layouts().iter().enumerate() {
-        if only.is_some_and(|o| o != i) || i < from {
+        if !also.contains(&i) && (only.is_some_and(|o| o != i) || i < from) {
             continue;
         }
         let t = Instant::now();

@@ -100,10 +100,19 @@ const V4: &str = "
     );
 ";
 
-const V4_INDEXES: &str = "
+/// The measurement table's secondary indexes (schema 4 and later): the unique id index is the
+/// table's own (`UNIQUE`), these three the writer's bulk path drops and builds again.
+pub(crate) const SECONDARY_INDEXES: &str = "
     CREATE INDEX measurement_subject_kind_time ON measurement (subject, kind, t_s, t_ns, id);
     CREATE INDEX measurement_subject_time ON measurement (subject, t_s, t_ns, id);
     CREATE INDEX measurement_time ON measurement (t_s, t_ns, id);
+";
+
+/// Drops [`SECONDARY_INDEXES`].
+pub(crate) const DROP_SECONDARY_INDEXES: &str = "
+    DROP INDEX measurement_subject_kind_time;
+    DROP INDEX measurement_subject_time;
+    DROP INDEX measurement_time;
 ";
 
 /// Schema 3 to 4: every row re-encoded into the new table, which then takes the old one's name.
@@ -168,7 +177,7 @@ fn to_v4(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
         }
     }
     tx.execute_batch("DROP TABLE measurement; ALTER TABLE measurement_v4 RENAME TO measurement;")?;
-    tx.execute_batch(V4_INDEXES)
+    tx.execute_batch(SECONDARY_INDEXES)
 }
 
 /// The schema version this build writes.
@@ -237,7 +246,6 @@ fn inspect_once(path: &Path, recovered: bool) -> Result<Found, SqliteError> {
         }
         Err(source) => return Err(classify(path, source)),
     };
-
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|source| classify(path, source))?;

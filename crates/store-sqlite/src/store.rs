@@ -135,6 +135,16 @@ impl SqliteStore {
         )
     }
 
+    /// How many committed write sets of this handle's writer took the bulk path (ADR 0016:
+    /// secondary indexes dropped and built again around a large set), for tests and benches.
+    #[doc(hidden)]
+    pub fn bulk_sets(&self) -> u64 {
+        self.inner
+            .stats
+            .bulk_sets
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The file behind the store (`None` for an in-memory database).
     pub fn path(&self) -> Option<&Path> {
         match &self.inner.location {
