@@ -12,8 +12,8 @@ use serde_json::{Value as Json, json};
 use crate::device::{merge, read_device, write_device};
 use crate::error::{Error, Result, expect_type};
 use crate::observation::{
-    REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, Validation, map_observation, reference_json,
-    write_observation, write_observation_text,
+    REFERENCE_SYSTEM, ReadOptions, URI_SYSTEM, Validation, map_observation, observation_text,
+    reference_json, write_observation,
 };
 use crate::patient::{read_patient, write_patient};
 use crate::profile::{Profile, WriteOptions, phd_identifier};
@@ -559,18 +559,18 @@ pub fn write_ndjson(
         out.push('\n');
     }
     for m in measurements {
-        let text = write_observation_text(m, options)?;
+        let start = out.len();
+        let known = observation_text(&mut out, m, options)?;
         // Every NDJSON resource needs an id (there is no fullUrl to stand in for it). A fresh
-        // Observation has one; a kept payload may not.
-        if m.provenance.payload.is_some() && !has_id(&text) {
-            let mut r: Json = serde_json::from_str(&text)
+        // Observation has one; a kept payload may not (its mark says, else it is scanned).
+        if m.provenance.payload.is_some() && !known.unwrap_or_else(|| has_id(&out[start..])) {
+            let mut r: Json = serde_json::from_str(&out[start..])
                 .map_err(|e| crate::Error::value("Observation", e.to_string()))?;
             if let Json::Object(o) = &mut r {
                 o.insert("id".into(), m.id.to_string().into());
             }
+            out.truncate(start);
             out.push_str(&r.to_string());
-        } else {
-            out.push_str(&text);
         }
         out.push('\n');
     }

@@ -111,6 +111,7 @@
 mod bundle;
 mod device;
 mod error;
+mod mark;
 mod observation;
 mod patient;
 mod profile;

@@ -191,6 +191,7 @@ pub(crate) fn map_observation(
         m.device = Some(device_ref(device, "Observation.device")?);
     }
     m.context = context(raw);
+    crate::mark::mark(&mut m, raw.id.is_some());
     Ok(m)
 }
 
@@ -538,6 +539,9 @@ fn write_plain(m: &Measurement, catalog: &Catalog, profile: Profile) -> Result<J
         && p.media_type == FHIR_JSON
         && let Ok(Json::Object(mut original)) = serde_json::from_str::<Json>(&p.content)
     {
+        if crate::mark::unchanged(m).is_some() {
+            return Ok(Json::Object(original));
+        }
         // The kept payload was checked when it came in.
         let options =
             ReadOptions::new(catalog, &m.provenance.source_id).with_validation(Validation::Lenient);
@@ -860,22 +864,38 @@ fn fresh_observation(m: &Measurement, catalog: &Catalog, profile: Profile) -> Re
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn write_observation_text(m: &Measurement, options: &WriteOptions<'_>) -> Result<String> {
+    let mut out = String::new();
+    observation_text(&mut out, m, options)?;
+    Ok(out)
+}
+
+/// [`write_observation_text`] appended to `out`; `Some(has_id)` when the text is a kept
+/// payload whose mark says whether it has a top-level `id`, else `None` (a fresh text has one).
+pub(crate) fn observation_text(
+    out: &mut String,
+    m: &Measurement,
+    options: &WriteOptions<'_>,
+) -> Result<Option<bool>> {
     if let Some(p) = &m.provenance.payload
         && p.media_type == FHIR_JSON
     {
         if options.profile == Profile::VitalSigns
-            && let Some(text) = splice(m, &p.content, options.catalog)
+            && let Some(has_id) = splice(out, m, &p.content, options.catalog)
         {
-            return Ok(text);
+            return Ok(has_id);
         }
-        return Ok(write_observation(m, options)?.to_string());
+        out.push_str(&write_observation(m, options)?.to_string());
+        return Ok(None);
     }
     if options.profile != Profile::VitalSigns || m.value.is_lone_component() {
-        return Ok(write_observation(m, options)?.to_string());
+        out.push_str(&write_observation(m, options)?.to_string());
+        return Ok(None);
     }
-    let mut w = JsonText::with_capacity(1024);
-    fresh_text(&mut w, m, options.catalog, None)?;
-    Ok(w.0)
+    let mut w = JsonText(std::mem::take(out));
+    w.0.reserve(1024);
+    let r = fresh_text(&mut w, m, options.catalog, None);
+    *out = w.0;
+    r.map(|()| None)
 }
 
 /// What a FHIR server adds to an Observation it serves.
@@ -912,28 +932,36 @@ pub fn write_served_observation_text(
     Ok(Some(w.0))
 }
 
-/// The kept payload as one line, when it is an Observation object that reads back to `m`.
-fn splice(m: &Measurement, content: &str, catalog: &Catalog) -> Option<String> {
-    // The kept payload was checked when it came in.
-    let options =
-        ReadOptions::new(catalog, &m.provenance.source_id).with_validation(Validation::Lenient);
-    let before = read_observation(content, &options, Some(&m.provenance.record_id)).ok()?;
-    if !(same_content(&before, m) && before.subject == m.subject) {
-        return None;
+/// The kept payload as one line, appended to `out`, when it is an Observation object that
+/// reads back to `m`: `Some(Some(has_id))` when the payload's mark said so (no re-read),
+/// `Some(None)` when a re-read did, `None` (nothing appended) when it does not read back to `m`.
+fn splice(
+    out: &mut String,
+    m: &Measurement,
+    content: &str,
+    catalog: &Catalog,
+) -> Option<Option<bool>> {
+    let marked = crate::mark::unchanged(m);
+    if marked.is_none() {
+        // The kept payload was checked when it came in.
+        let options =
+            ReadOptions::new(catalog, &m.provenance.source_id).with_validation(Validation::Lenient);
+        let before = read_observation(content, &options, Some(&m.provenance.record_id)).ok()?;
+        if !(same_content(&before, m) && before.subject == m.subject) {
+            return None;
+        }
     }
     let trimmed = content.trim();
     if !trimmed.starts_with('{') {
         return None;
     }
     // JSON strings cannot hold a raw line break, so every one is whitespace between tokens.
-    Some(if trimmed.contains(['\n', '\r']) {
-        trimmed
-            .chars()
-            .filter(|c| !matches!(c, '\n' | '\r'))
-            .collect()
+    if trimmed.contains(['\n', '\r']) {
+        out.extend(trimmed.chars().filter(|c| !matches!(c, '\n' | '\r')));
     } else {
-        trimmed.to_string()
-    })
+        out.push_str(trimmed);
+    }
+    Some(marked)
 }
 
 /// A JSON text being written; strings are escaped as serde_json escapes them.
@@ -1008,21 +1036,27 @@ impl JsonText {
     }
 }
 
-/// A decimal's JSON number text, or the error `number` gives for it.
-fn number_text(d: &healthanalyzer_model::Decimal) -> Result<String> {
-    let s = d.to_string();
-    let digits = s.strip_prefix('-').unwrap_or(&s);
+/// Whether `s` (a decimal's text) is a JSON number as written.
+fn json_number(s: &str) -> bool {
+    let digits = s.strip_prefix('-').unwrap_or(s);
     let (int, frac) = digits.split_once('.').unwrap_or((digits, "1"));
-    let valid = !int.is_empty()
+    !int.is_empty()
         && int.bytes().all(|b| b.is_ascii_digit())
         && (int == "0" || !int.starts_with('0'))
         && !frac.is_empty()
-        && frac.bytes().all(|b| b.is_ascii_digit());
-    if valid {
-        Ok(s)
-    } else {
-        number(d).map(|n| n.to_string())
+        && frac.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A decimal's JSON number text appended to `out`, or the error `number` gives for it.
+fn number_text(out: &mut String, d: &healthanalyzer_model::Decimal) -> Result<()> {
+    use std::fmt::Write;
+    let start = out.len();
+    let _ = write!(out, "{d}");
+    if !json_number(&out[start..]) {
+        out.truncate(start);
+        out.push_str(&number(d)?.to_string());
     }
+    Ok(())
 }
 
 fn coding_text(w: &mut JsonText, system: &str, code: &str, display: Option<&str>) {
@@ -1093,7 +1127,7 @@ fn codeable_text(
 fn quantity_text(w: &mut JsonText, o: &Observed) -> Result<()> {
     let q = o.original.as_ref().unwrap_or(&o.quantity);
     w.raw("{\"value\":");
-    w.raw(&number_text(&q.value)?);
+    number_text(&mut w.0, &q.value)?;
     w.raw(",");
     w.field("unit", q.unit.as_str());
     w.raw(",");
@@ -1123,23 +1157,32 @@ fn fresh_text(
             format!("unknown kind {}", m.kind.as_str()),
         )
     })?;
-    w.raw("{\"resourceType\":\"Observation\",\"id\":");
-    w.display(&m.id);
-    let profiles = Profile::VitalSigns.observation_profiles(kind);
-    if !profiles.is_empty() || served.is_some() {
+    // The id's hyphenated form, written twice (hex digits and hyphens need no escapes).
+    let mut id_buf = [0u8; 36];
+    let id = m.id.as_uuid().hyphenated().encode_lower(&mut id_buf);
+    w.raw("{\"resourceType\":\"Observation\",\"id\":\"");
+    w.raw(id);
+    w.raw("\"");
+    let profiles = Profile::vital_signs_profile_suffixes(kind);
+    let any_profile = profiles[0].is_some();
+    if any_profile || served.is_some() {
         w.raw(",\"meta\":{");
-        if !profiles.is_empty() {
+        if any_profile {
             w.raw("\"profile\":[");
-            for (i, p) in profiles.iter().enumerate() {
+            for (i, p) in profiles.iter().flatten().enumerate() {
                 if i > 0 {
                     w.raw(",");
                 }
-                w.string(p);
+                // The URLs are plain ASCII without quotes or backslashes.
+                w.raw("\"");
+                w.raw(crate::profile::HL7_SD);
+                w.raw(p);
+                w.raw("\"");
             }
             w.raw("]");
         }
         if let Some(s) = served {
-            if !profiles.is_empty() {
+            if any_profile {
                 w.raw(",");
             }
             w.raw("\"versionId\":");
@@ -1149,9 +1192,9 @@ fn fresh_text(
     }
     w.raw(",\"identifier\":[{");
     w.field("system", URI_SYSTEM);
-    w.raw(",\"value\":");
-    w.display(&format_args!("urn:uuid:{}", m.id));
-    w.raw("}],");
+    w.raw(",\"value\":\"urn:uuid:");
+    w.raw(id);
+    w.raw("\"}],");
     w.field("status", m.status.as_str());
     w.raw(",\"category\":[{\"coding\":[");
     let display = match &*kind.category {

@@ -18,7 +18,7 @@ use crate::rules::{
 /// (PHD) implementation guide writes it on a Device.
 pub const EUI64_SYSTEM: &str = "urn:oid:1.2.840.10004.1.1.1.0.0.1.0.0.1.2680";
 
-const HL7_SD: &str = "http://hl7.org/fhir/StructureDefinition/";
+pub(crate) const HL7_SD: &str = "http://hl7.org/fhir/StructureDefinition/";
 const DK_SD: &str = "http://hl7.dk/fhir/core/StructureDefinition/";
 const NL_SD: &str = "http://nictiz.nl/fhir/StructureDefinition/";
 const NO_SD: &str = "http://hl7.no/fhir/StructureDefinition/";
@@ -89,6 +89,16 @@ impl Profile {
             Profile::Fut => "fut",
             Profile::Pmd => "pmd",
         }
+    }
+
+    /// [`observation_profiles`](Self::observation_profiles) under [`Profile::VitalSigns`]
+    /// without building them: the suffixes after `http://hl7.org/fhir/StructureDefinition/`
+    /// (none, `vitalsigns`, or `vitalsigns` and the kind's own), for the text writer.
+    pub(crate) fn vital_signs_profile_suffixes(kind: &KindDef) -> [Option<&'static str>; 2] {
+        if kind.category != "vital-signs" {
+            return [None, None];
+        }
+        [Some("vitalsigns"), by_loinc(kind, HL7_SPECIFIC)]
     }
 
     /// The `meta.profile` URLs of an Observation of `kind`.

@@ -79,8 +79,8 @@ pub use error::{Error, Result, ValidationErrors, ValidationIssue};
 pub use identifier::{Identifier, NationalId, Redacted, systems};
 pub use measurement::{
     AbsentReason, BodyPosition, BodySite, Component, ComponentValue, Context, CuffSize, DeviceRef,
-    ID_NAMESPACE, MealRelation, Measurement, MeasurementId, Observed, Payload, Provenance, Status,
-    Value,
+    ID_NAMESPACE, MealRelation, Measurement, MeasurementId, Observed, Payload, PayloadMark,
+    Provenance, Status, Value,
 };
 pub use quantity::{Conversion, Decimal, Quantity, UnitCode, parse_decimal, significant_digits};
 pub use subject::{Gender, HumanName, Subject};

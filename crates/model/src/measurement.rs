@@ -381,8 +381,53 @@ pub struct Payload {
     pub content: String,
 }
 
+/// A reader's note, kept in memory beside a payload, that the payload reads back as the
+/// measurement it was made into: a fingerprint the reader made of the measurement's content and
+/// of the payload, so a writer can tell "unchanged" without reading the payload again (it makes
+/// the fingerprint of the measurement as it is now and compares).
+///
+/// It never makes two provenances differ (`==` is always true, it hashes nothing), it is not
+/// serialised (a measurement read back from a store has none), and its `Debug` is omitted from
+/// [`Provenance`]'s. Without one a writer checks the payload the slow way.
+#[derive(Clone, Copy, Default)]
+pub struct PayloadMark(Option<u64>);
+
+impl PayloadMark {
+    /// A mark holding `fingerprint`.
+    pub const fn new(fingerprint: u64) -> Self {
+        Self(Some(fingerprint))
+    }
+
+    /// The fingerprint, if a reader left one.
+    pub const fn get(self) -> Option<u64> {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for PayloadMark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "PayloadMark(..)"
+        } else {
+            "PayloadMark(None)"
+        })
+    }
+}
+
+impl PartialEq for PayloadMark {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for PayloadMark {}
+
+impl std::hash::Hash for PayloadMark {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
 /// Where a measurement came from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Provenance {
     /// The id of the configured source (stable across runs).
@@ -395,6 +440,21 @@ pub struct Provenance {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub payload: Option<Payload>,
+    /// The reader's note that [`payload`](Self::payload) reads back as this measurement (see
+    /// [`PayloadMark`]); in memory only, never serialised, never compared.
+    #[cfg_attr(feature = "serde", serde(skip))]
+    pub payload_mark: PayloadMark,
+}
+
+impl std::fmt::Debug for Provenance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // As derived before the mark was added: the mark is a cache, not content.
+        f.debug_struct("Provenance")
+            .field("source_id", &self.source_id)
+            .field("record_id", &self.record_id)
+            .field("payload", &self.payload)
+            .finish()
+    }
 }
 
 impl Provenance {
@@ -404,6 +464,7 @@ impl Provenance {
             source_id: source_id.into(),
             record_id: record_id.into(),
             payload: None,
+            payload_mark: PayloadMark::default(),
         }
     }
 
@@ -417,6 +478,7 @@ impl Provenance {
             media_type: media_type.into(),
             content: content.into(),
         });
+        self.payload_mark = PayloadMark::default();
         self
     }
 
