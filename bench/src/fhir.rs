@@ -1,5 +1,6 @@
 //! `fhir-bench`: parse and map a Bundle of 10,000 blood-pressure Observations (and the same as
-//! NDJSON), and write them back; beside it, in the same run, fhirbolt's strict parse alone and
+//! NDJSON), and write them back; beside it, in the same run, the strict check (fhirbolt's typed
+//! model, the new pass `r4check::fast_check`, `check_strict`), strict reads, and
 //! `serde_json::Value`. One thread.
 //!
 //! ```text
@@ -10,9 +11,10 @@
 
 use std::time::{Duration, Instant};
 
+use healthanalyzer_fhir::r4check::{Verdict, fast_check, fhirbolt_check};
 use healthanalyzer_fhir::{
-    BundleKind, ReadOptions, WriteOptions, check_strict, read_bundle, read_ndjson, write_bundle,
-    write_ndjson,
+    BundleKind, ReadOptions, Validation, WriteOptions, check_strict, read_bundle, read_ndjson,
+    write_bundle, write_ndjson,
 };
 use healthanalyzer_model::Catalog;
 
@@ -69,8 +71,7 @@ fn main() {
     let ndjson = observations.join("\n");
     let catalog = Catalog::builtin();
     // The fast path alone; the strict check is measured on its own row.
-    let options = ReadOptions::new(catalog, "bench")
-        .with_validation(healthanalyzer_fhir::Validation::Lenient);
+    let options = ReadOptions::new(catalog, "bench").with_validation(Validation::Lenient);
     let contents = read_bundle(&bundle, &options).unwrap();
     assert_eq!(
         contents.measurements.len(),
@@ -130,13 +131,39 @@ fn main() {
     // Resource by resource (check_strict bounds one resource at 4 MiB; the Bundle is larger).
     let fhirbolt = best(rounds.min(2), || {
         for o in &observations {
-            check_strict(o).unwrap_or_else(|e| panic!("fhirbolt: {e}"));
+            fhirbolt_check(o).unwrap_or_else(|e| panic!("fhirbolt: {e}"));
         }
+    });
+    let fast = best(rounds, || {
+        for o in &observations {
+            assert_eq!(fast_check(o), Verdict::Valid("Observation"));
+        }
+    });
+    let strict_check = best(rounds, || {
+        for o in &observations {
+            check_strict(o).unwrap_or_else(|e| panic!("check_strict: {e}"));
+        }
+    });
+    let strict_options = ReadOptions::new(catalog, "bench").with_validation(Validation::Strict);
+    let strict_ndjson = best(rounds, || {
+        let c = read_ndjson(&ndjson, &strict_options).unwrap();
+        assert_eq!(c.measurements.len(), n);
+    });
+    let strict_bundle = best(rounds, || {
+        let c = read_bundle(&bundle, &strict_options).unwrap();
+        assert_eq!(c.measurements.len(), n);
     });
 
     let rate = |d: Duration| n as f64 / d.as_secs_f64();
     let mb = bundle.len() as f64 / 1e6;
     println!("{n} blood-pressure Observations, Bundle {mb:.1} MB; best of {rounds}, one thread");
+    println!();
+    println!(
+        "strict/lenient: read NDJSON {:.2}, read Bundle {:.2}; new pass vs fhirbolt check {:.1}x",
+        ours_ndjson.as_secs_f64() / strict_ndjson.as_secs_f64(),
+        ours_bundle.as_secs_f64() / strict_bundle.as_secs_f64(),
+        fhirbolt.as_secs_f64() / fast.as_secs_f64()
+    );
     println!();
     println!("| run | time (ms) | Observations/s | vs fhirbolt |");
     println!("|---|---:|---:|---:|");
@@ -159,9 +186,16 @@ fn main() {
         ),
         ("serde_json::Value parse only", value),
         (
-            "fhirbolt strict parse only (each Observation as R4 Resource)",
+            "strict check, fhirbolt (each Observation as R4 Resource, Strict mode)",
             fhirbolt,
         ),
+        ("strict check, new pass (r4check::fast_check alone)", fast),
+        (
+            "strict check, check_strict (new pass + the mapping's structure)",
+            strict_check,
+        ),
+        ("read NDJSON strict (parse + check + map)", strict_ndjson),
+        ("read Bundle strict (parse + check + map)", strict_bundle),
     ] {
         println!(
             "| {name} | {:.1} | {:.0} | {:.1}x |",

@@ -21,6 +21,9 @@
 //! - **Fast path**: the mapping reads the elements it needs with serde, borrowing from the
 //!   input; [`check_strict`] holds a resource to fhirbolt's full R4 model. No fhirbolt type is
 //!   part of this crate's API.
+//! - **Strict at serde speed**: [`r4check`] walks the JSON once, guided by fhirbolt's generated
+//!   R4 tables, and gives fhirbolt Strict's verdict without building its typed model; where it
+//!   is not sure, fhirbolt decides.
 //!
 //! # A note for embedders
 //!
@@ -115,6 +118,7 @@ mod mark;
 mod observation;
 mod patient;
 mod profile;
+pub mod r4check;
 mod raw;
 pub mod rules;
 mod strict;

@@ -22,6 +22,7 @@ use serde::de::IgnoredAny;
 
 use crate::error::{Error, Result};
 use crate::observation::{MAX_RESOURCE_BYTES, ReadOptions, map_observation};
+use crate::r4check::{self, Verdict, fast_check};
 use crate::raw::{
     RawCoding, RawComponent, RawConcept, RawIdentifier, RawNumber, RawObservation, RawPeriod,
     RawQuantity, RawReference, Text,
@@ -31,16 +32,59 @@ use crate::raw::{
 /// cardinality), as fhirbolt's Strict mode sees it. The fast path maps only what it needs; this
 /// is the reference it is held to.
 ///
+/// One walk over the JSON guided by fhirbolt's generated R4 tables gives the verdict for the
+/// common resource ([`r4check::fast_check`](crate::r4check::fast_check)); where that walk is not
+/// sure, fhirbolt's typed model decides, so the verdict is always fhirbolt Strict's
+/// (`docs/adr/0017-strict-check-at-serde-speed.md`). A refusal names the element where it can.
+///
 /// fhirbolt takes a single object where R4 wants an array (`"coding": {…}`); for the elements
 /// an Observation's mapping reads, the fast path's own structure is checked as well, so that
 /// every entry point (the server, `import`, `sync`, the checker) gives one verdict.
 pub fn check_strict(json: &str) -> Result<()> {
-    match parse(json)? {
-        Resource::Observation(_) => serde_json::from_str::<RawObservation<'_>>(json)
-            .map(drop)
-            .map_err(|e| Error::structure("Observation", e.to_string())),
-        _ => Ok(()),
+    if json.len() <= MAX_RESOURCE_BYTES
+        && let Verdict::Valid(t) = fast_check(json)
+    {
+        // The walk holds every element the mapping reads to its R4 shape (strings, arrays of
+        // objects, objects) and refuses repeated keys: what the mapping's structure needs, so
+        // it need not be parsed again here.
+        debug_assert!(
+            t != "Observation" || serde_json::from_str::<RawObservation<'_>>(json).is_ok(),
+            "the walk accepted an Observation the mapping's structure refuses"
+        );
+        return Ok(());
     }
+    if matches!(parse_named(json)?, Resource::Observation(_)) {
+        serde_json::from_str::<RawObservation<'_>>(json)
+            .map(drop)
+            .map_err(|e| Error::structure("Observation", e.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+/// fhirbolt's verdict alone (no fast walk, no mapping structure): the reference
+/// [`r4check::fhirbolt_check`](crate::r4check::fhirbolt_check) exposes.
+pub(crate) fn check_fhirbolt(json: &str) -> Result<()> {
+    parse(json).map(drop)
+}
+
+/// [`parse`], a refusal named by the element the walk refused where fhirbolt's message names
+/// the same element (fhirbolt's own messages carry no path).
+fn parse_named(json: &str) -> Result<Resource> {
+    parse(json).map_err(|e| match e {
+        Error::Structure { path, reason } => {
+            let named = r4check::refusal_path(json).filter(|p| {
+                let last = p.rsplit('.').next().unwrap_or(p);
+                let last = last.split('[').next().unwrap_or(last);
+                reason.contains(&format!("`{last}`"))
+            });
+            Error::Structure {
+                path: named.unwrap_or(path),
+                reason,
+            }
+        }
+        other => other,
+    })
 }
 
 /// Reads an Observation through fhirbolt's full R4 model (Strict mode) instead of the fast
