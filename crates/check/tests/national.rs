@@ -548,50 +548,50 @@ async fn run_chain(
     Some(run)
 }
 
+/// Runs a chain suite (see [`run_chain`]) and asserts that it found nothing.
+async fn assert_chain_clean(
+    suite: &str,
+    source: &str,
+    tokens: Option<&str>,
+    runner: impl Fn(&str) -> Runner,
+) {
+    if let Some(run) = run_chain(suite, source, tokens, runner).await {
+        assert_clean(&run);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pmd_chain_end_to_end() {
-    let Some(run) = run_chain(
+    assert_chain_clean(
         "chain-pmd",
         "id = \"pmd\"\nkind = \"fhir\"\nshape = \"pmd\"\nbase_url = \"${CHAIN_SOURCE}\"\npatient = \"${CHAIN_PATIENT}\"\n",
         None,
         |b| Runner::new(b).unwrap(),
     )
-    .await
-    else {
-        return;
-    };
-    assert_clean(&run);
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fut_chain_end_to_end() {
-    let Some(run) = run_chain(
+    assert_chain_clean(
         "chain-fut",
         "id = \"fut\"\nkind = \"fhir\"\nshape = \"fut\"\nbase_url = \"${CHAIN_SOURCE}\"\npatient = \"${CHAIN_PATIENT}\"\nepisode_of_care = \"${CHAIN_EPISODE}\"\nsubject = \"${CHAIN_SUBJECT}\"\n",
         None,
         |b| Runner::new(b).unwrap(),
     )
-    .await
-    else {
-        return;
-    };
-    assert_clean(&run);
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_medmij_chain_end_to_end() {
     let tokens = pgo_tokens();
-    let Some(run) = run_chain(
+    assert_chain_clean(
         "chain-medmij",
         &format!("id = \"pgo\"\nkind = \"fhir\"\nshape = \"medmij\"\nbase_url = \"${{CHAIN_SOURCE}}\"\ntoken = \"{PGO_TOKEN}\"\n"),
         Some(&tokens),
         pgo_runner,
     )
-    .await
-    else {
-        return;
-    };
-    assert_clean(&run);
+    .await;
 }
 
 /// A receiving side that never syncs: every reading is lost, and the comparison says so.

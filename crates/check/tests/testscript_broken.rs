@@ -96,13 +96,7 @@ async fn fhirpath_asserts_find_the_lost_components_and_give_them_to_the_server()
         .run_testscripts(&[script])
         .await;
     let summary = report::summary(&ran.run);
-    let steps = &ran.run.scenarios[0].steps;
-    let step = |label: &str| {
-        steps
-            .iter()
-            .find(|s| s.name.ends_with(label))
-            .unwrap_or_else(|| panic!("no step {label}: {summary}"))
-    };
+    let step = |label: &str| common::step(&ran.run, label);
     // The read loses the components: the expression, the value and the comparison see it.
     for (label, says) in [
         ("assert: both components", "is false"),

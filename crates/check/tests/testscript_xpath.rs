@@ -86,13 +86,7 @@ async fn a_server_that_speaks_only_json_is_told_so_and_owns_it() {
         .run_testscripts(&[load("formats.json")])
         .await;
     let summary = report::summary(&ran.run);
-    let steps = &ran.run.scenarios[0].steps;
-    let step = |label: &str| {
-        steps
-            .iter()
-            .find(|s| s.name.ends_with(label))
-            .unwrap_or_else(|| panic!("no step {label}: {summary}"))
-    };
+    let step = |label: &str| common::step(&ran.run, label);
     for (label, status, sent) in [
         ("accept xml", 406, "application/fhir+xml"),
         ("format xml", 406, "_format=xml"),
@@ -135,14 +129,7 @@ async fn bad_paths_and_placeholders_are_the_scripts_and_name_themselves() {
         .unwrap()
         .run_testscripts(&[load("bad.json")])
         .await;
-    let summary = report::summary(&ran.run);
-    let steps = &ran.run.scenarios[0].steps;
-    let step = |label: &str| {
-        steps
-            .iter()
-            .find(|s| s.name.ends_with(label))
-            .unwrap_or_else(|| panic!("no step {label}: {summary}"))
-    };
+    let step = |label: &str| common::step(&ran.run, label);
     for (label, says) in [
         ("broken xpath", "XPath `CapabilityStatement/[`"),
         ("unbound prefix", "prefix `x` is not bound"),

@@ -5,7 +5,7 @@ pub mod broken_server;
 
 use std::sync::Arc;
 
-use healthanalyzer_check::{Finding, Owner, Run, Severity, report};
+use healthanalyzer_check::{Finding, Owner, Run, Severity, StepResult, report};
 use healthanalyzer_server::{FhirServer, ServerConfig};
 use healthanalyzer_store::Store;
 use healthanalyzer_store_sqlite::SqliteStore;
@@ -88,4 +88,14 @@ pub fn finding<'r>(run: &'r Run, step: &str, says: &str) -> &'r Finding {
 
 pub fn assert_owner(f: &Finding, owner: Owner, severity: Severity) {
     assert_eq!((f.owner, f.severity), (owner, severity), "{f:#?}");
+}
+
+/// The step of the run's first scenario whose name ends in `label`; panics with the run's
+/// findings when there is none.
+pub fn step<'r>(run: &'r Run, label: &str) -> &'r StepResult {
+    run.scenarios[0]
+        .steps
+        .iter()
+        .find(|s| s.name.ends_with(label))
+        .unwrap_or_else(|| panic!("no step {label}: {}", listing(run)))
 }
