@@ -226,6 +226,31 @@ impl SqliteStore {
         })
         .await
     }
+
+    /// Runs a point read (one row by its key) on the calling thread with an idle reading
+    /// connection. Such a read takes microseconds, less than handing it to the blocking pool
+    /// and back: those two thread switches were about half of a Patient read's CPU under
+    /// load (server-bench profile, docs/benchmarks.md). With no idle connection (opening one
+    /// takes milliseconds) and for in-memory stores (whose one connection the writer holds),
+    /// it goes to the pool as [`Self::with_reader`].
+    async fn with_point_reader<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        if matches!(self.inner.location, Location::Memory) {
+            return self.with_reader(f).await;
+        }
+        let Some(conn) = lock(&self.inner.readers)?.pop() else {
+            return self.with_reader(f).await;
+        };
+        let out = f(&conn);
+        let mut idle = lock(&self.inner.readers)?;
+        if idle.len() < self.inner.options.readers.max(1) {
+            idle.push(conn);
+        }
+        out
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -447,7 +472,7 @@ impl MeasurementStore for SqliteStore {
 
     async fn get(&self, id: &MeasurementId) -> Result<Option<Measurement>> {
         let id = id_bytes(id);
-        self.with_reader(move |conn| {
+        self.with_point_reader(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT body, payload_type, payload FROM measurement WHERE id = ?1")
                 .map_err(db)?;
@@ -597,7 +622,7 @@ impl MeasurementStore for SqliteStore {
 
     async fn checkpoint(&self, source_id: &str) -> Result<Option<Checkpoint>> {
         let source_id = source_id.to_string();
-        self.with_reader(move |conn| {
+        self.with_point_reader(move |conn| {
             let cursor: Option<String> = conn
                 .prepare_cached("SELECT cursor FROM checkpoint WHERE source_id = ?1")
                 .and_then(|mut s| s.query_row([&source_id], |r| r.get(0)).optional())
@@ -625,7 +650,7 @@ impl SubjectStore for SqliteStore {
 
     async fn subject(&self, id: &Identifier) -> Result<Option<Subject>> {
         let key = identifier_key(id);
-        self.with_reader(move |conn| {
+        self.with_point_reader(move |conn| {
             let body: Option<String> = conn
                 .prepare_cached(
                     "SELECT s.body FROM subject_identifier i JOIN subject s ON s.key = i.subject
@@ -691,7 +716,7 @@ impl WriteSetStore for SqliteStore {
 
     async fn get_versioned(&self, id: &MeasurementId) -> Result<Option<Versioned<Measurement>>> {
         let id = id_bytes(id);
-        self.with_reader(move |conn| {
+        self.with_point_reader(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT body, payload_type, payload, version FROM measurement WHERE id = ?1",
@@ -715,7 +740,7 @@ impl WriteSetStore for SqliteStore {
 
     async fn subject_versioned(&self, id: &Identifier) -> Result<Option<Versioned<Subject>>> {
         let key = identifier_key(id);
-        self.with_reader(move |conn| {
+        self.with_point_reader(move |conn| {
             let row: Option<(String, i64)> = conn
                 .prepare_cached(
                     "SELECT s.body, s.version FROM subject_identifier i JOIN subject s ON s.key = i.subject
@@ -736,7 +761,7 @@ impl WriteSetStore for SqliteStore {
 
     async fn document(&self, resource_type: &str, id: &str) -> Result<Option<Versioned<Document>>> {
         let (resource_type, id) = (resource_type.to_string(), id.to_string());
-        self.with_reader(move |conn| crate::documents::get(conn, &resource_type, &id))
+        self.with_point_reader(move |conn| crate::documents::get(conn, &resource_type, &id))
             .await
     }
 
