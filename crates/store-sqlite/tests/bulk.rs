@@ -197,56 +197,89 @@ async fn bulk_crash_writer() {
     println!("bulk:done");
 }
 
+/// Starts the writer child on `path`; returns it and its stdout lines once it has printed
+/// `bulk:begin`.
+fn start_writer(
+    exe: &Path,
+    path: &Path,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut child = Command::new(exe)
+        .args([
+            "bulk_crash_writer",
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_DB, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn writer");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the writer ended early")
+            .expect("read writer output");
+        if line == "bulk:begin" {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+/// Waits until another connection holds the write lock on `path` (the writer's transaction is
+/// open).
+fn wait_for_lock(path: &Path, round: usize) {
+    let probe = rusqlite::Connection::open(path).expect("probe");
+    probe.busy_timeout(Duration::ZERO).expect("no busy wait");
+    let mut waited = 0;
+    loop {
+        match probe.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => probe.execute_batch("ROLLBACK").expect("rollback"),
+            Err(_) => return, // busy: the child is writing
+        }
+        std::thread::sleep(Duration::from_millis(2));
+        waited += 1;
+        assert!(
+            waited < 30_000,
+            "round {round}: the writer never took the lock"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_bulk_write_leaves_the_previous_state() {
     let exe = std::env::current_exe().expect("test binary");
+    // First, how long the set's transaction takes on this machine, uncut: the kill points are
+    // fractions of it, so that they land mid-write on a fast machine and on a loaded one.
+    let calibration = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("calibrate.db");
+        let (mut child, mut lines) = start_writer(&exe, &path);
+        wait_for_lock(&path, 0);
+        let locked = std::time::Instant::now();
+        assert!(
+            lines.any(|l| l.is_ok_and(|l| l == "bulk:done")),
+            "the uncut writer did not finish"
+        );
+        let took = locked.elapsed();
+        let _ = child.wait();
+        took
+    };
     let mut killed_mid_write = 0;
     // Kill points after the set's transaction began: while its rows go in, while its indexes
     // are built, while it commits.
-    for (round, delay_ms) in [0u64, 100, 250, 500, 800, 1200].into_iter().enumerate() {
+    for (round, fraction) in [0.0, 0.1, 0.25, 0.45, 0.65, 0.85].into_iter().enumerate() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("crash.db");
-        let mut child = Command::new(&exe)
-            .args([
-                "bulk_crash_writer",
-                "--exact",
-                "--include-ignored",
-                "--nocapture",
-            ])
-            .env(CHILD_DB, &path)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn writer");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        loop {
-            let line = lines
-                .next()
-                .expect("the writer ended early")
-                .expect("read writer output");
-            if line == "bulk:begin" {
-                break;
-            }
-        }
-        // Wait until the child holds the write lock (its transaction is open), then a while.
-        let probe = rusqlite::Connection::open(&path).expect("probe");
-        probe.busy_timeout(Duration::ZERO).expect("no busy wait");
-        let mut waited = 0;
-        loop {
-            match probe.execute_batch("BEGIN IMMEDIATE") {
-                Ok(()) => probe.execute_batch("ROLLBACK").expect("rollback"),
-                Err(_) => break, // busy: the child is writing
-            }
-            std::thread::sleep(Duration::from_millis(2));
-            waited += 1;
-            assert!(
-                waited < 30_000,
-                "round {round}: the writer never took the lock"
-            );
-        }
-        drop(probe);
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        let (mut child, mut lines) = start_writer(&exe, &path);
+        wait_for_lock(&path, round);
+        std::thread::sleep(calibration.mul_f64(fraction));
         child.kill().expect("SIGKILL");
         let _ = child.wait();
         let done = lines.any(|l| l.is_ok_and(|l| l == "bulk:done"));
@@ -266,6 +299,6 @@ async fn sigkill_mid_bulk_write_leaves_the_previous_state() {
     }
     assert!(
         killed_mid_write >= 3,
-        "only {killed_mid_write} kills landed mid-write: the set is written too fast to test"
+        "only {killed_mid_write} of 6 kills landed mid-write (an uncut write took {calibration:?})"
     );
 }
