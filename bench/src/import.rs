@@ -20,6 +20,9 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
+#[path = "pg_copy.rs"]
+mod pg_copy;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -291,7 +294,9 @@ async fn main() {
                 cpu_seconds(None) - client0,
                 cpu_seconds(Some("postgres")) - server0
             );
-            let ceiling = pg_ceiling(&url).await;
+            let ceiling = pg_copy::ceiling(&url, "import_bench_lenient", "import_bench_ceiling")
+                .await
+                .unwrap();
             Some((strict, lenient, ceiling))
         }
         Err(_) => {
@@ -419,82 +424,4 @@ async fn pg_schema(url: &str, name: &str) -> String {
         .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}options=-csearch_path%3D{name}")
-}
-
-/// The PostgreSQL raw ceiling: the rows the lenient import stored (already encoded: dictionary
-/// numbers, packed bodies), read into memory first, then timed: one binary `COPY` in one
-/// transaction into an empty table with the same columns and indexes. Returns (time, rows).
-async fn pg_ceiling(url: &str) -> (Duration, u64) {
-    use tokio_postgres::binary_copy::BinaryCopyInWriter;
-    use tokio_postgres::types::Type;
-    let (mut client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-        .batch_execute(
-            "DROP SCHEMA IF EXISTS import_bench_ceiling CASCADE; CREATE SCHEMA import_bench_ceiling;
-             CREATE TABLE import_bench_ceiling.measurement
-               (LIKE import_bench_lenient.measurement INCLUDING ALL);
-             CHECKPOINT",
-        )
-        .await
-        .unwrap();
-    let rows = client
-        .query(
-            "SELECT id, sid, kid, t_s, t_ns, version, body, payload_type, payload
-             FROM import_bench_lenient.measurement",
-            &[],
-        )
-        .await
-        .unwrap();
-    let t = Instant::now();
-    let tx = client.transaction().await.unwrap();
-    let sink = tx
-        .copy_in(
-            "COPY import_bench_ceiling.measurement
-               (id, sid, kid, t_s, t_ns, version, body, payload_type, payload) FROM STDIN BINARY",
-        )
-        .await
-        .unwrap();
-    let writer = BinaryCopyInWriter::new(
-        sink,
-        &[
-            Type::UUID,
-            Type::INT4,
-            Type::INT4,
-            Type::INT8,
-            Type::INT4,
-            Type::INT8,
-            Type::BYTEA,
-            Type::TEXT,
-            Type::BYTEA,
-        ],
-    );
-    let mut writer = std::pin::pin!(writer);
-    for r in &rows {
-        let id: uuid::Uuid = r.get(0);
-        let (sid, kid, t_s, t_ns, version): (i32, i32, i64, i32, i64) =
-            (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
-        let (body, payload_type, payload): (&[u8], Option<&str>, Option<&[u8]>) =
-            (r.get(6), r.get(7), r.get(8));
-        writer
-            .as_mut()
-            .write(&[
-                &id,
-                &sid,
-                &kid,
-                &t_s,
-                &t_ns,
-                &version,
-                &body,
-                &payload_type,
-                &payload,
-            ])
-            .await
-            .unwrap();
-    }
-    let n = writer.finish().await.unwrap();
-    tx.commit().await.unwrap();
-    (t.elapsed(), n)
 }
