@@ -218,10 +218,7 @@ impl SqliteStore {
                 None => open_reader(path, &inner.options)?,
             };
             let out = f(&conn);
-            let mut idle = lock(&inner.readers)?;
-            if idle.len() < inner.options.readers.max(1) {
-                idle.push(conn);
-            }
+            give_back(&inner, conn)?;
             out
         })
         .await
@@ -245,12 +242,18 @@ impl SqliteStore {
             return self.with_reader(f).await;
         };
         let out = f(&conn);
-        let mut idle = lock(&self.inner.readers)?;
-        if idle.len() < self.inner.options.readers.max(1) {
-            idle.push(conn);
-        }
+        give_back(&self.inner, conn)?;
         out
     }
+}
+
+/// Returns a reading connection to the idle ones, or closes it when enough are idle.
+fn give_back(inner: &Inner, conn: Connection) -> Result<()> {
+    let mut idle = lock(&inner.readers)?;
+    if idle.len() < inner.options.readers.max(1) {
+        idle.push(conn);
+    }
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
