@@ -22,14 +22,14 @@
 //! CARGO_TARGET_DIR=/tmp/hfs-target nice cargo install helios-hfs --version 0.2.7 \
 //!     --no-default-features --features R4,sqlite --root /tmp/hfs
 //! HEALTHANALYZER_HFS_BIN=/tmp/hfs/bin/hfs \
-//! HEALTHANALYZER_HFS_SEARCH_PARAMETERS=/path/to/search-parameters-r4.json \
-//!     cargo run --release -p healthanalyzer-bench --bin server-bench -- --no-tx
+//!     cargo run --release -p healthanalyzer-bench --bin server-bench -- --no-tx --hfs-search
 //! ```
 //!
-//! The search parameters file is the R4 SearchParameter Bundle HFS reads from its data folder
-//! (`search-parameters-r4.json`, in the HFS repository under `data/`); a Bundle holding only the
-//! parameters these shapes use (Patient `_id`, Observation `patient`, `subject`, `code`,
-//! `date`) does as well. The bench starts HFS in a temporary folder (its own `fhir.db`, that
+//! HFS reads its search parameters from `search-parameters-r4.json` in its data folder (the
+//! HFS repository's `crates/fhir-gen/resources/R4/search-parameters.json`, 2.2 MB). The bench
+//! writes one holding the R4 definitions these shapes use (Patient `identifier`, Observation
+//! `patient`, `subject`, `code`, `date`); `HEALTHANALYZER_HFS_SEARCH_PARAMETERS` names the full
+//! file instead. The bench starts HFS in a temporary folder (its own `fhir.db`, that
 //! file copied to `data/`), `PUT`s every Patient of our store into it under the same id, and runs
 //! (b) against both in the same run, printing ours / HFS. With `--hfs-search` it also loads
 //! into HFS the Observations that (c) matches (every patient's 30-day window: the same answers,
@@ -183,8 +183,8 @@ impl Drop for Hfs {
     }
 }
 
-/// Starts HFS when `HEALTHANALYZER_HFS_BIN` and `HEALTHANALYZER_HFS_SEARCH_PARAMETERS` say
-/// where it and its search parameters are; says why not otherwise.
+/// Starts HFS when `HEALTHANALYZER_HFS_BIN` says where it is (with the search parameters of
+/// `HEALTHANALYZER_HFS_SEARCH_PARAMETERS`, else [`search_parameters`]); says why not otherwise.
 async fn start_hfs(http: &reqwest::Client) -> Option<Hfs> {
     let Some(bin) = std::env::var_os("HEALTHANALYZER_HFS_BIN") else {
         println!(
@@ -192,17 +192,23 @@ async fn start_hfs(http: &reqwest::Client) -> Option<Hfs> {
         );
         return None;
     };
-    let Some(params) = std::env::var_os("HEALTHANALYZER_HFS_SEARCH_PARAMETERS") else {
-        println!(
-            "\n(Helios HFS skipped: HEALTHANALYZER_HFS_SEARCH_PARAMETERS, its search-parameters-r4.json, is not set)"
-        );
-        return None;
-    };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    std::fs::copy(&params, data.join("search-parameters-r4.json"))
-        .expect("HEALTHANALYZER_HFS_SEARCH_PARAMETERS names a readable file");
+    let target = data.join("search-parameters-r4.json");
+    match std::env::var_os("HEALTHANALYZER_HFS_SEARCH_PARAMETERS") {
+        Some(params) => {
+            std::fs::copy(&params, &target)
+                .expect("HEALTHANALYZER_HFS_SEARCH_PARAMETERS names a readable file");
+        }
+        None => {
+            println!(
+                "\n(Helios HFS gets the R4 search parameters of these shapes only; \
+                 HEALTHANALYZER_HFS_SEARCH_PARAMETERS names a full search-parameters-r4.json)"
+            );
+            std::fs::write(&target, search_parameters().to_string()).unwrap();
+        }
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -236,6 +242,46 @@ async fn start_hfs(http: &reqwest::Client) -> Option<Hfs> {
         }
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
+}
+
+/// The R4 SearchParameters the shapes use, as HL7 defines them (url, code, type, base,
+/// expression and target as in the R4 specification's `search-parameters.json`, the
+/// multi-resource ones narrowed to Observation): what HFS needs to answer (c) in its data folder.
+fn search_parameters() -> Value {
+    let param = |id: &str, code: &str, kind: &str, expression: &str, target: Option<&str>| {
+        let mut p = serde_json::json!({
+            "resourceType": "SearchParameter",
+            "id": id,
+            "url": format!("http://hl7.org/fhir/SearchParameter/{id}"),
+            "name": code,
+            "status": "active",
+            "code": code,
+            "base": [expression.split('.').next().unwrap_or("Observation")],
+            "type": kind,
+            "expression": expression,
+        });
+        if let Some(t) = target {
+            p["target"] = serde_json::json!([t]);
+        }
+        serde_json::json!({ "fullUrl": format!("http://hl7.org/fhir/SearchParameter/{id}"), "resource": p })
+    };
+    serde_json::json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            param("Patient-identifier", "identifier", "token", "Patient.identifier", None),
+            param(
+                "clinical-patient",
+                "patient",
+                "reference",
+                "Observation.subject.where(resolve() is Patient)",
+                Some("Patient"),
+            ),
+            param("Observation-subject", "subject", "reference", "Observation.subject", Some("Patient")),
+            param("clinical-code", "code", "token", "Observation.code", None),
+            param("clinical-date", "date", "date", "Observation.effective", None),
+        ],
+    })
 }
 
 /// `PUT`s each resource (`Type/id`, body) into HFS, 8 at a time; the count that failed.
