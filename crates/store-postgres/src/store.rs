@@ -106,6 +106,52 @@ impl PostgresStore {
     }
 }
 
+/// A page query's SQL and its filter.
+fn page_sql(query: &Query) -> Result<(String, Where)> {
+    let start = query.start()?;
+    let mut w = Where::filter(&query.filter);
+    if let Some(key) = start {
+        w.after(query.order, key);
+    }
+    let order = match query.order {
+        Order::Ascending => " ORDER BY t_s, t_ns, id",
+        Order::Descending => " ORDER BY t_s DESC, t_ns DESC, id DESC",
+    };
+    let sql = format!(
+        "SELECT {COLUMNS}, version FROM measurement{}{order} LIMIT {}",
+        w.sql,
+        query.limit.saturating_add(1).min(i64::MAX as usize)
+    );
+    Ok((sql, w))
+}
+
+/// The page of `query` its rows (one more than the limit, when there is a next page) make.
+fn page_of(rows: &[tokio_postgres::Row], query: &Query) -> Result<Page> {
+    let items = rows
+        .iter()
+        .map(|r| {
+            let version: i64 = r.try_get(3).map_err(db)?;
+            Ok((decode(r)?, version.max(1) as u64))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_overfetch_versioned(
+        items,
+        query.limit,
+        query.order,
+    ))
+}
+
+/// A count's SQL and its filter.
+fn count_sql(filter: &Filter) -> (String, Where) {
+    let w = Where::filter(filter);
+    (format!("SELECT count(*) FROM measurement{}", w.sql), w)
+}
+
+fn count_of(row: &tokio_postgres::Row) -> Result<u64> {
+    let n: i64 = row.try_get(0).map_err(db)?;
+    Ok(n.max(0) as u64)
+}
+
 /// Splits a store URL into what `tokio-postgres` reads, the pool's size and the TLS options.
 fn parse_url(url: &str) -> Result<(tokio_postgres::Config, usize, TlsOptions), PostgresError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -360,44 +406,29 @@ impl MeasurementStore for PostgresStore {
     }
 
     async fn query(&self, query: &Query) -> Result<Page> {
-        let start = query.start()?;
-        let mut w = Where::filter(&query.filter);
-        if let Some(key) = start {
-            w.after(query.order, key);
-        }
-        let order = match query.order {
-            Order::Ascending => " ORDER BY t_s, t_ns, id",
-            Order::Descending => " ORDER BY t_s DESC, t_ns DESC, id DESC",
-        };
-        let limit = query.limit;
-        let sql = format!(
-            "SELECT {COLUMNS}, version FROM measurement{}{order} LIMIT {}",
-            w.sql,
-            limit.saturating_add(1).min(i64::MAX as usize)
-        );
+        let (sql, w) = page_sql(query)?;
         let client = self.client().await?;
         let rows = client.query(&sql, &w.refs()).await.map_err(db)?;
-        let items = rows
-            .iter()
-            .map(|r| {
-                let version: i64 = r.try_get(3).map_err(db)?;
-                Ok((decode(r)?, version.max(1) as u64))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page::from_overfetch_versioned(items, limit, query.order))
+        page_of(&rows, query)
     }
 
     async fn count(&self, filter: &Filter) -> Result<u64> {
-        let w = Where::filter(filter);
-        let sql = format!("SELECT count(*) FROM measurement{}", w.sql);
+        let (sql, w) = count_sql(filter);
         let client = self.client().await?;
-        let n: i64 = client
-            .query_one(&sql, &w.refs())
-            .await
-            .map_err(db)?
-            .try_get(0)
-            .map_err(db)?;
-        Ok(n.max(0) as u64)
+        let row = client.query_one(&sql, &w.refs()).await.map_err(db)?;
+        count_of(&row)
+    }
+
+    /// Both on one pooled connection, pipelined: one round trip's wait instead of two.
+    async fn query_with_total(&self, query: &Query) -> Result<(Page, u64)> {
+        let (page, pw) = page_sql(query)?;
+        let (count, cw) = count_sql(&query.filter);
+        let client = self.client().await?;
+        let (pr, cr) = (pw.refs(), cw.refs());
+        let (rows, total) =
+            tokio::try_join!(client.query(&page, &pr), client.query_one(&count, &cr))
+                .map_err(db)?;
+        Ok((page_of(&rows, query)?, count_of(&total)?))
     }
 
     async fn latest(

@@ -79,6 +79,15 @@ pub trait MeasurementStore: Debug + Send + Sync + 'static {
     /// How many measurements pass `filter`.
     async fn count(&self, filter: &Filter) -> Result<u64>;
 
+    /// One page of a query and how many measurements pass its filter (a search with a
+    /// total): what [`count`](Self::count) and then [`query`](Self::query) answer. The default
+    /// calls the two; a backend that can answer both in one trip to its database (one thread
+    /// hand-off, one connection) should.
+    async fn query_with_total(&self, query: &Query) -> Result<(Page, u64)> {
+        let total = self.count(&query.filter).await?;
+        Ok((self.query(query).await?, total))
+    }
+
     /// The latest `n` measurements of each kind for a subject (FHIR `$lastn`), newest first
     /// within a kind; kinds in the order given, or by kind id when `kinds` is empty.
     async fn latest(

@@ -359,6 +359,26 @@ pub async fn query_filters_and_bounds(store: &dyn MeasurementStore) {
             .expect("query");
         assert_eq!(items.len() as u64, expected, "query {from:?}..{to:?}");
         assert!(items.iter().all(|m| f.matches(m)));
+        // A page with its total: the page `query` gives and the count of the whole filter,
+        // on the first page and on a later one (the total is never the remainder).
+        let mut q = Query::new(f.clone(), 2).order(Order::Descending);
+        loop {
+            let (page, total) = store.query_with_total(&q).await.expect("query_with_total");
+            assert_eq!(total, expected, "query_with_total's total {from:?}..{to:?}");
+            let alone = store.query(&q).await.expect("query");
+            assert_eq!(
+                page.items, alone.items,
+                "query_with_total's page {from:?}..{to:?}"
+            );
+            assert_eq!(
+                page.next, alone.next,
+                "query_with_total's next {from:?}..{to:?}"
+            );
+            match page.next {
+                Some(next) => q.page = Some(next),
+                None => break,
+            }
+        }
     }
     let subjects = store.measured_subjects().await.expect("subjects");
     assert!(subjects.contains(&Identifier::local(&a)) && subjects.contains(&Identifier::local(&b)));

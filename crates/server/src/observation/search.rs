@@ -36,6 +36,30 @@ impl Spec {
     }
 
     /// One page of matches, each with the store's version, and the token of the next.
+    /// A page and its total: one store call ([`healthanalyzer_store::MeasurementStore::query_with_total`])
+    /// when the total is the filter's count, else [`Self::total`] and [`Self::page`].
+    async fn page_with_total(
+        &self,
+        state: &AppState,
+        count: usize,
+        token: Option<String>,
+    ) -> ApiResult<(Vec<Versioned<Measurement>>, Option<PageToken>, Option<u64>)> {
+        let simple = !self.empty
+            && self.by_identifier.is_none()
+            && self.last_updated.is_empty()
+            && self.not_in.is_empty();
+        if !simple {
+            let total = self.total(state).await?;
+            let (items, next) = self.page(state, count, token).await?;
+            return Ok((items, next, total));
+        }
+        let mut q = Query::new(self.filter.clone(), count.max(1)).order(self.order);
+        q.page = token.map(PageToken::from);
+        let (page, total) = state.store.query_with_total(&q).await.map_err(page_error)?;
+        let (items, next) = self.kept(state, page)?;
+        Ok((items, next, Some(total)))
+    }
+
     async fn page(
         &self,
         state: &AppState,
@@ -60,13 +84,16 @@ impl Spec {
         }
         let mut q = Query::new(self.filter.clone(), count.max(1)).order(self.order);
         q.page = token.map(PageToken::from);
-        let page = state.store.query(&q).await.map_err(|e| match e {
-            healthanalyzer_store::Error::InvalidInput { .. } => ApiError::bad_request(
-                "_page is not a page token of this search; start the search again",
-            )
-            .at("_page"),
-            other => ApiError::from_store(&other),
-        })?;
+        let page = state.store.query(&q).await.map_err(page_error)?;
+        self.kept(state, page)
+    }
+
+    /// The page's matches this search keeps, each with its version, and the next token.
+    fn kept(
+        &self,
+        state: &AppState,
+        page: healthanalyzer_store::Page,
+    ) -> ApiResult<(Vec<Versioned<Measurement>>, Option<PageToken>)> {
         let versions = page.versions;
         let mut items = Vec::with_capacity(page.items.len());
         for (i, m) in page.items.into_iter().enumerate() {
@@ -113,6 +140,17 @@ impl Spec {
             return Ok(Some(all.saturating_sub(n)));
         }
         Ok(None)
+    }
+}
+
+/// A store's refusal of a page: a page token it does not know is the client's `_page`.
+fn page_error(e: healthanalyzer_store::Error) -> ApiError {
+    match e {
+        healthanalyzer_store::Error::InvalidInput { .. } => ApiError::bad_request(
+            "_page is not a page token of this search; start the search again",
+        )
+        .at("_page"),
+        other => ApiError::from_store(&other),
     }
 }
 
@@ -170,12 +208,12 @@ async fn run(
             &searchset(&link(&self_pairs), None, total, Vec::new()),
         ));
     }
-    let total = if paging.want_total && token.is_none() {
-        spec.total(state).await?
+    let (items, next, total) = if paging.want_total && token.is_none() {
+        spec.page_with_total(state, count, token.clone()).await?
     } else {
-        None
+        let (items, next) = spec.page(state, count, token.clone()).await?;
+        (items, next, None)
     };
-    let (items, next) = spec.page(state, count, token.clone()).await?;
     let next_link = next.map(|t| {
         let mut p = self_pairs.clone();
         p.push(("_page".into(), t.as_str().to_string()));
