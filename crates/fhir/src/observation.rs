@@ -979,8 +979,19 @@ impl JsonText {
     fn string(&mut self, s: &str) {
         self.0.push('"');
         let bytes = s.as_bytes();
+        // Eight bytes at a time while none needs an escape (most text: codes, systems,
+        // displays), then byte by byte from the first word that has one.
+        let mut clean = 0;
+        while let Some(word) = bytes.get(clean..clean + 8) {
+            let mut eight = [0u8; 8];
+            eight.copy_from_slice(word);
+            if needs_escape(u64::from_le_bytes(eight)) {
+                break;
+            }
+            clean += 8;
+        }
         let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
+        for (i, &b) in bytes.iter().enumerate().skip(clean) {
             let escape = match b {
                 b'"' => "\\\"",
                 b'\\' => "\\\\",
@@ -1034,6 +1045,20 @@ impl JsonText {
             self.0.push('"');
         }
     }
+}
+
+/// Whether any of the eight bytes of `word` is one JSON escapes: below 0x20, `"` or `\`.
+/// (The word tests "has a byte below n" and "has a zero byte", exact as yes/no answers: a
+/// high bit survives where the subtraction borrowed into a byte that had it clear; bytes of
+/// 0x80 and above, UTF-8's, never count.)
+fn needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    (below | zero(quote) | zero(backslash)) & HIGH != 0
 }
 
 /// Whether `s` (a decimal's text) is a JSON number as written.
@@ -1104,12 +1129,11 @@ fn codeable_text(
     text: &str,
     unit: Option<&str>,
 ) {
-    let mut seen: Vec<&str> = Vec::new();
     w.raw("{\"coding\":[");
     let mut first = true;
-    for c in codings {
-        let new = !seen.contains(&&*c.system) && !read_only(c);
-        seen.push(&c.system);
+    for (i, c) in codings.iter().enumerate() {
+        // The first coding of its system (no allocation: the codings before it are the seen).
+        let new = !codings[..i].iter().any(|p| p.system == c.system) && !read_only(c);
         if !(new || Profile::VitalSigns.wants_coding(c)) || !c.fits_unit(unit) {
             continue;
         }
@@ -1337,4 +1361,33 @@ fn fresh_text(
     }
     w.raw("}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::needs_escape;
+
+    fn escaped(b: u8) -> bool {
+        b < 0x20 || b == b'"' || b == b'\\'
+    }
+
+    /// Every pair of byte values at every pair of places in an otherwise plain word: the word
+    /// test answers what the byte test answers (borrows between neighbours included).
+    #[test]
+    fn the_word_test_agrees_with_the_byte_test() {
+        for (i, j) in [(0, 1), (3, 4), (6, 7), (0, 7), (2, 5)] {
+            for a in 0..=255u8 {
+                for b in 0..=255u8 {
+                    let mut word = *b"plaintxt";
+                    word[i] = a;
+                    word[j] = b;
+                    assert_eq!(
+                        needs_escape(u64::from_le_bytes(word)),
+                        escaped(a) || escaped(b),
+                        "{word:?}"
+                    );
+                }
+            }
+        }
+    }
 }
