@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use healthanalyzer_fhir::r4check::{Verdict, fast_check, fhirbolt_check};
 use healthanalyzer_fhir::{
     BundleKind, ReadOptions, Validation, WriteOptions, check_strict, read_bundle, read_ndjson,
-    write_bundle, write_ndjson,
+    write_bundle, write_bundle_text, write_ndjson,
 };
 use healthanalyzer_model::Catalog;
 
@@ -87,6 +87,16 @@ fn main() {
     let ours_ndjson = best(rounds, || {
         let c = read_ndjson(&ndjson, &options).unwrap();
         assert_eq!(c.measurements.len(), n);
+    });
+    let write_back_text = best(rounds, || {
+        let b = write_bundle_text(
+            BundleKind::Collection,
+            &[],
+            &contents.measurements,
+            &WriteOptions::new(catalog),
+        )
+        .unwrap();
+        std::hint::black_box(b);
     });
     let write_back = best(rounds, || {
         let b = write_bundle(
@@ -171,7 +181,14 @@ fn main() {
     for (name, d) in [
         ("ours: read Bundle (parse + map)", ours_bundle),
         ("ours: read NDJSON (parse + map)", ours_ndjson),
-        ("ours: write Bundle back (from payload)", write_back),
+        (
+            "ours: write Bundle back (text writer, kept payloads spliced)",
+            write_back_text,
+        ),
+        (
+            "ours: write Bundle back through serde_json::Value (the previous path)",
+            write_back,
+        ),
         (
             "ours: write NDJSON back (kept payloads spliced)",
             write_back_ndjson,

@@ -523,6 +523,72 @@ pub fn write_bundle(
     Ok(bundle)
 }
 
+/// [`write_bundle`] as JSON text, for a collection or a searchset without building a
+/// `serde_json::Value` per Observation: each Observation is
+/// [`write_observation_text`](crate::write_observation_text)'s (a kept payload spliced as
+/// stored, in its own key order and escapes), so the Bundle is equal as JSON to
+/// [`write_bundle`]'s. A transaction, whose Observations' references are rewritten to the
+/// Bundle's entries, is [`write_bundle`]'s written out.
+pub fn write_bundle_text(
+    kind: BundleKind,
+    subjects: &[Subject],
+    measurements: &[Measurement],
+    options: &WriteOptions<'_>,
+) -> Result<String> {
+    if kind == BundleKind::Transaction {
+        return Ok(write_bundle(kind, subjects, measurements, options)?.to_string());
+    }
+    let searchset = kind == BundleKind::Searchset;
+    let mut out = String::with_capacity(128 + measurements.len() * 1_200);
+    out.push_str(if searchset {
+        "{\"resourceType\":\"Bundle\",\"type\":\"searchset\""
+    } else {
+        "{\"resourceType\":\"Bundle\",\"type\":\"collection\""
+    });
+    if searchset {
+        out.push_str(",\"total\":");
+        out.push_str(&measurements.len().to_string());
+    }
+    out.push_str(",\"entry\":[");
+    let mut first = true;
+    let mut entry = |out: &mut String, url: &str, resource: &str, mode: &str| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str("{\"fullUrl\":");
+        out.push_str(&Json::from(url).to_string());
+        out.push_str(",\"resource\":");
+        out.push_str(resource);
+        if searchset {
+            out.push_str(",\"search\":{\"mode\":\"");
+            out.push_str(mode);
+            out.push_str("\"}");
+        }
+        out.push('}');
+    };
+    for s in subjects {
+        let url = full_url("urn:healthanalyzer:patient", &s.id);
+        let patient = write_patient(s, options.profile)?.to_string();
+        entry(&mut out, &url, &patient, "include");
+    }
+    let mut devices: std::collections::HashSet<&Identifier> = std::collections::HashSet::new();
+    for d in measurements.iter().filter_map(|m| m.device.as_ref()) {
+        let Some(id) = &d.identifier else { continue };
+        if !devices.insert(id) {
+            continue;
+        }
+        let url = full_url("urn:healthanalyzer:device", id);
+        entry(&mut out, &url, &write_device(d).to_string(), "include");
+    }
+    for m in measurements {
+        let text = crate::observation::write_observation_text(m, options)?;
+        entry(&mut out, &format!("urn:uuid:{}", m.id), &text, "match");
+    }
+    out.push_str("]}");
+    Ok(out)
+}
+
 /// Adds `urn:uuid:<id>` to an Observation's identifiers unless it is there.
 fn ensure_identifier(resource: &mut Json, own: &str) {
     let Json::Object(o) = resource else { return };

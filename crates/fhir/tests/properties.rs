@@ -1,13 +1,13 @@
 //! model -> FHIR -> model is the identity on everything the Observation carries.
 
 use healthanalyzer_fhir::{
-    EUI64_SYSTEM, Profile, ReadOptions, WriteOptions, read_observation, write_observation,
-    write_observation_text,
+    BundleKind, EUI64_SYSTEM, Profile, ReadOptions, WriteOptions, read_observation, write_bundle,
+    write_bundle_text, write_observation, write_observation_text,
 };
 use healthanalyzer_model::jiff::{Timestamp, tz};
 use healthanalyzer_model::{
     AbsentReason, Catalog, DateTime, Decimal, DeviceRef, Identifier, Measurement, Provenance,
-    Status, Value,
+    Status, Subject, Value,
 };
 use proptest::prelude::*;
 
@@ -104,7 +104,7 @@ fn device() -> impl Strategy<Value = Option<DeviceRef>> {
         (
             prop::option::of("Device/[a-z0-9]{1,8}"),
             prop::option::of((prop::option::of("[a-z:./]{1,12}"), "[ -~]{1,12}")),
-            prop::option::of("[ -~\t\n\u{1}\u{7f}é\\\\\"]{0,12}"),
+            prop::option::of("[ -~\t\n\u{1}\u{7f}é\\\\\"]{0,24}"),
         )
             .prop_map(|(reference, identifier, display)| DeviceRef {
                 reference,
@@ -129,7 +129,7 @@ proptest! {
         mut m in measurement(),
         device in device(),
         profile in prop::sample::select(Profile::ALL.to_vec()),
-        method in prop::option::of("[ -~\"\\\\]{1,10}"),
+        method in prop::option::of("[ -~\"\\\\]{1,20}"),
     ) {
         let catalog = Catalog::builtin();
         m.device = device;
@@ -167,5 +167,39 @@ proptest! {
             let one_line: String = sent.chars().filter(|c| *c != '\n').collect();
             prop_assert_eq!(text, one_line);
         }
+    }
+}
+
+proptest! {
+    /// The text Bundle writer writes the Bundle the `Value` writer writes, equal as JSON, for
+    /// every kind and profile, with fresh Observations, kept ones, their devices and Patients.
+    #[test]
+    fn the_text_bundle_is_the_value_bundle(
+        ms in prop::collection::vec((measurement(), device(), any::<bool>()), 0..4),
+        kind in prop::sample::select(vec![BundleKind::Collection, BundleKind::Searchset, BundleKind::Transaction]),
+        profile in prop::sample::select(Profile::ALL.to_vec()),
+        with_patient in any::<bool>(),
+    ) {
+        let catalog = Catalog::builtin();
+        let options = WriteOptions::new(catalog).with_profile(profile);
+        let read = ReadOptions::new(catalog, "p");
+        let mut measurements = Vec::new();
+        for (mut m, device, kept) in ms {
+            m.device = device;
+            if kept {
+                let sent = write_observation(&m, &WriteOptions::new(catalog)).expect("write");
+                m = read_observation(&sent.to_string(), &read, None).expect("read");
+            }
+            measurements.push(m);
+        }
+        let subjects: Vec<Subject> = measurements
+            .iter()
+            .take(usize::from(with_patient))
+            .map(|m| Subject::new(m.subject.clone()))
+            .collect();
+        let value = write_bundle(kind, &subjects, &measurements, &options).expect("value writer");
+        let text = write_bundle_text(kind, &subjects, &measurements, &options).expect("text writer");
+        let parsed: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        prop_assert_eq!(parsed, value);
     }
 }
