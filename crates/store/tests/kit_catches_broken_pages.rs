@@ -1,5 +1,5 @@
-//! The conformance kit must fail stores whose subject pages break the contract: deliberately
-//! broken listings over a memory store.
+//! The conformance kit must fail stores whose pages break the contract: deliberately broken
+//! subject listings and search totals over a memory store.
 
 use std::sync::Arc;
 
@@ -20,6 +20,9 @@ enum Fault {
     Inclusive,
     /// Lists measured subjects held as another identifier of a subject record.
     OtherIdsListed,
+    /// `query_with_total` on a later page counts only what is left from that page on (a total
+    /// that shrinks as a client pages).
+    RemainderTotal,
 }
 
 #[derive(Debug)]
@@ -54,6 +57,16 @@ impl MeasurementStore for Broken {
     async fn checkpoint(&self, s: &str) -> Result<Option<Checkpoint>> {
         self.inner.checkpoint(s).await
     }
+    async fn query_with_total(&self, q: &Query) -> Result<(Page, u64)> {
+        let page = self.inner.query(q).await?;
+        if self.fault != Fault::RemainderTotal || q.page.is_none() {
+            return Ok((page, self.inner.count(&q.filter).await?));
+        }
+        let mut rest = q.clone();
+        rest.limit = usize::MAX;
+        let left = self.inner.query(&rest).await?.items.len() as u64;
+        Ok((page, left))
+    }
 }
 
 #[async_trait]
@@ -87,7 +100,9 @@ impl SubjectStore for Broken {
                     .take(limit)
                     .collect())
             }
-            Fault::OtherIdsListed => self.inner.subjects_page(after, limit).await,
+            Fault::OtherIdsListed | Fault::RemainderTotal => {
+                self.inner.subjects_page(after, limit).await
+            }
         }
     }
     async fn delete_subject(&self, id: &Identifier) -> Result<bool> {
@@ -200,6 +215,19 @@ async fn listing_other_identifiers_of_records_fails_the_unrecorded_check() {
         "the kit accepted a record's other identifier among the unrecorded subjects"
     );
     testkit::subjects_page_through_the_list(&*store).await;
+}
+
+#[tokio::test]
+async fn a_total_of_the_remainder_fails_the_filter_check() {
+    assert!(
+        fails(broken(Fault::RemainderTotal), |s| async move {
+            testkit::query_filters_and_bounds(&*s).await
+        })
+        .await,
+        "the kit accepted a total that shrinks as a client pages"
+    );
+    // A store whose totals are right (only its listings are broken) passes it.
+    testkit::query_filters_and_bounds(&*broken(Fault::Inclusive)).await;
 }
 
 #[tokio::test]
