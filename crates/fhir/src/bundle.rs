@@ -538,26 +538,56 @@ pub fn write_bundle_text(
     if kind == BundleKind::Transaction {
         return Ok(write_bundle(kind, subjects, measurements, options)?.to_string());
     }
-    let searchset = kind == BundleKind::Searchset;
-    let mut out = String::with_capacity(128 + measurements.len() * 1_200);
-    out.push_str(if searchset {
-        "{\"resourceType\":\"Bundle\",\"type\":\"searchset\""
+    let entries = write_bundle_entries_text(kind, subjects, measurements, options)?;
+    let mut out =
+        String::with_capacity(128 + entries.iter().map(|(_, e)| e.len() + 1).sum::<usize>());
+    out.push_str(if kind == BundleKind::Searchset {
+        "{\"resourceType\":\"Bundle\",\"type\":\"searchset\",\"total\":"
     } else {
         "{\"resourceType\":\"Bundle\",\"type\":\"collection\""
     });
-    if searchset {
-        out.push_str(",\"total\":");
+    if kind == BundleKind::Searchset {
         out.push_str(&measurements.len().to_string());
     }
     out.push_str(",\"entry\":[");
-    let mut first = true;
-    let mut entry = |out: &mut String, url: &str, resource: &str, mode: &str| {
-        if !first {
+    for (i, (_, e)) in entries.iter().enumerate() {
+        if i > 0 {
             out.push(',');
         }
-        first = false;
+        out.push_str(e);
+    }
+    out.push_str("]}");
+    Ok(out)
+}
+
+/// The entries of [`write_bundle_text`]'s Bundle, each as its `fullUrl` and its JSON text, in
+/// the Bundle's order: for a writer that streams a large Bundle a page at a time. A transaction's
+/// entries are [`write_bundle`]'s, each written out.
+pub fn write_bundle_entries_text(
+    kind: BundleKind,
+    subjects: &[Subject],
+    measurements: &[Measurement],
+    options: &WriteOptions<'_>,
+) -> Result<Vec<(String, String)>> {
+    if kind == BundleKind::Transaction {
+        let bundle = write_bundle(kind, subjects, measurements, options)?;
+        let Some(Json::Array(list)) = bundle.get("entry") else {
+            return Ok(Vec::new());
+        };
+        return Ok(list
+            .iter()
+            .map(|e| {
+                let url = e["fullUrl"].as_str().unwrap_or_default().to_string();
+                (url, e.to_string())
+            })
+            .collect());
+    }
+    let searchset = kind == BundleKind::Searchset;
+    let mut entries = Vec::with_capacity(subjects.len() + measurements.len());
+    let mut entry = |url: String, resource: &str, mode: &str| {
+        let mut out = String::with_capacity(resource.len() + url.len() + 64);
         out.push_str("{\"fullUrl\":");
-        out.push_str(&Json::from(url).to_string());
+        out.push_str(&Json::from(url.as_str()).to_string());
         out.push_str(",\"resource\":");
         out.push_str(resource);
         if searchset {
@@ -566,11 +596,15 @@ pub fn write_bundle_text(
             out.push_str("\"}");
         }
         out.push('}');
+        entries.push((url, out));
     };
     for s in subjects {
         let url = full_url("urn:healthanalyzer:patient", &s.id);
-        let patient = write_patient(s, options.profile)?.to_string();
-        entry(&mut out, &url, &patient, "include");
+        entry(
+            url,
+            &write_patient(s, options.profile)?.to_string(),
+            "include",
+        );
     }
     let mut devices: std::collections::HashSet<&Identifier> = std::collections::HashSet::new();
     for d in measurements.iter().filter_map(|m| m.device.as_ref()) {
@@ -579,14 +613,13 @@ pub fn write_bundle_text(
             continue;
         }
         let url = full_url("urn:healthanalyzer:device", id);
-        entry(&mut out, &url, &write_device(d).to_string(), "include");
+        entry(url, &write_device(d).to_string(), "include");
     }
     for m in measurements {
         let text = crate::observation::write_observation_text(m, options)?;
-        entry(&mut out, &format!("urn:uuid:{}", m.id), &text, "match");
+        entry(format!("urn:uuid:{}", m.id), &text, "match");
     }
-    out.push_str("]}");
-    Ok(out)
+    Ok(entries)
 }
 
 /// Adds `urn:uuid:<id>` to an Observation's identifiers unless it is there.

@@ -126,7 +126,7 @@ mod xml;
 
 pub use bundle::{
     BundleKind, Contents, EntryError, MAX_BUNDLE_BYTES, read_bundle, read_ndjson, write_bundle,
-    write_bundle_text, write_ndjson,
+    write_bundle_entries_text, write_bundle_text, write_ndjson,
 };
 pub use device::{read_device, write_device};
 pub use error::{Error, Result, operation_outcome};

@@ -125,41 +125,44 @@ pub async fn export_bundle(
         .map_err(output(WHAT))?;
     let mut first = true;
     let mut seen: HashSet<String> = HashSet::new();
-    let mut entries = |out: &mut (dyn Write + Send),
-                       bundle: serde_json::Value|
-     -> Result<(), Error> {
-        let Some(list) = bundle.get("entry").and_then(serde_json::Value::as_array) else {
-            return Ok(());
+    // Each entry as text (kept payloads spliced as stored, no `serde_json::Value` per
+    // Observation), written straight to `out`.
+    let mut entries =
+        |out: &mut (dyn Write + Send), list: Vec<(String, String)>| -> Result<(), Error> {
+            for (url, text) in list {
+                // A Device named by several pages is written once (fullUrls are unique, bdl-7).
+                if !seen.insert(url) {
+                    continue;
+                }
+                if !first {
+                    out.write_all(b",").map_err(output(WHAT))?;
+                }
+                first = false;
+                out.write_all(text.as_bytes()).map_err(output(WHAT))?;
+            }
+            Ok(())
         };
-        for e in list {
-            // A Device named by several pages is written once (fullUrls are unique, bdl-7).
-            if let Some(url) = e.get("fullUrl").and_then(serde_json::Value::as_str)
-                && !seen.insert(url.to_string())
-            {
-                continue;
-            }
-            if !first {
-                out.write_all(b",").map_err(output(WHAT))?;
-            }
-            first = false;
-            // Through a buffer: a closed pipe stays an io::Error (`Error::is_broken_pipe`).
-            let text = serde_json::to_vec(e).map_err(|e| output(WHAT)(std::io::Error::other(e)))?;
-            out.write_all(&text).map_err(output(WHAT))?;
-        }
-        Ok(())
-    };
     entries(
         out,
-        healthanalyzer_fhir::write_bundle(BundleKind::Collection, &subjects, &[], options)?,
+        healthanalyzer_fhir::write_bundle_entries_text(
+            BundleKind::Collection,
+            &subjects,
+            &[],
+            options,
+        )?,
     )?;
     let mut pages = Pages::new(store, patient, since);
     let mut n = 0;
     while let Some(page) = pages.next().await? {
         n += page.len();
         // Observations only: their Patients were written first. Only Device fullUrls repeat.
-        let bundle =
-            healthanalyzer_fhir::write_bundle(BundleKind::Collection, &[], &page, options)?;
-        entries(out, bundle)?;
+        let list = healthanalyzer_fhir::write_bundle_entries_text(
+            BundleKind::Collection,
+            &[],
+            &page,
+            options,
+        )?;
+        entries(out, list)?;
     }
     out.write_all(b"]}\n").map_err(output(WHAT))?;
     out.flush().map_err(output(WHAT))?;
