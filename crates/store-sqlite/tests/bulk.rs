@@ -289,8 +289,17 @@ async fn sigkill_mid_bulk_write_leaves_the_previous_state() {
         if done {
             assert_eq!(count, KEPT + 4 * BULK, "round {round}: the whole set");
         } else {
-            assert_eq!(count, KEPT, "round {round}: the previous state");
-            killed_mid_write += 1;
+            // The kill can land after the commit but before `bulk:done` is printed: then the
+            // whole set is there. Anything between the two states is a torn write.
+            assert!(
+                count == KEPT || count == KEPT + 4 * BULK,
+                "round {round}: {count} rows after SIGKILL, neither the previous state ({KEPT}) \
+                 nor the whole set ({})",
+                KEPT + 4 * BULK
+            );
+            if count == KEPT {
+                killed_mid_write += 1;
+            }
         }
         // The file opens and takes the set afterwards, on the bulk path again.
         let store = SqliteStore::open(&path).await.expect("reopen");
