@@ -224,10 +224,11 @@ impl SqliteStore {
         .await
     }
 
-    /// Runs a point read (one row by its key) on the calling thread with an idle reading
-    /// connection. Such a read takes microseconds, less than handing it to the blocking pool
-    /// and back: those two thread switches were about half of a Patient read's CPU under
-    /// load (server-bench profile, docs/benchmarks.md). With no idle connection (opening one
+    /// Runs a point read (one row by its key), or a page bounded by its limit
+    /// ([`bounded_page`]), on the calling thread with an idle reading connection. Such a read
+    /// takes microseconds, less than handing it to the blocking pool and back: those two
+    /// thread switches were about half of a Patient read's CPU under load, and 18 % of an
+    /// Observation search's (server-bench profiles, docs/benchmarks.md). With no idle connection (opening one
     /// takes milliseconds) and for in-memory stores (whose one connection the writer holds),
     /// it goes to the pool as [`Self::with_reader`].
     async fn with_point_reader<T, F>(&self, f: F) -> Result<T>
@@ -245,6 +246,20 @@ impl SqliteStore {
         give_back(&self.inner, conn)?;
         out
     }
+}
+
+/// The largest page run on the calling thread (see [`bounded_page`]).
+const INLINE_PAGE_ROWS: usize = 100;
+
+/// Whether a page query's work is bounded by its limit, so that it may run on the calling
+/// thread like a point read: one subject and at most one kind, so that one index
+/// (`measurement_subject_kind_time` or `measurement_subject_time`) yields the rows in the
+/// page's order and the scan stops after `limit + 1` of them, with no sort of all matches
+/// (held by the `bounded_pages_are_index_ordered` test's query plans), and a small limit.
+fn bounded_page(query: &Query) -> bool {
+    query.filter.subject.is_some()
+        && query.filter.kinds.len() <= 1
+        && query.limit <= INLINE_PAGE_ROWS
 }
 
 /// A page query as SQL and its parameters.
@@ -551,6 +566,9 @@ impl MeasurementStore for SqliteStore {
 
     async fn query(&self, query: &Query) -> Result<Page> {
         let page = page_sql(query)?;
+        if bounded_page(query) {
+            return self.with_point_reader(move |conn| page.run(conn)).await;
+        }
         self.with_reader(move |conn| page.run(conn)).await
     }
 
@@ -559,9 +577,20 @@ impl MeasurementStore for SqliteStore {
         self.with_reader(move |conn| count_on(conn, &count)).await
     }
 
-    /// Both in one blocking-pool task and one read transaction: the total and the page come
-    /// from the same snapshot, and a search pays one thread hand-off instead of two.
+    /// A bounded first page (one subject, at most one kind, a small limit) runs on the
+    /// calling thread; when it holds every match (no next page), its length is the total, from
+    /// the same statement, and no count runs. Otherwise both run in one blocking-pool task and
+    /// one read transaction: the total and the page come from the same snapshot, and a search
+    /// pays one thread hand-off instead of two.
     async fn query_with_total(&self, query: &Query) -> Result<(Page, u64)> {
+        if query.page.is_none() && bounded_page(query) {
+            let first = page_sql(query)?;
+            let page = self.with_point_reader(move |conn| first.run(conn)).await?;
+            if page.next.is_none() {
+                let total = page.items.len() as u64;
+                return Ok((page, total));
+            }
+        }
         let page = page_sql(query)?;
         let count = count_sql(&query.filter);
         self.with_reader(move |conn| {
@@ -889,5 +918,79 @@ mod tests {
             let err = parse_url(bad).expect_err(bad);
             assert!(matches!(err, SqliteError::Url { .. }), "{bad}: {err}");
         }
+    }
+
+    /// The query plans of every page shape [`bounded_page`] runs on the calling thread: one
+    /// index search in the page's order, no sort of all matches. Two kinds need a sort, so
+    /// they go to the pool.
+    #[test]
+    fn bounded_pages_are_index_ordered() {
+        use healthanalyzer_store::Order;
+        use healthanalyzer_store::backend::SortKey;
+        use std::ops::Bound;
+        let store = SqliteStore::memory().unwrap();
+        let conn = store.inner.writer.lock().unwrap();
+        let plan = |q: &Query, after: bool| -> String {
+            let mut w = Where::filter(&q.filter);
+            if after {
+                w.after(q.order, SortKey { nanos: 5, id: 7 });
+            }
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT {COLUMNS}, version FROM measurement{}{} LIMIT 51",
+                w.sql,
+                rows::order_by(q.order)
+            );
+            let mut stmt = conn.prepare(&sql).unwrap();
+            let details = stmt
+                .query_map(rusqlite::params_from_iter(w.params.iter()), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap()
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .unwrap();
+            details.join(" | ")
+        };
+        let t = |s: i64| healthanalyzer_model::jiff::Timestamp::from_second(s).unwrap();
+        let subject = Filter::subject(Identifier::local("p1"));
+        let shapes = [
+            subject.clone(),
+            subject.clone().kinds(["blood-pressure"]),
+            subject
+                .clone()
+                .kinds(["blood-pressure"])
+                .between(Bound::Included(t(1_000)), Bound::Excluded(t(9_000))),
+            subject
+                .clone()
+                .between(Bound::Excluded(t(1_000)), Bound::Unbounded),
+        ];
+        for filter in shapes {
+            for order in [Order::Ascending, Order::Descending] {
+                let q = Query::new(filter.clone(), 50).order(order);
+                assert!(bounded_page(&q), "{filter:?}");
+                for after in [false, true] {
+                    let plan = plan(&q, after);
+                    let index = if filter.kinds.is_empty() {
+                        "USING INDEX measurement_subject_time (subject=?"
+                    } else {
+                        "USING INDEX measurement_subject_kind_time (subject=? AND kind=?"
+                    };
+                    assert!(
+                        !plan.contains("TEMP B-TREE") && plan.contains(index),
+                        "{filter:?} {order:?} after={after}: {plan}"
+                    );
+                }
+            }
+        }
+        // Two kinds: the subject's time index, with every other kind's rows read and skipped,
+        // so the work is not bounded by the page.
+        let two = Query::new(subject.clone().kinds(["blood-pressure", "pulse"]), 50);
+        assert!(!bounded_page(&two));
+        assert!(
+            !plan(&two, false).contains("measurement_subject_kind_time"),
+            "{}",
+            plan(&two, false)
+        );
+        assert!(!bounded_page(&Query::new(Filter::default(), 50)));
+        assert!(!bounded_page(&Query::new(subject, INLINE_PAGE_ROWS + 1)));
     }
 }
