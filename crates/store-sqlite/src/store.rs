@@ -307,6 +307,21 @@ impl PageSql {
     }
 }
 
+/// The most matches [`MeasurementStore::query_with_total`] counts on the calling thread.
+const INLINE_COUNT_ROWS: u64 = 2_000;
+
+/// A count of the filter's matches that stops after `cap + 1` of them: the filter's count when
+/// it is at most `cap`.
+fn capped_count_sql(filter: &Filter, cap: u64) -> Where {
+    let mut w = Where::filter(filter);
+    w.sql = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM measurement{} LIMIT {})",
+        w.sql,
+        cap.saturating_add(1)
+    );
+    w
+}
+
 /// A count as SQL and its parameters.
 fn count_sql(filter: &Filter) -> Where {
     let mut w = Where::filter(filter);
@@ -577,18 +592,32 @@ impl MeasurementStore for SqliteStore {
         self.with_reader(move |conn| count_on(conn, &count)).await
     }
 
-    /// A bounded first page (one subject, at most one kind, a small limit) runs on the
-    /// calling thread; when it holds every match (no next page), its length is the total, from
-    /// the same statement, and no count runs. Otherwise both run in one blocking-pool task and
-    /// one read transaction: the total and the page come from the same snapshot, and a search
-    /// pays one thread hand-off instead of two.
+    /// A bounded page (one subject, at most one kind, a small limit) and its total run on the
+    /// calling thread in one read transaction: a first page holding every match is its own
+    /// total; otherwise the count stops after [`INLINE_COUNT_ROWS`] index entries. Only when
+    /// there are more matches than that, or the page is not bounded, do both run in one
+    /// blocking-pool task and one read transaction. Either way the total and the page come
+    /// from the same snapshot, and a search pays at most one thread hand-off.
     async fn query_with_total(&self, query: &Query) -> Result<(Page, u64)> {
-        if query.page.is_none() && bounded_page(query) {
+        if bounded_page(query) {
             let first = page_sql(query)?;
-            let page = self.with_point_reader(move |conn| first.run(conn)).await?;
-            if page.next.is_none() {
-                let total = page.items.len() as u64;
-                return Ok((page, total));
+            let capped = capped_count_sql(&query.filter, INLINE_COUNT_ROWS);
+            let whole = query.page.is_none();
+            let inline = self
+                .with_point_reader(move |conn| {
+                    let tx = conn.unchecked_transaction().map_err(db)?;
+                    let page = first.run(&tx)?;
+                    let total = if whole && page.next.is_none() {
+                        Some(page.items.len() as u64)
+                    } else {
+                        Some(count_on(&tx, &capped)?).filter(|n| *n <= INLINE_COUNT_ROWS)
+                    };
+                    tx.finish().map_err(db)?;
+                    Ok(total.map(|total| (page, total)))
+                })
+                .await?;
+            if let Some(answer) = inline {
+                return Ok(answer);
             }
         }
         let page = page_sql(query)?;
@@ -930,17 +959,10 @@ mod tests {
         use std::ops::Bound;
         let store = SqliteStore::memory().unwrap();
         let conn = store.inner.writer.lock().unwrap();
-        let plan = |q: &Query, after: bool| -> String {
-            let mut w = Where::filter(&q.filter);
-            if after {
-                w.after(q.order, SortKey { nanos: 5, id: 7 });
-            }
-            let sql = format!(
-                "EXPLAIN QUERY PLAN SELECT {COLUMNS}, version FROM measurement{}{} LIMIT 51",
-                w.sql,
-                rows::order_by(q.order)
-            );
-            let mut stmt = conn.prepare(&sql).unwrap();
+        let explain = |w: &Where| -> String {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", w.sql))
+                .unwrap();
             let details = stmt
                 .query_map(rusqlite::params_from_iter(w.params.iter()), |r| {
                     r.get::<_, String>(3)
@@ -949,6 +971,18 @@ mod tests {
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .unwrap();
             details.join(" | ")
+        };
+        let plan = |q: &Query, after: bool| -> String {
+            let mut w = Where::filter(&q.filter);
+            if after {
+                w.after(q.order, SortKey { nanos: 5, id: 7 });
+            }
+            w.sql = format!(
+                "SELECT {COLUMNS}, version FROM measurement{}{} LIMIT 51",
+                w.sql,
+                rows::order_by(q.order)
+            );
+            explain(&w)
         };
         let t = |s: i64| healthanalyzer_model::jiff::Timestamp::from_second(s).unwrap();
         let subject = Filter::subject(Identifier::local("p1"));
@@ -967,6 +1001,12 @@ mod tests {
             for order in [Order::Ascending, Order::Descending] {
                 let q = Query::new(filter.clone(), 50).order(order);
                 assert!(bounded_page(&q), "{filter:?}");
+                // Its capped count reads index entries only.
+                let count = explain(&capped_count_sql(&filter, INLINE_COUNT_ROWS));
+                assert!(
+                    count.contains("USING COVERING INDEX measurement_subject"),
+                    "{filter:?}: {count}"
+                );
                 for after in [false, true] {
                     let plan = plan(&q, after);
                     let index = if filter.kinds.is_empty() {
