@@ -594,7 +594,7 @@ impl MeasurementStore for SqliteStore {
 
     /// A bounded page (one subject, at most one kind, a small limit) and its total run on the
     /// calling thread in one read transaction: a first page holding every match is its own
-    /// total; otherwise the count stops after [`INLINE_COUNT_ROWS`] index entries. Only when
+    /// total; otherwise the count stops after 2,000 index entries. Only when
     /// there are more matches than that, or the page is not bounded, do both run in one
     /// blocking-pool task and one read transaction. Either way the total and the page come
     /// from the same snapshot, and a search pays at most one thread hand-off.
