@@ -228,9 +228,9 @@ impl SqliteStore {
     /// ([`bounded_page`]), on the calling thread with an idle reading connection. Such a read
     /// takes microseconds, less than handing it to the blocking pool and back: those two
     /// thread switches were about half of a Patient read's CPU under load, and 18 % of an
-    /// Observation search's (server-bench profiles, docs/benchmarks.md). With no idle connection (opening one
-    /// takes milliseconds) and for in-memory stores (whose one connection the writer holds),
-    /// it goes to the pool as [`Self::with_reader`].
+    /// Observation search's (server-bench profiles, docs/benchmarks.md). With no idle
+    /// connection (opening one takes milliseconds) and for in-memory stores (whose one
+    /// connection the writer holds), it goes to the pool as [`Self::with_reader`].
     async fn with_point_reader<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
@@ -950,8 +950,9 @@ mod tests {
     }
 
     /// The query plans of every page shape [`bounded_page`] runs on the calling thread: one
-    /// index search in the page's order, no sort of all matches. Two kinds need a sort, so
-    /// they go to the pool.
+    /// index range in the page's order, no sort of all matches, and a capped count on a
+    /// covering index. Two kinds go to the pool: SQLite reads the subject's time index and
+    /// skips every other kind's rows, so the page's limit does not bound the work.
     #[test]
     fn bounded_pages_are_index_ordered() {
         use healthanalyzer_store::Order;
