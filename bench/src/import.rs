@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo build --release -p healthanalyzer
-//! cargo run --release -p healthanalyzer-bench --bin import-bench -- [--days 228] [--patients 1000]
+//! cargo run --release -p healthanalyzer-bench --bin import-bench -- [--days 228] [--patients 1000] [--files-only DIR]
 //! ```
 //!
 //! With `HEALTHANALYZER_POSTGRES_URL` set (`.ci/start-postgres`) it also imports the whole file
@@ -160,12 +160,14 @@ fn import_url(bin: &Path, url: &str, file: &Path, validation: &str) -> (Duration
 async fn main() {
     let mut patients = 1000;
     let mut days = 228;
+    let mut files_only: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut value = || args.next().and_then(|v| v.parse().ok()).expect("a number");
         match a.as_str() {
-            "--patients" => patients = value(),
-            "--days" => days = value() as u32,
+            "--patients" => patients = args.next().and_then(|v| v.parse().ok()).expect("a number"),
+            "--days" => days = args.next().and_then(|v| v.parse().ok()).expect("a number"),
+            // Only write the two NDJSON files into a folder, and stop (for profiling an import).
+            "--files-only" => files_only = Some(args.next().map(PathBuf::from).expect("a folder")),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -179,7 +181,8 @@ async fn main() {
         bin.exists(),
         "build the binary first: cargo build --release -p healthanalyzer"
     );
-    let dir = tempfile::tempdir().unwrap();
+    let temp = tempfile::tempdir().unwrap();
+    let dir = files_only.as_deref().unwrap_or(temp.path());
     let sim = SimSource::new(SimConfig {
         patients,
         days,
@@ -188,8 +191,8 @@ async fn main() {
     .unwrap();
     let catalog = Catalog::builtin();
     let options = WriteOptions::new(catalog);
-    let full = dir.path().join("all.ndjson");
-    let quarter = dir.path().join("quarter.ndjson");
+    let full = dir.join("all.ndjson");
+    let quarter = dir.join("quarter.ndjson");
     let mut w_full = std::io::BufWriter::new(std::fs::File::create(&full).unwrap());
     let mut w_quarter = std::io::BufWriter::new(std::fs::File::create(&quarter).unwrap());
     for id in sim.subjects() {
@@ -219,6 +222,10 @@ async fn main() {
     w_full.flush().unwrap();
     w_quarter.flush().unwrap();
     drop((w_full, w_quarter));
+    if files_only.is_some() {
+        println!("wrote {} and {}", full.display(), quarter.display());
+        return;
+    }
     let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64 / 1e6;
 
     // The same file read in-process, stage by stage: parsing (the file source), validation
@@ -251,7 +258,7 @@ async fn main() {
     let validate = t.elapsed();
     let mut ceilings = Vec::new();
     for cache in [32, 256] {
-        let store_db = dir.path().join(format!("store-{cache}.db"));
+        let store_db = dir.join(format!("store-{cache}.db"));
         let store = healthanalyzer_store_sqlite::SqliteStore::open_url(&format!(
             "sqlite:{}?cache_mib={cache}",
             store_db.display()
@@ -268,9 +275,9 @@ async fn main() {
     drop(rows);
 
     let peer = fhir_resources(&full, 100_000);
-    let (t_q, peak_q, n_q) = import(&bin, &dir.path().join("q.db"), &quarter, "strict");
-    let (t_f, peak_f, n_f) = import(&bin, &dir.path().join("f.db"), &full, "strict");
-    let (t_l, peak_l, n_l) = import(&bin, &dir.path().join("l.db"), &full, "lenient");
+    let (t_q, peak_q, n_q) = import(&bin, &dir.join("q.db"), &quarter, "strict");
+    let (t_f, peak_f, n_f) = import(&bin, &dir.join("f.db"), &full, "strict");
+    let (t_l, peak_l, n_l) = import(&bin, &dir.join("l.db"), &full, "lenient");
     // PostgreSQL, when a server is given (`.ci/start-postgres` makes a throwaway one): fresh
     // schemas, so each import starts from an empty store as the SQLite one does; then its raw
     // ceiling, the rows the lenient import stored sent again with binary COPY into an empty
